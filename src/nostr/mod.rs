@@ -2,9 +2,11 @@
 //! no LMDB, no clock; everything here is testable and fuzzable on its own.
 
 pub mod event;
+pub mod filter;
 pub mod hex;
 pub mod json;
 pub mod kinds;
+pub mod message;
 pub mod tags;
 pub mod tape;
 
@@ -12,3 +14,5 @@ pub use event::{Event, Invalid, Limits, TimeWindow};
 pub use tape::JsonParser;
 pub mod sign;
 pub mod verify;
+pub use filter::{EventView, Filter, FilterError};
+pub use message::{decode, ClientMsg, DecodeLimits, MsgError, SubId};
