@@ -1,1 +1,2 @@
 pub mod nostr;
+pub mod logging;
