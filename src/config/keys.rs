@@ -1,0 +1,174 @@
+//! The key table: every config key, once.
+//!
+//! Each line is `rust_field: type = default => "strfryName", origin, reload, "doc";`
+//! * `type` is `u64`, `bool` or `String`;
+//! * `origin` is `strfry` (strfry's key, name and default) or `wok` (a wok-only key);
+//! * `reload` is `restart` (strfry's noReload, the R column: a change needs a
+//!   restart) or `live` (takes effect on hot reload);
+//! * `doc` is a one-line description, used for the rendered default config.
+//!
+//! Within a section, plain keys come first, then subsections
+//! `[field: StructName => "strfryName", "doc"] { … }`.
+//! Adding a key is one line here; nothing else needs to change.
+
+use super::schema::config_section;
+
+config_section! {
+    path () prefix ()
+    /// wok's configuration: every strfry key under its strfry name, with strfry's default.
+    pub struct Config {
+        db: String = "./strfry-db/" => "db", strfry, restart,
+            "Directory holding the LMDB database files (data.mdb and lock.mdb)";
+
+        [db_params: DbParamsConfig => "dbParams", "LMDB environment settings"] {
+            maxreaders: u64 = 256 => "maxreaders", strfry, restart,
+                "Upper bound on threads and processes holding an LMDB read transaction at the same time";
+            mapsize: u64 = 10_995_116_277_760 => "mapsize", strfry, restart,
+                "Bytes of address space reserved for the LMDB memory map (10 TiB); this is virtual memory, not disk usage";
+            no_read_ahead: bool = false => "noReadAhead", strfry, restart,
+                "Ask the OS not to read ahead in the database file; helps when the database is much larger than RAM";
+        }
+
+        [events: EventsConfig => "events", "Limits applied to incoming events"] {
+            max_event_size: u64 = 65536 => "maxEventSize", strfry, live,
+                "Largest accepted event, in bytes of normalised JSON; import and upload also use it as their line limit";
+            reject_events_newer_than_seconds: u64 = 900 => "rejectEventsNewerThanSeconds", strfry, live,
+                "Refuse events whose created_at lies more than this many seconds in the future";
+            reject_events_older_than_seconds: u64 = 94_608_000 => "rejectEventsOlderThanSeconds", strfry, live,
+                "Refuse events whose created_at lies more than this many seconds in the past (about three years)";
+            reject_ephemeral_events_older_than_seconds: u64 = 60 => "rejectEphemeralEventsOlderThanSeconds", strfry, live,
+                "Refuse ephemeral events (kinds 20000-29999) older than this many seconds";
+            ephemeral_events_lifetime_seconds: u64 = 300 => "ephemeralEventsLifetimeSeconds", strfry, live,
+                "Stored ephemeral events are purged once they are this many seconds old";
+            max_num_tags: u64 = 2000 => "maxNumTags", strfry, live,
+                "Most tags a single event may carry";
+            max_tag_val_size: u64 = 1024 => "maxTagValSize", strfry, live,
+                "Longest value, in bytes, allowed in a tag whose name is a single letter";
+        }
+
+        [relay: RelayConfig => "relay", "The websocket relay server"] {
+            bind: String = "127.0.0.1" => "bind", strfry, restart,
+                "Address to listen on; 0.0.0.0 accepts connections on every IPv4 interface";
+            port: u64 = 7777 => "port", strfry, restart,
+                "TCP port serving both websocket and plain HTTP requests";
+            nofiles: u64 = 524_288 => "nofiles", strfry, restart,
+                "Open-file limit (RLIMIT_NOFILE) to request at startup; 0 leaves the limit untouched";
+            real_ip_header: String = "" => "realIpHeader", strfry, live,
+                "Lower-case name of a header in which your reverse proxy passes the client address (e.g. x-real-ip); empty uses the socket address";
+            max_websocket_payload_size: u64 = 131_072 => "maxWebsocketPayloadSize", strfry, restart,
+                "Largest incoming websocket message, in bytes; keep it above events.maxEventSize";
+            max_req_filter_size: u64 = 200 => "maxReqFilterSize", strfry, live,
+                "Most filters that one REQ or COUNT may contain";
+            auto_ping_seconds: u64 = 55 => "autoPingSeconds", strfry, restart,
+                "Seconds between websocket pings; keep it below the idle timeout of any proxy in front (0 disables)";
+            enable_tcp_keepalive: bool = false => "enableTcpKeepalive", strfry, live,
+                "Turn on TCP keep-alive on client sockets, to notice connections a proxy dropped silently";
+            query_timeslice_budget_microseconds: u64 = 10_000 => "queryTimesliceBudgetMicroseconds", strfry, live,
+                "CPU time, in microseconds, a stored-event scan may use before it yields to other queries";
+            max_filter_limit: u64 = 500 => "maxFilterLimit", strfry, live,
+                "Cap on the events returned per filter; a larger (or missing) limit is quietly lowered to this";
+            max_tags_per_filter: u64 = 3 => "maxTagsPerFilter", strfry, live,
+                "Most tag conditions (#e, #p, ...) that one filter may use";
+            max_filter_limit_count: u64 = 1_000_000 => "maxFilterLimitCount", strfry, live,
+                "Cap on how many events a COUNT request will tally; 0 turns COUNT off";
+            max_subs_per_connection: u64 = 200 => "maxSubsPerConnection", strfry, live,
+                "Most subscriptions that one connection may keep open at once";
+            max_pending_outbound_bytes: u64 = 33_554_432 => "maxPendingOutboundBytes", strfry, live,
+                "Outgoing bytes that may pile up for one connection before it is closed as too slow (0 = no limit)";
+
+            [auth: AuthConfig => "auth", "NIP-42 client authentication"] {
+                enabled: bool = true => "enabled", strfry, live,
+                    "Accept NIP-42 AUTH, which clients need in order to publish protected (NIP-70) events";
+                service_url: String = "" => "serviceUrl", strfry, live,
+                    "Public wss:// URL of this relay; AUTH replies are checked against it, so AUTH cannot succeed until it is set";
+                restricted_read_kinds: String = "4, 1059" => "restrictedReadKinds", strfry, live,
+                    "Comma-separated event kinds that may only be read (REQ, COUNT, NEG-OPEN) after AUTH; empty restricts nothing";
+                restrict_read_to_involved_pubkey: bool = true => "restrictReadToInvolvedPubkey", strfry, live,
+                    "For those kinds, the authenticated pubkey must also be the author or be p-tagged";
+            }
+
+            [info: InfoConfig => "info", "The NIP-11 relay information document"] {
+                name: String = "strfry default" => "name", strfry, live,
+                    "Short relay name (best kept under about 30 characters)";
+                description: String = "This is a strfry instance." => "description", strfry, live,
+                    "Free-form text describing the relay";
+                pubkey: String = "" => "pubkey", strfry, live,
+                    "Operator's pubkey, npub or 64-character hex, for people who want to get in touch";
+                self_pubkey: String = "" => "self", strfry, live,
+                    "The relay's own pubkey, npub or 64-character hex";
+                contact: String = "" => "contact", strfry, live,
+                    "Another way to reach the operator, such as an email address or a web page";
+                icon: String = "" => "icon", strfry, live,
+                    "URL of a small square image used as the relay's icon";
+                banner: String = "" => "banner", strfry, live,
+                    "URL of a wide image used as the relay's banner";
+                privacy: String = "" => "privacy", strfry, live,
+                    "URL of the privacy policy";
+                terms: String = "" => "terms", strfry, live,
+                    "URL of the terms of service";
+                nips: String = "" => "nips", strfry, live,
+                    "JSON array that replaces the advertised supported_nips, e.g. \"[1,11]\"; empty advertises what is enabled";
+            }
+
+            [write_policy: WritePolicyConfig => "writePolicy", "The write-policy plugin"] {
+                plugin: String = "" => "plugin", strfry, live,
+                    "Program that rules on every new event, speaking JSON lines on stdin/stdout; empty accepts every valid event";
+                timeout_seconds: u64 = 10 => "timeoutSeconds", strfry, live,
+                    "Seconds to wait for the plugin's verdict before the plugin is restarted and the event refused";
+            }
+
+            [compression: CompressionConfig => "compression", "permessage-deflate websocket compression"] {
+                enabled: bool = true => "enabled", strfry, restart,
+                    "Offer permessage-deflate to clients: less bandwidth for a little more CPU";
+                sliding_window: bool = true => "slidingWindow", strfry, restart,
+                    "Keep a compression window per connection: better ratios for more memory";
+            }
+
+            [logging: LoggingConfig => "logging", "Diagnostic logging"] {
+                dump_in_all: bool = false => "dumpInAll", strfry, live,
+                    "Log every message received from clients";
+                dump_in_events: bool = false => "dumpInEvents", strfry, live,
+                    "Log every EVENT message received";
+                dump_in_reqs: bool = false => "dumpInReqs", strfry, live,
+                    "Log every REQ, COUNT and CLOSE message received";
+                db_scan_perf: bool = false => "dbScanPerf", strfry, live,
+                    "Log timing and index details of the initial database scan for each filter";
+                invalid_events: bool = true => "invalidEvents", strfry, live,
+                    "Log why an invalid event was refused (switch off if it gets too noisy)";
+            }
+
+            [num_threads: NumThreadsConfig => "numThreads", "Worker thread counts"] {
+                ingester: u64 = 3 => "ingester", strfry, restart,
+                    "Threads that parse client messages and verify event ids and signatures";
+                req_worker: u64 = 3 => "reqWorker", strfry, restart,
+                    "Threads that run the initial stored-event scans for REQ and COUNT";
+                req_monitor: u64 = 3 => "reqMonitor", strfry, restart,
+                    "Threads that match newly stored events against open subscriptions";
+                negentropy: u64 = 2 => "negentropy", strfry, restart,
+                    "Threads that serve negentropy (NIP-77) sync sessions";
+            }
+
+            [negentropy: NegentropyConfig => "negentropy", "NIP-77 negentropy set reconciliation"] {
+                enabled: bool = true => "enabled", strfry, live,
+                    "Accept negentropy sync sessions (NEG-OPEN, NEG-MSG, NEG-CLOSE)";
+                max_sync_events: u64 = 1_000_000 => "maxSyncEvents", strfry, live,
+                    "Most events one sync session may cover; larger sessions are refused";
+            }
+
+            [filter_validation: FilterValidationConfig => "filterValidation", "Optional strict checks on REQ and COUNT filters"] {
+                enabled: bool = false => "enabled", strfry, live,
+                    "Apply the checks below to every REQ and COUNT";
+                max_filters_per_req: u64 = 3 => "maxFiltersPerReq", strfry, live,
+                    "Most filters allowed in one request";
+                min_filters_per_req: u64 = 1 => "minFiltersPerReq", strfry, live,
+                    "Fewest filters allowed in one request";
+                max_kinds_per_filter: u64 = 3 => "maxKindsPerFilter", strfry, live,
+                    "Most kinds that one filter may list";
+                allowed_kinds: String = "" => "allowedKinds", strfry, live,
+                    "Comma-separated kinds that filters may ask for; empty allows every kind";
+                require_author_or_tag: bool = false => "requireAuthorOrTag", strfry, live,
+                    "Every filter must name exactly one author, or exactly one #p, or exactly one #e";
+            }
+        }
+    }
+}

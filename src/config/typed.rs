@@ -1,0 +1,319 @@
+//! From the generic taoCONFIG tree to a typed [`Config`].
+//!
+//! Known keys must have the right type (an error otherwise, naming the dotted
+//! key and the value's position). Unknown keys are kept out of the `Config` and
+//! reported as warnings with their line, plus a suggestion when a known key is
+//! close (strfry ignores them silently).
+
+use super::error::{ConfigError, ErrorKind, Pos};
+use super::keys::Config;
+use super::schema::{keys, sections, KeyType, Setting};
+use super::tao::{Object, Value, ValueKind};
+
+const MAX_SUGGESTIONS: usize = 100;
+
+/// Builds a `Config` from a parsed tree, starting from the defaults.
+pub(crate) fn from_tree(root: &Object) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut cfg = Config::default();
+    let mut warnings: Vec<(Pos, String)> = Vec::new();
+    walk(root, "", &mut cfg, &mut warnings)?;
+    warnings.sort_by_key(|(p, _)| (p.line, p.col));
+    Ok((cfg, warnings.into_iter().map(|(_, w)| w).collect()))
+}
+
+fn walk(
+    obj: &Object,
+    prefix: &str,
+    cfg: &mut Config,
+    warnings: &mut Vec<(Pos, String)>,
+) -> Result<(), ConfigError> {
+    for (name, member) in obj {
+        let dotted = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let pos = &member.key_pos;
+        if name.contains('.') {
+            // A quoted name such as "relay.port" is one member, not a path.
+            let shown = if prefix.is_empty() {
+                format!("\"{name}\"")
+            } else {
+                format!("{prefix}.\"{name}\"")
+            };
+            warnings.push((
+                pos.clone(),
+                format!(
+                    "{}:{}: unknown config key '{shown}' (ignored); a quoted name containing dots is a single key, write it without quotes to mean a dotted path",
+                    pos.file, pos.line
+                ),
+            ));
+            continue;
+        }
+        if let Some(k) = keys().iter().find(|k| k.name == dotted) {
+            let setting = convert(k.ty, &member.value).map_err(|msg| {
+                ConfigError::at(ErrorKind::Type, member.value.pos.clone(), msg).with_key(&dotted)
+            })?;
+            k.set(cfg, setting);
+            continue;
+        }
+        if sections().iter().any(|s| s.name == dotted) {
+            match &member.value.kind {
+                ValueKind::Object(inner) => walk(inner, &dotted, cfg, warnings)?,
+                other => {
+                    return Err(ConfigError::at(
+                        ErrorKind::Type,
+                        member.value.pos.clone(),
+                        format!(
+                            "expected an object (a section of keys), got {}",
+                            other.describe()
+                        ),
+                    )
+                    .with_key(&dotted))
+                }
+            }
+            continue;
+        }
+        let mut msg = format!(
+            "{}:{}: unknown config key '{dotted}' (ignored)",
+            pos.file, pos.line
+        );
+        // Suggestions cost an edit distance per known key; a hostile file with
+        // endless unknown keys only gets them for the first few.
+        let suggestion = if warnings.len() < MAX_SUGGESTIONS {
+            suggest(&dotted)
+        } else {
+            None
+        };
+        if let Some(s) = suggestion {
+            msg.push_str(&format!("; did you mean '{s}'?"));
+        }
+        warnings.push((pos.clone(), msg));
+    }
+    Ok(())
+}
+
+/// Checks a value against a key's type, strfry-style: uint64 keys need a
+/// non-negative integer, bools `true`/`false`, strings a string.
+pub(crate) fn convert(ty: KeyType, value: &Value) -> Result<Setting, String> {
+    let got = match (ty, &value.kind) {
+        (KeyType::U64, ValueKind::UInt(n)) => return Ok(Setting::U64(*n)),
+        (KeyType::U64, ValueKind::Int(n)) if *n >= 0 => return Ok(Setting::U64(n.unsigned_abs())),
+        (KeyType::Bool, ValueKind::Bool(b)) => return Ok(Setting::Bool(*b)),
+        (KeyType::Str, ValueKind::String(s)) => return Ok(Setting::Str(s.clone())),
+        (_, other) => other.describe(),
+    };
+    Err(format!("expected {}, got {got}", ty.expected()))
+}
+
+/// The known key or section closest to `unknown`, if it is close enough to be
+/// a likely typo (or differs only in case, or is a key's last component used
+/// in the wrong place).
+pub(crate) fn suggest(unknown: &str) -> Option<&'static str> {
+    if unknown.len() > 200 {
+        return None;
+    }
+    let lower = unknown.to_ascii_lowercase();
+    let candidates = keys()
+        .iter()
+        .map(|k| k.name)
+        .chain(sections().iter().map(|s| s.name));
+    let mut best: Option<(usize, &'static str)> = None;
+    for c in candidates {
+        let d = osa_distance(&lower, &c.to_ascii_lowercase());
+        if best.map_or(true, |(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let limit = (unknown.chars().count() / 4).clamp(1, 3);
+    if let Some((d, c)) = best {
+        if d <= limit {
+            return Some(c);
+        }
+    }
+    // `port = 7777` at the top level: suggest the one key with that last name.
+    let last = lower.rsplit('.').next().unwrap_or("");
+    let mut matches = keys().iter().filter(|k| {
+        k.name
+            .rsplit('.')
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case(last))
+    });
+    match (matches.next(), matches.next()) {
+        (Some(k), None) => Some(k.name),
+        _ => None,
+    }
+}
+
+/// Optimal-string-alignment edit distance (Levenshtein plus adjacent swaps).
+fn osa_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tao::parse;
+
+    fn load(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        from_tree(&parse(text, "s.conf")?)
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(osa_distance("", ""), 0);
+        assert_eq!(osa_distance("abc", ""), 3);
+        assert_eq!(osa_distance("relay.prot", "relay.port"), 1);
+        assert_eq!(osa_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("relay.prot"), Some("relay.port"));
+        assert_eq!(
+            suggest("relay.maxfilterlimit"),
+            Some("relay.maxFilterLimit")
+        );
+        assert_eq!(suggest("relay.auth.enable"), Some("relay.auth.enabled"));
+        assert_eq!(suggest("rely"), Some("relay"));
+        assert_eq!(suggest("port"), Some("relay.port"));
+        assert_eq!(suggest("maxEventSize"), Some("events.maxEventSize"));
+        assert_eq!(
+            suggest("enabled"),
+            None,
+            "ambiguous: several sections have it"
+        );
+        assert_eq!(suggest("somethingElse"), None);
+        assert_eq!(suggest(&"x".repeat(500)), None);
+    }
+
+    #[test]
+    fn known_keys_are_typed() {
+        let (cfg, w) =
+            load("relay { port = 1234 info.name = 'n' auth { enabled = false } } db = '/x'")
+                .expect("valid");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.relay.port, 1234);
+        assert_eq!(cfg.relay.info.name, "n");
+        assert!(!cfg.relay.auth.enabled);
+        assert_eq!(cfg.db, "/x");
+        assert_eq!(cfg.relay.bind, "127.0.0.1", "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_position() {
+        let err =
+            load("relay {\n  bind = '0.0.0.0'\n  port = \"7777\"\n}").expect_err("type error");
+        assert_eq!(err.kind, ErrorKind::Type);
+        assert_eq!(
+            err.to_string(),
+            "s.conf:3:10: relay.port: expected a non-negative integer, got string"
+        );
+        for (text, msg) in [
+            (
+                "relay.port = -1",
+                "relay.port: expected a non-negative integer, got negative integer",
+            ),
+            (
+                "relay.port = 1.5",
+                "relay.port: expected a non-negative integer, got floating-point number",
+            ),
+            (
+                "relay.port = null",
+                "relay.port: expected a non-negative integer, got null",
+            ),
+            (
+                "relay.port = [1]",
+                "relay.port: expected a non-negative integer, got array",
+            ),
+            (
+                "relay.port { a = 1 }",
+                "relay.port: expected a non-negative integer, got object",
+            ),
+            (
+                "relay.auth.enabled = 1",
+                "relay.auth.enabled: expected true or false, got integer",
+            ),
+            (
+                "relay.auth.enabled = 'true'",
+                "relay.auth.enabled: expected true or false, got string",
+            ),
+            ("db = 5", "db: expected a string, got integer"),
+            (
+                "relay = 5",
+                "relay: expected an object (a section of keys), got integer",
+            ),
+            (
+                "relay.info = 'x'",
+                "relay.info: expected an object (a section of keys), got string",
+            ),
+        ] {
+            let err = load(text).expect_err(text);
+            assert_eq!(err.kind, ErrorKind::Type, "{text}");
+            assert!(err.to_string().ends_with(msg), "{text}: {err}");
+            assert_eq!(err.key.as_deref(), msg.split(':').next(), "{text}");
+        }
+        // -0 is a non-negative integer.
+        assert_eq!(load("relay.port = -0").map(|(c, _)| c.relay.port), Ok(0));
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_line_and_suggestion() {
+        let text = "db = './db'\nrelay {\n  prot = 1\n  whatever { deep = 1 }\n}\nfoo = 1\n\"relay.port\" = 2\n";
+        let (cfg, w) = load(text).expect("valid");
+        assert_eq!(
+            cfg,
+            Config {
+                db: "./db".into(),
+                ..Config::default()
+            }
+        );
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert_eq!(
+            w[0],
+            "s.conf:3: unknown config key 'relay.prot' (ignored); did you mean 'relay.port'?"
+        );
+        assert_eq!(
+            w[1],
+            "s.conf:4: unknown config key 'relay.whatever' (ignored)"
+        );
+        assert_eq!(w[2], "s.conf:6: unknown config key 'foo' (ignored)");
+        assert!(
+            w[3].starts_with(
+                "s.conf:7: unknown config key '\"relay.port\"' (ignored); a quoted name"
+            ),
+            "{}",
+            w[3]
+        );
+    }
+
+    #[test]
+    fn internal_names_are_not_file_keys() {
+        // strfry's `relay__port` spelling is for --set only.
+        let (cfg, w) = load("relay__port = 1").expect("valid");
+        assert_eq!(cfg.relay.port, 7777);
+        assert_eq!(w.len(), 1);
+    }
+}
