@@ -1,3 +1,3 @@
 pub mod config;
-pub mod nostr;
 pub mod logging;
+pub mod nostr;

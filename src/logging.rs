@@ -22,14 +22,20 @@ pub fn parse_verbosity(s: &str) -> Result<LevelFilter, String> {
         "INFO" | "0" => LevelFilter::Info,
         "DEBUG" | "1" => LevelFilter::Debug,
         "TRACE" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" => LevelFilter::Trace,
-        _ => return Err(format!("unknown verbosity '{s}' (use ERROR, WARN, INFO or 1)")),
+        _ => {
+            return Err(format!(
+                "unknown verbosity '{s}' (use ERROR, WARN, INFO or 1)"
+            ))
+        }
     };
     Ok(level)
 }
 
 /// Installs the logger once; later calls only change the level.
 pub fn init(level: LevelFilter) {
-    let logger = LOGGER.get_or_init(|| StderrLogger { start: Instant::now() });
+    let logger = LOGGER.get_or_init(|| StderrLogger {
+        start: Instant::now(),
+    });
     // Fails only if another logger is installed (tests), which is fine.
     let _ = log::set_logger(logger);
     log::set_max_level(level);
@@ -44,7 +50,9 @@ impl Log for StderrLogger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let (date, time) = civil(now.as_secs());
         let up = self.start.elapsed().as_secs_f64();
         let thread = std::thread::current();
@@ -94,7 +102,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(civil(0), ("1970-01-01".into(), "00:00:00".into()));
-        assert_eq!(civil(1_700_000_000), ("2023-11-14".into(), "22:13:20".into()));
+        assert_eq!(
+            civil(1_700_000_000),
+            ("2023-11-14".into(), "22:13:20".into())
+        );
         assert_eq!(civil(951_782_400), ("2000-02-29".into(), "00:00:00".into()));
     }
 

@@ -1,1 +1,54 @@
-fn main() {}
+//! `wok`: the relay and its toolbox, with strfry's global flags.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use log::LevelFilter;
+use wok::logging;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wok",
+    version,
+    about = "A Nostr relay and toolbox, drop-in compatible with strfry",
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Config file [default: $STRFRY_CONFIG, else /etc/strfry.conf, else ./strfry.conf,
+    /// else the built-in strfry-compat.conf]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Override a config key, e.g. --set relay.port=7778 (or relay__port=7778); repeatable
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+
+    /// Log level: ERROR, WARN, INFO or 1 (debug)
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "INFO", value_parser = logging::parse_verbosity)]
+    verbosity: LevelFilter,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config file or print the effective configuration
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbosity);
+    let globals = cmd::Globals {
+        config: cli.config,
+        set: cli.set,
+    };
+    match &cli.command {
+        Command::Config(c) => cmd::config::run(c, &globals),
+    }
+}

@@ -84,7 +84,7 @@ fn lone_surrogates_are_rejected_with_a_reason() {
         .and_then(|i| line[i..].find('{').map(|j| i + j))
         .expect("event");
     let end = line.find(",\"serialized\"").expect("end of event");
-    let mut raw = line[start..end].as_bytes().to_vec();
+    let mut raw = line.as_bytes()[start..end].to_vec();
     let err =
         Event::parse(&mut raw, &mut JsonParser::new(), &Limits::default()).expect_err("rejected");
     assert!(err.reason().contains("lone surrogate"), "{err}");

@@ -174,7 +174,7 @@ fn decode_root(root: Json<'_, '_>, limits: &DecodeLimits) -> Result<ClientMsg, M
                 reason: format!("error: bad req: {reason}"),
             };
             let sub_id = SubId::new(sub).map_err(|e| closed(e.into()))?;
-            if arr.len() == 0 {
+            if arr.is_empty() {
                 return Err(closed("arr too small".into()));
             }
             if arr.len() > limits.max_filters {

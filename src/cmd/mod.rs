@@ -1,0 +1,27 @@
+//! One file per subcommand. Each takes the global options and returns the process exit
+//! code; errors are printed here, never panicked.
+
+pub mod config;
+
+use std::path::PathBuf;
+
+/// The global flags every command shares (strfry's `--config`, `--set`).
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    pub config: Option<PathBuf>,
+    pub set: Vec<String>,
+}
+
+impl Globals {
+    /// Loads the config as strfry would, logging its warnings.
+    pub fn load_config(&self) -> Result<wok::config::Loaded, wok::config::ConfigError> {
+        let loaded = wok::config::load(&wok::config::LoadOptions {
+            config_path: self.config.clone(),
+            overrides: self.set.clone(),
+        })?;
+        for w in &loaded.warnings {
+            log::warn!("{w}");
+        }
+        Ok(loaded)
+    }
+}
