@@ -121,7 +121,7 @@ pub(crate) fn suggest(unknown: &str) -> Option<&'static str> {
     let mut best: Option<(usize, &'static str)> = None;
     for c in candidates {
         let d = osa_distance(&lower, &c.to_ascii_lowercase());
-        if best.map_or(true, |(bd, _)| d < bd) {
+        if best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }

@@ -1,0 +1,386 @@
+//! The event store: one LMDB environment (heed) with strfry's table set. No sockets; the
+//! relay stages and the CLI commands drive it.
+//!
+//! Tables (all keys big-endian; layouts in `keys.rs` and ARCHITECTURE.md):
+//! `Event` levId → packed record, `EventPayload` levId → `0x00‖json`, the scannable indexes
+//! `created_at pubkey kind pubkeyKind tag` (keys ending in the 24-byte suffix), the lookup
+//! indexes `id deletion expiration replace replaceDeletion`, and `Meta`,
+//! `CompressionDictionary`, `NegentropyFilter`.
+
+pub mod keys;
+pub mod payload;
+pub mod query;
+pub mod record;
+pub mod write;
+
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic, unsafe_op_in_unsafe_fn, mismatched_lifetime_syntaxes)]
+mod records_generated;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use flatbuffers::FlatBufferBuilder;
+use heed::types::Bytes;
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+
+pub use keys::LevId;
+pub use record::Record;
+pub(crate) use records_generated::wok::store::fb;
+
+/// On-disk format version (wok's own; strfry's DBs are moved with export/import).
+pub const DB_VERSION: u64 = 1;
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// The map is full: the batch was rolled back; the DB is intact.
+    MapFull,
+    /// The disk is full or another I/O error: the batch was rolled back.
+    Io(String),
+    /// A stored value could not be read.
+    Corrupt(String),
+    /// The DB was made by an incompatible version or machine.
+    Version(String),
+    Lmdb(heed::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::MapFull => write!(
+                f,
+                "database map is full (dbParams.mapsize): the write was rolled back; raise mapsize and restart"
+            ),
+            StoreError::Io(e) => write!(f, "database I/O error (disk full?): {e}"),
+            StoreError::Corrupt(e) => write!(f, "corrupt database value: {e}"),
+            StoreError::Version(e) => write!(f, "{e}"),
+            StoreError::Lmdb(e) => write!(f, "LMDB error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<heed::Error> for StoreError {
+    fn from(e: heed::Error) -> Self {
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::MapFull,
+            heed::Error::Io(io) => StoreError::Io(io.to_string()),
+            other => StoreError::Lmdb(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Environment settings (`db`, `dbParams.*`).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub map_size: u64,
+    pub max_readers: u32,
+    pub no_read_ahead: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            map_size: 10_995_116_277_760,
+            max_readers: 256,
+            no_read_ahead: false,
+        }
+    }
+}
+
+impl StoreOptions {
+    pub fn from_config(cfg: &crate::config::Config) -> StoreOptions {
+        StoreOptions {
+            map_size: cfg.db_params.mapsize,
+            max_readers: u32::try_from(cfg.db_params.maxreaders).unwrap_or(u32::MAX),
+            no_read_ahead: cfg.db_params.no_read_ahead,
+        }
+    }
+}
+
+type Table = Database<Bytes, Bytes>;
+
+/// Every table of the environment.
+#[derive(Clone, Copy)]
+pub(crate) struct Tables {
+    pub event: Table,
+    pub payload: Table,
+    pub created_at: Table,
+    pub id: Table,
+    pub pubkey: Table,
+    pub kind: Table,
+    pub pubkey_kind: Table,
+    pub tag: Table,
+    pub deletion: Table,
+    pub expiration: Table,
+    pub replace: Table,
+    pub replace_deletion: Table,
+    pub meta: Table,
+    pub dictionary: Table,
+    pub negentropy_filter: Table,
+}
+
+const TABLE_NAMES: [&str; 15] = [
+    "Event",
+    "EventPayload",
+    "Event__created_at",
+    "Event__id",
+    "Event__pubkey",
+    "Event__kind",
+    "Event__pubkeyKind",
+    "Event__tag",
+    "Event__deletion",
+    "Event__expiration",
+    "Event__replace",
+    "Event__replaceDeletion",
+    "Meta",
+    "CompressionDictionary",
+    "NegentropyFilter",
+];
+
+/// The open store. Cheap to share by reference across threads (LMDB is MVCC: readers
+/// never block and never see a half-written batch).
+pub struct Store {
+    env: Env<WithoutTls>,
+    pub(crate) t: Tables,
+    path: PathBuf,
+}
+
+/// Durable facts about the DB, kept in the `Meta` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub db_version: u64,
+    pub next_lev_id: LevId,
+    pub negentropy_modification_counter: u64,
+}
+
+const META_KEY: &[u8] = b"meta";
+
+impl Store {
+    /// Opens (creating if needed) the environment in directory `dir`.
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        let mut eo = EnvOpenOptions::new().read_txn_without_tls();
+        eo.map_size(usize::try_from(opts.map_size).unwrap_or(usize::MAX))
+            .max_readers(opts.max_readers)
+            .max_dbs(TABLE_NAMES.len() as u32 + 8);
+        if opts.no_read_ahead {
+            // SAFETY: NO_READAHEAD only changes the kernel's read-ahead advice.
+            unsafe {
+                eo.flags(EnvFlags::NO_READ_AHEAD);
+            }
+        }
+        // SAFETY: heed requires that the same file is not opened twice in one process with
+        // different options and that no one truncates it under us; wok opens each DB once.
+        let env = unsafe { eo.open(dir) }?;
+        let mut wtxn = env.write_txn()?;
+        let mut dbs = Vec::with_capacity(TABLE_NAMES.len());
+        for name in TABLE_NAMES {
+            dbs.push(env.create_database::<Bytes, Bytes>(&mut wtxn, Some(name))?);
+        }
+        let t = Tables {
+            event: dbs[0],
+            payload: dbs[1],
+            created_at: dbs[2],
+            id: dbs[3],
+            pubkey: dbs[4],
+            kind: dbs[5],
+            pubkey_kind: dbs[6],
+            tag: dbs[7],
+            deletion: dbs[8],
+            expiration: dbs[9],
+            replace: dbs[10],
+            replace_deletion: dbs[11],
+            meta: dbs[12],
+            dictionary: dbs[13],
+            negentropy_filter: dbs[14],
+        };
+        let store = Store {
+            env: env.clone(),
+            t,
+            path: dir.to_path_buf(),
+        };
+        match store.read_meta(&wtxn)? {
+            None => {
+                store.write_meta(
+                    &mut wtxn,
+                    &Meta {
+                        db_version: DB_VERSION,
+                        next_lev_id: 1,
+                        negentropy_modification_counter: 1,
+                    },
+                )?;
+                // Tree 1 = `{}` on a new DB, as strfry.
+                let mut b = FlatBufferBuilder::new();
+                let filter = b.create_string("{}");
+                let row = fb::NegentropyFilter::create(
+                    &mut b,
+                    &fb::NegentropyFilterArgs {
+                        filter: Some(filter),
+                    },
+                );
+                b.finish(row, None);
+                store
+                    .t
+                    .negentropy_filter
+                    .put(&mut wtxn, &keys::lev_key(1), b.finished_data())?;
+            }
+            Some(m) if m.db_version != DB_VERSION => {
+                return Err(StoreError::Version(format!(
+                    "{}: database version {} but this wok reads version {DB_VERSION}; move the data with export and import",
+                    dir.display(),
+                    m.db_version
+                )));
+            }
+            Some(_) => {}
+        }
+        wtxn.commit()?;
+        Ok(store)
+    }
+
+    /// Closes the environment and waits until LMDB has released it, so the same directory
+    /// can be opened again in this process.
+    pub fn close(self) {
+        let Store { env, .. } = self;
+        env.prepare_for_closing().wait();
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn env(&self) -> &Env<WithoutTls> {
+        &self.env
+    }
+
+    pub fn read_txn(&self) -> Result<RoTxn<'_, WithoutTls>> {
+        Ok(self.env.read_txn()?)
+    }
+
+    pub fn write_txn(&self) -> Result<RwTxn<'_>> {
+        Ok(self.env.write_txn()?)
+    }
+
+    pub fn read_meta(&self, txn: &RoTxn) -> Result<Option<Meta>> {
+        let Some(buf) = self.t.meta.get(txn, META_KEY)? else {
+            return Ok(None);
+        };
+        let m = flatbuffers::root::<fb::Meta>(buf)
+            .map_err(|e| StoreError::Corrupt(format!("meta: {e}")))?;
+        if m.endianness() != 1 {
+            return Err(StoreError::Version(
+                "database was written on a machine of another byte order".into(),
+            ));
+        }
+        Ok(Some(Meta {
+            db_version: m.db_version(),
+            next_lev_id: m.next_lev_id(),
+            negentropy_modification_counter: m.negentropy_modification_counter(),
+        }))
+    }
+
+    pub(crate) fn write_meta(&self, txn: &mut RwTxn, m: &Meta) -> Result<()> {
+        let mut b = FlatBufferBuilder::with_capacity(64);
+        let row = fb::Meta::create(
+            &mut b,
+            &fb::MetaArgs {
+                db_version: m.db_version,
+                endianness: u64::from(cfg!(target_endian = "little")),
+                next_lev_id: m.next_lev_id,
+                negentropy_modification_counter: m.negentropy_modification_counter,
+            },
+        );
+        b.finish(row, None);
+        self.t.meta.put(txn, META_KEY, b.finished_data())?;
+        Ok(())
+    }
+
+    pub fn meta(&self, txn: &RoTxn) -> Result<Meta> {
+        self.read_meta(txn)?
+            .ok_or_else(|| StoreError::Corrupt("missing Meta row".into()))
+    }
+
+    /// The highest levId assigned so far (0 when empty): a REQ's snapshot bound.
+    pub fn latest_lev_id(&self, txn: &RoTxn) -> Result<LevId> {
+        Ok(self.meta(txn)?.next_lev_id.saturating_sub(1))
+    }
+
+    /// The packed record of `lev`, if it exists.
+    pub fn record<'t>(&self, txn: &'t RoTxn, lev: LevId) -> Result<Option<Record<'t>>> {
+        match self.t.event.get(txn, &keys::lev_key(lev))? {
+            Some(buf) => Record::read(buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The event JSON of `lev` (decompressed if needed).
+    pub fn payload<'t>(
+        &self,
+        txn: &'t RoTxn,
+        lev: LevId,
+    ) -> Result<Option<std::borrow::Cow<'t, [u8]>>> {
+        match self.t.payload.get(txn, &keys::lev_key(lev))? {
+            Some(buf) => payload::decode(buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// levId of a stored event by id.
+    pub fn lookup_id(&self, txn: &RoTxn, id: &[u8; 32]) -> Result<Option<LevId>> {
+        Ok(self.t.id.get(txn, id)?.and_then(keys::read_u64))
+    }
+
+    /// Number of stored events.
+    pub fn count(&self, txn: &RoTxn) -> Result<u64> {
+        Ok(self.t.event.len(txn)?)
+    }
+
+    /// Per-table entry counts and bytes (`wok info`).
+    pub fn table_stats(&self, txn: &RoTxn) -> Result<Vec<(&'static str, u64, u64)>> {
+        let all = [
+            self.t.event,
+            self.t.payload,
+            self.t.created_at,
+            self.t.id,
+            self.t.pubkey,
+            self.t.kind,
+            self.t.pubkey_kind,
+            self.t.tag,
+            self.t.deletion,
+            self.t.expiration,
+            self.t.replace,
+            self.t.replace_deletion,
+            self.t.meta,
+            self.t.dictionary,
+            self.t.negentropy_filter,
+        ];
+        let mut out = Vec::with_capacity(all.len());
+        for (name, db) in TABLE_NAMES.iter().zip(all) {
+            let s = db.stat(txn)?;
+            let pages = (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64;
+            out.push((*name, s.entries as u64, pages * u64::from(s.page_size)));
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Every stored levId, ascending (tests and brute-force checks; not a hot path).
+    pub fn all_lev_ids(&self, txn: &RoTxn) -> Result<Vec<LevId>> {
+        let mut out = Vec::new();
+        for row in self.t.event.iter(txn)? {
+            let (k, _) = row?;
+            if let Some(lev) = keys::read_u64(k) {
+                out.push(lev);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

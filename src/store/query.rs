@@ -1,0 +1,332 @@
+//! The query engine: strfry's planner and resumable, time-sliceable index scans.
+//!
+//! Each filter picks one index (ids → the tag with the fewest values → pubkeyKind when
+//! |authors|×|kinds| < 1000 → pubkey → kind → created_at) and opens one cursor per value,
+//! each walking backwards from `value‖until` to `value‖since`. Cursors are merged on the
+//! shared key suffix, which orders by created_at descending then id ascending (NIP-01), so
+//! the merge never loads a record to decide order. Candidates are checked against the whole
+//! filter on the zero-copy record. Filters run one after another; an event is emitted at most
+//! once per query; each filter stops at its limit.
+//!
+//! A query runs for a work budget and then returns [`Progress::Paused`]; its state is only
+//! the cursors' resume keys and a few buffered suffixes, so the caller can drop the read
+//! transaction and resume later in a fresh one. Events newer than the snapshot levId are
+//! skipped (the live monitor delivers them), and events deleted meanwhile are skipped.
+
+use std::collections::{HashSet, VecDeque};
+use std::ops::Bound;
+
+use heed::RoTxn;
+
+use super::keys::{self, LevId, SUFFIX_LEN};
+use super::{Result, Store, Table};
+use crate::nostr::filter::EventView;
+use crate::nostr::Filter;
+
+/// Above this many author×kind pairs, strfry scans `pubkey` instead of `pubkeyKind`.
+const MAX_PUBKEY_KIND_PAIRS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    Paused,
+}
+
+/// Which index a filter scans (reported by `scan --metrics` style tools and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    Ids,
+    Tag,
+    PubkeyKind,
+    Pubkey,
+    Kind,
+    CreatedAt,
+}
+
+struct Cursor {
+    prefix: Vec<u8>,
+    /// Exclusive upper bound of the next read; `None` before the first read.
+    resume: Option<Vec<u8>>,
+    buf: VecDeque<[u8; SUFFIX_LEN]>,
+    exhausted: bool,
+    depth: usize,
+}
+
+struct FilterScan {
+    filter: Filter,
+    limit: u64,
+    found: u64,
+    index: IndexKind,
+    /// Built on the first run (ids are resolved in a transaction).
+    cursors: Option<Vec<Cursor>>,
+}
+
+/// One REQ/COUNT/scan over one or more filters.
+pub struct Query {
+    scans: Vec<FilterScan>,
+    current: usize,
+    snapshot: LevId,
+    now: u64,
+    sent: HashSet<LevId>,
+}
+
+impl Query {
+    /// `cap` clamps every filter's limit (and is the limit of filters without one): the relay
+    /// passes `relay.maxFilterLimit`, `scan` passes `u64::MAX`. Events with a levId above
+    /// `snapshot` are not returned; `now` decides NIP-40 expiry.
+    pub fn new(filters: Vec<Filter>, cap: u64, snapshot: LevId, now: u64) -> Query {
+        let scans = filters
+            .into_iter()
+            .filter(|f| !f.never)
+            .map(|filter| FilterScan {
+                limit: filter.limit.unwrap_or(cap).min(cap),
+                found: 0,
+                index: plan(&filter),
+                filter,
+                cursors: None,
+            })
+            .collect();
+        Query {
+            scans,
+            current: 0,
+            snapshot,
+            now,
+            sent: HashSet::new(),
+        }
+    }
+
+    /// The index each filter uses.
+    pub fn plans(&self) -> Vec<IndexKind> {
+        self.scans.iter().map(|s| s.index).collect()
+    }
+
+    /// Runs until done or until about `budget` units of work (keys read, records loaded)
+    /// are spent, appending the levIds to send to `out` in order.
+    pub fn run(
+        &mut self,
+        store: &Store,
+        txn: &RoTxn,
+        budget: u64,
+        out: &mut Vec<LevId>,
+    ) -> Result<Progress> {
+        let Query {
+            scans,
+            current,
+            snapshot,
+            now,
+            sent,
+        } = self;
+        let mut work = 0u64;
+        while let Some(scan) = scans.get_mut(*current) {
+            if scan.found >= scan.limit {
+                *current += 1;
+                continue;
+            }
+            if scan.cursors.is_none() {
+                scan.cursors = Some(open_cursors(
+                    store,
+                    txn,
+                    &scan.filter,
+                    scan.index,
+                    scan.limit,
+                )?);
+            }
+            let cursors = scan.cursors.as_deref_mut().unwrap_or_default();
+            let db = table(store, scan.index);
+            let (lo, hi) = keys::suffix_bounds(scan.filter.since, scan.filter.until);
+            loop {
+                if scan.found >= scan.limit {
+                    break;
+                }
+                if work >= budget {
+                    return Ok(Progress::Paused);
+                }
+                // Top up empty buffers, then take the greatest head (newest first).
+                for c in cursors.iter_mut() {
+                    if c.buf.is_empty() && !c.exhausted {
+                        work += refill(db, txn, c, &lo, &hi)?;
+                    }
+                }
+                let best = cursors
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| c.buf.front().map(|s| (s, i)))
+                    .max()
+                    .map(|(_, i)| i);
+                let Some(i) = best else { break };
+                let Some(sfx) = cursors[i].buf.pop_front() else {
+                    break;
+                };
+                let Some((_, lev)) = keys::parse_suffix(&sfx) else {
+                    continue;
+                };
+                if lev > *snapshot {
+                    continue;
+                }
+                work += 1;
+                let Some(rec) = store.record(txn, lev)? else {
+                    continue;
+                };
+                if rec.is_expired(*now) || !scan.filter.matches(&rec) {
+                    continue;
+                }
+                scan.found += 1;
+                // Matches count towards the limit even if an earlier filter sent them.
+                if sent.insert(lev) {
+                    out.push(lev);
+                }
+            }
+            *current += 1;
+        }
+        Ok(Progress::Done)
+    }
+}
+
+fn plan(f: &Filter) -> IndexKind {
+    if f.ids.is_some() {
+        IndexKind::Ids
+    } else if !f.tags.is_empty() {
+        IndexKind::Tag
+    } else if let (Some(a), Some(k)) = (&f.authors, &f.kinds) {
+        if a.len().saturating_mul(k.len()) < MAX_PUBKEY_KIND_PAIRS {
+            IndexKind::PubkeyKind
+        } else {
+            IndexKind::Pubkey
+        }
+    } else if f.authors.is_some() {
+        IndexKind::Pubkey
+    } else if f.kinds.is_some() {
+        IndexKind::Kind
+    } else {
+        IndexKind::CreatedAt
+    }
+}
+
+fn table(store: &Store, index: IndexKind) -> Table {
+    match index {
+        // Ids are resolved up front; their cursor never reads a table.
+        IndexKind::Ids | IndexKind::CreatedAt => store.t.created_at,
+        IndexKind::Tag => store.t.tag,
+        IndexKind::PubkeyKind => store.t.pubkey_kind,
+        IndexKind::Pubkey => store.t.pubkey,
+        IndexKind::Kind => store.t.kind,
+    }
+}
+
+fn open_cursors(
+    store: &Store,
+    txn: &RoTxn,
+    f: &Filter,
+    index: IndexKind,
+    limit: u64,
+) -> Result<Vec<Cursor>> {
+    let prefixes: Vec<Vec<u8>> = match index {
+        IndexKind::Ids => {
+            let mut found = Vec::new();
+            for id in f.ids.iter().flatten() {
+                if let Some(lev) = store.lookup_id(txn, id)? {
+                    if let Some(rec) = store.record(txn, lev)? {
+                        found.push(keys::suffix(rec.created_at(), rec.id(), lev));
+                    }
+                }
+            }
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            return Ok(vec![Cursor {
+                prefix: Vec::new(),
+                resume: None,
+                buf: found.into(),
+                exhausted: true,
+                depth: 0,
+            }]);
+        }
+        IndexKind::Tag => {
+            let Some(tf) = f.tags.iter().min_by_key(|t| t.values.len()) else {
+                return Ok(Vec::new());
+            };
+            tf.values
+                .iter()
+                .filter_map(|v| keys::tag_prefix(tf.name, v))
+                .collect()
+        }
+        IndexKind::PubkeyKind => {
+            let (authors, kinds) = (
+                f.authors.as_deref().unwrap_or(&[]),
+                f.kinds.as_deref().unwrap_or(&[]),
+            );
+            authors
+                .iter()
+                .flat_map(|a| kinds.iter().map(move |k| keys::pubkey_kind_prefix(a, *k)))
+                .collect()
+        }
+        IndexKind::Pubkey => f
+            .authors
+            .iter()
+            .flatten()
+            .map(keys::pubkey_prefix)
+            .collect(),
+        IndexKind::Kind => f
+            .kinds
+            .iter()
+            .flatten()
+            .map(|k| keys::kind_prefix(*k))
+            .collect(),
+        IndexKind::CreatedAt => vec![Vec::new()],
+    };
+    // strfry's initial depth: limit spread over the cursors, between 5 and 50.
+    let depth = usize::try_from(limit / prefixes.len().max(1) as u64)
+        .unwrap_or(usize::MAX)
+        .clamp(5, 50);
+    Ok(prefixes
+        .into_iter()
+        .map(|prefix| Cursor {
+            prefix,
+            resume: None,
+            buf: VecDeque::new(),
+            exhausted: false,
+            depth,
+        })
+        .collect())
+}
+
+/// Reads the cursor's next `depth` keys (backwards) into its buffer; returns the work done.
+fn refill(
+    db: Table,
+    txn: &RoTxn,
+    c: &mut Cursor,
+    lo: &[u8; SUFFIX_LEN],
+    hi: &[u8; SUFFIX_LEN],
+) -> Result<u64> {
+    let low = keys::with_suffix(c.prefix.clone(), lo);
+    let high = match c.resume.take() {
+        Some(k) => Bound::Excluded(k),
+        None => Bound::Included(keys::with_suffix(c.prefix.clone(), hi)),
+    };
+    let range = (
+        Bound::Included(low.as_slice()),
+        high.as_ref().map(Vec::as_slice),
+    );
+    let mut n = 0;
+    let mut last = None;
+    for row in db.rev_range(txn, &range)? {
+        let (k, _) = row?;
+        if let Some(s) = k
+            .get(k.len().saturating_sub(SUFFIX_LEN)..)
+            .and_then(|s| <[u8; SUFFIX_LEN]>::try_from(s).ok())
+        {
+            c.buf.push_back(s);
+        }
+        n += 1;
+        if n >= c.depth {
+            last = Some(k.to_vec());
+            break;
+        }
+    }
+    match last {
+        Some(k) => c.resume = Some(k),
+        None => c.exhausted = true,
+    }
+    // Later refills read more at once (strfry: 10×), as a cursor that needed a refill is
+    // likely to need more.
+    c.depth = c.depth.saturating_mul(10).min(500);
+    Ok(n as u64 + 1)
+}

@@ -1,0 +1,328 @@
+//! Write-rule tests on a real LMDB environment in a temp dir.
+#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ev.clone()]` reads best in these tests
+
+use super::query::{IndexKind, Progress, Query};
+use super::write::Outcome;
+use super::*;
+use crate::nostr::filter::EventView;
+use crate::nostr::sign::Keys;
+use crate::nostr::tags::Tags;
+use crate::nostr::{Event, Filter, JsonParser, Limits};
+
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = StoreOptions {
+        map_size: 1 << 30,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &opts).expect("open");
+    (dir, store)
+}
+
+fn key(n: u8) -> Keys {
+    Keys::from_secret([n; 32]).expect("key")
+}
+
+fn ev(k: &Keys, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &str) -> Event {
+    k.sign(
+        created_at,
+        kind,
+        Tags::from_vecs(tags),
+        content,
+        &Limits::default(),
+    )
+    .expect("sign")
+}
+
+fn filter(s: &str) -> Filter {
+    JsonParser::new()
+        .parse(&mut s.as_bytes().to_vec(), |v| Filter::from_json(v, 3))
+        .expect("json")
+        .expect("filter")
+}
+
+/// Runs a query to completion and returns the events' ids in order.
+fn query(store: &Store, filters: &[&str], now: u64) -> Vec<[u8; 32]> {
+    let txn = store.read_txn().expect("txn");
+    let snap = store.latest_lev_id(&txn).expect("snap");
+    let mut q = Query::new(
+        filters.iter().map(|f| filter(f)).collect(),
+        u64::MAX,
+        snap,
+        now,
+    );
+    let mut out = Vec::new();
+    assert_eq!(
+        q.run(store, &txn, u64::MAX, &mut out).expect("run"),
+        Progress::Done
+    );
+    out.iter()
+        .map(|&lev| *store.record(&txn, lev).expect("rec").expect("exists").id())
+        .collect()
+}
+
+#[test]
+fn duplicates_in_db_and_in_batch() {
+    let (_d, s) = temp_store();
+    let a = ev(&key(1), 10, 1, &[], "x");
+    let out = s.write_batch(&[a.clone(), a.clone()]).expect("write");
+    assert!(matches!(out[0], Outcome::Written(_) | Outcome::Duplicate));
+    assert_eq!(out.iter().filter(|o| **o == Outcome::Duplicate).count(), 1);
+    assert_eq!(
+        s.write_batch(&[a.clone()]).expect("write"),
+        vec![Outcome::Duplicate]
+    );
+    assert_eq!(
+        Outcome::Duplicate.ok_reply(),
+        (true, "duplicate: have this event")
+    );
+    let txn = s.read_txn().expect("txn");
+    let lev = s.lookup_id(&txn, &a.id).expect("get").expect("stored");
+    assert_eq!(
+        s.payload(&txn, lev).expect("payload").as_deref(),
+        Some(a.json())
+    );
+}
+
+#[test]
+fn replaceable_newest_wins_ties_keep_lowest_id() {
+    let (_d, s) = temp_store();
+    let k = key(2);
+    let v1 = ev(&k, 100, 0, &[], "v1");
+    let v2 = ev(&k, 200, 0, &[], "v2");
+    assert!(matches!(
+        s.write_batch(&[v2.clone()]).expect("w")[0],
+        Outcome::Written(_)
+    ));
+    assert_eq!(
+        s.write_batch(&[v1.clone()]).expect("w"),
+        vec![Outcome::Replaced]
+    );
+    // Same second: the lower id stays, whichever arrives first.
+    let t1 = ev(&k, 300, 0, &[], "tie a");
+    let t2 = ev(&k, 300, 0, &[], "tie b");
+    let (lo, hi) = if t1.id < t2.id { (t1, t2) } else { (t2, t1) };
+    assert!(matches!(
+        s.write_batch(&[hi.clone()]).expect("w")[0],
+        Outcome::Written(_)
+    ));
+    assert!(matches!(
+        s.write_batch(&[lo.clone()]).expect("w")[0],
+        Outcome::Written(_)
+    ));
+    assert_eq!(
+        s.write_batch(&[hi.clone()]).expect("w"),
+        vec![Outcome::Replaced]
+    );
+    assert_eq!(query(&s, &[r#"{"kinds":[0]}"#], 0), vec![lo.id]);
+    // Addressable: keyed by d tag; a replaceable ignores d.
+    let a1 = ev(&k, 10, 30023, &[vec!["d", "x"]], "");
+    let a2 = ev(&k, 11, 30023, &[vec!["d", "y"]], "");
+    let a3 = ev(&k, 12, 30023, &[vec!["d", "x"]], "");
+    let out = s.write_batch(&[a1, a2.clone(), a3.clone()]).expect("w");
+    assert!(out.iter().all(|o| matches!(o, Outcome::Written(_))));
+    let mut got = query(&s, &[r#"{"kinds":[30023]}"#], 0);
+    got.sort();
+    let mut want = vec![a2.id, a3.id];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn deletion_by_e_tag_leaves_tombstone() {
+    let (_d, s) = temp_store();
+    let (k, other) = (key(3), key(4));
+    let note = ev(&k, 10, 1, &[], "bye");
+    let theirs = ev(&other, 10, 1, &[], "not yours");
+    s.write_batch(&[note.clone(), theirs.clone()]).expect("w");
+    let del = ev(
+        &k,
+        20,
+        5,
+        &[vec!["e", note.id_hex()], vec!["e", theirs.id_hex()]],
+        "",
+    );
+    assert!(matches!(
+        s.write_batch(&[del.clone()]).expect("w")[0],
+        Outcome::Written(_)
+    ));
+    assert_eq!(query(&s, &[r#"{"kinds":[1]}"#], 0), vec![theirs.id]);
+    // The deletion itself is stored; the tombstone blocks a re-publish.
+    assert_eq!(query(&s, &[r#"{"kinds":[5]}"#], 0), vec![del.id]);
+    assert_eq!(
+        s.write_batch(&[note.clone()]).expect("w"),
+        vec![Outcome::Deleted]
+    );
+    assert_eq!(
+        Outcome::Deleted.ok_reply(),
+        (false, "deleted: user requested deletion")
+    );
+    // Another author's event is untouched and can still be written by them.
+    assert_eq!(
+        s.write_batch(&[theirs]).expect("w"),
+        vec![Outcome::Duplicate]
+    );
+}
+
+#[test]
+fn deletion_by_a_tag_covers_replaceable_and_addressable() {
+    let (_d, s) = temp_store();
+    let k = key(5);
+    let pk = k
+        .pubkey
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let meta = ev(&k, 10, 0, &[], "{}");
+    let art = ev(&k, 10, 30023, &[vec!["d", "post"]], "");
+    s.write_batch(&[meta, art]).expect("w");
+    let del = ev(
+        &k,
+        20,
+        5,
+        &[
+            vec!["a", &format!("0:{pk}:")],
+            vec!["a", &format!("30023:{pk}:post")],
+        ],
+        "",
+    );
+    s.write_batch(&[del]).expect("w");
+    assert!(query(&s, &[r#"{"kinds":[0,30023]}"#], 0).is_empty());
+    // Versions up to the deletion's created_at stay deleted; newer ones are accepted.
+    assert_eq!(
+        s.write_batch(&[ev(&k, 20, 0, &[], "old")]).expect("w"),
+        vec![Outcome::Deleted]
+    );
+    assert_eq!(
+        s.write_batch(&[ev(&k, 15, 30023, &[vec!["d", "post"]], "")])
+            .expect("w"),
+        vec![Outcome::Deleted]
+    );
+    let newer = ev(&k, 21, 30023, &[vec!["d", "post"]], "");
+    assert!(matches!(
+        s.write_batch(&[newer.clone()]).expect("w")[0],
+        Outcome::Written(_)
+    ));
+    assert_eq!(query(&s, &[r#"{"kinds":[30023]}"#], 0), vec![newer.id]);
+}
+
+#[test]
+fn gift_wrap_deleted_by_recipient() {
+    let (_d, s) = temp_store();
+    let (sender, recipient) = (key(6), key(7));
+    let rpk: String = recipient
+        .pubkey
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let wrap = ev(&sender, 10, 1059, &[vec!["p", &rpk]], "sealed");
+    s.write_batch(&[wrap.clone()]).expect("w");
+    let del = ev(&recipient, 20, 5, &[vec!["e", wrap.id_hex()]], "");
+    s.write_batch(&[del]).expect("w");
+    assert!(query(&s, &[r#"{"kinds":[1059]}"#], 0).is_empty());
+    assert_eq!(s.write_batch(&[wrap]).expect("w"), vec![Outcome::Deleted]);
+}
+
+#[test]
+fn expiration_hides_then_purges() {
+    let (_d, s) = temp_store();
+    let k = key(8);
+    let soon = ev(&k, 10, 1, &[vec!["expiration", "1000"]], "");
+    let later = ev(&k, 11, 1, &[vec!["expiration", "5000"]], "");
+    s.write_batch(&[soon.clone(), later.clone()]).expect("w");
+    assert_eq!(query(&s, &["{}"], 999), vec![later.id, soon.id]);
+    assert_eq!(query(&s, &["{}"], 1000), vec![later.id]);
+    assert_eq!(s.purge_expired(1000, 10).expect("purge"), 1);
+    assert_eq!(s.purge_expired(1000, 10).expect("purge"), 0);
+    let txn = s.read_txn().expect("txn");
+    assert_eq!(s.count(&txn).expect("count"), 1);
+}
+
+#[test]
+fn ephemeral_is_not_stored_and_lev_ids_grow() {
+    let (_d, s) = temp_store();
+    let k = key(9);
+    assert_eq!(
+        s.write_batch(&[ev(&k, 1, 20001, &[], "")]).expect("w"),
+        vec![Outcome::Ephemeral]
+    );
+    let a = ev(&k, 1, 1, &[], "a");
+    let Outcome::Written(l1) = s.write_batch(&[a.clone()]).expect("w")[0] else {
+        panic!("not written")
+    };
+    s.write_batch(&[ev(&k, 2, 5, &[vec!["e", a.id_hex()]], "")])
+        .expect("w");
+    let Outcome::Written(l3) = s.write_batch(&[ev(&k, 3, 1, &[], "c")]).expect("w")[0] else {
+        panic!("not written")
+    };
+    assert!(l3 > l1 + 1);
+}
+
+#[test]
+fn planner_follows_strfry() {
+    let plans = |f: &str| Query::new(vec![filter(f)], 10, 0, 0).plans();
+    let id = "00".repeat(32);
+    assert_eq!(
+        plans(&format!(r##"{{"ids":["{id}"],"#t":["x"]}}"##)),
+        vec![IndexKind::Ids]
+    );
+    assert_eq!(
+        plans(&format!(r##"{{"authors":["{id}"],"#t":["x"]}}"##)),
+        vec![IndexKind::Tag]
+    );
+    assert_eq!(
+        plans(&format!(r#"{{"authors":["{id}"],"kinds":[1]}}"#)),
+        vec![IndexKind::PubkeyKind]
+    );
+    assert_eq!(
+        plans(&format!(r#"{{"authors":["{id}"]}}"#)),
+        vec![IndexKind::Pubkey]
+    );
+    assert_eq!(plans(r#"{"kinds":[1]}"#), vec![IndexKind::Kind]);
+    assert_eq!(plans(r#"{"since":5}"#), vec![IndexKind::CreatedAt]);
+}
+
+#[test]
+fn reopen_keeps_data_and_rejects_other_versions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = StoreOptions {
+        map_size: 1 << 30,
+        ..StoreOptions::default()
+    };
+    let a = ev(&key(10), 1, 1, &[], "persist");
+    {
+        let s = Store::open(dir.path(), &opts).expect("open");
+        s.write_batch(&[a.clone()]).expect("w");
+        let mut txn = s.write_txn().expect("w");
+        let mut m = s.meta(&txn).expect("meta");
+        m.db_version = 99;
+        s.write_meta(&mut txn, &m).expect("meta");
+        txn.commit().expect("commit");
+        s.close();
+    }
+    let err = Store::open(dir.path(), &opts)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("database version 99"), "{err}");
+}
+
+#[test]
+fn map_full_is_a_clear_error_and_db_stays_readable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = StoreOptions {
+        map_size: 1 << 20,
+        ..StoreOptions::default()
+    };
+    let s = Store::open(dir.path(), &opts).expect("open");
+    let k = key(11);
+    let first = ev(&k, 1, 1, &[], "kept");
+    s.write_batch(&[first.clone()]).expect("fits");
+    let big: Vec<Event> = (0..200)
+        .map(|i| ev(&k, 2 + i, 1, &[], &"x".repeat(30_000)))
+        .collect();
+    let err = s.write_batch(&big).expect_err("map full");
+    assert!(matches!(err, StoreError::MapFull), "{err}");
+    assert!(err.to_string().contains("mapsize"));
+    assert_eq!(query(&s, &["{}"], 0), vec![first.id]);
+}

@@ -1,0 +1,348 @@
+//! The write rules, applied inside one RW transaction per batch, in (created_at, id) order:
+//! duplicates, tombstones, replaceable/addressable versions, NIP-09 deletions (`e` and `a`
+//! tags), NIP-59 gift-wrap deletions, the expiration index. Deletions take effect at once
+//! (the levId counter lives in Meta, so deleting the newest row cannot cause reuse), which
+//! makes a batch exactly equivalent to applying its events one by one.
+
+use std::collections::HashSet;
+
+use heed::RwTxn;
+
+use super::keys::{self, LevId};
+use super::{payload, record, Meta, Record, Result, Store};
+use crate::nostr::filter::EventView;
+use crate::nostr::hex;
+use crate::nostr::kinds::{self, KindClass};
+use crate::nostr::Event;
+
+/// What happened to one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Written(LevId),
+    /// Already stored (or earlier in the same batch).
+    Duplicate,
+    /// A newer version of this replaceable/addressable event is stored.
+    Replaced,
+    /// Its author deleted it (NIP-09 tombstone), or a gift-wrap recipient did.
+    Deleted,
+    /// Ephemeral kinds are delivered live, never stored.
+    Ephemeral,
+}
+
+impl Outcome {
+    /// The `OK` reply: (accepted, message) with strfry's strings.
+    pub fn ok_reply(&self) -> (bool, &'static str) {
+        match self {
+            Outcome::Written(_) => (true, ""),
+            Outcome::Duplicate => (true, "duplicate: have this event"),
+            Outcome::Replaced => (false, "replaced: have newer event"),
+            Outcome::Deleted => (false, "deleted: user requested deletion"),
+            Outcome::Ephemeral => (false, "invalid: ephemeral events are not stored"),
+        }
+    }
+}
+
+fn is_gift_wrap(kind: u64) -> bool {
+    kind == kinds::KIND_GIFT_WRAP || kind == kinds::KIND_EPHEMERAL_GIFT_WRAP
+}
+
+/// Owned copy of the fields needed to unindex a record (the txn is mutated meanwhile).
+struct Unindex {
+    id: [u8; 32],
+    pubkey: [u8; 32],
+    created_at: u64,
+    kind: u64,
+    expiration: Option<u64>,
+    tags: Vec<u8>,
+}
+
+impl Store {
+    /// Writes a batch in one transaction and commits it; outcomes are in input order.
+    /// On error (e.g. map full) nothing of the batch is written.
+    pub fn write_batch(&self, events: &[Event]) -> Result<Vec<Outcome>> {
+        let mut txn = self.write_txn()?;
+        let out = self.write_events(&mut txn, events)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Applies the write rules to `events` inside `txn` (the caller commits).
+    pub fn write_events(&self, txn: &mut RwTxn, events: &[Event]) -> Result<Vec<Outcome>> {
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| {
+            (events[a].created_at, events[a].id).cmp(&(events[b].created_at, events[b].id))
+        });
+        let mut meta = self.meta(txn)?;
+        let mut outcomes = vec![Outcome::Duplicate; events.len()];
+        let mut seen = HashSet::with_capacity(events.len());
+        for i in order {
+            outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut seen)?;
+        }
+        self.write_meta(txn, &meta)?;
+        Ok(outcomes)
+    }
+
+    fn write_one(
+        &self,
+        txn: &mut RwTxn,
+        ev: &Event,
+        meta: &mut Meta,
+        seen: &mut HashSet<[u8; 32]>,
+    ) -> Result<Outcome> {
+        let class = ev.class();
+        if class == KindClass::Ephemeral {
+            return Ok(Outcome::Ephemeral);
+        }
+        if seen.contains(&ev.id) || self.t.id.get(txn, &ev.id)?.is_some() {
+            return Ok(Outcome::Duplicate);
+        }
+        if self
+            .t
+            .deletion
+            .get(txn, &keys::deletion_key(&ev.id, &ev.pubkey))?
+            .is_some()
+        {
+            return Ok(Outcome::Deleted);
+        }
+        if is_gift_wrap(ev.kind) {
+            for (name, value) in ev.packed_tags() {
+                let Ok(p) = <&[u8; 32]>::try_from(value) else {
+                    continue;
+                };
+                if name == b'p'
+                    && self
+                        .t
+                        .deletion
+                        .get(txn, &keys::deletion_key(&ev.id, p))?
+                        .is_some()
+                {
+                    return Ok(Outcome::Deleted);
+                }
+            }
+        }
+
+        let address = matches!(class, KindClass::Replaceable | KindClass::Addressable)
+            .then(|| keys::address_key(&ev.pubkey, ev.kind, ev.d_tag()));
+        let mut superseded = None;
+        if let Some(key) = &address {
+            if let Some(deleted_until) = self
+                .t
+                .replace_deletion
+                .get(txn, key)?
+                .and_then(keys::read_u64)
+            {
+                if ev.created_at <= deleted_until {
+                    return Ok(Outcome::Deleted);
+                }
+            }
+            if let Some(old_lev) = self.t.replace.get(txn, key)?.and_then(keys::read_u64) {
+                if let Some(old) = self.record(txn, old_lev)? {
+                    // Newest created_at wins; on a tie the lowest id stays.
+                    if (old.created_at(), std::cmp::Reverse(*old.id()))
+                        > (ev.created_at, std::cmp::Reverse(ev.id))
+                    {
+                        return Ok(Outcome::Replaced);
+                    }
+                    superseded = Some(old_lev);
+                }
+            }
+        }
+
+        let lev = meta.next_lev_id;
+        meta.next_lev_id += 1;
+        seen.insert(ev.id);
+        self.insert(txn, ev, lev)?;
+        if let Some(old) = superseded {
+            self.delete_lev(txn, old)?;
+        }
+        if let Some(key) = &address {
+            self.t.replace.put(txn, key, &keys::lev_key(lev))?;
+        }
+        if ev.kind == kinds::KIND_DELETION {
+            self.apply_deletion(txn, ev, lev)?;
+        }
+        Ok(Outcome::Written(lev))
+    }
+
+    fn insert(&self, txn: &mut RwTxn, ev: &Event, lev: LevId) -> Result<()> {
+        let lk = keys::lev_key(lev);
+        self.t.event.put(txn, &lk, &record::encode(ev))?;
+        self.t
+            .payload
+            .put(txn, &lk, &payload::encode_raw(ev.json()))?;
+        self.t.id.put(txn, &ev.id, &lk)?;
+        self.index(txn, &Unindex::of_event(ev), lev, true)
+    }
+
+    /// Adds (`add`) or removes every scannable and expiration index row of one event.
+    fn index(&self, txn: &mut RwTxn, e: &Unindex, lev: LevId, add: bool) -> Result<()> {
+        let s = keys::suffix(e.created_at, &e.id, lev);
+        let mut rows: Vec<(super::Table, Vec<u8>)> = vec![
+            (self.t.created_at, s.to_vec()),
+            (
+                self.t.pubkey,
+                keys::with_suffix(keys::pubkey_prefix(&e.pubkey), &s),
+            ),
+            (
+                self.t.kind,
+                keys::with_suffix(keys::kind_prefix(e.kind), &s),
+            ),
+            (
+                self.t.pubkey_kind,
+                keys::with_suffix(keys::pubkey_kind_prefix(&e.pubkey, e.kind), &s),
+            ),
+        ];
+        for (name, value) in crate::nostr::tags::PackedTags(&e.tags) {
+            if let Some(p) = keys::tag_prefix(name, value) {
+                rows.push((self.t.tag, keys::with_suffix(p, &s)));
+            }
+        }
+        if let Some(exp) = e.expiration {
+            rows.push((self.t.expiration, keys::expiration_key(exp, lev).to_vec()));
+        }
+        for (db, key) in rows {
+            if add {
+                db.put(txn, &key, &[])?;
+            } else {
+                db.delete(txn, &key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one stored event and all its index rows; false if it was not there.
+    pub fn delete_lev(&self, txn: &mut RwTxn, lev: LevId) -> Result<bool> {
+        let lk = keys::lev_key(lev);
+        let e = match self.t.event.get(txn, &lk)? {
+            Some(buf) => Unindex::of_record(&Record::read(buf)?),
+            None => return Ok(false),
+        };
+        self.index(txn, &e, lev, false)?;
+        if self.t.id.get(txn, &e.id)?.and_then(keys::read_u64) == Some(lev) {
+            self.t.id.delete(txn, &e.id)?;
+        }
+        if matches!(
+            kinds::classify(e.kind),
+            KindClass::Replaceable | KindClass::Addressable
+        ) {
+            let d = match kinds::classify(e.kind) {
+                KindClass::Addressable => crate::nostr::tags::PackedTags(&e.tags)
+                    .find(|(n, _)| *n == b'd')
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                    .unwrap_or(""),
+                _ => "",
+            };
+            let key = keys::address_key(&e.pubkey, e.kind, d);
+            if self.t.replace.get(txn, &key)?.and_then(keys::read_u64) == Some(lev) {
+                self.t.replace.delete(txn, &key)?;
+            }
+        }
+        self.t.payload.delete(txn, &lk)?;
+        self.t.event.delete(txn, &lk)?;
+        Ok(true)
+    }
+
+    /// NIP-09: `e` tags delete the author's own events (and gift wraps addressed to the
+    /// author) and leave tombstones; `a` tags delete every version up to the deletion's
+    /// created_at of replaceable and addressable events and block older ones arriving later.
+    fn apply_deletion(&self, txn: &mut RwTxn, ev: &Event, deletion_lev: LevId) -> Result<()> {
+        let dl = keys::lev_key(deletion_lev);
+        for tag in ev.tags.iter().filter(|t| t.name() == "e") {
+            let Some(target) = tag
+                .value()
+                .and_then(|v| hex::decode_any::<32>(v.as_bytes()))
+            else {
+                continue;
+            };
+            let mut tombstone = true;
+            if let Some(lev) = self.lookup_id(txn, &target)? {
+                if let Some(rec) = self.record(txn, lev)? {
+                    let (kind, author) = (rec.kind(), *rec.pubkey());
+                    let addressed = is_gift_wrap(kind)
+                        && rec.packed_tags().any(|(n, v)| n == b'p' && v == ev.pubkey);
+                    // A deletion of a deletion has no effect (NIP-09).
+                    tombstone = kind != kinds::KIND_DELETION;
+                    if tombstone && (author == ev.pubkey || addressed) {
+                        self.delete_lev(txn, lev)?;
+                    }
+                }
+            }
+            if tombstone {
+                self.t
+                    .deletion
+                    .put(txn, &keys::deletion_key(&target, &ev.pubkey), &dl)?;
+            }
+        }
+        for addr in ev.deleted_addresses() {
+            let d = match kinds::classify(addr.kind) {
+                KindClass::Addressable => addr.d,
+                KindClass::Replaceable => "",
+                _ => continue,
+            };
+            let key = keys::address_key(&addr.pubkey, addr.kind, d);
+            let prev = self
+                .t
+                .replace_deletion
+                .get(txn, &key)?
+                .and_then(keys::read_u64);
+            if prev.is_none_or(|p| p < ev.created_at) {
+                self.t
+                    .replace_deletion
+                    .put(txn, &key, &ev.created_at.to_be_bytes())?;
+            }
+            if let Some(lev) = self.t.replace.get(txn, &key)?.and_then(keys::read_u64) {
+                if self
+                    .record(txn, lev)?
+                    .is_some_and(|r| r.created_at() <= ev.created_at)
+                {
+                    self.delete_lev(txn, lev)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `max` events whose NIP-40 expiration is ≤ `now`, in one transaction;
+    /// returns how many. Call repeatedly until it returns less than `max`.
+    pub fn purge_expired(&self, now: u64, max: usize) -> Result<usize> {
+        let mut txn = self.write_txn()?;
+        let mut due = Vec::new();
+        for row in self.t.expiration.iter(&txn)? {
+            let (k, _) = row?;
+            match (keys::read_u64(k), k.get(8..).and_then(keys::read_u64)) {
+                (Some(exp), Some(lev)) if exp <= now && due.len() < max => due.push(lev),
+                _ => break,
+            }
+        }
+        let mut n = 0;
+        for lev in due {
+            n += usize::from(self.delete_lev(&mut txn, lev)?);
+        }
+        txn.commit()?;
+        Ok(n)
+    }
+}
+
+impl Unindex {
+    fn of_event(ev: &Event) -> Unindex {
+        Unindex {
+            id: ev.id,
+            pubkey: ev.pubkey,
+            created_at: ev.created_at,
+            kind: ev.kind,
+            expiration: ev.expiration,
+            tags: ev.packed_tags().0.to_vec(),
+        }
+    }
+
+    fn of_record(r: &Record<'_>) -> Unindex {
+        Unindex {
+            id: *r.id(),
+            pubkey: *r.pubkey(),
+            created_at: r.created_at(),
+            kind: r.kind(),
+            expiration: r.expiration(),
+            tags: r.tags_bytes().to_vec(),
+        }
+    }
+}
