@@ -185,11 +185,12 @@ impl Event {
         for tag in tags.iter() {
             let name = tag.name();
             let Some(value) = tag.value() else { continue };
-            if let Some((_, fixed)) = tags::indexed_name(name) {
+            if tags::indexed_name(name).is_some() {
                 if value.len() > limits.max_tag_val_size {
                     return Err(Invalid::new(format!("tag val too large: {}", value.len())));
                 }
-                if fixed && hex::decode_any::<32>(value.as_bytes()).is_none() {
+                // Packing decodes e/p values, which is also their validation.
+                if !tags::pack_tag(&mut packed_tags, name, value) {
                     let why = if value.len() == 64 {
                         "bad hex in"
                     } else {
@@ -197,7 +198,6 @@ impl Event {
                     };
                     return Err(Invalid::new(format!("{why} fixed-size tag: {name}")));
                 }
-                tags::pack_tag(&mut packed_tags, name, value);
             } else if name == "expiration" && !seen_expiration {
                 seen_expiration = true;
                 expiration = Some(parse_expiration(value)?);

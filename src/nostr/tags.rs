@@ -118,22 +118,26 @@ pub fn indexed_name(name: &str) -> Option<(u8, bool)> {
     }
 }
 
-/// Appends the packed form of one indexable tag value, or nothing if it is not indexed.
-pub fn pack_tag(out: &mut Vec<u8>, name: &str, value: &str) {
+/// Appends the packed form of one tag value if its name is indexed. Returns false (and
+/// appends nothing) for an `e`/`p` value that is not 64 hex digits; values over 255 bytes
+/// are skipped, not indexed.
+pub fn pack_tag(out: &mut Vec<u8>, name: &str, value: &str) -> bool {
     let Some((c, fixed)) = indexed_name(name) else {
-        return;
+        return true;
     };
     if fixed {
-        if let Some(raw) = hex::decode_any::<32>(value.as_bytes()) {
-            out.push(c);
-            out.push(32);
-            out.extend_from_slice(&raw);
-        }
+        let Some(raw) = hex::decode_any::<32>(value.as_bytes()) else {
+            return false;
+        };
+        out.push(c);
+        out.push(32);
+        out.extend_from_slice(&raw);
     } else if value.len() <= MAX_INDEXED_VALUE {
         out.push(c);
         out.push(value.len() as u8);
         out.extend_from_slice(value.as_bytes());
     }
+    true
 }
 
 /// The packed indexable tags of an event (see the module comment).
@@ -181,10 +185,11 @@ mod tests {
     #[test]
     fn packs_only_indexable_values() {
         let mut out = Vec::new();
-        pack_tag(&mut out, "p", &"ab".repeat(32));
-        pack_tag(&mut out, "t", "nostr");
-        pack_tag(&mut out, "tt", "multi-letter");
-        pack_tag(&mut out, "r", &"x".repeat(256));
+        assert!(pack_tag(&mut out, "p", &"ab".repeat(32)));
+        assert!(pack_tag(&mut out, "t", "nostr"));
+        assert!(pack_tag(&mut out, "tt", "multi-letter"));
+        assert!(pack_tag(&mut out, "r", &"x".repeat(256)));
+        assert!(!pack_tag(&mut out, "e", "abcd"));
         let got: Vec<_> = PackedTags(&out).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], (b'p', &[0xab; 32][..]));
