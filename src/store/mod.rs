@@ -369,6 +369,68 @@ impl Store {
 }
 
 impl Store {
+    /// levIds by created_at within `[since, until]`, oldest first (newest first when
+    /// `reverse`); events of the same second come in id order (ascending, or descending when
+    /// `reverse`). For `export`; the read transaction stays open for the whole walk.
+    pub fn by_created_at<'t>(
+        &self,
+        txn: &'t RoTxn,
+        since: u64,
+        until: u64,
+        reverse: bool,
+    ) -> Result<impl Iterator<Item = Result<LevId>> + 't> {
+        let (lo, hi) = keys::suffix_bounds(since, until);
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        let walk: Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't> = if reverse {
+            Box::new(self.t.created_at.rev_range(txn, &range)?)
+        } else {
+            Box::new(self.t.created_at.range(txn, &range)?)
+        };
+        let mut walk = walk
+            .map(|row| {
+                let (k, _) = row?;
+                keys::parse_suffix(k)
+                    .ok_or_else(|| StoreError::Corrupt("created_at index key".into()))
+            })
+            .peekable();
+        // Keys hold the id prefix complemented (keys.rs), so either walk meets each second's
+        // ids in the opposite of the order we want: collect each second and pop it backwards.
+        let mut group: Vec<LevId> = Vec::new();
+        Ok(std::iter::from_fn(move || {
+            if let Some(lev) = group.pop() {
+                return Some(Ok(lev));
+            }
+            let (ca, lev) = match walk.next()? {
+                Ok(x) => x,
+                Err(e) => return Some(Err(e)),
+            };
+            group.push(lev);
+            while let Some(Ok((next_ca, next_lev))) = walk.peek() {
+                if *next_ca != ca {
+                    break;
+                }
+                group.push(*next_lev);
+                walk.next();
+            }
+            group.pop().map(Ok)
+        }))
+    }
+
+    /// Deletes the given events (and their index rows) in one transaction, without
+    /// tombstones (`wok delete`: they can be imported again). Returns how many existed.
+    pub fn delete_batch(&self, levs: &[LevId]) -> Result<usize> {
+        let mut txn = self.write_txn()?;
+        let mut n = 0;
+        for &lev in levs {
+            n += usize::from(self.delete_lev(&mut txn, lev)?);
+        }
+        txn.commit()?;
+        Ok(n)
+    }
+
     /// Every stored levId, ascending (tests and brute-force checks; not a hot path).
     pub fn all_lev_ids(&self, txn: &RoTxn) -> Result<Vec<LevId>> {
         let mut out = Vec::new();

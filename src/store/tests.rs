@@ -326,3 +326,33 @@ fn map_full_is_a_clear_error_and_db_stays_readable() {
     assert!(err.to_string().contains("mapsize"));
     assert_eq!(query(&s, &["{}"], 0), vec![first.id]);
 }
+
+#[test]
+fn created_at_walk_orders_ties_by_id() {
+    let (_d, s) = temp_store();
+    let k = key(12);
+    let evs: Vec<Event> = (0..6)
+        .map(|i| ev(&k, 100 + i / 3, 1, &[], &format!("n{i}")))
+        .collect();
+    s.write_batch(&evs).expect("w");
+    let mut want: Vec<(u64, [u8; 32])> = evs.iter().map(|e| (e.created_at, e.id)).collect();
+    want.sort();
+    let txn = s.read_txn().expect("txn");
+    let walk = |rev: bool, since: u64, until: u64| -> Vec<(u64, [u8; 32])> {
+        s.by_created_at(&txn, since, until, rev)
+            .expect("walk")
+            .map(|l| {
+                let r = s
+                    .record(&txn, l.expect("lev"))
+                    .expect("rec")
+                    .expect("exists");
+                (r.created_at(), *r.id())
+            })
+            .collect()
+    };
+    assert_eq!(walk(false, 0, u64::MAX), want);
+    let mut rev = want.clone();
+    rev.reverse();
+    assert_eq!(walk(true, 0, u64::MAX), rev);
+    assert_eq!(walk(false, 101, 101), want[3..].to_vec());
+}
