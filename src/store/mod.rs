@@ -102,6 +102,7 @@ impl StoreOptions {
 }
 
 type Table = Database<Bytes, Bytes>;
+type KeyValue<'t> = (&'t [u8], &'t [u8]);
 
 /// Every table of the environment.
 #[derive(Clone, Copy)]
@@ -384,7 +385,7 @@ impl Store {
             std::ops::Bound::Included(&lo[..]),
             std::ops::Bound::Included(&hi[..]),
         );
-        let walk: Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't> = if reverse {
+        let walk: Box<dyn Iterator<Item = heed::Result<KeyValue<'t>>> + 't> = if reverse {
             Box::new(self.t.created_at.rev_range(txn, &range)?)
         } else {
             Box::new(self.t.created_at.range(txn, &range)?)
