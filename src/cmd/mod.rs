@@ -24,4 +24,23 @@ impl Globals {
         }
         Ok(loaded)
     }
+
+    /// Loads the config and opens the store at its `db` directory; errors are printed.
+    pub fn open_store(&self) -> Option<(wok::config::Config, wok::store::Store)> {
+        let cfg = match self.load_config() {
+            Ok(l) => l.config,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return None;
+            }
+        };
+        let opts = wok::store::StoreOptions::from_config(&cfg);
+        match wok::store::Store::open(std::path::Path::new(&cfg.db), &opts) {
+            Ok(store) => Some((cfg, store)),
+            Err(e) => {
+                eprintln!("error: cannot open database {}: {e}", cfg.db);
+                None
+            }
+        }
+    }
 }
