@@ -1,4 +1,5 @@
 pub mod config;
+pub mod gen;
 pub mod logging;
 pub mod nostr;
 pub mod store;

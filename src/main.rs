@@ -39,6 +39,8 @@ enum Command {
     /// Check a config file or print the effective configuration
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
+    /// Print deterministic, validly signed test events as JSONL
+    Gen(cmd::gen::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +52,6 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Config(c) => cmd::config::run(c, &globals),
+        Command::Gen(a) => cmd::gen::run(a),
     }
 }

@@ -2,6 +2,7 @@
 //! code; errors are printed here, never panicked.
 
 pub mod config;
+pub mod gen;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ impl Globals {
     }
 
     /// Loads the config and opens the store at its `db` directory; errors are printed.
+    #[allow(dead_code)] // until the data commands land
     pub fn open_store(&self) -> Option<(wok::config::Config, wok::store::Store)> {
         let cfg = match self.load_config() {
             Ok(l) => l.config,

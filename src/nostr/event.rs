@@ -344,11 +344,19 @@ impl Event {
         kinds::classify(self.kind)
     }
 
-    /// The d tag that keys an addressable event: the first real `d` tag's value, else "".
-    /// Replaceable events always use "" (strfry puts a virtual empty `d` first).
+    /// The d tag that keys an addressable event: the value of the first `d` tag that has an
+    /// indexable value (≤255 bytes), else "" — strfry's rule, which reads it from the packed
+    /// tags, so the store can recompute it from a record. Replaceable events always use ""
+    /// (strfry puts a virtual empty `d` first).
     pub fn d_tag(&self) -> &str {
         match self.class() {
-            KindClass::Addressable => self.tags.find("d").and_then(|t| t.value()).unwrap_or(""),
+            KindClass::Addressable => self
+                .tags
+                .iter()
+                .filter(|t| t.name() == "d")
+                .filter_map(|t| t.value())
+                .find(|v| v.len() <= tags::MAX_INDEXED_VALUE)
+                .unwrap_or(""),
             _ => "",
         }
     }
@@ -733,6 +741,9 @@ mod tests {
         assert_eq!(with(30000, r#"["d","a"],["d","b"]"#).d_tag(), "a");
         assert_eq!(with(30000, r#"["t","x"]"#).d_tag(), "");
         assert_eq!(with(30000, r#"["d"]"#).d_tag(), "");
+        assert_eq!(with(30000, r#"["d"],["d","b"]"#).d_tag(), "b");
+        let long = format!(r#"["d","{}"],["d","c"]"#, "x".repeat(256));
+        assert_eq!(with(30000, &long).d_tag(), "c");
         assert_eq!(with(10002, r#"["d","a"]"#).d_tag(), "");
         let packed: Vec<_> = with(1, r#"["d","a"]"#)
             .packed_tags()

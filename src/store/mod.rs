@@ -7,6 +7,7 @@
 //! indexes `id deletion expiration replace replaceDeletion`, and `Meta`,
 //! `CompressionDictionary`, `NegentropyFilter`.
 
+pub mod check;
 pub mod keys;
 pub mod payload;
 pub mod query;
