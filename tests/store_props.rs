@@ -234,16 +234,10 @@ impl Model {
     }
 }
 
-fn filter_json(
-    authors: &[usize],
-    kinds: &Option<Vec<u64>>,
-    t: &Option<Vec<u8>>,
-    e_ref: Option<&Event>,
-    since: Option<u64>,
-    until: Option<u64>,
-    limit: Option<u64>,
-    ks: &[Keys],
-) -> String {
+fn filter_json(p: &FilterParts, events: &[(Event, bool)], ks: &[Keys]) -> String {
+    let (authors, kinds, t, e, since, until, limit) = p;
+    let e_ref = e.map(|i| &events[i % events.len()].0);
+    let (since, until, limit) = (*since, *until, *limit);
     let mut parts = Vec::new();
     if !authors.is_empty() {
         let a: Vec<String> = authors
@@ -384,10 +378,7 @@ proptest! {
         for parts in &fparts {
             let filters: Vec<Filter> = parts
                 .iter()
-                .map(|(a, k, t, e, s, u, l)| {
-                    let e_ref = e.map(|i| &events[i % events.len()].0);
-                    parse_filter(&filter_json(a, k, t, e_ref, *s, *u, *l, &ks))
-                })
+                .map(|p| parse_filter(&filter_json(p, &events, &ks)))
                 .collect();
             let want = brute_force(&model, &filters);
             prop_assert_eq!(&run_query(&store, &filters, u64::MAX), &want);
