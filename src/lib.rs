@@ -2,4 +2,5 @@ pub mod config;
 pub mod gen;
 pub mod logging;
 pub mod nostr;
+pub mod relay;
 pub mod store;

@@ -39,6 +39,8 @@ enum Command {
     /// Check a config file or print the effective configuration
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
+    /// Run the relay (WebSocket and HTTP on relay.bind:relay.port)
+    Relay,
     /// Print deterministic, validly signed test events as JSONL
     Gen(cmd::gen::GenArgs),
 }
@@ -53,5 +55,6 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Config(c) => cmd::config::run(c, &globals),
         Command::Gen(a) => cmd::gen::run(a),
+        Command::Relay => cmd::relay::run(&globals),
     }
 }

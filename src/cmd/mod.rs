@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod gen;
+pub mod relay;
 
 use std::path::PathBuf;
 
@@ -27,7 +28,6 @@ impl Globals {
     }
 
     /// Loads the config and opens the store at its `db` directory; errors are printed.
-    #[allow(dead_code)] // until the data commands land
     pub fn open_store(&self) -> Option<(wok::config::Config, wok::store::Store)> {
         let cfg = match self.load_config() {
             Ok(l) => l.config,

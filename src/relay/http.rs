@@ -1,0 +1,94 @@
+//! Plain HTTP on the relay port: the WebSocket upgrade, NIP-11, `/metrics`, CORS and a
+//! landing page. Responses close the connection; only WebSockets stay open.
+
+use super::metrics::Metrics;
+
+/// What the HTTP side serves, rendered once from the config.
+pub struct HttpInfo {
+    pub nip11: String,
+    pub landing: String,
+}
+
+const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Allow-Methods: GET, OPTIONS\r\n";
+
+fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// The `Sec-WebSocket-Key` of a valid upgrade request.
+pub fn websocket_key(req: &httparse::Request<'_, '_>) -> Option<String> {
+    let upgrade = header(req, "upgrade")?;
+    if !upgrade.eq_ignore_ascii_case("websocket") || req.method != Some("GET") {
+        return None;
+    }
+    header(req, "sec-websocket-key").map(|k| k.trim().to_owned())
+}
+
+pub fn upgrade_response(key: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        tungstenite::handshake::derive_accept_key(key.as_bytes())
+    )
+    .into_bytes()
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{CORS}Server: wok\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn simple(code: u16, reason: &str) -> Vec<u8> {
+    response(&format!("{code} {reason}"), "text/plain", reason)
+}
+
+/// Does an `Accept` header ask for NIP-11? (Lists and q-values allowed; q=0 refuses.)
+pub fn wants_nip11(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let mut it = part.split(';');
+        let ty = it.next().unwrap_or("").trim();
+        let refused = it.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        ty.eq_ignore_ascii_case("application/nostr+json") && !refused
+    })
+}
+
+pub fn respond(req: &httparse::Request<'_, '_>, info: &HttpInfo, metrics: &Metrics) -> Vec<u8> {
+    let path = req.path.unwrap_or("/");
+    match req.method {
+        Some("OPTIONS") => format!("HTTP/1.1 204 No Content\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .into_bytes(),
+        Some("GET") | Some("HEAD") => {
+            if path == "/metrics" {
+                response("200 OK", "text/plain; version=0.0.4", &metrics.render())
+            } else if header(req, "accept").is_some_and(wants_nip11) {
+                response("200 OK", "application/nostr+json", &info.nip11)
+            } else {
+                response("200 OK", "text/html; charset=utf-8", &info.landing)
+            }
+        }
+        _ => simple(405, "Method Not Allowed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_nip11;
+
+    #[test]
+    fn accept_header_forms() {
+        assert!(wants_nip11("application/nostr+json"));
+        assert!(wants_nip11("text/html, application/nostr+json;q=0.9"));
+        assert!(wants_nip11("Application/Nostr+JSON"));
+        assert!(!wants_nip11("application/nostr+json;q=0"));
+        assert!(!wants_nip11("application/json"));
+    }
+}

@@ -1,0 +1,512 @@
+//! The io thread: the only code that touches sockets. It accepts connections, answers
+//! plain HTTP (NIP-11, metrics, landing page), performs the WebSocket handshake, reads
+//! frames (tungstenite does framing, fragmentation, ping/pong and size limits), hands each
+//! text message to an ingester, and writes what the stages send back through per-connection
+//! queues. It never parses Nostr JSON (invariant 5).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use super::http::{self, HttpInfo};
+use super::metrics::Metrics;
+use super::msg::{ConnId, IngesterMsg, MonitorMsg, Outbound, Pool, ReqMsg};
+
+pub const LISTENER: Token = Token(0);
+pub const WAKER: Token = Token(1);
+const FIRST_CONN: u64 = 2;
+/// Largest HTTP request head we read before giving up on a client.
+const MAX_HTTP_HEAD: usize = 16 * 1024;
+
+pub struct IoConfig {
+    pub max_payload: usize,
+    pub max_pending: usize,
+    pub auto_ping: Option<Duration>,
+    pub keepalive: bool,
+    pub real_ip_header: String,
+}
+
+enum Phase {
+    Http {
+        stream: TcpStream,
+        buf: Vec<u8>,
+    },
+    Ws(Box<WebSocket<TcpStream>>),
+    /// Only while switching from Http to Ws.
+    Gone,
+}
+
+enum HttpStep {
+    Wait,
+    Close,
+    Upgrade { head_len: usize, ip: IpAddr },
+}
+
+struct Conn {
+    phase: Phase,
+    ip: IpAddr,
+    out: VecDeque<Message>,
+    pending: usize,
+    last_seen: Instant,
+    pinged: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    closing: bool,
+}
+
+pub struct Io {
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub rx: Receiver<Outbound>,
+    pub ingesters: Pool<IngesterMsg>,
+    pub reqs: Pool<ReqMsg>,
+    pub monitors: Pool<MonitorMsg>,
+    pub http: Arc<HttpInfo>,
+    pub metrics: Arc<Metrics>,
+    pub cfg: IoConfig,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl Io {
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+        let mut next_id = FIRST_CONN;
+        let mut last_tick = Instant::now();
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(self.cfg.max_payload))
+            .max_frame_size(Some(self.cfg.max_payload))
+            .write_buffer_size(64 * 1024)
+            .max_write_buffer_size(usize::MAX);
+        while !self.shutdown.load(Ordering::Relaxed) {
+            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("poll failed: {e}");
+                break;
+            }
+            let mut touched: HashSet<ConnId> = HashSet::new();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(&mut conns, &mut next_id),
+                    WAKER => {}
+                    Token(t) => {
+                        let id = t as ConnId;
+                        if let Some(c) = conns.get_mut(&id) {
+                            if ev.is_readable() || ev.is_read_closed() {
+                                self.on_readable(id, c, &ws_config);
+                            }
+                            touched.insert(id);
+                        }
+                    }
+                }
+            }
+            for m in self.rx.try_iter() {
+                match m {
+                    Outbound::Send { conn, text } => {
+                        if let Some(c) = conns.get_mut(&conn) {
+                            queue(c, text);
+                            touched.insert(conn);
+                        }
+                    }
+                    Outbound::EventBatch { json, recipients } => {
+                        for (conn, sub) in recipients {
+                            if let Some(c) = conns.get_mut(&conn) {
+                                let mut f =
+                                    Vec::with_capacity(json.len() + sub.as_str().len() + 16);
+                                crate::nostr::message::event_prefix(&mut f, &sub);
+                                f.extend_from_slice(&json);
+                                f.push(b']');
+                                queue(c, f);
+                                touched.insert(conn);
+                            }
+                        }
+                    }
+                    Outbound::Close { conn } => {
+                        if let Some(c) = conns.get_mut(&conn) {
+                            start_close(c, CloseCode::Normal, "");
+                            touched.insert(conn);
+                        }
+                    }
+                }
+            }
+            for id in touched {
+                let Some(c) = conns.get_mut(&id) else {
+                    continue;
+                };
+                if self.cfg.max_pending > 0 && c.pending > self.cfg.max_pending {
+                    log::info!("[{id}] slow client: {} bytes pending, closing", c.pending);
+                    self.metrics.slow_client_terminations.inc();
+                    self.drop_conn(id, &mut conns);
+                    continue;
+                }
+                if !flush(c) {
+                    self.drop_conn(id, &mut conns);
+                }
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick(&mut conns);
+            }
+        }
+        let ids: Vec<ConnId> = conns.keys().copied().collect();
+        for id in ids {
+            self.drop_conn(id, &mut conns);
+        }
+    }
+
+    fn accept(&mut self, conns: &mut HashMap<ConnId, Conn>, next_id: &mut u64) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let id = *next_id;
+                    *next_id += 1;
+                    // Without NODELAY small replies wait for delayed ACKs (~40 ms).
+                    let _ = stream.set_nodelay(true);
+                    if self.cfg.keepalive {
+                        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+                    }
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(id as usize),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("register failed: {e}");
+                        continue;
+                    }
+                    conns.insert(
+                        id,
+                        Conn {
+                            phase: Phase::Http {
+                                stream,
+                                buf: Vec::new(),
+                            },
+                            ip: addr.ip(),
+                            out: VecDeque::new(),
+                            pending: 0,
+                            last_seen: Instant::now(),
+                            pinged: false,
+                            bytes_in: 0,
+                            bytes_out: 0,
+                            closing: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next readiness event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_readable(&self, id: ConnId, c: &mut Conn, ws_config: &WebSocketConfig) {
+        c.last_seen = Instant::now();
+        c.pinged = false;
+        if let Phase::Http { .. } = c.phase {
+            match self.read_http(c) {
+                HttpStep::Wait => return,
+                HttpStep::Close => {
+                    c.closing = true;
+                    return;
+                }
+                HttpStep::Upgrade { head_len, ip } => {
+                    let Phase::Http { stream, buf } = std::mem::replace(&mut c.phase, Phase::Gone)
+                    else {
+                        return;
+                    };
+                    c.ip = ip;
+                    c.phase = Phase::Ws(Box::new(WebSocket::from_partially_read(
+                        stream,
+                        buf[head_len..].to_vec(),
+                        Role::Server,
+                        Some(*ws_config),
+                    )));
+                    log::info!("[{id}] connect from {ip}");
+                    self.metrics.connections.inc();
+                    self.ingesters
+                        .dispatch(id, IngesterMsg::Connected { conn: id, ip });
+                }
+            }
+        }
+        let Phase::Ws(ws) = &mut c.phase else { return };
+        let mut replies = Vec::new();
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    c.bytes_in += t.len() as u64;
+                    let text = Vec::from(tungstenite::Bytes::from(t));
+                    self.ingesters
+                        .dispatch(id, IngesterMsg::Text { conn: id, text });
+                }
+                Ok(Message::Binary(b)) => {
+                    c.bytes_in += b.len() as u64;
+                    let mut m = Vec::new();
+                    crate::nostr::message::notice(
+                        &mut m,
+                        "error: bad msg: binary messages are not supported",
+                    );
+                    replies.push(m);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(tungstenite::Error::Capacity(_)) => {
+                    start_close(c, CloseCode::Size, "message too big");
+                    return;
+                }
+                Err(tungstenite::Error::Protocol(_)) => {
+                    start_close(c, CloseCode::Protocol, "protocol error");
+                    return;
+                }
+                Err(tungstenite::Error::Utf8(_)) => {
+                    start_close(c, CloseCode::Invalid, "invalid utf-8");
+                    return;
+                }
+                Err(_) => {
+                    c.closing = true;
+                    c.out.clear();
+                    return;
+                }
+            }
+        }
+        for m in replies {
+            queue(c, m);
+        }
+    }
+
+    /// Reads and answers a plain HTTP request, or recognises a WebSocket upgrade.
+    fn read_http(&self, c: &mut Conn) -> HttpStep {
+        let Phase::Http { stream, buf } = &mut c.phase else {
+            return HttpStep::Close;
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return HttpStep::Close,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return HttpStep::Close,
+            }
+            if buf.len() > MAX_HTTP_HEAD {
+                let _ = stream.write_all(&http::simple(431, "Request Header Fields Too Large"));
+                return HttpStep::Close;
+            }
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return HttpStep::Wait,
+            Err(_) => {
+                let _ = stream.write_all(&http::simple(400, "Bad Request"));
+                return HttpStep::Close;
+            }
+        };
+        match http::websocket_key(&req) {
+            Some(key) => {
+                let resp = http::upgrade_response(&key);
+                // A fresh socket's send buffer takes a handshake response whole.
+                if stream.write(&resp).ok() != Some(resp.len()) {
+                    return HttpStep::Close;
+                }
+                HttpStep::Upgrade {
+                    head_len,
+                    ip: real_ip(&req, &self.cfg.real_ip_header, c.ip),
+                }
+            }
+            None => {
+                let resp = http::respond(&req, &self.http, &self.metrics);
+                let _ = stream.write_all(&resp);
+                HttpStep::Close
+            }
+        }
+    }
+
+    fn tick(&self, conns: &mut HashMap<ConnId, Conn>) {
+        let Some(every) = self.cfg.auto_ping else {
+            return;
+        };
+        let mut dead = Vec::new();
+        for (id, c) in conns.iter_mut() {
+            if let Phase::Ws(ws) = &mut c.phase {
+                let idle = c.last_seen.elapsed();
+                if c.pinged && idle >= every * 2 {
+                    dead.push(*id);
+                } else if !c.pinged && idle >= every {
+                    c.pinged = true;
+                    let _ = ws.write(Message::Ping(tungstenite::Bytes::new()));
+                    if !flush(c) {
+                        dead.push(*id);
+                    }
+                }
+            }
+        }
+        for id in dead {
+            log::info!("[{id}] no answer to ping, closing");
+            self.drop_conn(id, conns);
+        }
+    }
+
+    fn drop_conn(&self, id: ConnId, conns: &mut HashMap<ConnId, Conn>) {
+        let Some(mut c) = conns.remove(&id) else {
+            return;
+        };
+        match &mut c.phase {
+            Phase::Http { stream, .. } => {
+                let _ = self.poll.registry().deregister(stream);
+            }
+            Phase::Gone => {}
+            Phase::Ws(ws) => {
+                let _ = self.poll.registry().deregister(ws.get_mut());
+                log::info!(
+                    "[{id}] disconnect from {}: UP {} bytes, DN {} bytes",
+                    c.ip,
+                    c.bytes_in,
+                    c.bytes_out
+                );
+                self.metrics.connections.dec();
+                self.ingesters
+                    .dispatch(id, IngesterMsg::Closed { conn: id });
+                self.reqs.dispatch(id, ReqMsg::ConnClosed { conn: id });
+                self.monitors
+                    .dispatch(id, MonitorMsg::ConnClosed { conn: id });
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+fn queue(c: &mut Conn, text: Vec<u8>) {
+    if c.closing {
+        return;
+    }
+    c.pending += text.len();
+    // Stage output is JSON we built, so it is valid UTF-8.
+    match String::from_utf8(text) {
+        Ok(s) => c.out.push_back(Message::text(s)),
+        Err(_) => log::error!("dropping a non-UTF-8 outbound message"),
+    }
+}
+
+fn start_close(c: &mut Conn, code: CloseCode, reason: &'static str) {
+    if let Phase::Ws(ws) = &mut c.phase {
+        let _ = ws.close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+    }
+    c.out.clear();
+    c.closing = true;
+}
+
+/// Writes queued messages; false when the connection is finished and should be dropped.
+fn flush(c: &mut Conn) -> bool {
+    let Phase::Ws(ws) = &mut c.phase else {
+        return !c.closing;
+    };
+    while let Some(m) = c.out.pop_front() {
+        let len = m.len();
+        match ws.write(m) {
+            Ok(()) => {}
+            Err(tungstenite::Error::WriteBufferFull(m)) => {
+                c.out.push_front(*m);
+                break;
+            }
+            // The frame is kept in tungstenite's buffer; it goes out when writable.
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+        c.pending = c.pending.saturating_sub(len);
+        c.bytes_out += len as u64;
+    }
+    match ws.flush() {
+        // Everything is written: a closing connection can go now.
+        Ok(()) => !c.closing,
+        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
+        Err(_) => false,
+    }
+}
+
+/// The client address: from `relay.realIpHeader` when set (a single address, or an
+/// X-Forwarded-For list whose first entry is the client), else the socket's.
+fn real_ip(req: &httparse::Request<'_, '_>, header: &str, socket: IpAddr) -> IpAddr {
+    if header.is_empty() {
+        return socket;
+    }
+    let Some(h) = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(header))
+    else {
+        return socket;
+    };
+    match std::str::from_utf8(h.value).ok().and_then(parse_forwarded) {
+        Some(ip) => ip,
+        None => {
+            log::warn!("could not parse {header} header, using socket address {socket}");
+            socket
+        }
+    }
+}
+
+/// First address of a comma-separated list; accepts `[v6]:port` and `v4:port` forms.
+pub fn parse_forwarded(v: &str) -> Option<IpAddr> {
+    let first = v.split(',').next()?.trim();
+    if let Ok(ip) = first.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = first.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    first
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_forwarded;
+
+    #[test]
+    fn forwarded_chains() {
+        assert_eq!(
+            parse_forwarded("1.2.3.4").map(|i| i.to_string()),
+            Some("1.2.3.4".into())
+        );
+        assert_eq!(
+            parse_forwarded(" 1.2.3.4 , 10.0.0.1").map(|i| i.to_string()),
+            Some("1.2.3.4".into())
+        );
+        assert_eq!(
+            parse_forwarded("2001:db8::1, 10.0.0.1").map(|i| i.to_string()),
+            Some("2001:db8::1".into())
+        );
+        assert_eq!(
+            parse_forwarded("[2001:db8::1]:443").map(|i| i.to_string()),
+            Some("2001:db8::1".into())
+        );
+        assert_eq!(
+            parse_forwarded("1.2.3.4:80").map(|i| i.to_string()),
+            Some("1.2.3.4".into())
+        );
+        assert_eq!(parse_forwarded("nonsense"), None);
+    }
+}

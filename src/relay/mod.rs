@@ -1,0 +1,320 @@
+//! `wok relay`: the staged pipeline (DESIGN §1). `start` builds the channels, spawns every
+//! stage on its own OS thread and returns a handle; stages share only channels, the store
+//! and the (reloadable) config.
+
+pub mod http;
+pub mod ingester;
+pub mod io;
+pub mod metrics;
+pub mod monitors;
+pub mod msg;
+pub mod req_monitor;
+pub mod req_worker;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, unbounded};
+
+use crate::config::Config;
+use crate::nostr::message::DecodeLimits;
+use crate::nostr::{Limits, TimeWindow};
+use crate::store::Store;
+use metrics::Metrics;
+use msg::{IoSender, Pool};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What every stage may read.
+pub struct Shared {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    config: RwLock<Arc<Config>>,
+}
+
+impl Shared {
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn event_limits(&self, cfg: &Config) -> Limits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Limits {
+            max_event_size: n(cfg.events.max_event_size),
+            max_num_tags: n(cfg.events.max_num_tags),
+            max_tag_val_size: n(cfg.events.max_tag_val_size),
+        }
+    }
+
+    pub fn decode_limits(&self, cfg: &Config) -> DecodeLimits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        DecodeLimits {
+            event: self.event_limits(cfg),
+            max_filters: n(cfg.relay.max_req_filter_size),
+            max_tags_per_filter: n(cfg.relay.max_tags_per_filter),
+        }
+    }
+
+    pub fn time_window(&self, cfg: &Config) -> TimeWindow {
+        TimeWindow {
+            newer_than_secs: cfg.events.reject_events_newer_than_seconds,
+            older_than_secs: cfg.events.reject_events_older_than_seconds,
+            ephemeral_older_than_secs: cfg.events.reject_ephemeral_events_older_than_seconds,
+        }
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    pub addr: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+    io_thread: Option<JoinHandle<()>>,
+    stages: Vec<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Binds `relay.bind:relay.port` (SO_REUSEPORT) and starts every stage.
+    pub fn start(cfg: Config, store: Store) -> std::io::Result<Relay> {
+        let addr: SocketAddr = format!("{}:{}", cfg.relay.bind, cfg.relay.port)
+            .parse()
+            .or_else(|_| format!("[{}]:{}", cfg.relay.bind, cfg.relay.port).parse())
+            .map_err(|_| {
+                std::io::Error::other(format!("bad relay.bind address: {}", cfg.relay.bind))
+            })?;
+        let listener = listen(addr)?;
+        let addr = listener.local_addr()?;
+        let poll = mio::Poll::new()?;
+        let mut listener = mio::net::TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, io::LISTENER, mio::Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), io::WAKER)?);
+
+        let metrics = Arc::new(Metrics::default());
+        let threads = |n: u64| usize::try_from(n.max(1)).unwrap_or(1);
+        let nt = &cfg.relay.num_threads;
+        let (n_ing, n_req, n_mon) = (
+            threads(nt.ingester),
+            threads(nt.req_worker),
+            threads(nt.req_monitor),
+        );
+        let http = Arc::new(http::HttpInfo {
+            nip11: nip11(&cfg),
+            landing: landing(&cfg),
+        });
+        let io_cfg = io::IoConfig {
+            max_payload: usize::try_from(cfg.relay.max_websocket_payload_size)
+                .unwrap_or(usize::MAX),
+            max_pending: usize::try_from(cfg.relay.max_pending_outbound_bytes)
+                .unwrap_or(usize::MAX),
+            auto_ping: (cfg.relay.auto_ping_seconds > 0)
+                .then(|| Duration::from_secs(cfg.relay.auto_ping_seconds)),
+            keepalive: cfg.relay.enable_tcp_keepalive,
+            real_ip_header: cfg.relay.real_ip_header.clone(),
+        };
+        let shared = Arc::new(Shared {
+            store,
+            metrics: metrics.clone(),
+            config: RwLock::new(Arc::new(cfg)),
+        });
+
+        let (io_tx, io_rx) = unbounded();
+        let io_sender = IoSender {
+            tx: io_tx,
+            waker: waker.clone(),
+        };
+        // Bounded inboxes: a flood waits in the socket buffers, not in memory.
+        let (ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
+        let (req_tx, req_rx): (Vec<_>, Vec<_>) = (0..n_req).map(|_| bounded(4096)).unzip();
+        let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| unbounded()).unzip();
+        let (writer_tx, writer_rx) = bounded(65_536);
+        let ingesters = Pool::new(ing_tx);
+        let reqs = Pool::new(req_tx);
+        let monitors = Pool::new(mon_tx);
+        if let Ok(mut q) = metrics.queues.lock() {
+            q.push(("ingester", Box::new(depth(ing_rx.clone()))));
+            q.push(("reqWorker", Box::new(depth(req_rx.clone()))));
+            q.push(("reqMonitor", Box::new(depth(mon_rx.clone()))));
+            q.push(("writer", Box::new(depth(vec![writer_rx.clone()]))));
+        }
+        let mut stages = Vec::new();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name).spawn(f)
+        };
+        for (i, rx) in ing_rx.into_iter().enumerate() {
+            let s = ingester::Ingester {
+                rx,
+                shared: shared.clone(),
+                io: io_sender.clone(),
+                writer: writer_tx.clone(),
+                reqs: reqs.clone(),
+                monitors: monitors.clone(),
+            };
+            stages.push(spawn(format!("Ingester {i}"), Box::new(move || s.run()))?);
+        }
+        drop(writer_tx);
+        let w = writer::Writer {
+            rx: writer_rx,
+            shared: shared.clone(),
+            io: io_sender.clone(),
+            monitors: monitors.clone(),
+        };
+        stages.push(spawn("Writer".into(), Box::new(move || w.run()))?);
+        for (i, rx) in req_rx.into_iter().enumerate() {
+            let s = req_worker::ReqWorker {
+                rx,
+                shared: shared.clone(),
+                io: io_sender.clone(),
+                monitors: monitors.clone(),
+            };
+            stages.push(spawn(format!("ReqWorker {i}"), Box::new(move || s.run()))?);
+        }
+        for (i, rx) in mon_rx.into_iter().enumerate() {
+            let s = req_monitor::ReqMonitor {
+                rx,
+                shared: shared.clone(),
+                io: io_sender.clone(),
+            };
+            stages.push(spawn(format!("ReqMonitor {i}"), Box::new(move || s.run()))?);
+        }
+        drop(io_sender);
+
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let io = io::Io {
+            poll,
+            listener,
+            rx: io_rx,
+            ingesters,
+            reqs,
+            monitors,
+            http,
+            metrics,
+            cfg: io_cfg,
+            shutdown: shutdown.clone(),
+        };
+        let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
+        log::info!("relay listening on {addr}");
+        Ok(Relay {
+            addr,
+            shutdown,
+            waker,
+            io_thread,
+            stages,
+        })
+    }
+
+    /// Stops accepting, closes connections, lets every stage drain its inbox (the writer
+    /// commits what it was given) and joins the threads.
+    pub fn stop(mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+        self.join();
+    }
+
+    /// Blocks until the relay stops.
+    pub fn wait(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(t) = self.io_thread.take() {
+            let _ = t.join();
+        }
+        for t in self.stages.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A queue-depth reader over receivers (holding senders would keep stages alive at shutdown).
+fn depth<T: Send + 'static>(rs: Vec<crossbeam_channel::Receiver<T>>) -> impl Fn() -> usize + Send {
+    move || rs.iter().map(|r| r.len()).sum()
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    // Several relay processes may share the port (and the DB), as with strfry.
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// The NIP-11 document, from `relay.info.*` and what is enabled.
+pub fn nip11(cfg: &Config) -> String {
+    let r = &cfg.relay;
+    let mut nips: Vec<u64> = vec![1, 2, 4, 9, 11, 28, 40, 70];
+    if r.max_filter_limit_count > 0 {
+        nips.push(45);
+    }
+    if !r.info.nips.trim().is_empty() {
+        match serde_json::from_str::<Vec<u64>>(&r.info.nips) {
+            Ok(v) => nips = v,
+            Err(e) => log::warn!(
+                "relay.info.nips is not a JSON array of numbers ({e}); using the default"
+            ),
+        }
+    }
+    nips.sort_unstable();
+    nips.dedup();
+    let mut doc = serde_json::json!({
+        "name": r.info.name,
+        "description": r.info.description,
+        "software": "https://github.com/wok-relay/wok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "supported_nips": nips,
+        "limitation": {
+            "max_message_length": r.max_websocket_payload_size,
+            "max_subscriptions": r.max_subs_per_connection,
+            "max_filters": r.max_req_filter_size,
+            "max_limit": r.max_filter_limit,
+            "max_event_tags": cfg.events.max_num_tags,
+            "max_content_length": cfg.events.max_event_size,
+            "auth_required": false,
+        },
+    });
+    for (key, val) in [
+        ("pubkey", &r.info.pubkey),
+        ("self", &r.info.self_pubkey),
+        ("contact", &r.info.contact),
+        ("icon", &r.info.icon),
+        ("banner", &r.info.banner),
+        ("privacy_policy", &r.info.privacy),
+        ("terms_of_service", &r.info.terms),
+    ] {
+        if !val.is_empty() {
+            doc[key] = serde_json::Value::String(val.clone());
+        }
+    }
+    doc.to_string()
+}
+
+fn landing(cfg: &Config) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><h1>{}</h1><p>{}</p><p>This is a Nostr relay (wok). Connect with a Nostr client over WebSocket.</p></body></html>",
+        esc(&cfg.relay.info.name),
+        esc(&cfg.relay.info.name),
+        esc(&cfg.relay.info.description)
+    )
+}

@@ -1,0 +1,146 @@
+//! The messages stages send each other. Every stage owns its inbox (a crossbeam channel);
+//! the io thread is additionally woken through its `mio::Waker`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::nostr::{Event, Filter, SubId};
+use crate::store::LevId;
+
+pub type ConnId = u64;
+
+/// io → ingester.
+pub enum IngesterMsg {
+    /// One complete WebSocket text message.
+    Text {
+        conn: ConnId,
+        text: Vec<u8>,
+    },
+    Connected {
+        conn: ConnId,
+        ip: IpAddr,
+    },
+    Closed {
+        conn: ConnId,
+    },
+}
+
+/// ingester → writer.
+pub struct WriterMsg {
+    pub conn: ConnId,
+    pub event: Box<Event>,
+}
+
+/// ingester / io → req-worker.
+pub enum ReqMsg {
+    Req {
+        conn: ConnId,
+        sub_id: SubId,
+        filters: Vec<Filter>,
+    },
+    Count {
+        conn: ConnId,
+        sub_id: SubId,
+        filters: Vec<Filter>,
+    },
+    Close {
+        conn: ConnId,
+        sub_id: SubId,
+    },
+    ConnClosed {
+        conn: ConnId,
+    },
+}
+
+/// req-worker / writer / ingester → req-monitor.
+pub enum MonitorMsg {
+    /// Install a live subscription whose stored part was scanned up to `snapshot`.
+    Subscribe {
+        conn: ConnId,
+        sub_id: SubId,
+        filters: Vec<Filter>,
+        snapshot: LevId,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        sub_id: SubId,
+    },
+    ConnClosed {
+        conn: ConnId,
+    },
+    /// New events are committed (the writer says so after each commit).
+    Committed,
+    /// An ephemeral event: delivered live, never stored.
+    Ephemeral(Arc<Event>),
+}
+
+/// anything → io.
+pub enum Outbound {
+    /// One text message for one connection.
+    Send { conn: ConnId, text: Vec<u8> },
+    /// One event for many subscriptions: the io thread frames
+    /// `["EVENT","<sub>",` + json + `]` per recipient, never re-encoding the JSON.
+    EventBatch {
+        json: Arc<[u8]>,
+        recipients: Vec<(ConnId, SubId)>,
+    },
+    /// Close a connection (after flushing what is queued).
+    Close { conn: ConnId },
+}
+
+/// The io thread's inbox plus the waker that makes it look.
+#[derive(Clone)]
+pub struct IoSender {
+    pub tx: Sender<Outbound>,
+    pub waker: Arc<mio::Waker>,
+}
+
+impl IoSender {
+    pub fn send(&self, m: Outbound) {
+        // A send fails only when the io thread has exited (shutdown): nothing to tell.
+        if self.tx.send(m).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub fn text(&self, conn: ConnId, text: Vec<u8>) {
+        self.send(Outbound::Send { conn, text });
+    }
+}
+
+/// A pool of one stage: message for connection `c` goes to thread `c % n`, so one
+/// connection's messages stay ordered.
+pub struct Pool<T> {
+    senders: Vec<Sender<T>>,
+}
+
+impl<T> Clone for Pool<T> {
+    fn clone(&self) -> Self {
+        Pool {
+            senders: self.senders.clone(),
+        }
+    }
+}
+
+impl<T> Pool<T> {
+    pub fn new(senders: Vec<Sender<T>>) -> Self {
+        Pool { senders }
+    }
+
+    pub fn dispatch(&self, conn: ConnId, m: T) {
+        let n = self.senders.len() as u64;
+        if n > 0 {
+            let _ = self.senders[(conn % n) as usize].send(m);
+        }
+    }
+
+    pub fn all(&self) -> &[Sender<T>] {
+        &self.senders
+    }
+
+    pub fn queued(&self) -> usize {
+        self.senders.iter().map(Sender::len).sum()
+    }
+}

@@ -1,0 +1,172 @@
+//! Req-monitor threads: live subscriptions. The writer says `Committed` after each commit;
+//! a short poll of the DB's latest levId also catches events written by other processes
+//! (`wok import` into a running relay's DB). Each new event is matched once against the
+//! inverted index and sent as one batch (one JSON copy, many recipients) to the io thread.
+//!
+//! No gap, no duplicate: a subscription arrives with the snapshot levId its stored scan
+//! used. Events in (snapshot, last processed] are replayed to it alone; events at or below
+//! the snapshot are never sent to it live.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::monitors::Monitors;
+use super::msg::{ConnId, IoSender, MonitorMsg, Outbound};
+use super::{now, Shared};
+use crate::nostr::{message, Event, Filter, SubId};
+use crate::store::LevId;
+
+/// How often the DB is checked for writes by other processes.
+const EXTERNAL_POLL: Duration = Duration::from_millis(100);
+
+pub struct ReqMonitor {
+    pub rx: Receiver<MonitorMsg>,
+    pub shared: Arc<Shared>,
+    pub io: IoSender,
+}
+
+impl ReqMonitor {
+    pub fn run(self) {
+        let store = &self.shared.store;
+        let mut last_seen = match store.read_txn().and_then(|t| store.latest_lev_id(&t)) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("monitor cannot read the DB: {e}");
+                return;
+            }
+        };
+        let mut mon = Monitors::new();
+        let mut floors: HashMap<(ConnId, SubId), LevId> = HashMap::new();
+        loop {
+            match self.rx.recv_timeout(EXTERNAL_POLL) {
+                Ok(first) => {
+                    for m in std::iter::once(first).chain(self.rx.try_iter()) {
+                        self.handle(m, &mut mon, &mut floors, last_seen);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if let Err(e) = self.deliver_new(&mon, &floors, &mut last_seen) {
+                log::error!("live delivery failed: {e}");
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        m: MonitorMsg,
+        mon: &mut Monitors,
+        floors: &mut HashMap<(ConnId, SubId), LevId>,
+        last_seen: LevId,
+    ) {
+        match m {
+            MonitorMsg::Subscribe {
+                conn,
+                sub_id,
+                filters,
+                snapshot,
+            } => {
+                if snapshot < last_seen {
+                    if let Err(e) = self.replay(conn, &sub_id, &filters, snapshot, last_seen) {
+                        log::error!("[{conn}] replay failed: {e}");
+                    }
+                }
+                floors.insert((conn, sub_id.clone()), snapshot);
+                mon.subscribe(conn, sub_id, filters);
+            }
+            MonitorMsg::Unsubscribe { conn, sub_id } => {
+                mon.unsubscribe(conn, &sub_id);
+                floors.remove(&(conn, sub_id));
+            }
+            MonitorMsg::ConnClosed { conn } => {
+                mon.close_conn(conn);
+                floors.retain(|(c, _), _| *c != conn);
+            }
+            MonitorMsg::Committed => {}
+            MonitorMsg::Ephemeral(ev) => self.ephemeral(mon, &ev),
+        }
+    }
+
+    /// Sends one subscription the events committed between its snapshot and `upto`.
+    fn replay(
+        &self,
+        conn: ConnId,
+        sub: &SubId,
+        filters: &[Filter],
+        from: LevId,
+        upto: LevId,
+    ) -> crate::store::Result<()> {
+        let store = &self.shared.store;
+        let txn = store.read_txn()?;
+        let t = now();
+        for lev in from + 1..=upto {
+            let Some(rec) = store.record(&txn, lev)? else {
+                continue;
+            };
+            if rec.is_expired(t) || !filters.iter().any(|f| f.matches(&rec)) {
+                continue;
+            }
+            if let Some(json) = store.payload(&txn, lev)? {
+                let mut out = Vec::with_capacity(json.len() + 80);
+                message::event(&mut out, sub, &json);
+                self.io.text(conn, out);
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver_new(
+        &self,
+        mon: &Monitors,
+        floors: &HashMap<(ConnId, SubId), LevId>,
+        last_seen: &mut LevId,
+    ) -> crate::store::Result<()> {
+        let store = &self.shared.store;
+        let txn = store.read_txn()?;
+        let latest = store.latest_lev_id(&txn)?;
+        if latest <= *last_seen {
+            return Ok(());
+        }
+        let t = now();
+        let mut recipients = Vec::new();
+        for lev in *last_seen + 1..=latest {
+            if mon.is_empty() {
+                break;
+            }
+            let Some(rec) = store.record(&txn, lev)? else {
+                continue;
+            };
+            if rec.is_expired(t) {
+                continue;
+            }
+            mon.matches(&rec, &mut recipients);
+            recipients.retain(|r| floors.get(r).is_none_or(|&floor| lev > floor));
+            if recipients.is_empty() {
+                continue;
+            }
+            if let Some(json) = store.payload(&txn, lev)? {
+                self.io.send(Outbound::EventBatch {
+                    json: Arc::from(json.as_ref()),
+                    recipients: std::mem::take(&mut recipients),
+                });
+            }
+        }
+        *last_seen = latest;
+        Ok(())
+    }
+
+    fn ephemeral(&self, mon: &Monitors, ev: &Event) {
+        let mut recipients = Vec::new();
+        mon.matches(ev, &mut recipients);
+        if !recipients.is_empty() {
+            self.io.send(Outbound::EventBatch {
+                json: Arc::from(ev.json()),
+                recipients,
+            });
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The writer: the only thread that opens write transactions (invariant 2). Group commit
+//! without timers: each transaction takes everything queued since the last one; `OK` goes
+//! out only after the commit returns (invariant 3), then the monitors are told.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::msg::{IoSender, MonitorMsg, Pool, WriterMsg};
+use super::Shared;
+use crate::nostr::message;
+use crate::nostr::Event;
+use crate::store::write::Outcome;
+
+/// Most events in one transaction; the rest wait for the next one.
+const MAX_BATCH: usize = 10_000;
+
+pub struct Writer {
+    pub rx: Receiver<WriterMsg>,
+    pub shared: Arc<Shared>,
+    pub io: IoSender,
+    pub monitors: Pool<MonitorMsg>,
+}
+
+impl Writer {
+    pub fn run(self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(self.rx.try_iter().take(MAX_BATCH - 1));
+            let (conns, events): (Vec<u64>, Vec<Event>) =
+                batch.into_iter().map(|m| (m.conn, *m.event)).unzip();
+            let t = Instant::now();
+            let result = self.shared.store.write_batch(&events);
+            let m = &self.shared.metrics;
+            m.write_time_us.add(t.elapsed().as_micros() as u64);
+            m.write_batches.inc();
+            match result {
+                Ok(outcomes) => {
+                    for ((conn, ev), o) in conns.iter().zip(&events).zip(&outcomes) {
+                        match o {
+                            Outcome::Written(_) => m.write_events.inc(),
+                            Outcome::Duplicate => m.write_dups.inc(),
+                            _ => m.write_rejected.inc(),
+                        }
+                        let (ok, msg) = o.ok_reply();
+                        let mut out = Vec::with_capacity(128);
+                        message::ok(&mut out, ev.id_hex(), ok, msg);
+                        self.io.text(*conn, out);
+                    }
+                    if outcomes.iter().any(|o| matches!(o, Outcome::Written(_))) {
+                        for tx in self.monitors.all() {
+                            let _ = tx.send(MonitorMsg::Committed);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::error!("write of {} events failed: {e}", events.len());
+                    for (conn, ev) in conns.iter().zip(&events) {
+                        let mut out = Vec::new();
+                        message::ok(&mut out, ev.id_hex(), false, &format!("error: {e}"));
+                        self.io.text(*conn, out);
+                    }
+                }
+            }
+        }
+    }
+}

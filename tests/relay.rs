@@ -1,0 +1,281 @@
+//! The relay end to end: a real server on an ephemeral loopback port, spoken to over
+//! WebSocket.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn publish_then_query_then_live() {
+    let r = TestRelay::start();
+    let mut a = r.client();
+    let k = keys(1);
+    let e1 = note(&k, "first");
+    let ok = a.publish(&e1);
+    assert_eq!(ok[2], true, "{ok}");
+    assert_eq!(ok[3], "");
+    let again = a.publish(&e1);
+    assert_eq!(
+        (again[2].clone(), again[3].clone()),
+        (true.into(), "duplicate: have this event".into())
+    );
+
+    let mut b = r.client();
+    b.send(r#"["REQ","s",{"kinds":[1]}]"#);
+    // The stored canonical JSON is sent byte-for-byte.
+    let want = format!("[\"EVENT\",\"s\",{}]", String::from_utf8_lossy(e1.json()));
+    assert_eq!(b.recv_text_within(WAIT), Some(want));
+    assert_eq!(b.recv_text_within(WAIT).as_deref(), Some(r#"["EOSE","s"]"#));
+
+    let e2 = note(&k, "second");
+    assert_eq!(a.publish(&e2)[2], true);
+    let live = b.recv();
+    assert_eq!(
+        (live[0].clone(), live[1].clone(), live[2]["id"].clone()),
+        ("EVENT".into(), "s".into(), e2.id_hex().into())
+    );
+
+    // CLOSE stops delivery: a later REQ's EOSE arrives with no EVENT for "s" before it.
+    b.send(r#"["CLOSE","s"]"#);
+    let e3 = note(&k, "third");
+    assert_eq!(a.publish(&e3)[2], true);
+    b.send(r#"["REQ","sync",{"ids":["0000000000000000000000000000000000000000000000000000000000000000"]}]"#);
+    let (before, _) = b.until(|m| m[0] == "EOSE" && m[1] == "sync");
+    assert!(before.iter().all(|m| m[1] != "s"), "{before:?}");
+}
+
+#[test]
+fn refusals_have_strfry_strings() {
+    let r = TestRelay::start();
+    let mut c = r.client();
+    let k = keys(2);
+    let mut bad = note(&k, "x");
+    bad.sig[3] ^= 1;
+    let json = String::from_utf8_lossy(bad.json()).replace(
+        &wok::nostr::hex::encode(&note(&k, "x").sig),
+        &wok::nostr::hex::encode(&bad.sig),
+    );
+    c.send(&format!("[\"EVENT\",{json}]"));
+    let ok = c.until(|m| m[0] == "OK").1;
+    assert_eq!(
+        (ok[2].clone(), ok[3].clone()),
+        (false.into(), "invalid: bad signature".into())
+    );
+
+    let old = sign(&k, 1000, 1, &[], "ancient");
+    assert_eq!(c.publish(&old)[3], "invalid: created_at too early");
+    let future = sign(&k, now() + 3600, 1, &[], "future");
+    assert_eq!(c.publish(&future)[3], "invalid: created_at too late");
+    let expired = sign(&k, now(), 1, &[vec!["expiration", "1000"]], "gone");
+    assert_eq!(c.publish(&expired)[3], "invalid: event expired");
+    let protected = sign(&k, now(), 1, &[vec!["-"]], "mine");
+    assert_eq!(
+        c.publish(&protected)[3],
+        "blocked: event marked as protected"
+    );
+
+    c.send("not json");
+    assert_eq!(
+        c.recv(),
+        serde_json::json!(["NOTICE", "error: bad msg: unparseable message"])
+    );
+    c.send(r#"["FOO",1]"#);
+    assert_eq!(
+        c.recv(),
+        serde_json::json!(["NOTICE", "error: bad msg: unknown cmd"])
+    );
+    c.send(r#"["REQ","s",{"bogus":1}]"#);
+    assert_eq!(
+        c.recv(),
+        serde_json::json!([
+            "CLOSED",
+            "s",
+            "error: bad req: unrecognised filter item: bogus"
+        ])
+    );
+    c.send(r#"["REQ","s"]"#);
+    assert_eq!(
+        c.recv(),
+        serde_json::json!(["CLOSED", "s", "error: bad req: arr too small"])
+    );
+    // The connection still works.
+    assert!(c.req("ok", "{}").is_empty());
+}
+
+#[test]
+fn ephemeral_is_live_only() {
+    let r = TestRelay::start();
+    let (mut sub, mut publ) = (r.client(), r.client());
+    assert!(sub.req("e", r#"{"kinds":[20001]}"#).is_empty());
+    let ev = sign(&keys(3), now(), 20001, &[], "typing");
+    assert_eq!(publ.publish(&ev)[2], true);
+    let got = sub.recv();
+    assert_eq!(got[2]["id"], ev.id_hex());
+    assert!(publ.req("again", r#"{"kinds":[20001]}"#).is_empty());
+}
+
+#[test]
+fn limit_zero_and_count() {
+    let r = TestRelay::start();
+    let mut c = r.client();
+    let k = keys(4);
+    for i in 0..5 {
+        assert_eq!(
+            c.publish(&sign(&k, now() - i, 1, &[], &format!("n{i}")))[2],
+            true
+        );
+    }
+    assert!(c.req("z", r#"{"limit":0}"#).is_empty());
+    let two = c.req("two", r#"{"kinds":[1],"limit":2}"#);
+    assert_eq!(two.len(), 2);
+    assert!(two[0]["created_at"].as_u64() >= two[1]["created_at"].as_u64());
+    c.send(r#"["COUNT","c",{"kinds":[1]}]"#);
+    assert_eq!(c.recv(), serde_json::json!(["COUNT", "c", {"count": 5}]));
+}
+
+#[test]
+fn oversize_message_closes_with_1009() {
+    let r = TestRelay::with(|c| c.relay.max_websocket_payload_size = 1024);
+    let mut c = r.client();
+    c.send(&format!(
+        "[\"REQ\",\"x\",{{\"#t\":[\"{}\"]}}]",
+        "a".repeat(2000)
+    ));
+    let mut code = None;
+    for _ in 0..50 {
+        match c.ws.read() {
+            Ok(tungstenite::Message::Close(f)) => {
+                code = f.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(code, Some(1009));
+}
+
+#[test]
+fn pipelined_events_all_get_ok() {
+    let r = TestRelay::start();
+    let mut c = r.client();
+    let k = keys(5);
+    let evs: Vec<_> = (0..1000)
+        .map(|i| sign(&k, now(), 1, &[], &format!("p{i}")))
+        .collect();
+    for e in &evs {
+        c.send_event(e);
+    }
+    let mut oks = HashSet::new();
+    while oks.len() < evs.len() {
+        let m = c.recv();
+        assert_eq!(m[0], "OK");
+        assert_eq!(m[2], true, "{m}");
+        oks.insert(m[1].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        c.req("all", r#"{"kinds":[1],"limit":5000}"#).len(),
+        500 // maxFilterLimit clamps the limit silently
+    );
+}
+
+#[test]
+fn no_gap_no_duplicate_under_concurrent_writes() {
+    let r = TestRelay::start();
+    let url = r.url.clone();
+    let k = keys(6);
+    let evs: Vec<_> = (0..400)
+        .map(|i| sign(&k, now(), 1, &[vec!["t", "race"]], &format!("r{i}")))
+        .collect();
+    let want: HashSet<String> = evs.iter().map(|e| e.id_hex().to_string()).collect();
+    let writer = std::thread::spawn(move || {
+        let mut w = Client::connect(&url);
+        for e in &evs {
+            w.send_event(e);
+        }
+        let mut n = 0;
+        while n < evs.len() {
+            if w.recv()[0] == "OK" {
+                n += 1;
+            }
+        }
+    });
+    // Subscribe while the writes are in flight.
+    std::thread::sleep(Duration::from_millis(5));
+    let mut s = r.client();
+    s.send(r##"["REQ","race",{"#t":["race"],"limit":5000}]"##);
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let m = s.recv();
+        if m[0] == "EVENT" {
+            got.push(m[2]["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    writer.join().expect("writer");
+    let unique: HashSet<String> = got.iter().cloned().collect();
+    assert_eq!(unique.len(), got.len(), "duplicates delivered");
+    assert_eq!(unique, want);
+    assert!(s
+        .recv_within(Duration::from_millis(300))
+        .is_none_or(|m| m[0] != "EVENT"));
+}
+
+#[test]
+fn nip11_and_cors_over_http() {
+    let r = TestRelay::start();
+    let addr = r.url.trim_start_matches("ws://").to_string();
+    let get = |req: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        s.write_all(req.as_bytes()).expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let doc =
+        get("GET / HTTP/1.1\r\nHost: x\r\nAccept: text/html, application/nostr+json;q=0.9\r\n\r\n");
+    assert!(
+        doc.contains("Content-Type: application/nostr+json"),
+        "{doc}"
+    );
+    assert!(doc.contains("Access-Control-Allow-Origin: *"));
+    let body = doc.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(body).expect("nip11 json");
+    assert_eq!(v["limitation"]["max_limit"], 500);
+    assert!(v["supported_nips"]
+        .as_array()
+        .is_some_and(|a| a.contains(&1.into())));
+    let pre = get("OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        pre.starts_with("HTTP/1.1 204") && pre.contains("Access-Control-Allow-Methods"),
+        "{pre}"
+    );
+    let page = get("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(page.contains("text/html"));
+    let metrics = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(metrics.contains("strfry_connections_current"), "{metrics}");
+}
+
+#[test]
+fn many_connections_each_with_a_req() {
+    let r = TestRelay::start();
+    let mut clients: Vec<Client> = (0..200).map(|_| r.client()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&format!("[\"REQ\",\"s{i}\",{{\"kinds\":[1]}}]"));
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let sub = format!("s{i}");
+        c.until(|m| m[0] == "EOSE" && m[1] == sub.as_str());
+    }
+    let ev = note(&keys(7), "to all");
+    let mut p = r.client();
+    assert_eq!(p.publish(&ev)[2], true);
+    for c in clients.iter_mut() {
+        assert_eq!(c.recv()[2]["id"], ev.id_hex());
+    }
+}
