@@ -279,3 +279,94 @@ fn many_connections_each_with_a_req() {
         assert_eq!(c.recv()[2]["id"], ev.id_hex());
     }
 }
+
+#[test]
+fn restricted_kinds_need_auth_and_involvement() {
+    let url = "wss://relay.example.com";
+    let r = TestRelay::with(|c| c.relay.auth.service_url = url.into());
+    let (alice, bob, carol) = (keys(10), keys(11), keys(12));
+    let bob_hex = wok::nostr::hex::encode(&bob.pubkey);
+    let mut w = r.client();
+    let dm_to_bob = sign(&alice, now(), 4, &[vec!["p", &bob_hex]], "hi bob");
+    let dm_to_carol = sign(
+        &alice,
+        now(),
+        4,
+        &[vec!["p", &wok::nostr::hex::encode(&carol.pubkey)]],
+        "hi carol",
+    );
+    assert_eq!(w.publish(&dm_to_bob)[2], true);
+    assert_eq!(w.publish(&dm_to_carol)[2], true);
+
+    let mut c = r.client();
+    c.send(r#"["REQ","dm",{"kinds":[4]}]"#);
+    let challenge = c.recv();
+    assert_eq!(challenge[0], "AUTH");
+    assert_eq!(
+        c.recv(),
+        serde_json::json!([
+            "CLOSED",
+            "dm",
+            "auth-required: requested filter requires authentication"
+        ])
+    );
+    // Mixed filters are allowed, but restricted events are filtered out.
+    assert!(c.req("mixed", r#"{"kinds":[1,4]}"#).is_empty());
+
+    let chal = challenge[1].as_str().unwrap_or_default().to_string();
+    let wrong = sign(
+        &bob,
+        now(),
+        22242,
+        &[vec!["challenge", "nope"], vec!["relay", url]],
+        "",
+    );
+    c.send(&format!(
+        "[\"AUTH\",{}]",
+        String::from_utf8_lossy(wrong.json())
+    ));
+    assert_eq!(c.recv()[3], "error: challenge string mismatch");
+    let good = sign(
+        &bob,
+        now(),
+        22242,
+        &[
+            vec!["challenge", &chal],
+            vec!["relay", "wss://RELAY.example.com/"],
+        ],
+        "",
+    );
+    c.send(&format!(
+        "[\"AUTH\",{}]",
+        String::from_utf8_lossy(good.json())
+    ));
+    let ok = c.recv();
+    assert_eq!(
+        (ok[2].clone(), ok[3].clone()),
+        (true.into(), "successfully authenticated".into())
+    );
+    // Bob sees only what involves him.
+    let got = c.req("dm2", r#"{"kinds":[4]}"#);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["id"], dm_to_bob.id_hex());
+    // Protected events: only their authenticated author may publish them.
+    let mine = sign(&bob, now(), 1, &[vec!["-"]], "protected");
+    assert_eq!(c.publish(&mine)[2], true);
+    let theirs = sign(&alice, now(), 1, &[vec!["-"]], "not bob's");
+    assert_eq!(
+        c.publish(&theirs)[3],
+        "restricted: must be published by the author"
+    );
+}
+
+#[test]
+fn nip11_lists_auth_only_when_configured() {
+    let plain = wok::relay::nip11(&wok::config::Config::default());
+    assert!(!plain.contains("42"), "{plain}");
+    let mut cfg = wok::config::Config::default();
+    cfg.relay.auth.service_url = "wss://x".into();
+    let v: serde_json::Value = serde_json::from_str(&wok::relay::nip11(&cfg)).expect("json");
+    assert!(v["supported_nips"]
+        .as_array()
+        .is_some_and(|a| a.contains(&42.into())));
+}

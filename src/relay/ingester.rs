@@ -1,17 +1,27 @@
 //! Ingester threads: decode client messages, validate events (structure, time window, id,
-//! signature), refuse duplicates early with a read-only lookup, compile filters, and route:
-//! events to the writer (ephemeral ones straight to the monitors), REQ/COUNT/CLOSE to the
-//! req-workers. Every refusal is answered here.
+//! signature), refuse duplicates early with a read-only lookup, compile filters, keep each
+//! connection's NIP-42 state, and route: events to the writer (ephemeral ones straight to
+//! the monitors), REQ/COUNT/CLOSE to the req-workers. Every refusal is answered here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::msg::{IngesterMsg, IoSender, MonitorMsg, Pool, ReqMsg, WriterMsg};
+use super::auth::{self, ReadAuth};
+use super::msg::{ConnId, IngesterMsg, IoSender, MonitorMsg, Pool, ReqMsg, WriterMsg};
 use super::{now, Shared};
+use crate::config::Config;
 use crate::nostr::kinds::{self, KindClass};
 use crate::nostr::message::{self, ClientMsg, MsgError};
-use crate::nostr::{decode, verify, Event, JsonParser};
+use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
+
+/// NIP-42 state of one connection (owned by the ingester its messages go to).
+#[derive(Default)]
+struct Session {
+    challenge: Option<String>,
+    authed: Option<[u8; 32]>,
+}
 
 pub struct Ingester {
     pub rx: Receiver<IngesterMsg>,
@@ -25,26 +35,54 @@ pub struct Ingester {
 impl Ingester {
     pub fn run(self) {
         let mut parser = JsonParser::new();
+        let mut sessions: HashMap<ConnId, Session> = HashMap::new();
         while let Ok(first) = self.rx.recv() {
             // Take the whole inbox per wake-up (DESIGN §1).
             for m in std::iter::once(first).chain(self.rx.try_iter()) {
                 match m {
                     IngesterMsg::Text { conn, mut text } => {
-                        self.handle(conn, &mut text, &mut parser)
+                        let s = sessions.entry(conn).or_default();
+                        self.handle(conn, s, &mut text, &mut parser);
                     }
-                    IngesterMsg::Connected { .. } | IngesterMsg::Closed { .. } => {}
+                    IngesterMsg::Connected { conn, .. } => {
+                        sessions.insert(conn, Session::default());
+                    }
+                    IngesterMsg::Closed { conn } => {
+                        sessions.remove(&conn);
+                    }
                 }
             }
         }
     }
 
-    fn reply(&self, conn: u64, f: impl FnOnce(&mut Vec<u8>)) {
+    fn reply(&self, conn: ConnId, f: impl FnOnce(&mut Vec<u8>)) {
         let mut out = Vec::with_capacity(128);
         f(&mut out);
         self.io.text(conn, out);
     }
 
-    fn handle(&self, conn: u64, text: &mut [u8], parser: &mut JsonParser) {
+    /// Sends the connection its challenge, once (strfry sends it only when needed).
+    fn ensure_challenge(&self, conn: ConnId, s: &mut Session) {
+        if s.challenge.is_none() {
+            let c = auth::challenge(conn);
+            self.reply(conn, |o| message::auth(o, &c));
+            s.challenge = Some(c);
+        }
+    }
+
+    fn read_auth(&self, cfg: &Config, s: &Session) -> ReadAuth {
+        ReadAuth {
+            restricted: Arc::new(auth::restricted_kinds(cfg)),
+            authed: s.authed,
+            involved_only: cfg.relay.auth.restrict_read_to_involved_pubkey,
+        }
+    }
+
+    fn closed(&self, conn: ConnId, sub: &SubId, reason: &str) {
+        self.reply(conn, |o| message::closed(o, sub.as_str(), reason));
+    }
+
+    fn handle(&self, conn: ConnId, s: &mut Session, text: &mut [u8], parser: &mut JsonParser) {
         let cfg = self.shared.config();
         let msg = match decode(text, parser, &self.shared.decode_limits(&cfg)) {
             Ok(Some(m)) => m,
@@ -57,31 +95,60 @@ impl Ingester {
         match msg {
             ClientMsg::Event(ev) => {
                 self.shared.metrics.client_message("EVENT");
-                self.event(conn, ev);
+                self.event(conn, s, &cfg, ev);
             }
             ClientMsg::Req { sub_id, filters } => {
                 self.shared.metrics.client_message("REQ");
+                let auth = self.read_auth(&cfg, s);
+                if let Err(why) = validate_filters(&cfg, &filters) {
+                    return self.closed(
+                        conn,
+                        &sub_id,
+                        &format!("error: bad req: filter validation failed: {why}"),
+                    );
+                }
+                if s.authed.is_none() && auth.fully_restricted(&filters) {
+                    self.ensure_challenge(conn, s);
+                    return self.closed(
+                        conn,
+                        &sub_id,
+                        "auth-required: requested filter requires authentication",
+                    );
+                }
                 self.reqs.dispatch(
                     conn,
                     ReqMsg::Req {
                         conn,
                         sub_id,
                         filters,
+                        auth,
                     },
                 );
             }
             ClientMsg::Count { sub_id, filters } => {
                 self.shared.metrics.client_message("COUNT");
                 if cfg.relay.max_filter_limit_count == 0 {
-                    self.io.text(
+                    let e = MsgError::Closed {
+                        sub_id: sub_id.as_str().to_owned(),
+                        reason: "error: bad req: COUNT disabled".into(),
+                    };
+                    return self.io.text(conn, e.reply());
+                }
+                let auth = self.read_auth(&cfg, s);
+                if s.authed.is_none() && auth.fully_restricted(&filters) {
+                    self.ensure_challenge(conn, s);
+                    return self.closed(
                         conn,
-                        MsgError::Closed {
-                            sub_id: sub_id.as_str().to_owned(),
-                            reason: "error: bad req: COUNT disabled".into(),
-                        }
-                        .reply(),
+                        &sub_id,
+                        "auth-required: requested filter requires authentication",
                     );
-                    return;
+                }
+                if !auth.count_allowed(&filters) {
+                    return self.closed(
+                        conn,
+                        &sub_id,
+                        "restricted: can only count events you are involved in",
+                    );
                 }
                 self.reqs.dispatch(
                     conn,
@@ -89,6 +156,7 @@ impl Ingester {
                         conn,
                         sub_id,
                         filters,
+                        auth,
                     },
                 );
             }
@@ -98,14 +166,30 @@ impl Ingester {
             }
             ClientMsg::Auth(ev) => {
                 self.shared.metrics.client_message("AUTH");
-                self.reply(conn, |o| {
-                    message::ok(
-                        o,
-                        ev.id_hex(),
-                        false,
-                        "error: relay needs serviceUrl to be configured before AUTH can work",
-                    )
-                });
+                let checked = verify::check_event(&ev)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        auth::check_auth_event(
+                            &ev,
+                            s.challenge.as_deref(),
+                            s.authed.is_some(),
+                            &cfg.relay.auth.service_url,
+                        )
+                        .map_err(|e| format!("error: {e}"))
+                    })
+                    .and_then(|()| {
+                        ev.check_time(now(), &self.shared.time_window(&cfg))
+                            .map_err(|e| e.to_string())
+                    });
+                match checked {
+                    Ok(()) => {
+                        s.authed = Some(ev.pubkey);
+                        self.reply(conn, |o| {
+                            message::ok(o, ev.id_hex(), true, "successfully authenticated")
+                        });
+                    }
+                    Err(e) => self.reply(conn, |o| message::ok(o, ev.id_hex(), false, &e)),
+                }
             }
             ClientMsg::NegOpen { sub_id, .. } | ClientMsg::NegMsg { sub_id, .. } => {
                 self.reply(conn, |o| {
@@ -120,12 +204,11 @@ impl Ingester {
         }
     }
 
-    fn event(&self, conn: u64, ev: Box<Event>) {
-        let cfg = self.shared.config();
+    fn event(&self, conn: ConnId, s: &mut Session, cfg: &Config, ev: Box<Event>) {
         let refuse = |reason: &str| {
             self.reply(conn, |o| message::ok(o, ev.id_hex(), false, reason));
         };
-        if let Err(e) = ev.check_time(now(), &self.shared.time_window(&cfg)) {
+        if let Err(e) = ev.check_time(now(), &self.shared.time_window(cfg)) {
             return refuse(&e.to_string());
         }
         if ev.kind == kinds::KIND_AUTH {
@@ -135,8 +218,20 @@ impl Ingester {
             return refuse("blocked: reposts can't embed protected events");
         }
         if ev.is_protected() {
-            // NIP-70 needs an authenticated author; AUTH needs relay.auth.serviceUrl.
-            return refuse("blocked: event marked as protected");
+            // NIP-70: only the authenticated author may publish it.
+            if !cfg.relay.auth.enabled || cfg.relay.auth.service_url.is_empty() {
+                return refuse("blocked: event marked as protected");
+            }
+            match s.authed {
+                None => {
+                    self.ensure_challenge(conn, s);
+                    return refuse("auth-required: event marked as protected");
+                }
+                Some(pk) if pk != ev.pubkey => {
+                    return refuse("restricted: must be published by the author")
+                }
+                Some(_) => {}
+            }
         }
         // A duplicate costs one lookup instead of a signature check.
         if let Ok(txn) = self.shared.store.read_txn() {
@@ -165,4 +260,41 @@ impl Ingester {
         }
         let _ = self.writer.send(WriterMsg { conn, event: ev });
     }
+}
+
+/// strfry's `relay.filterValidation.*` (off by default).
+fn validate_filters(cfg: &Config, filters: &[Filter]) -> Result<(), String> {
+    let v = &cfg.relay.filter_validation;
+    if !v.enabled {
+        return Ok(());
+    }
+    let n = filters.len() as u64;
+    if n < v.min_filters_per_req || n > v.max_filters_per_req {
+        return Err(format!("invalid number of filters: {n}"));
+    }
+    let allowed: Vec<u64> = v
+        .allowed_kinds
+        .split(',')
+        .filter_map(|k| k.trim().parse().ok())
+        .collect();
+    for f in filters {
+        let kinds = f.kinds.as_deref().unwrap_or(&[]);
+        if kinds.len() as u64 > v.max_kinds_per_filter {
+            return Err(format!("too many kinds in filter: {}", kinds.len()));
+        }
+        if let Some(k) = kinds
+            .iter()
+            .find(|k| !allowed.is_empty() && !allowed.contains(k))
+        {
+            return Err(format!("kind not allowed: {k}"));
+        }
+        if v.require_author_or_tag {
+            let one = |n: Option<usize>| n == Some(1);
+            let tag = |c: u8| f.tags.iter().find(|t| t.name == c).map(|t| t.values.len());
+            if !(one(f.authors.as_ref().map(Vec::len)) || one(tag(b'p')) || one(tag(b'e'))) {
+                return Err("filter must have exactly one author, p tag, or e tag".into());
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! stage on its own OS thread and returns a handle; stages share only channels, the store
 //! and the (reloadable) config.
 
+pub mod auth;
 pub mod http;
 pub mod ingester;
 pub mod io;
@@ -262,6 +263,9 @@ pub fn nip11(cfg: &Config) -> String {
     let mut nips: Vec<u64> = vec![1, 2, 4, 9, 11, 28, 40, 70];
     if r.max_filter_limit_count > 0 {
         nips.push(45);
+    }
+    if r.auth.enabled && !r.auth.service_url.is_empty() {
+        nips.push(42);
     }
     if !r.info.nips.trim().is_empty() {
         match serde_json::from_str::<Vec<u64>>(&r.info.nips) {

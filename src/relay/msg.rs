@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
+use super::auth::ReadAuth;
 use crate::nostr::{Event, Filter, SubId};
 use crate::store::LevId;
 
@@ -39,11 +40,13 @@ pub enum ReqMsg {
         conn: ConnId,
         sub_id: SubId,
         filters: Vec<Filter>,
+        auth: ReadAuth,
     },
     Count {
         conn: ConnId,
         sub_id: SubId,
         filters: Vec<Filter>,
+        auth: ReadAuth,
     },
     Close {
         conn: ConnId,
@@ -62,6 +65,7 @@ pub enum MonitorMsg {
         sub_id: SubId,
         filters: Vec<Filter>,
         snapshot: LevId,
+        auth: ReadAuth,
     },
     Unsubscribe {
         conn: ConnId,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::auth::ReadAuth;
 use super::monitors::Monitors;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound};
 use super::{now, Shared};
@@ -39,7 +40,7 @@ impl ReqMonitor {
             }
         };
         let mut mon = Monitors::new();
-        let mut floors: HashMap<(ConnId, SubId), LevId> = HashMap::new();
+        let mut floors: HashMap<(ConnId, SubId), (LevId, ReadAuth)> = HashMap::new();
         loop {
             match self.rx.recv_timeout(EXTERNAL_POLL) {
                 Ok(first) => {
@@ -60,7 +61,7 @@ impl ReqMonitor {
         &self,
         m: MonitorMsg,
         mon: &mut Monitors,
-        floors: &mut HashMap<(ConnId, SubId), LevId>,
+        floors: &mut HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
         last_seen: LevId,
     ) {
         match m {
@@ -69,13 +70,15 @@ impl ReqMonitor {
                 sub_id,
                 filters,
                 snapshot,
+                auth,
             } => {
                 if snapshot < last_seen {
-                    if let Err(e) = self.replay(conn, &sub_id, &filters, snapshot, last_seen) {
+                    if let Err(e) = self.replay(conn, &sub_id, &filters, &auth, snapshot, last_seen)
+                    {
                         log::error!("[{conn}] replay failed: {e}");
                     }
                 }
-                floors.insert((conn, sub_id.clone()), snapshot);
+                floors.insert((conn, sub_id.clone()), (snapshot, auth));
                 mon.subscribe(conn, sub_id, filters);
             }
             MonitorMsg::Unsubscribe { conn, sub_id } => {
@@ -87,7 +90,7 @@ impl ReqMonitor {
                 floors.retain(|(c, _), _| *c != conn);
             }
             MonitorMsg::Committed => {}
-            MonitorMsg::Ephemeral(ev) => self.ephemeral(mon, &ev),
+            MonitorMsg::Ephemeral(ev) => self.ephemeral(mon, floors, &ev),
         }
     }
 
@@ -97,6 +100,7 @@ impl ReqMonitor {
         conn: ConnId,
         sub: &SubId,
         filters: &[Filter],
+        auth: &ReadAuth,
         from: LevId,
         upto: LevId,
     ) -> crate::store::Result<()> {
@@ -107,7 +111,8 @@ impl ReqMonitor {
             let Some(rec) = store.record(&txn, lev)? else {
                 continue;
             };
-            if rec.is_expired(t) || !filters.iter().any(|f| f.matches(&rec)) {
+            if rec.is_expired(t) || !filters.iter().any(|f| f.matches(&rec)) || !auth.may_read(&rec)
+            {
                 continue;
             }
             if let Some(json) = store.payload(&txn, lev)? {
@@ -122,7 +127,7 @@ impl ReqMonitor {
     fn deliver_new(
         &self,
         mon: &Monitors,
-        floors: &HashMap<(ConnId, SubId), LevId>,
+        floors: &HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
         last_seen: &mut LevId,
     ) -> crate::store::Result<()> {
         let store = &self.shared.store;
@@ -144,7 +149,11 @@ impl ReqMonitor {
                 continue;
             }
             mon.matches(&rec, &mut recipients);
-            recipients.retain(|r| floors.get(r).is_none_or(|&floor| lev > floor));
+            recipients.retain(|r| {
+                floors
+                    .get(r)
+                    .is_none_or(|(floor, auth)| lev > *floor && auth.may_read(&rec))
+            });
             if recipients.is_empty() {
                 continue;
             }
@@ -159,9 +168,15 @@ impl ReqMonitor {
         Ok(())
     }
 
-    fn ephemeral(&self, mon: &Monitors, ev: &Event) {
+    fn ephemeral(
+        &self,
+        mon: &Monitors,
+        floors: &HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
+        ev: &Event,
+    ) {
         let mut recipients = Vec::new();
         mon.matches(ev, &mut recipients);
+        recipients.retain(|r| floors.get(r).is_none_or(|(_, auth)| auth.may_read(ev)));
         if !recipients.is_empty() {
             self.io.send(Outbound::EventBatch {
                 json: Arc::from(ev.json()),

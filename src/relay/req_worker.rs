@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::auth::ReadAuth;
 use super::msg::{ConnId, IoSender, MonitorMsg, Pool, ReqMsg};
 use super::{now, Shared};
 use crate::nostr::message;
@@ -29,6 +30,7 @@ struct Running {
     snapshot: LevId,
     /// `Some(n)` for COUNT: events counted so far.
     count: Option<u64>,
+    auth: ReadAuth,
 }
 
 pub struct ReqWorker {
@@ -83,6 +85,7 @@ impl ReqWorker {
                 conn,
                 sub_id,
                 filters,
+                auth,
             } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
                 let open = subs.entry(conn).or_default();
@@ -109,16 +112,18 @@ impl ReqWorker {
                     filters,
                     cfg.relay.max_filter_limit,
                     None,
+                    auth,
                 );
             }
             ReqMsg::Count {
                 conn,
                 sub_id,
                 filters,
+                auth,
             } => {
                 // COUNT is a one-shot: it does not hold a subscription slot.
                 let cap = cfg.relay.max_filter_limit_count.saturating_add(1);
-                self.start(running, conn, sub_id, filters, cap, Some(0));
+                self.start(running, conn, sub_id, filters, cap, Some(0), auth);
             }
             ReqMsg::Close { conn, sub_id } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
@@ -143,6 +148,7 @@ impl ReqWorker {
         filters: Vec<Filter>,
         cap: u64,
         count: Option<u64>,
+        auth: ReadAuth,
     ) {
         let snapshot = match self
             .shared
@@ -165,6 +171,7 @@ impl ReqWorker {
             query,
             snapshot,
             count,
+            auth,
         });
     }
 
@@ -179,6 +186,19 @@ impl ReqWorker {
         loop {
             levs.clear();
             let p = r.query.run(store, &txn, WORK_CHUNK, &mut levs)?;
+            if !r.auth.restricted.is_empty() {
+                // Restricted kinds are dropped per event, after the limit (as strfry).
+                let mut kept = Vec::with_capacity(levs.len());
+                for &lev in &levs {
+                    if store
+                        .record(&txn, lev)?
+                        .is_some_and(|rec| r.auth.may_read(&rec))
+                    {
+                        kept.push(lev);
+                    }
+                }
+                levs = kept;
+            }
             match &mut r.count {
                 Some(n) => *n += levs.len() as u64,
                 None => {
@@ -218,6 +238,7 @@ impl ReqWorker {
                         sub_id: r.sub_id,
                         filters: r.filters,
                         snapshot: r.snapshot,
+                        auth: r.auth,
                     },
                 );
             }
