@@ -21,6 +21,12 @@ use crate::store::LevId;
 /// Work units between clock checks inside a slice.
 const WORK_CHUNK: u64 = 2_000;
 
+/// A REQ (limit cap) or a COUNT (count cap).
+enum Mode {
+    Req(u64),
+    Count(u64),
+}
+
 struct Running {
     conn: ConnId,
     sub_id: SubId,
@@ -110,9 +116,8 @@ impl ReqWorker {
                     conn,
                     sub_id,
                     filters,
-                    cfg.relay.max_filter_limit,
-                    None,
                     auth,
+                    Mode::Req(cfg.relay.max_filter_limit),
                 );
             }
             ReqMsg::Count {
@@ -123,7 +128,7 @@ impl ReqWorker {
             } => {
                 // COUNT is a one-shot: it does not hold a subscription slot.
                 let cap = cfg.relay.max_filter_limit_count.saturating_add(1);
-                self.start(running, conn, sub_id, filters, cap, Some(0), auth);
+                self.start(running, conn, sub_id, filters, auth, Mode::Count(cap));
             }
             ReqMsg::Close { conn, sub_id } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
@@ -146,10 +151,13 @@ impl ReqWorker {
         conn: ConnId,
         sub_id: SubId,
         filters: Vec<Filter>,
-        cap: u64,
-        count: Option<u64>,
         auth: ReadAuth,
+        mode: Mode,
     ) {
+        let (cap, count) = match mode {
+            Mode::Req(cap) => (cap, None),
+            Mode::Count(cap) => (cap, Some(0)),
+        };
         let snapshot = match self
             .shared
             .store
