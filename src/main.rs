@@ -41,6 +41,18 @@ enum Command {
     Config(cmd::config::ConfigCmd),
     /// Run the relay (WebSocket and HTTP on relay.bind:relay.port)
     Relay,
+    /// Import JSONL events from stdin
+    Import(cmd::import::ImportArgs),
+    /// Export events as JSONL to stdout, by created_at
+    Export(cmd::export::ExportArgs),
+    /// Run a filter through the query engine and print the matching events
+    Scan(cmd::scan::ScanArgs),
+    /// Delete events by age and/or filter
+    Delete(cmd::delete::DeleteArgs),
+    /// Write a compacted copy of the database to a file or stdout
+    Compact(cmd::compact::CompactArgs),
+    /// Print the database version, event count and table sizes
+    Info(cmd::info::InfoArgs),
     /// Print deterministic, validly signed test events as JSONL
     Gen(cmd::gen::GenArgs),
 }
@@ -56,5 +68,11 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd::config::run(c, &globals),
         Command::Gen(a) => cmd::gen::run(a),
         Command::Relay => cmd::relay::run(&globals),
+        Command::Import(a) => cmd::import::run(a, &globals),
+        Command::Export(a) => cmd::export::run(a, &globals),
+        Command::Scan(a) => cmd::scan::run(a, &globals),
+        Command::Delete(a) => cmd::delete::run(a, &globals),
+        Command::Compact(a) => cmd::compact::run(a, &globals),
+        Command::Info(a) => cmd::info::run(a, &globals),
     }
 }

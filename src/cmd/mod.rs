@@ -1,9 +1,16 @@
 //! One file per subcommand. Each takes the global options and returns the process exit
 //! code; errors are printed here, never panicked.
 
+pub mod compact;
 pub mod config;
+pub mod delete;
+pub mod export;
 pub mod gen;
+pub mod import;
+pub mod info;
 pub mod relay;
+pub mod scan;
+mod util;
 
 use std::path::PathBuf;
 
@@ -36,13 +43,19 @@ impl Globals {
                 return None;
             }
         };
-        let opts = wok::store::StoreOptions::from_config(&cfg);
-        match wok::store::Store::open(std::path::Path::new(&cfg.db), &opts) {
-            Ok(store) => Some((cfg, store)),
-            Err(e) => {
-                eprintln!("error: cannot open database {}: {e}", cfg.db);
-                None
-            }
+        let store = open_store_for(&cfg)?;
+        Some((cfg, store))
+    }
+}
+
+/// Opens the store at `cfg.db`; errors are printed.
+pub fn open_store_for(cfg: &wok::config::Config) -> Option<wok::store::Store> {
+    let opts = wok::store::StoreOptions::from_config(cfg);
+    match wok::store::Store::open(std::path::Path::new(&cfg.db), &opts) {
+        Ok(store) => Some(store),
+        Err(e) => {
+            eprintln!("error: cannot open database {}: {e}", cfg.db);
+            None
         }
     }
 }

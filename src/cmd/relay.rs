@@ -1,21 +1,87 @@
-//! `wok relay`: run the server until interrupted.
+//! `wok relay`: run the server. SIGINT/SIGTERM stop it cleanly (every acknowledged event is
+//! already committed; queued ones are written before exit); SIGUSR1 drains it like strfry
+//! (no new connections, exit when the last client leaves). The config file is watched and
+//! reloaded when it changes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use wok::config::ConfigSource;
 
 use super::Globals;
 
 pub fn run(g: &Globals) -> ExitCode {
-    let Some((cfg, store)) = g.open_store() else {
+    let loaded = match g.load_config() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(store) = super::open_store_for(&loaded.config) else {
         return ExitCode::FAILURE;
     };
-    match wok::relay::Relay::start(cfg, store) {
-        Ok(relay) => {
-            relay.wait();
-            ExitCode::SUCCESS
+    let cfg = loaded.config.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGUSR1, &drain),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+            eprintln!("error: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
         }
+    }
+    let relay = match wok::relay::Relay::start(cfg, store) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start relay: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let watched: Option<PathBuf> = match &loaded.source {
+        ConfigSource::File(p) => Some(p.clone()),
+        ConfigSource::Embedded => None,
+    };
+    let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last: Option<SystemTime> = watched.as_ref().and_then(mtime);
+    let mut draining = false;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if stop.load(Ordering::Relaxed) {
+            log::info!("stopping");
+            relay.stop();
+            return ExitCode::SUCCESS;
+        }
+        if drain.load(Ordering::Relaxed) && !draining {
+            draining = true;
+            relay.drain();
+        }
+        if draining && relay.is_finished() {
+            relay.stop();
+            return ExitCode::SUCCESS;
+        }
+        if let Some(p) = &watched {
+            let now = mtime(p);
+            if now != last {
+                last = now;
+                match wok::config::load_source(&ConfigSource::File(p.clone()), &g.set) {
+                    Ok(l) => {
+                        for w in &l.warnings {
+                            log::warn!("{w}");
+                        }
+                        relay.reload(l.config);
+                    }
+                    Err(e) => log::error!(
+                        "Error parsing config file, continuing with previous config: {e}"
+                    ),
+                }
+            }
         }
     }
 }

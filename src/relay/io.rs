@@ -66,15 +66,18 @@ struct Conn {
 
 pub struct Io {
     pub poll: Poll,
-    pub listener: TcpListener,
+    /// `None` once draining: dropping it makes the kernel refuse new connections.
+    pub listener: Option<TcpListener>,
     pub rx: Receiver<Outbound>,
     pub ingesters: Pool<IngesterMsg>,
     pub reqs: Pool<ReqMsg>,
     pub monitors: Pool<MonitorMsg>,
-    pub http: Arc<HttpInfo>,
+    pub http: Arc<std::sync::RwLock<HttpInfo>>,
     pub metrics: Arc<Metrics>,
     pub cfg: IoConfig,
     pub shutdown: Arc<AtomicBool>,
+    /// Graceful drain: stop accepting, finish when no connection is left.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl Io {
@@ -88,7 +91,20 @@ impl Io {
             .max_frame_size(Some(self.cfg.max_payload))
             .write_buffer_size(64 * 1024)
             .max_write_buffer_size(usize::MAX);
+        let mut listening = true;
         while !self.shutdown.load(Ordering::Relaxed) {
+            if self.draining.load(Ordering::Relaxed) {
+                if listening {
+                    if let Some(mut l) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut l);
+                    }
+                    listening = false;
+                    log::info!("draining: no new connections; {} open", conns.len());
+                }
+                if conns.is_empty() {
+                    break;
+                }
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -168,7 +184,10 @@ impl Io {
 
     fn accept(&mut self, conns: &mut HashMap<ConnId, Conn>, next_id: &mut u64) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
                 Ok((mut stream, addr)) => {
                     let id = *next_id;
                     *next_id += 1;
@@ -328,7 +347,10 @@ impl Io {
                 }
             }
             None => {
-                let resp = http::respond(&req, &self.http, &self.metrics);
+                let resp = match self.http.read() {
+                    Ok(info) => http::respond(&req, &info, &self.metrics),
+                    Err(_) => http::simple(500, "Internal Server Error"),
+                };
                 let _ = stream.write_all(&resp);
                 HttpStep::Close
             }
@@ -385,10 +407,6 @@ impl Io {
                     .dispatch(id, MonitorMsg::ConnClosed { conn: id });
             }
         }
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
     }
 }
 

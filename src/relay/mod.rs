@@ -81,7 +81,10 @@ impl Shared {
 /// A running relay.
 pub struct Relay {
     pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    http: Arc<RwLock<http::HttpInfo>>,
     shutdown: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
     io_thread: Option<JoinHandle<()>>,
     stages: Vec<JoinHandle<()>>,
@@ -112,10 +115,10 @@ impl Relay {
             threads(nt.req_worker),
             threads(nt.req_monitor),
         );
-        let http = Arc::new(http::HttpInfo {
+        let http = Arc::new(RwLock::new(http::HttpInfo {
             nip11: nip11(&cfg),
             landing: landing(&cfg),
-        });
+        }));
         let io_cfg = io::IoConfig {
             max_payload: usize::try_from(cfg.relay.max_websocket_payload_size)
                 .unwrap_or(usize::MAX),
@@ -194,23 +197,28 @@ impl Relay {
         drop(io_sender);
 
         let shutdown = Arc::new(AtomicBool::new(false));
+        let draining = Arc::new(AtomicBool::new(false));
         let io = io::Io {
             poll,
-            listener,
+            listener: Some(listener),
             rx: io_rx,
             ingesters,
             reqs,
             monitors,
-            http,
+            http: http.clone(),
             metrics,
             cfg: io_cfg,
             shutdown: shutdown.clone(),
+            draining: draining.clone(),
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");
         Ok(Relay {
             addr,
+            shared,
+            http,
             shutdown,
+            draining,
             waker,
             io_thread,
             stages,
@@ -228,6 +236,36 @@ impl Relay {
     /// Blocks until the relay stops.
     pub fn wait(mut self) {
         self.join();
+    }
+
+    /// strfry's SIGUSR1: stop accepting connections and exit once the last client has left.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+    }
+
+    /// Has the io thread finished (after `drain`, when the last client left)?
+    pub fn is_finished(&self) -> bool {
+        self.io_thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Applies a reloaded config: keys that need a restart keep their running value (each
+    /// change is logged); the rest take effect on their next use.
+    pub fn reload(&self, new: crate::config::Config) {
+        let old = self.shared.config();
+        let (effective, changes) = crate::config::diff_reload(&old, &new);
+        for line in changes {
+            log::info!("{line}");
+        }
+        // NIP-11 and the landing page follow the new values.
+        if let Ok(mut h) = self.http.write() {
+            h.nip11 = nip11(&effective);
+            h.landing = landing(&effective);
+        }
+        match self.shared.config.write() {
+            Ok(mut c) => *c = Arc::new(effective),
+            Err(p) => *p.into_inner() = Arc::new(effective),
+        }
     }
 
     fn join(&mut self) {

@@ -1,0 +1,62 @@
+//! `wok export`: every stored event as canonical JSONL on stdout, by created_at.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::util::{self, OutError};
+use super::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Only events with created_at >= this (inclusive)
+    #[arg(long, value_name = "SINCE", default_value_t = 0)]
+    since: u64,
+    /// Only events with created_at <= this (inclusive)
+    #[arg(long, value_name = "UNTIL", default_value_t = u64::MAX)]
+    until: u64,
+    /// Newest first
+    #[arg(long)]
+    reverse: bool,
+    /// Not supported: wok does not write strfry's PackedEvent ("fried") format
+    #[arg(long)]
+    fried: bool,
+}
+
+pub fn run(args: &ExportArgs, g: &Globals) -> ExitCode {
+    if args.fried {
+        eprintln!(
+            "error: export --fried is not supported: wok does not write strfry's PackedEvent \
+             format; a plain export imports just as well (wok import reads both)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let Some((_cfg, store)) = g.open_store() else {
+        return ExitCode::FAILURE;
+    };
+    match export(&store, args) {
+        Ok(n) => {
+            log::debug!("exported {n} events");
+            ExitCode::SUCCESS
+        }
+        Err(e) => e.exit("export"),
+    }
+}
+
+fn export(store: &wok::store::Store, args: &ExportArgs) -> Result<u64, OutError> {
+    let txn = store.read_txn()?;
+    let mut out = util::stdout_writer();
+    let mut n = 0u64;
+    for lev in store.by_created_at(&txn, args.since, args.until, args.reverse)? {
+        let lev = lev?;
+        // An index row without its payload would be corruption; skip rather than abort
+        // a backup halfway.
+        let Some(json) = store.payload(&txn, lev)? else {
+            log::warn!("levId {lev}: indexed but has no payload; skipped");
+            continue;
+        };
+        util::write_line(&mut out, &json)?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}

@@ -1,0 +1,590 @@
+//! `wok import`: JSONL events from stdin into the store.
+//!
+//! Pipeline: one reader thread cuts stdin into chunks of whole lines (big reads, no
+//! per-line syscalls); `available_parallelism()` workers parse, validate and verify (id and
+//! signature) the lines of a chunk; the calling thread is the single writer. It puts the
+//! chunks back in input order and commits whatever is ready, up to `--write-batch` events
+//! per transaction (group commit: it never waits for a batch to fill). The channels are
+//! bounded, so memory stays bounded however large the input is.
+//!
+//! As in strfry there is no created_at window (imports are history). Differences, on
+//! purpose: an oversize line is reported and skipped (strfry aborts), the last line counts
+//! without a trailing newline (strfry drops it), `--fried` lines are imported by stripping
+//! the `fried` member and parsing the JSON (wok does not read strfry's PackedEvent),
+//! `--debounce-millis` is ignored (group commit instead), and an event already stored is a
+//! duplicate before its signature is checked (strfry verifies first).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use indicatif::{ProgressBar, ProgressStyle};
+use wok::nostr::event::peek_id;
+use wok::nostr::{verify, Event, Invalid, JsonParser, Limits};
+use wok::store::write::Outcome;
+use wok::store::Store;
+
+use super::Globals;
+
+/// Bytes of input per chunk handed to a worker (whole lines; a chunk holds one very long
+/// line whole when a line is longer than this).
+const CHUNK_BYTES: usize = 256 << 10;
+/// Smallest read when filling a chunk.
+const MIN_READ: usize = 64 << 10;
+/// Checked chunks that may wait for the writer (~16 MiB of input). While the writer commits,
+/// this is where the next batch accumulates: a deeper queue means fewer, larger commits.
+const DONE_QUEUE: usize = 64;
+/// How often the summary is logged while importing without a progress bar.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Log every rejected event with its reason
+    #[arg(long)]
+    show_rejected: bool,
+    /// Skip the id and signature checks (the JSON and the event structure are still checked)
+    #[arg(long)]
+    no_verify: bool,
+    /// Most events written per transaction
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    write_batch: u64,
+    /// Input lines are strfry `export --fried` output: the `fried` member is stripped and
+    /// the JSON imported normally
+    #[arg(long)]
+    fried: bool,
+    /// Accepted for strfry compatibility and ignored: wok commits whatever is ready
+    #[arg(long, value_name = "MS")]
+    debounce_millis: Option<u64>,
+}
+
+/// Whole lines of input, or one line too long to keep.
+struct Chunk {
+    seq: u64,
+    first_line: u64,
+    data: Vec<u8>,
+    /// Set when this chunk stands for a single oversize line of this many bytes (dropped by
+    /// the reader so memory stays bounded); `data` is empty then.
+    oversize: Option<usize>,
+}
+
+// Events are the common case; boxing them would add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Event(Event),
+    /// Already stored (found by a worker, which then skips the signature check).
+    Duplicate,
+    Reject(Rejection),
+}
+
+struct Rejection {
+    line: u64,
+    id: Option<String>,
+    reason: String,
+    /// Malformed and oversize lines are always reported; valid JSON that fails as an event
+    /// only with `--show-rejected`.
+    always: bool,
+}
+
+/// A worker's result for one chunk.
+struct Done {
+    seq: u64,
+    lines: u64,
+    items: Vec<Item>,
+}
+
+#[derive(Clone, Copy)]
+struct WorkerOpts {
+    limits: Limits,
+    max_line: usize,
+    verify: bool,
+    fried: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    lines: u64,
+    added: u64,
+    rejected: u64,
+    dups: u64,
+}
+
+impl Stats {
+    fn summary(&self) -> String {
+        format!(
+            "Processed {} lines. {} added, {} rejected, {} duplicates",
+            self.lines, self.added, self.rejected, self.dups
+        )
+    }
+}
+
+pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
+    let Some((cfg, store)) = g.open_store() else {
+        return ExitCode::FAILURE;
+    };
+    let store = Arc::new(store);
+    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let limits = Limits {
+        max_event_size: to_usize(cfg.events.max_event_size),
+        max_num_tags: to_usize(cfg.events.max_num_tags),
+        max_tag_val_size: to_usize(cfg.events.max_tag_val_size),
+    };
+    let opts = WorkerOpts {
+        limits,
+        // A fried line also carries the hex PackedEvent (smaller than the JSON it encodes);
+        // the event itself is still held to maxEventSize once parsed.
+        max_line: if args.fried {
+            limits.max_event_size.saturating_mul(3)
+        } else {
+            limits.max_event_size
+        },
+        verify: !args.no_verify,
+        fried: args.fried,
+    };
+    let input = match io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            eprintln!("error: import: stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bar = progress_bar(&input);
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(workers * 2);
+    let (done_tx, done_rx) = bounded::<Done>(DONE_QUEUE);
+    let reader = {
+        let bar = bar.clone();
+        thread::Builder::new()
+            .name("Reader".into())
+            .spawn(move || read_chunks(input, &chunk_tx, opts.max_line, bar.as_ref()))
+    };
+    let reader = match reader {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: import: cannot start the reader thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for i in 0..workers {
+        let (rx, tx, store) = (chunk_rx.clone(), done_tx.clone(), Arc::clone(&store));
+        let spawned = thread::Builder::new()
+            .name(format!("Verifier {i}"))
+            .spawn(move || work(&rx, &tx, opts, &store));
+        if let Err(e) = spawned {
+            eprintln!("error: import: cannot start a worker thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    drop((chunk_rx, done_tx));
+
+    let mut w = Writer {
+        store: &store,
+        show_rejected: args.show_rejected,
+        bar,
+        stats: Stats::default(),
+        last_log: Instant::now(),
+    };
+    let batch = usize::try_from(args.write_batch).unwrap_or(usize::MAX);
+    let written = w.run(&done_rx, batch);
+    if let Some(b) = &w.bar {
+        b.finish_and_clear();
+    }
+    if let Err(e) = written {
+        // The reader may be blocked on stdin; exiting the process ends it.
+        log::error!("import: {e}. {}", w.stats.summary());
+        return ExitCode::FAILURE;
+    }
+    drop(done_rx);
+    let read = reader
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
+    log::info!("Done. {}", w.stats.summary());
+    match read {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("import: reading stdin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A progress bar on stderr, only when stderr is a terminal: bytes out of the input's size
+/// when stdin is a file, else a spinner.
+fn progress_bar(input: &File) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let size = input
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let bar = match size {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{bar:20} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Reader thread: cuts the input into chunks of whole lines. A line longer than
+/// `max_line` is not kept: its bytes are counted and dropped, and it goes on as an
+/// `oversize` chunk of its own.
+fn read_chunks(
+    mut input: File,
+    tx: &Sender<Chunk>,
+    max_line: usize,
+    bar: Option<&ProgressBar>,
+) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
+    let mut seq = 0u64;
+    let mut next_line = 1u64;
+    // Bytes so far of an oversize line being skipped.
+    let mut skipping: Option<usize> = None;
+    let mut send = |first_line: u64, data: Vec<u8>, oversize: Option<usize>| {
+        let ok = tx
+            .send(Chunk {
+                seq,
+                first_line,
+                data,
+                oversize,
+            })
+            .is_ok();
+        seq += 1;
+        ok
+    };
+    loop {
+        let want = CHUNK_BYTES.saturating_sub(buf.len()).max(MIN_READ);
+        let n = (&mut input).take(want as u64).read_to_end(&mut buf)?;
+        if let Some(b) = bar {
+            b.inc(n as u64);
+        }
+        let eof = n == 0;
+
+        if let Some(skipped) = skipping {
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(p) => {
+                    if !send(next_line, Vec::new(), Some(skipped + p)) {
+                        return Ok(());
+                    }
+                    next_line += 1;
+                    skipping = None;
+                    buf.drain(..=p);
+                }
+                None => {
+                    skipping = Some(skipped + buf.len());
+                    buf.clear();
+                    if eof {
+                        send(next_line, Vec::new(), skipping);
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+        }
+
+        if eof {
+            // The last line counts even without a trailing newline.
+            if !buf.is_empty() {
+                send(next_line, buf, None);
+            }
+            return Ok(());
+        }
+        if let Some(p) = buf.iter().rposition(|&b| b == b'\n') {
+            let mut rest = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
+            rest.extend_from_slice(&buf[p + 1..]);
+            buf.truncate(p + 1);
+            let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            if !send(next_line, std::mem::replace(&mut buf, rest), None) {
+                return Ok(());
+            }
+            next_line += lines;
+        }
+        // The unfinished line is already too long (+1 for a possible `\r`): drop it.
+        if buf.len() > max_line.saturating_add(1) {
+            skipping = Some(buf.len());
+            buf.clear();
+        }
+    }
+}
+
+/// Worker thread: parses and checks every line of each chunk it gets. When verifying, it
+/// first looks the id up in a read snapshot: an event already stored is a duplicate
+/// whatever its signature, so re-importing a dump costs hashing, not signature checks.
+fn work(rx: &Receiver<Chunk>, tx: &Sender<Done>, o: WorkerOpts, store: &Store) {
+    let mut parser = JsonParser::new();
+    for mut chunk in rx {
+        // A failed snapshot only loses the shortcut: the writer finds duplicates anyway.
+        let txn = if o.verify {
+            store.read_txn().ok()
+        } else {
+            None
+        };
+        let known = |id: &[u8; 32]| {
+            txn.as_ref()
+                .is_some_and(|t| matches!(store.lookup_id(t, id), Ok(Some(_))))
+        };
+        let mut items = Vec::new();
+        let mut lines = 0u64;
+        if let Some(len) = chunk.oversize {
+            lines = 1;
+            items.push(Item::Reject(oversize(chunk.first_line, len, o.max_line)));
+        } else {
+            let mut data = &mut chunk.data[..];
+            if let [rest @ .., b'\n'] = data {
+                data = rest;
+            }
+            for (i, raw) in data.split_mut(|&b| b == b'\n').enumerate() {
+                lines += 1;
+                let line_no = chunk.first_line + i as u64;
+                if let Some(item) = check_line(raw, line_no, &mut parser, &o, &known) {
+                    items.push(item);
+                }
+            }
+        }
+        if tx
+            .send(Done {
+                seq: chunk.seq,
+                lines,
+                items,
+            })
+            .is_err()
+        {
+            return; // the writer stopped
+        }
+    }
+}
+
+fn oversize(line: u64, len: usize, max: usize) -> Rejection {
+    Rejection {
+        line,
+        id: None,
+        reason: format!("line too long ({len} > {max} bytes, see events.maxEventSize)"),
+        always: true,
+    }
+}
+
+/// One line → an event to write, a rejection, or nothing (a blank line).
+fn check_line(
+    mut line: &mut [u8],
+    line_no: u64,
+    parser: &mut JsonParser,
+    o: &WorkerOpts,
+    known: &dyn Fn(&[u8; 32]) -> bool,
+) -> Option<Item> {
+    if let [rest @ .., b'\r'] = line {
+        line = rest;
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let reject = |id: Option<String>, reason: String, always: bool| {
+        Some(Item::Reject(Rejection {
+            line: line_no,
+            id,
+            reason,
+            always,
+        }))
+    };
+    if line.len() > o.max_line {
+        return Some(Item::Reject(oversize(line_no, line.len(), o.max_line)));
+    }
+    if o.fried {
+        match strip_fried(line) {
+            Some(end) => line = &mut line[..end],
+            None => {
+                return reject(
+                    None,
+                    "--fried: line does not end with a \"fried\" member".into(),
+                    true,
+                )
+            }
+        }
+    }
+    let limits = &o.limits;
+    let parsed = parser.parse(line, |v| {
+        Event::from_json(v, limits).map_err(|e| (peek_id(v), e))
+    });
+    match parsed {
+        Err(e) => reject(None, format!("unparseable JSON: {e}"), true),
+        Ok(Err((id, invalid))) => reject(id, invalid.to_string(), false),
+        Ok(Ok(ev)) => {
+            if o.verify {
+                // verify::check_event's checks, with the duplicate test between them.
+                if let Err(invalid) = ev.check_id() {
+                    return reject(Some(ev.id_hex().to_owned()), invalid.to_string(), false);
+                }
+                if known(&ev.id) {
+                    return Some(Item::Duplicate);
+                }
+                if !verify::verify_schnorr(&ev.id, &ev.pubkey, &ev.sig) {
+                    let invalid = Invalid("bad signature".into());
+                    return reject(Some(ev.id_hex().to_owned()), invalid.to_string(), false);
+                }
+            }
+            Some(Item::Event(ev))
+        }
+    }
+}
+
+/// Rewrites a strfry `export --fried` line (`{…,"fried":"<hex>"}`) in place as the plain
+/// event JSON and returns its new length; `None` if the member is missing or malformed.
+fn strip_fried(line: &mut [u8]) -> Option<usize> {
+    const MEMBER: &[u8] = b",\"fried\":\"";
+    let end = line.len()
+        - line
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+    let body = &line[..end];
+    let at = body.windows(MEMBER.len()).rposition(|w| w == MEMBER)?;
+    let tail = &body[at + MEMBER.len()..];
+    let hex = tail.strip_suffix(b"\"}")?;
+    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    line[at] = b'}';
+    Some(at + 1)
+}
+
+/// The writer: puts worker results back in input order and commits them in batches.
+struct Writer<'s> {
+    store: &'s Store,
+    show_rejected: bool,
+    bar: Option<ProgressBar>,
+    stats: Stats,
+    last_log: Instant,
+}
+
+impl Writer<'_> {
+    fn run(&mut self, rx: &Receiver<Done>, batch_max: usize) -> Result<(), String> {
+        let mut reorder: BTreeMap<u64, Done> = BTreeMap::new();
+        let mut next_seq = 0u64;
+        let mut pending: VecDeque<Item> = VecDeque::new();
+        let mut events: Vec<Event> = Vec::new();
+        loop {
+            let mut closed = false;
+            while events.len() < batch_max {
+                if let Some(item) = pending.pop_front() {
+                    match item {
+                        Item::Event(ev) => events.push(ev),
+                        Item::Duplicate => self.stats.dups += 1,
+                        Item::Reject(r) => self.rejected(&r),
+                    }
+                    continue;
+                }
+                if let Some(done) = reorder.remove(&next_seq) {
+                    next_seq += 1;
+                    self.stats.lines += done.lines;
+                    pending.extend(done.items);
+                    continue;
+                }
+                // Nothing ready in order: wait only if there is nothing to commit.
+                let got = if events.is_empty() {
+                    rx.recv().ok()
+                } else {
+                    match rx.try_recv() {
+                        Ok(d) => Some(d),
+                        Err(_) => break,
+                    }
+                };
+                match got {
+                    Some(d) => {
+                        reorder.insert(d.seq, d);
+                    }
+                    None => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if !events.is_empty() {
+                self.commit(&mut events)?;
+            }
+            if closed {
+                if !reorder.is_empty() {
+                    return Err("internal error: a worker thread stopped early".into());
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    fn commit(&mut self, events: &mut Vec<Event>) -> Result<(), String> {
+        let started = Instant::now();
+        let outcomes = self
+            .store
+            .write_batch(events)
+            .map_err(|e| format!("writing to the database failed: {e}"))?;
+        for (o, ev) in outcomes.iter().zip(events.iter()) {
+            match o {
+                Outcome::Written(_) => self.stats.added += 1,
+                Outcome::Duplicate => self.stats.dups += 1,
+                _ => {
+                    self.stats.rejected += 1;
+                    if self.show_rejected {
+                        let msg = format!("Rejected event {}: {}", ev.id_hex(), o.ok_reply().1);
+                        self.say(|| log::info!("{msg}"));
+                    }
+                }
+            }
+        }
+        log::debug!(
+            "Committed {} in {} ms. {}",
+            events.len(),
+            started.elapsed().as_millis(),
+            self.stats.summary()
+        );
+        events.clear();
+        match &self.bar {
+            Some(b) => b.set_message(format!(
+                "{} added, {} rejected, {} duplicates",
+                self.stats.added, self.stats.rejected, self.stats.dups
+            )),
+            None if self.last_log.elapsed() >= LOG_EVERY => {
+                self.last_log = Instant::now();
+                log::info!("{}", self.stats.summary());
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn rejected(&mut self, r: &Rejection) {
+        self.stats.rejected += 1;
+        if r.always {
+            let msg = format!("line {}: {}", r.line, r.reason);
+            self.say(|| log::warn!("{msg}"));
+        } else if self.show_rejected {
+            let msg = match &r.id {
+                Some(id) => format!("Rejected event {id}: {}", r.reason),
+                None => format!("Rejected event on line {}: {}", r.line, r.reason),
+            };
+            self.say(|| log::info!("{msg}"));
+        }
+    }
+
+    /// Logs without tearing the progress bar.
+    fn say(&self, f: impl FnOnce()) {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+}
