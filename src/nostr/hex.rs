@@ -4,28 +4,38 @@
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Value of one hex digit; `lower_only` rejects `A`–`F`.
-#[inline]
-fn nibble(c: u8, lower_only: bool) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' if !lower_only => Some(c - b'A' + 10),
-        _ => None,
+/// Nibble value of each byte; 0xff = not a hex digit. Upper-case digits are marked 0x10
+/// above their value so a lowercase-only decode can refuse them with one test.
+static NIBBLE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 0x10 | (10 + i as u8);
+        i += 1;
+    }
+    t
+};
 
 fn decode_into(s: &[u8], out: &mut [u8], lower_only: bool) -> bool {
     if s.len() != out.len() * 2 {
         return false;
     }
+    // Table lookups, with the validity of the whole input folded into one OR (contact
+    // lists carry hundreds of 64-digit values, so this is on the ingest hot path).
+    let reject = if lower_only { 0xf0 } else { 0xe0 };
+    let mut bad = 0u8;
     for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        match (nibble(pair[0], lower_only), nibble(pair[1], lower_only)) {
-            (Some(h), Some(l)) => *o = (h << 4) | l,
-            _ => return false,
-        }
+        let (h, l) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        bad |= (h | l) & reject;
+        *o = (h << 4) | (l & 0x0f);
     }
-    true
+    bad == 0
 }
 
 /// Decodes exactly `2*N` lowercase hex digits.

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use heed::RwTxn;
+use heed::{PutFlags, RwTxn};
 
 use super::keys::{self, LevId};
 use super::{payload, record, Meta, Record, Result, Store};
@@ -166,10 +166,10 @@ impl Store {
 
     fn insert(&self, txn: &mut RwTxn, ev: &Event, lev: LevId) -> Result<()> {
         let lk = keys::lev_key(lev);
-        self.t.event.put(txn, &lk, &record::encode(ev))?;
-        self.t
-            .payload
-            .put(txn, &lk, &payload::encode_raw(ev.json()))?;
+        // levIds only grow, so these rows always go at the end: APPEND skips the tree search
+        // and fills pages completely instead of splitting them in half.
+        self.t.event.put_with_flags(txn, PutFlags::APPEND, &lk, &record::encode(ev))?;
+        self.t.payload.put_with_flags(txn, PutFlags::APPEND, &lk, &payload::encode_raw(ev.json()))?;
         self.t.id.put(txn, &ev.id, &lk)?;
         self.index(txn, &Unindex::of_event(ev), lev, true)
     }
