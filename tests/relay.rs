@@ -370,3 +370,40 @@ fn nip11_lists_auth_only_when_configured() {
         .as_array()
         .is_some_and(|a| a.contains(&42.into())));
 }
+
+#[test]
+fn slow_reader_pauses_scans_instead_of_being_dropped() {
+    // A backlog far above the cap: without back-pressure the relay would have to drop this
+    // client; with it, the scan waits for the reader and everything arrives.
+    let r = TestRelay::with(|c| {
+        c.relay.max_pending_outbound_bytes = 256 * 1024;
+        c.relay.max_filter_limit = 10_000;
+    });
+    let k = keys(20);
+    let big = "x".repeat(4000);
+    let mut w = r.client();
+    let n = 3000;
+    for i in 0..n {
+        w.send_event(&sign(&k, now() - i, 1, &[], &format!("{i}{big}")));
+    }
+    let mut oks = 0;
+    while oks < n {
+        if w.recv()[0] == "OK" {
+            oks += 1;
+        }
+    }
+    let mut slow = r.client();
+    slow.send(r#"["REQ","all",{"kinds":[1],"limit":10000}]"#);
+    // Don't read for a while: ~12 MB wait on the relay side of the socket.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut got = 0;
+    loop {
+        let m = slow.recv();
+        if m[0] == "EOSE" {
+            break;
+        }
+        assert_eq!(m[0], "EVENT", "{m}");
+        got += 1;
+    }
+    assert_eq!(got, n);
+}

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +55,11 @@ enum HttpStep {
 struct Conn {
     phase: Phase,
     ip: IpAddr,
-    out: VecDeque<Message>,
+    /// Queued messages; `true` marks scan output counted in `published`.
+    out: VecDeque<(Message, bool)>,
     pending: usize,
+    /// Scan output not yet handed to tungstenite (req-workers add, we subtract).
+    published: Option<Arc<AtomicUsize>>,
     last_seen: Instant,
     pinged: bool,
     bytes_in: u64,
@@ -78,6 +81,8 @@ pub struct Io {
     pub shutdown: Arc<AtomicBool>,
     /// Graceful drain: stop accepting, finish when no connection is left.
     pub draining: Arc<AtomicBool>,
+    /// Each WebSocket connection's pending outbound bytes (read by the req-workers).
+    pub outbound: Arc<super::Outbound>,
 }
 
 impl Io {
@@ -90,7 +95,9 @@ impl Io {
             .max_message_size(Some(self.cfg.max_payload))
             .max_frame_size(Some(self.cfg.max_payload))
             .write_buffer_size(64 * 1024)
-            .max_write_buffer_size(usize::MAX);
+            // Bounded, so a slow reader's backlog stays in `out`, where it is counted (and
+            // seen by the req-workers); room for the largest single message.
+            .max_write_buffer_size(1024 * 1024 + 2 * self.cfg.max_payload.min(64 * 1024 * 1024));
         let mut listening = true;
         while !self.shutdown.load(Ordering::Relaxed) {
             if self.draining.load(Ordering::Relaxed) {
@@ -132,7 +139,13 @@ impl Io {
                 match m {
                     Outbound::Send { conn, text } => {
                         if let Some(c) = conns.get_mut(&conn) {
-                            queue(c, text);
+                            queue(c, text, false);
+                            touched.insert(conn);
+                        }
+                    }
+                    Outbound::SendPaced { conn, text } => {
+                        if let Some(c) = conns.get_mut(&conn) {
+                            queue(c, text, true);
                             touched.insert(conn);
                         }
                     }
@@ -144,7 +157,7 @@ impl Io {
                                 crate::nostr::message::event_prefix(&mut f, &sub);
                                 f.extend_from_slice(&json);
                                 f.push(b']');
-                                queue(c, f);
+                                queue(c, f, false);
                                 touched.insert(conn);
                             }
                         }
@@ -169,6 +182,7 @@ impl Io {
                 }
                 if !flush(c) {
                     self.drop_conn(id, &mut conns);
+                    continue;
                 }
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
@@ -214,6 +228,7 @@ impl Io {
                             ip: addr.ip(),
                             out: VecDeque::new(),
                             pending: 0,
+                            published: None,
                             last_seen: Instant::now(),
                             pinged: false,
                             bytes_in: 0,
@@ -254,6 +269,11 @@ impl Io {
                         Role::Server,
                         Some(*ws_config),
                     )));
+                    let published = Arc::new(AtomicUsize::new(0));
+                    if let Ok(mut m) = self.outbound.lock() {
+                        m.insert(id, published.clone());
+                    }
+                    c.published = Some(published);
                     log::info!("[{id}] connect from {ip}");
                     self.metrics.connections.inc();
                     self.ingesters
@@ -302,7 +322,7 @@ impl Io {
             }
         }
         for m in replies {
-            queue(c, m);
+            queue(c, m, false);
         }
     }
 
@@ -386,6 +406,9 @@ impl Io {
         let Some(mut c) = conns.remove(&id) else {
             return;
         };
+        if let Ok(mut m) = self.outbound.lock() {
+            m.remove(&id);
+        }
         match &mut c.phase {
             Phase::Http { stream, .. } => {
                 let _ = self.poll.registry().deregister(stream);
@@ -410,14 +433,14 @@ impl Io {
     }
 }
 
-fn queue(c: &mut Conn, text: Vec<u8>) {
+fn queue(c: &mut Conn, text: Vec<u8>, paced: bool) {
     if c.closing {
         return;
     }
     c.pending += text.len();
     // Stage output is JSON we built, so it is valid UTF-8.
     match String::from_utf8(text) {
-        Ok(s) => c.out.push_back(Message::text(s)),
+        Ok(s) => c.out.push_back((Message::text(s), paced)),
         Err(_) => log::error!("dropping a non-UTF-8 outbound message"),
     }
 }
@@ -438,26 +461,39 @@ fn flush(c: &mut Conn) -> bool {
     let Phase::Ws(ws) = &mut c.phase else {
         return !c.closing;
     };
-    while let Some(m) = c.out.pop_front() {
-        let len = m.len();
-        match ws.write(m) {
-            Ok(()) => {}
-            Err(tungstenite::Error::WriteBufferFull(m)) => {
-                c.out.push_front(*m);
-                break;
+    loop {
+        // Move queued messages into tungstenite's (bounded) buffer.
+        let mut full = false;
+        while let Some((m, paced)) = c.out.pop_front() {
+            let len = m.len();
+            match ws.write(m) {
+                Ok(()) => {}
+                Err(tungstenite::Error::WriteBufferFull(m)) => {
+                    c.out.push_front((*m, paced));
+                    full = true;
+                    break;
+                }
+                // The frame is kept in tungstenite's buffer; it goes out when writable.
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
             }
-            // The frame is kept in tungstenite's buffer; it goes out when writable.
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            c.pending = c.pending.saturating_sub(len);
+            if paced {
+                if let Some(p) = &c.published {
+                    p.fetch_sub(len.min(p.load(Ordering::Relaxed)), Ordering::Relaxed);
+                }
+            }
+            c.bytes_out += len as u64;
+        }
+        match ws.flush() {
+            // The socket took everything; if the buffer had been full, there is more to
+            // move (no writable edge would come to prompt us).
+            Ok(()) if full && !c.out.is_empty() => continue,
+            // Everything is written: a closing connection can go now.
+            Ok(()) => return !c.closing,
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
         }
-        c.pending = c.pending.saturating_sub(len);
-        c.bytes_out += len as u64;
-    }
-    match ws.flush() {
-        // Everything is written: a closing connection can go now.
-        Ok(()) => !c.closing,
-        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-        Err(_) => false,
     }
 }
 

@@ -36,10 +36,15 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Pending outbound bytes per connection, published by the io thread.
+pub type Outbound =
+    std::sync::Mutex<std::collections::HashMap<msg::ConnId, Arc<std::sync::atomic::AtomicUsize>>>;
+
 /// What every stage may read.
 pub struct Shared {
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub outbound: Arc<Outbound>,
     config: RwLock<Arc<Config>>,
 }
 
@@ -129,9 +134,11 @@ impl Relay {
             keepalive: cfg.relay.enable_tcp_keepalive,
             real_ip_header: cfg.relay.real_ip_header.clone(),
         };
+        let outbound: Arc<Outbound> = Arc::default();
         let shared = Arc::new(Shared {
             store,
             metrics: metrics.clone(),
+            outbound: outbound.clone(),
             config: RwLock::new(Arc::new(cfg)),
         });
 
@@ -210,6 +217,7 @@ impl Relay {
             cfg: io_cfg,
             shutdown: shutdown.clone(),
             draining: draining.clone(),
+            outbound,
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");

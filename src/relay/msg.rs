@@ -84,6 +84,9 @@ pub enum MonitorMsg {
 pub enum Outbound {
     /// One text message for one connection.
     Send { conn: ConnId, text: Vec<u8> },
+    /// Stored-scan output: counted in the connection's published backlog until it is
+    /// handed to the socket layer, so req-workers can pause (back-pressure).
+    SendPaced { conn: ConnId, text: Vec<u8> },
     /// One event for many subscriptions: the io thread frames
     /// `["EVENT","<sub>",` + json + `]` per recipient, never re-encoding the JSON.
     EventBatch {

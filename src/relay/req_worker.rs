@@ -5,13 +5,14 @@
 //! snapshot its scan used, so nothing is missed or sent twice.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use super::auth::ReadAuth;
-use super::msg::{ConnId, IoSender, MonitorMsg, Pool, ReqMsg};
+use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg};
 use super::{now, Shared};
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
@@ -20,6 +21,8 @@ use crate::store::LevId;
 
 /// Work units between clock checks inside a slice.
 const WORK_CHUNK: u64 = 2_000;
+/// Events between back-pressure checks inside a slice.
+const PACE: usize = 16;
 
 /// A REQ (limit cap) or a COUNT (count cap).
 enum Mode {
@@ -37,6 +40,16 @@ struct Running {
     /// `Some(n)` for COUNT: events counted so far.
     count: Option<u64>,
     auth: ReadAuth,
+    /// The connection's pending outbound bytes (back-pressure).
+    outbound: Option<Arc<AtomicUsize>>,
+}
+
+impl Running {
+    fn backlog(&self) -> usize {
+        self.outbound
+            .as_ref()
+            .map_or(0, |p| p.load(Ordering::Relaxed))
+    }
 }
 
 pub struct ReqWorker {
@@ -61,7 +74,16 @@ impl ReqWorker {
             while let Ok(m) = self.rx.try_recv() {
                 self.handle(m, &mut running, &mut subs);
             }
-            if let Some(mut r) = running.pop_front() {
+            // Back-pressure: skip queries whose connection has not drained its backlog.
+            let hwm = self.high_water_mark();
+            let Some(pos) = running.iter().position(|r| r.backlog() < hwm) else {
+                // Everything is waiting for slow readers: wait for a message or a moment.
+                if let Ok(m) = self.rx.recv_timeout(Duration::from_millis(5)) {
+                    self.handle(m, &mut running, &mut subs);
+                }
+                continue;
+            };
+            if let Some(mut r) = running.remove(pos) {
                 match self.slice(&mut r) {
                     Ok(true) => self.finish(r),
                     Ok(false) => running.push_back(r),
@@ -170,7 +192,14 @@ impl ReqWorker {
                 return;
             }
         };
-        let query = Query::new(filters.clone(), cap, snapshot, now());
+        // Pause every few events so back-pressure is checked often (see `slice`).
+        let query = Query::new(filters.clone(), cap, snapshot, now()).pace(PACE);
+        let outbound = self
+            .shared
+            .outbound
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&conn).cloned());
         // New queries go first: they preempt scans that already had a slice.
         running.push_front(Running {
             conn,
@@ -180,7 +209,20 @@ impl ReqWorker {
             snapshot,
             count,
             auth,
+            outbound,
         });
+    }
+
+    /// Above this many pending outbound bytes a connection's scans pause (they resume as
+    /// the socket drains); the connection is only closed past `maxPendingOutboundBytes`.
+    fn high_water_mark(&self) -> usize {
+        let cap = usize::try_from(self.shared.config().relay.max_pending_outbound_bytes)
+            .unwrap_or(usize::MAX);
+        if cap == 0 {
+            1 << 20
+        } else {
+            (cap / 4).clamp(1, 1 << 20)
+        }
     }
 
     /// Runs one time slice; true when the query is complete.
@@ -190,6 +232,8 @@ impl ReqWorker {
         let store = &self.shared.store;
         let txn = store.read_txn()?;
         let start = Instant::now();
+        let hwm = self.high_water_mark();
+        let mut sent = 0usize;
         let mut levs = Vec::new();
         loop {
             levs.clear();
@@ -214,7 +258,14 @@ impl ReqWorker {
                         if let Some(json) = store.payload(&txn, lev)? {
                             let mut out = Vec::with_capacity(json.len() + 80);
                             message::event(&mut out, &r.sub_id, &json);
-                            self.io.text(r.conn, out);
+                            sent += out.len();
+                            if let Some(p) = &r.outbound {
+                                p.fetch_add(out.len(), Ordering::Relaxed);
+                            }
+                            self.io.send(Outbound::SendPaced {
+                                conn: r.conn,
+                                text: out,
+                            });
                         }
                     }
                 }
@@ -222,7 +273,8 @@ impl ReqWorker {
             if p == Progress::Done {
                 return Ok(true);
             }
-            if start.elapsed() >= budget {
+            // Out of time, or the client is not keeping up: pause and let others run.
+            if start.elapsed() >= budget || sent + r.backlog() >= hwm {
                 return Ok(false);
             }
         }

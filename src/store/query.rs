@@ -63,6 +63,8 @@ struct FilterScan {
 
 /// One REQ/COUNT/scan over one or more filters.
 pub struct Query {
+    /// Most events one `run` call may emit before pausing (`usize::MAX` = no limit).
+    pace: usize,
     scans: Vec<FilterScan>,
     current: usize,
     snapshot: LevId,
@@ -87,12 +89,20 @@ impl Query {
             })
             .collect();
         Query {
+            pace: usize::MAX,
             scans,
             current: 0,
             snapshot,
             now,
             sent: HashSet::new(),
         }
+    }
+
+    /// Makes each `run` pause after emitting `n` events, so a caller that must watch a
+    /// socket's backlog can check it often enough.
+    pub fn pace(mut self, n: usize) -> Query {
+        self.pace = n.max(1);
+        self
     }
 
     /// The index each filter uses.
@@ -110,12 +120,14 @@ impl Query {
         out: &mut Vec<LevId>,
     ) -> Result<Progress> {
         let Query {
+            pace,
             scans,
             current,
             snapshot,
             now,
             sent,
         } = self;
+        let out_start = out.len();
         let mut work = 0u64;
         while let Some(scan) = scans.get_mut(*current) {
             if scan.found >= scan.limit {
@@ -138,7 +150,7 @@ impl Query {
                 if scan.found >= scan.limit {
                     break;
                 }
-                if work >= budget {
+                if work >= budget || out.len() - out_start >= *pace {
                     return Ok(Progress::Paused);
                 }
                 // Top up empty buffers, then take the greatest head (newest first).

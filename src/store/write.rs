@@ -168,8 +168,15 @@ impl Store {
         let lk = keys::lev_key(lev);
         // levIds only grow, so these rows always go at the end: APPEND skips the tree search
         // and fills pages completely instead of splitting them in half.
-        self.t.event.put_with_flags(txn, PutFlags::APPEND, &lk, &record::encode(ev))?;
-        self.t.payload.put_with_flags(txn, PutFlags::APPEND, &lk, &payload::encode_raw(ev.json()))?;
+        self.t
+            .event
+            .put_with_flags(txn, PutFlags::APPEND, &lk, &record::encode(ev))?;
+        self.t.payload.put_with_flags(
+            txn,
+            PutFlags::APPEND,
+            &lk,
+            &payload::encode_raw(ev.json()),
+        )?;
         self.t.id.put(txn, &ev.id, &lk)?;
         self.index(txn, &Unindex::of_event(ev), lev, true)
     }

@@ -28,6 +28,9 @@ impl TestRelay {
     }
 
     pub fn with(tweak: impl FnOnce(&mut Config)) -> TestRelay {
+        if std::env::var_os("WOK_TEST_LOG").is_some() {
+            wok::logging::init(log::LevelFilter::Info);
+        }
         let dir = tempfile::tempdir().expect("tmp");
         let mut cfg = Config::default();
         cfg.relay.port = 0;
