@@ -407,3 +407,34 @@ fn slow_reader_pauses_scans_instead_of_being_dropped() {
     }
     assert_eq!(got, n);
 }
+
+#[test]
+fn writes_by_another_process_are_delivered_live() {
+    let r = TestRelay::start();
+    let mut sub = r.client();
+    assert!(sub.req("ext", r#"{"kinds":[1]}"#).is_empty());
+    let ev = note(&keys(21), "imported while the relay runs");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wok"))
+        .args([
+            "--set",
+            &format!("db={}", r.dir.path().display()),
+            // The same map size as the running relay (TestRelay uses 1 GiB).
+            "--set",
+            "dbParams.mapsize=1073741824",
+            "import",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn import");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(ev.json()).expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    let got = sub.recv();
+    assert_eq!(
+        (got[0].clone(), got[1].clone(), got[2]["id"].clone()),
+        ("EVENT".into(), "ext".into(), ev.id_hex().into())
+    );
+}
