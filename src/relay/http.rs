@@ -43,6 +43,14 @@ fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// HEAD: the same headers, no body.
+fn head_only(mut r: Vec<u8>) -> Vec<u8> {
+    if let Some(i) = r.windows(4).position(|w| w == b"\r\n\r\n") {
+        r.truncate(i + 4);
+    }
+    r
+}
+
 pub fn simple(code: u16, reason: &str) -> Vec<u8> {
     response(&format!("{code} {reason}"), "text/plain", reason)
 }
@@ -63,18 +71,22 @@ pub fn wants_nip11(accept: &str) -> bool {
 
 pub fn respond(req: &httparse::Request<'_, '_>, info: &HttpInfo, metrics: &Metrics) -> Vec<u8> {
     let path = req.path.unwrap_or("/");
-    match req.method {
-        Some("OPTIONS") => format!("HTTP/1.1 204 No Content\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .into_bytes(),
-        Some("GET") | Some("HEAD") => {
-            if path == "/metrics" {
-                response("200 OK", "text/plain; version=0.0.4", &metrics.render())
-            } else if header(req, "accept").is_some_and(wants_nip11) {
-                response("200 OK", "application/nostr+json", &info.nip11)
-            } else {
-                response("200 OK", "text/html; charset=utf-8", &info.landing)
-            }
+    let get = || {
+        if path == "/metrics" {
+            response("200 OK", "text/plain; version=0.0.4", &metrics.render())
+        } else if header(req, "accept").is_some_and(wants_nip11) {
+            response("200 OK", "application/nostr+json", &info.nip11)
+        } else {
+            response("200 OK", "text/html; charset=utf-8", &info.landing)
         }
+    };
+    match req.method {
+        Some("OPTIONS") => format!(
+            "HTTP/1.1 204 No Content\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+        Some("GET") => get(),
+        Some("HEAD") => head_only(get()),
         _ => simple(405, "Method Not Allowed"),
     }
 }

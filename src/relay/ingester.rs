@@ -49,6 +49,7 @@ impl Ingester {
                     }
                     IngesterMsg::Closed { conn } => {
                         sessions.remove(&conn);
+                        self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
                     }
                 }
             }

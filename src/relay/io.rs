@@ -20,17 +20,23 @@ use tungstenite::{Message, WebSocket};
 
 use super::http::{self, HttpInfo};
 use super::metrics::Metrics;
-use super::msg::{ConnId, IngesterMsg, MonitorMsg, Outbound, Pool, ReqMsg};
+use super::msg::{ConnId, IngesterMsg, Outbound, Pool};
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
 const FIRST_CONN: u64 = 2;
 /// Largest HTTP request head we read before giving up on a client.
 const MAX_HTTP_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its HTTP request head.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a peer may take to complete a close we started.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 pub struct IoConfig {
     pub max_payload: usize,
     pub max_pending: usize,
+    /// Largest message we may have to send (an event, framed): sizes the write buffer.
+    pub max_message_out: usize,
     pub auto_ping: Option<Duration>,
     pub keepalive: bool,
     pub real_ip_header: String,
@@ -55,13 +61,15 @@ enum HttpStep {
 struct Conn {
     phase: Phase,
     ip: IpAddr,
-    /// Queued messages; `true` marks scan output counted in `published`.
-    out: VecDeque<(Message, bool)>,
+    /// Queued messages with their length; `true` marks scan output counted in `published`.
+    out: VecDeque<(Message, usize, bool)>,
     pending: usize,
     /// Scan output not yet handed to tungstenite (req-workers add, we subtract).
     published: Option<Arc<AtomicUsize>>,
     last_seen: Instant,
     pinged: bool,
+    /// When we started closing: the peer gets a short grace to answer, then it is dropped.
+    closing_since: Option<Instant>,
     bytes_in: u64,
     bytes_out: u64,
     closing: bool,
@@ -73,8 +81,6 @@ pub struct Io {
     pub listener: Option<TcpListener>,
     pub rx: Receiver<Outbound>,
     pub ingesters: Pool<IngesterMsg>,
-    pub reqs: Pool<ReqMsg>,
-    pub monitors: Pool<MonitorMsg>,
     pub http: Arc<std::sync::RwLock<HttpInfo>>,
     pub metrics: Arc<Metrics>,
     pub cfg: IoConfig,
@@ -83,6 +89,8 @@ pub struct Io {
     pub draining: Arc<AtomicBool>,
     /// Each WebSocket connection's pending outbound bytes (read by the req-workers).
     pub outbound: Arc<super::Outbound>,
+    /// For the reloadable keys io uses (re-read every second).
+    pub shared: Arc<super::Shared>,
 }
 
 impl Io {
@@ -97,7 +105,7 @@ impl Io {
             .write_buffer_size(64 * 1024)
             // Bounded, so a slow reader's backlog stays in `out`, where it is counted (and
             // seen by the req-workers); room for the largest single message.
-            .max_write_buffer_size(1024 * 1024 + 2 * self.cfg.max_payload.min(64 * 1024 * 1024));
+            .max_write_buffer_size(1024 * 1024 + 2 * self.cfg.max_message_out);
         let mut listening = true;
         while !self.shutdown.load(Ordering::Relaxed) {
             if self.draining.load(Ordering::Relaxed) {
@@ -162,31 +170,34 @@ impl Io {
                             }
                         }
                     }
-                    Outbound::Close { conn } => {
-                        if let Some(c) = conns.get_mut(&conn) {
-                            start_close(c, CloseCode::Normal, "");
-                            touched.insert(conn);
-                        }
-                    }
                 }
             }
             for id in touched {
                 let Some(c) = conns.get_mut(&id) else {
                     continue;
                 };
+                if !flush(c) {
+                    self.drop_conn(id, &mut conns);
+                    continue;
+                }
+                // Checked after writing what the socket would take: only a real backlog counts.
                 if self.cfg.max_pending > 0 && c.pending > self.cfg.max_pending {
                     log::info!("[{id}] slow client: {} bytes pending, closing", c.pending);
                     self.metrics.slow_client_terminations.inc();
                     self.drop_conn(id, &mut conns);
                     continue;
                 }
-                if !flush(c) {
-                    self.drop_conn(id, &mut conns);
-                    continue;
-                }
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();
+                // Hot-reloadable keys (strfry reads these live too).
+                let cfg = self.shared.config();
+                self.cfg
+                    .real_ip_header
+                    .clone_from(&cfg.relay.real_ip_header);
+                self.cfg.keepalive = cfg.relay.enable_tcp_keepalive;
+                self.cfg.max_pending =
+                    usize::try_from(cfg.relay.max_pending_outbound_bytes).unwrap_or(usize::MAX);
                 self.tick(&mut conns);
             }
         }
@@ -231,6 +242,7 @@ impl Io {
                             published: None,
                             last_seen: Instant::now(),
                             pinged: false,
+                            closing_since: None,
                             bytes_in: 0,
                             bytes_out: 0,
                             closing: false,
@@ -248,8 +260,10 @@ impl Io {
     }
 
     fn on_readable(&self, id: ConnId, c: &mut Conn, ws_config: &WebSocketConfig) {
-        c.last_seen = Instant::now();
-        c.pinged = false;
+        if !c.closing {
+            c.last_seen = Instant::now();
+            c.pinged = false;
+        }
         if let Phase::Http { .. } = c.phase {
             match self.read_http(c) {
                 HttpStep::Wait => return,
@@ -287,9 +301,12 @@ impl Io {
             match ws.read() {
                 Ok(Message::Text(t)) => {
                     c.bytes_in += t.len() as u64;
-                    let text = Vec::from(tungstenite::Bytes::from(t));
-                    self.ingesters
-                        .dispatch(id, IngesterMsg::Text { conn: id, text });
+                    // A connection we are closing is read only to drain it.
+                    if !c.closing {
+                        let text = Vec::from(tungstenite::Bytes::from(t));
+                        self.ingesters
+                            .dispatch(id, IngesterMsg::Text { conn: id, text });
+                    }
                 }
                 Ok(Message::Binary(b)) => {
                     c.bytes_in += b.len() as u64;
@@ -332,9 +349,14 @@ impl Io {
             return HttpStep::Close;
         };
         let mut chunk = [0u8; 4096];
+        let mut eof = false;
         loop {
             match stream.read(&mut chunk) {
-                Ok(0) => return HttpStep::Close,
+                // A client may half-close after its request: answer what it sent.
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => return HttpStep::Close,
@@ -348,6 +370,7 @@ impl Io {
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if eof => return HttpStep::Close,
             Ok(httparse::Status::Partial) => return HttpStep::Wait,
             Err(_) => {
                 let _ = stream.write_all(&http::simple(400, "Bad Request"));
@@ -378,26 +401,37 @@ impl Io {
     }
 
     fn tick(&self, conns: &mut HashMap<ConnId, Conn>) {
-        let Some(every) = self.cfg.auto_ping else {
-            return;
-        };
         let mut dead = Vec::new();
         for (id, c) in conns.iter_mut() {
-            if let Phase::Ws(ws) = &mut c.phase {
-                let idle = c.last_seen.elapsed();
-                if c.pinged && idle >= every * 2 {
-                    dead.push(*id);
-                } else if !c.pinged && idle >= every {
-                    c.pinged = true;
-                    let _ = ws.write(Message::Ping(tungstenite::Bytes::new()));
-                    if !flush(c) {
-                        dead.push(*id);
+            if c.closing_since.is_some_and(|t| t.elapsed() >= CLOSE_GRACE) {
+                dead.push((*id, "no answer to close"));
+                continue;
+            }
+            match &mut c.phase {
+                // Slowloris and silent peers: the request head must arrive promptly.
+                Phase::Http { .. } if c.last_seen.elapsed() >= HTTP_TIMEOUT => {
+                    dead.push((*id, "HTTP request timeout"))
+                }
+                Phase::Ws(ws) => {
+                    let Some(every) = self.cfg.auto_ping else {
+                        continue;
+                    };
+                    let idle = c.last_seen.elapsed();
+                    if c.pinged && idle >= every * 2 {
+                        dead.push((*id, "no answer to ping"));
+                    } else if !c.pinged && idle >= every {
+                        // Only a ping that was queued counts as sent.
+                        c.pinged = ws.write(Message::Ping(tungstenite::Bytes::new())).is_ok();
+                        if !flush(c) {
+                            dead.push((*id, "write failed"));
+                        }
                     }
                 }
+                _ => {}
             }
         }
-        for id in dead {
-            log::info!("[{id}] no answer to ping, closing");
+        for (id, why) in dead {
+            log::info!("[{id}] {why}, closing");
             self.drop_conn(id, conns);
         }
     }
@@ -423,24 +457,26 @@ impl Io {
                     c.bytes_out
                 );
                 self.metrics.connections.dec();
+                // Down the pipeline, behind anything this connection already sent: the
+                // ingester passes it to the req-worker, which passes it to the monitor, so
+                // no subscription can be installed after its connection is gone.
                 self.ingesters
                     .dispatch(id, IngesterMsg::Closed { conn: id });
-                self.reqs.dispatch(id, ReqMsg::ConnClosed { conn: id });
-                self.monitors
-                    .dispatch(id, MonitorMsg::ConnClosed { conn: id });
             }
         }
     }
 }
 
 fn queue(c: &mut Conn, text: Vec<u8>, paced: bool) {
+    let len = text.len();
     if c.closing {
+        unpace(&c.published, paced, len);
         return;
     }
-    c.pending += text.len();
+    c.pending += len;
     // Stage output is JSON we built, so it is valid UTF-8.
     match String::from_utf8(text) {
-        Ok(s) => c.out.push_back((Message::text(s), paced)),
+        Ok(s) => c.out.push_back((Message::text(s), len, paced)),
         Err(_) => log::error!("dropping a non-UTF-8 outbound message"),
     }
 }
@@ -452,8 +488,20 @@ fn start_close(c: &mut Conn, code: CloseCode, reason: &'static str) {
             reason: reason.into(),
         }));
     }
-    c.out.clear();
+    for (_, len, paced) in std::mem::take(&mut c.out) {
+        unpace(&c.published, paced, len);
+    }
     c.closing = true;
+    c.closing_since.get_or_insert_with(Instant::now);
+}
+
+/// Takes paced bytes out of the published backlog (sent, or dropped).
+fn unpace(published: &Option<Arc<AtomicUsize>>, paced: bool, len: usize) {
+    if let (true, Some(p)) = (paced, published) {
+        let _ = p.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(len))
+        });
+    }
 }
 
 /// Writes queued messages; false when the connection is finished and should be dropped.
@@ -461,15 +509,18 @@ fn flush(c: &mut Conn) -> bool {
     let Phase::Ws(ws) = &mut c.phase else {
         return !c.closing;
     };
+    // Set once a flush has emptied tungstenite's buffer: a message that still does not fit
+    // after that never will.
+    let mut drained = false;
     loop {
         // Move queued messages into tungstenite's (bounded) buffer.
         let mut full = false;
-        while let Some((m, paced)) = c.out.pop_front() {
-            let len = m.len();
+        let mut moved = 0usize;
+        while let Some((m, len, paced)) = c.out.pop_front() {
             match ws.write(m) {
                 Ok(()) => {}
                 Err(tungstenite::Error::WriteBufferFull(m)) => {
-                    c.out.push_front((*m, paced));
+                    c.out.push_front((*m, len, paced));
                     full = true;
                     break;
                 }
@@ -478,17 +529,27 @@ fn flush(c: &mut Conn) -> bool {
                 Err(_) => return false,
             }
             c.pending = c.pending.saturating_sub(len);
-            if paced {
-                if let Some(p) = &c.published {
-                    p.fetch_sub(len.min(p.load(Ordering::Relaxed)), Ordering::Relaxed);
-                }
-            }
+            unpace(&c.published, paced, len);
             c.bytes_out += len as u64;
+            moved += 1;
+        }
+        if moved > 0 {
+            // A client that reads what we send is alive, even if it sends nothing.
+            c.last_seen = Instant::now();
+            c.pinged = false;
         }
         match ws.flush() {
             // The socket took everything; if the buffer had been full, there is more to
             // move (no writable edge would come to prompt us).
-            Ok(()) if full && !c.out.is_empty() => continue,
+            Ok(()) if full && !c.out.is_empty() => {
+                if moved == 0 && drained {
+                    // One message larger than the whole write buffer: it can never go out.
+                    log::warn!("outbound message too large for the write buffer; closing");
+                    return false;
+                }
+                drained = true;
+                continue;
+            }
             // Everything is written: a closing connection can go now.
             Ok(()) => return !c.closing,
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -519,9 +580,11 @@ fn real_ip(req: &httparse::Request<'_, '_>, header: &str, socket: IpAddr) -> IpA
     }
 }
 
-/// First address of a comma-separated list; accepts `[v6]:port` and `v4:port` forms.
+/// The address a list ends with: a proxy *appends* the address it saw to any
+/// `X-Forwarded-For` the client sent, so only the last entry can be trusted (the first is
+/// whatever the client claims). Accepts `[v6]:port` and `v4:port` forms.
 pub fn parse_forwarded(v: &str) -> Option<IpAddr> {
-    let first = v.split(',').next()?.trim();
+    let first = v.rsplit(',').next()?.trim();
     if let Ok(ip) = first.parse() {
         return Some(ip);
     }
@@ -546,11 +609,11 @@ mod tests {
             Some("1.2.3.4".into())
         );
         assert_eq!(
-            parse_forwarded(" 1.2.3.4 , 10.0.0.1").map(|i| i.to_string()),
+            parse_forwarded(" 6.6.6.6 , 1.2.3.4").map(|i| i.to_string()),
             Some("1.2.3.4".into())
         );
         assert_eq!(
-            parse_forwarded("2001:db8::1, 10.0.0.1").map(|i| i.to_string()),
+            parse_forwarded("6.6.6.6, 2001:db8::1").map(|i| i.to_string()),
             Some("2001:db8::1".into())
         );
         assert_eq!(

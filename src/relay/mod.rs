@@ -129,6 +129,14 @@ impl Relay {
                 .unwrap_or(usize::MAX),
             max_pending: usize::try_from(cfg.relay.max_pending_outbound_bytes)
                 .unwrap_or(usize::MAX),
+            max_message_out: usize::try_from(
+                cfg.relay
+                    .max_websocket_payload_size
+                    .max(cfg.events.max_event_size),
+            )
+            .unwrap_or(usize::MAX)
+            .min(1 << 30)
+                + 1024,
             auto_ping: (cfg.relay.auto_ping_seconds > 0)
                 .then(|| Duration::from_secs(cfg.relay.auto_ping_seconds)),
             keepalive: cfg.relay.enable_tcp_keepalive,
@@ -210,14 +218,13 @@ impl Relay {
             listener: Some(listener),
             rx: io_rx,
             ingesters,
-            reqs,
-            monitors,
             http: http.clone(),
             metrics,
             cfg: io_cfg,
             shutdown: shutdown.clone(),
             draining: draining.clone(),
             outbound,
+            shared: shared.clone(),
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");

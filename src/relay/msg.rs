@@ -93,8 +93,6 @@ pub enum Outbound {
         json: Arc<[u8]>,
         recipients: Vec<(ConnId, SubId)>,
     },
-    /// Close a connection (after flushing what is queued).
-    Close { conn: ConnId },
 }
 
 /// The io thread's inbox plus the waker that makes it look.

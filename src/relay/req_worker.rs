@@ -78,8 +78,10 @@ impl ReqWorker {
             let hwm = self.high_water_mark();
             let Some(pos) = running.iter().position(|r| r.backlog() < hwm) else {
                 // Everything is waiting for slow readers: wait for a message or a moment.
-                if let Ok(m) = self.rx.recv_timeout(Duration::from_millis(5)) {
-                    self.handle(m, &mut running, &mut subs);
+                match self.rx.recv_timeout(Duration::from_millis(5)) {
+                    Ok(m) => self.handle(m, &mut running, &mut subs),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
                 continue;
             };
@@ -148,7 +150,18 @@ impl ReqWorker {
                 filters,
                 auth,
             } => {
-                // COUNT is a one-shot: it does not hold a subscription slot.
+                // A running COUNT takes a slot too, so COUNTs cannot flood a worker.
+                let counting = running
+                    .iter()
+                    .filter(|r| r.conn == conn && r.count.is_some())
+                    .count();
+                let open = subs.get(&conn).map_or(0, HashSet::len);
+                if (counting + open) as u64 >= cfg.relay.max_subs_per_connection {
+                    let mut out = Vec::new();
+                    message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
+                    self.io.text(conn, out);
+                    return;
+                }
                 let cap = cfg.relay.max_filter_limit_count.saturating_add(1);
                 self.start(running, conn, sub_id, filters, auth, Mode::Count(cap));
             }
@@ -163,6 +176,9 @@ impl ReqWorker {
             ReqMsg::ConnClosed { conn } => {
                 running.retain(|r| r.conn != conn);
                 subs.remove(&conn);
+                // After any Subscribe this worker sent for the connection.
+                self.monitors
+                    .dispatch(conn, MonitorMsg::ConnClosed { conn });
             }
         }
     }
@@ -189,6 +205,9 @@ impl ReqWorker {
             Ok(s) => s,
             Err(e) => {
                 log::error!("snapshot failed: {e}");
+                let mut out = Vec::new();
+                message::closed(&mut out, sub_id.as_str(), "error: internal error");
+                self.io.text(conn, out);
                 return;
             }
         };

@@ -15,6 +15,9 @@ use crate::store::write::Outcome;
 
 /// Most events in one transaction; the rest wait for the next one.
 const MAX_BATCH: usize = 10_000;
+/// How often expired events are purged, and how many per transaction.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(9);
+const PURGE_BATCH: usize = 1_000;
 
 pub struct Writer {
     pub rx: Receiver<WriterMsg>,
@@ -25,7 +28,19 @@ pub struct Writer {
 
 impl Writer {
     pub fn run(self) {
-        while let Ok(first) = self.rx.recv() {
+        let mut last_purge = Instant::now();
+        loop {
+            // Expired events are purged here, the one place that writes (strfry's cron
+            // thread does it every 9 s).
+            if last_purge.elapsed() >= PURGE_EVERY {
+                last_purge = Instant::now();
+                self.purge();
+            }
+            let first = match self.rx.recv_timeout(PURGE_EVERY) {
+                Ok(m) => m,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
             let mut batch = vec![first];
             batch.extend(self.rx.try_iter().take(MAX_BATCH - 1));
             let (conns, events): (Vec<u64>, Vec<Event>) =
@@ -63,6 +78,28 @@ impl Writer {
                     }
                 }
             }
+        }
+    }
+
+    fn purge(&self) {
+        let now = super::now();
+        let mut total = 0;
+        loop {
+            match self.shared.store.purge_expired(now, PURGE_BATCH) {
+                Ok(n) => {
+                    total += n;
+                    if n < PURGE_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    log::error!("purging expired events failed: {e}");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            log::info!("purged {total} expired events");
         }
     }
 }
