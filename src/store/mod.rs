@@ -426,9 +426,11 @@ impl Store {
     pub fn delete_batch(&self, levs: &[LevId]) -> Result<usize> {
         let mut txn = self.write_txn()?;
         let mut n = 0;
+        let mut pending = write::Pending::default();
         for &lev in levs {
-            n += usize::from(self.delete_lev(&mut txn, lev)?);
+            n += usize::from(self.delete_lev(&mut txn, lev, &mut pending)?);
         }
+        pending.apply(self, &mut txn)?;
         txn.commit()?;
         Ok(n)
     }

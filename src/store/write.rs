@@ -75,9 +75,11 @@ impl Store {
         let mut meta = self.meta(txn)?;
         let mut outcomes = vec![Outcome::Duplicate; events.len()];
         let mut seen = HashSet::with_capacity(events.len());
+        let mut pending = Pending::default();
         for i in order {
-            outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut seen)?;
+            outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut seen, &mut pending)?;
         }
+        pending.apply(self, txn)?;
         self.write_meta(txn, &meta)?;
         Ok(outcomes)
     }
@@ -88,6 +90,7 @@ impl Store {
         ev: &Event,
         meta: &mut Meta,
         seen: &mut HashSet<[u8; 32]>,
+        p: &mut Pending,
     ) -> Result<Outcome> {
         let class = ev.class();
         if class == KindClass::Ephemeral {
@@ -151,20 +154,20 @@ impl Store {
         let lev = meta.next_lev_id;
         meta.next_lev_id += 1;
         seen.insert(ev.id);
-        self.insert(txn, ev, lev)?;
+        self.insert(txn, ev, lev, p)?;
         if let Some(old) = superseded {
-            self.delete_lev(txn, old)?;
+            self.delete_lev(txn, old, p)?;
         }
         if let Some(key) = &address {
             self.t.replace.put(txn, key, &keys::lev_key(lev))?;
         }
         if ev.kind == kinds::KIND_DELETION {
-            self.apply_deletion(txn, ev, lev)?;
+            self.apply_deletion(txn, ev, lev, p)?;
         }
         Ok(Outcome::Written(lev))
     }
 
-    fn insert(&self, txn: &mut RwTxn, ev: &Event, lev: LevId) -> Result<()> {
+    fn insert(&self, txn: &mut RwTxn, ev: &Event, lev: LevId, p: &mut Pending) -> Result<()> {
         let lk = keys::lev_key(lev);
         // levIds only grow, so these rows always go at the end: APPEND skips the tree search
         // and fills pages completely instead of splitting them in half.
@@ -178,53 +181,49 @@ impl Store {
             &payload::encode_raw(ev.json()),
         )?;
         self.t.id.put(txn, &ev.id, &lk)?;
-        self.index(txn, &Unindex::of_event(ev), lev, true)
-    }
-
-    /// Adds (`add`) or removes every scannable and expiration index row of one event.
-    fn index(&self, txn: &mut RwTxn, e: &Unindex, lev: LevId, add: bool) -> Result<()> {
-        let s = keys::suffix(e.created_at, &e.id, lev);
-        let mut rows: Vec<(super::Table, Vec<u8>)> = vec![
-            (self.t.created_at, s.to_vec()),
-            (
-                self.t.pubkey,
-                keys::with_suffix(keys::pubkey_prefix(&e.pubkey), &s),
-            ),
-            (
-                self.t.kind,
-                keys::with_suffix(keys::kind_prefix(e.kind), &s),
-            ),
-            (
-                self.t.pubkey_kind,
-                keys::with_suffix(keys::pubkey_kind_prefix(&e.pubkey, e.kind), &s),
-            ),
-        ];
-        for (name, value) in crate::nostr::tags::PackedTags(&e.tags) {
-            if let Some(p) = keys::tag_prefix(name, value) {
-                rows.push((self.t.tag, keys::with_suffix(p, &s)));
-            }
-        }
-        if let Some(exp) = e.expiration {
-            rows.push((self.t.expiration, keys::expiration_key(exp, lev).to_vec()));
-        }
-        for (db, key) in rows {
-            if add {
-                db.put(txn, &key, &[])?;
-            } else {
-                db.delete(txn, &key)?;
-            }
-        }
+        self.index(p, &Unindex::of_event(ev), lev, true);
         Ok(())
     }
 
+    /// Records the adding (`add`) or removal of every scannable and expiration index row of
+    /// one event; `Pending::apply` writes them, sorted, at the end of the batch.
+    fn index(&self, p: &mut Pending, e: &Unindex, lev: LevId, add: bool) {
+        let s = keys::suffix(e.created_at, &e.id, lev);
+        let mut row = |t: IndexTable, key: Vec<u8>| p.record(t, key, add);
+        row(IndexTable::CreatedAt, s.to_vec());
+        row(
+            IndexTable::Pubkey,
+            keys::with_suffix(keys::pubkey_prefix(&e.pubkey), &s),
+        );
+        row(
+            IndexTable::Kind,
+            keys::with_suffix(keys::kind_prefix(e.kind), &s),
+        );
+        row(
+            IndexTable::PubkeyKind,
+            keys::with_suffix(keys::pubkey_kind_prefix(&e.pubkey, e.kind), &s),
+        );
+        for (name, value) in crate::nostr::tags::PackedTags(&e.tags) {
+            if let Some(prefix) = keys::tag_prefix(name, value) {
+                row(IndexTable::Tag, keys::with_suffix(prefix, &s));
+            }
+        }
+        if let Some(exp) = e.expiration {
+            row(
+                IndexTable::Expiration,
+                keys::expiration_key(exp, lev).to_vec(),
+            );
+        }
+    }
+
     /// Removes one stored event and all its index rows; false if it was not there.
-    pub fn delete_lev(&self, txn: &mut RwTxn, lev: LevId) -> Result<bool> {
+    pub(crate) fn delete_lev(&self, txn: &mut RwTxn, lev: LevId, p: &mut Pending) -> Result<bool> {
         let lk = keys::lev_key(lev);
         let e = match self.t.event.get(txn, &lk)? {
             Some(buf) => Unindex::of_record(&Record::read(buf)?),
             None => return Ok(false),
         };
-        self.index(txn, &e, lev, false)?;
+        self.index(p, &e, lev, false);
         if self.t.id.get(txn, &e.id)?.and_then(keys::read_u64) == Some(lev) {
             self.t.id.delete(txn, &e.id)?;
         }
@@ -252,7 +251,13 @@ impl Store {
     /// NIP-09: `e` tags delete the author's own events (and gift wraps addressed to the
     /// author) and leave tombstones; `a` tags delete every version up to the deletion's
     /// created_at of replaceable and addressable events and block older ones arriving later.
-    fn apply_deletion(&self, txn: &mut RwTxn, ev: &Event, deletion_lev: LevId) -> Result<()> {
+    fn apply_deletion(
+        &self,
+        txn: &mut RwTxn,
+        ev: &Event,
+        deletion_lev: LevId,
+        p: &mut Pending,
+    ) -> Result<()> {
         let dl = keys::lev_key(deletion_lev);
         for tag in ev.tags.iter().filter(|t| t.name() == "e") {
             let Some(target) = tag
@@ -270,7 +275,7 @@ impl Store {
                     // A deletion of a deletion has no effect (NIP-09).
                     tombstone = kind != kinds::KIND_DELETION;
                     if tombstone && (author == ev.pubkey || addressed) {
-                        self.delete_lev(txn, lev)?;
+                        self.delete_lev(txn, lev, p)?;
                     }
                 }
             }
@@ -302,7 +307,7 @@ impl Store {
                     .record(txn, lev)?
                     .is_some_and(|r| r.created_at() <= ev.created_at)
                 {
-                    self.delete_lev(txn, lev)?;
+                    self.delete_lev(txn, lev, p)?;
                 }
             }
         }
@@ -322,9 +327,11 @@ impl Store {
             }
         }
         let mut n = 0;
+        let mut pending = Pending::default();
         for lev in due {
-            n += usize::from(self.delete_lev(&mut txn, lev)?);
+            n += usize::from(self.delete_lev(&mut txn, lev, &mut pending)?);
         }
+        pending.apply(self, &mut txn)?;
         txn.commit()?;
         Ok(n)
     }
@@ -351,5 +358,66 @@ impl Unindex {
             expiration: r.expiration(),
             tags: r.tags_bytes().to_vec(),
         }
+    }
+}
+
+/// The scannable and expiration index tables, whose rows the write rules never read back,
+/// so a batch can buffer them and write them once, sorted.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum IndexTable {
+    CreatedAt,
+    Pubkey,
+    Kind,
+    PubkeyKind,
+    Tag,
+    Expiration,
+}
+
+/// Index rows to add (`true`) or remove (`false`) at the end of a batch. A row added and
+/// removed in the same batch (an event superseded or deleted by a later one) cancels out
+/// and never reaches LMDB; the rest are written in key order, which keeps each B-tree
+/// walk on pages that are already hot.
+#[derive(Default)]
+pub(crate) struct Pending {
+    rows: std::collections::HashMap<(IndexTable, Vec<u8>), bool>,
+}
+
+impl Pending {
+    fn record(&mut self, t: IndexTable, key: Vec<u8>, add: bool) {
+        use std::collections::hash_map::Entry;
+        // Keys end in a unique levId and an event is added at most once, so a removal
+        // either cancels this batch's addition or removes a row already in the DB.
+        match self.rows.entry((t, key)) {
+            Entry::Occupied(e) if *e.get() && !add => {
+                e.remove();
+            }
+            Entry::Occupied(mut e) => {
+                e.insert(add);
+            }
+            Entry::Vacant(e) => {
+                e.insert(add);
+            }
+        }
+    }
+
+    pub(crate) fn apply(self, store: &Store, txn: &mut RwTxn) -> Result<()> {
+        let mut rows: Vec<_> = self.rows.into_iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((t, key), add) in rows {
+            let db = match t {
+                IndexTable::CreatedAt => store.t.created_at,
+                IndexTable::Pubkey => store.t.pubkey,
+                IndexTable::Kind => store.t.kind,
+                IndexTable::PubkeyKind => store.t.pubkey_kind,
+                IndexTable::Tag => store.t.tag,
+                IndexTable::Expiration => store.t.expiration,
+            };
+            if add {
+                db.put(txn, &key, &[])?;
+            } else {
+                db.delete(txn, &key)?;
+            }
+        }
+        Ok(())
     }
 }
