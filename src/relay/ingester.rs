@@ -79,6 +79,37 @@ impl Ingester {
         }
     }
 
+    /// The checks REQ and COUNT share: `filterValidation`, then the read restrictions
+    /// (a request only for restricted kinds needs AUTH first). `None` once refused.
+    fn admit(
+        &self,
+        conn: ConnId,
+        s: &mut Session,
+        cfg: &Config,
+        sub_id: &SubId,
+        filters: &[Filter],
+    ) -> Option<ReadAuth> {
+        if let Err(why) = validate_filters(cfg, filters) {
+            self.closed(
+                conn,
+                sub_id,
+                &format!("error: bad req: filter validation failed: {why}"),
+            );
+            return None;
+        }
+        let auth = self.read_auth(cfg, s);
+        if s.authed.is_none() && auth.fully_restricted(filters) {
+            self.ensure_challenge(conn, s);
+            self.closed(
+                conn,
+                sub_id,
+                "auth-required: requested filter requires authentication",
+            );
+            return None;
+        }
+        Some(auth)
+    }
+
     fn closed(&self, conn: ConnId, sub: &SubId, reason: &str) {
         self.reply(conn, |o| message::closed(o, sub.as_str(), reason));
     }
@@ -100,22 +131,9 @@ impl Ingester {
             }
             ClientMsg::Req { sub_id, filters } => {
                 self.shared.metrics.client_message("REQ");
-                let auth = self.read_auth(&cfg, s);
-                if let Err(why) = validate_filters(&cfg, &filters) {
-                    return self.closed(
-                        conn,
-                        &sub_id,
-                        &format!("error: bad req: filter validation failed: {why}"),
-                    );
-                }
-                if s.authed.is_none() && auth.fully_restricted(&filters) {
-                    self.ensure_challenge(conn, s);
-                    return self.closed(
-                        conn,
-                        &sub_id,
-                        "auth-required: requested filter requires authentication",
-                    );
-                }
+                let Some(auth) = self.admit(conn, s, &cfg, &sub_id, &filters) else {
+                    return;
+                };
                 self.reqs.dispatch(
                     conn,
                     ReqMsg::Req {
@@ -135,15 +153,9 @@ impl Ingester {
                     };
                     return self.io.text(conn, e.reply());
                 }
-                let auth = self.read_auth(&cfg, s);
-                if s.authed.is_none() && auth.fully_restricted(&filters) {
-                    self.ensure_challenge(conn, s);
-                    return self.closed(
-                        conn,
-                        &sub_id,
-                        "auth-required: requested filter requires authentication",
-                    );
-                }
+                let Some(auth) = self.admit(conn, s, &cfg, &sub_id, &filters) else {
+                    return;
+                };
                 if !auth.count_allowed(&filters) {
                     return self.closed(
                         conn,
