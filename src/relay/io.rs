@@ -70,6 +70,9 @@ struct Conn {
     pinged: bool,
     /// When we started closing: the peer gets a short grace to answer, then it is dropped.
     closing_since: Option<Instant>,
+    /// A message read but not yet accepted by a full ingester inbox; reading this
+    /// connection resumes once it is delivered.
+    stalled: Option<IngesterMsg>,
     bytes_in: u64,
     bytes_out: u64,
     closing: bool,
@@ -99,6 +102,7 @@ impl Io {
         let mut conns: HashMap<ConnId, Conn> = HashMap::new();
         let mut next_id = FIRST_CONN;
         let mut last_tick = Instant::now();
+        let mut stalled: HashSet<ConnId> = HashSet::new();
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.cfg.max_payload))
             .max_frame_size(Some(self.cfg.max_payload))
@@ -120,7 +124,13 @@ impl Io {
                     break;
                 }
             }
-            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
+            // While some connection waits on a full ingester, look again soon.
+            let timeout = if stalled.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(1)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -128,6 +138,14 @@ impl Io {
                 break;
             }
             let mut touched: HashSet<ConnId> = HashSet::new();
+            // Connections paused on a full ingester inbox: retry them (no readiness edge
+            // will come for data already in their socket buffers).
+            for id in stalled.drain().collect::<Vec<_>>() {
+                if let Some(c) = conns.get_mut(&id) {
+                    self.on_readable(id, c, &ws_config);
+                    touched.insert(id);
+                }
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(&mut conns, &mut next_id),
@@ -176,6 +194,9 @@ impl Io {
                 let Some(c) = conns.get_mut(&id) else {
                     continue;
                 };
+                if c.stalled.is_some() {
+                    stalled.insert(id);
+                }
                 if !flush(c) {
                     self.drop_conn(id, &mut conns);
                     continue;
@@ -243,6 +264,7 @@ impl Io {
                             last_seen: Instant::now(),
                             pinged: false,
                             closing_since: None,
+                            stalled: None,
                             bytes_in: 0,
                             bytes_out: 0,
                             closing: false,
@@ -295,6 +317,13 @@ impl Io {
                 }
             }
         }
+        // A message the ingester had no room for: deliver it before reading more.
+        if let Some(m) = c.stalled.take() {
+            if let Err(m) = self.ingesters.try_dispatch(id, m) {
+                c.stalled = Some(m);
+                return;
+            }
+        }
         let Phase::Ws(ws) = &mut c.phase else { return };
         let mut replies = Vec::new();
         loop {
@@ -304,8 +333,14 @@ impl Io {
                     // A connection we are closing is read only to drain it.
                     if !c.closing {
                         let text = Vec::from(tungstenite::Bytes::from(t));
-                        self.ingesters
-                            .dispatch(id, IngesterMsg::Text { conn: id, text });
+                        // A flooding client waits in its own socket buffer; others go on.
+                        if let Err(m) = self
+                            .ingesters
+                            .try_dispatch(id, IngesterMsg::Text { conn: id, text })
+                        {
+                            c.stalled = Some(m);
+                            break;
+                        }
                     }
                 }
                 Ok(Message::Binary(b)) => {

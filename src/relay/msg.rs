@@ -141,6 +141,21 @@ impl<T> Pool<T> {
         }
     }
 
+    /// Like `dispatch`, but hands the message back when that thread's inbox is full, so
+    /// the caller (the io thread) never blocks on one busy stage.
+    pub fn try_dispatch(&self, conn: ConnId, m: T) -> Result<(), T> {
+        let n = self.senders.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        match self.senders[(conn % n) as usize].try_send(m) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Full(m)) => Err(m),
+            // The stage is gone (shutdown): nothing to deliver to.
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Ok(()),
+        }
+    }
+
     pub fn all(&self) -> &[Sender<T>] {
         &self.senders
     }
