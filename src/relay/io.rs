@@ -106,6 +106,9 @@ impl Io {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.cfg.max_payload))
             .max_frame_size(Some(self.cfg.max_payload))
+            // tungstenite's 128 KiB default read buffer is allocated per connection; Nostr
+            // messages are small and the buffer grows for a big one.
+            .read_buffer_size(4 * 1024)
             .write_buffer_size(64 * 1024)
             // Bounded, so a slow reader's backlog stays in `out`, where it is counted (and
             // seen by the req-workers); room for the largest single message.

@@ -1,0 +1,308 @@
+//! Whole-relay load scenario (custom harness; `cargo bench --bench relay_load`). Starts the
+//! release `wok relay` as a separate process on a free loopback port with a temp DB, drives
+//! it from this process over WebSocket and reads the relay's RSS from /proc:
+//! - ingest: 64 connections × 32 EVENTs in flight, events/s, beside the 2-core verify
+//!   ceiling measured in the same run;
+//! - REQ `{"ids":[…]}`: time to EOSE, p50/p99;
+//! - fanout: 1000 subscribers matching every event, one publisher; delivery latency after the
+//!   publisher's OK, p50/p99/max, and losses;
+//! - memory: relay RSS per idle connection holding one subscription.
+//!
+//! Every loop is bounded; targets are 127.0.0.1 only. `-- --test` runs a tiny version.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+use wok::gen::GenConfig;
+use wok::nostr::{verify, Event};
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(port: u16) -> Ws {
+    let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}")).expect("connect");
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    }
+    ws
+}
+
+fn recv(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => return serde_json::from_str(&t).expect("json"),
+            _ => continue,
+        }
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Relay {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_relay() -> Relay {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let conf = dir.path().join("strfry.conf");
+    let mut f = std::fs::File::create(&conf).expect("conf");
+    writeln!(
+        f,
+        "db = \"{}\"\nevents {{ rejectEventsOlderThanSeconds = 4000000000 }}\nrelay {{ port = {port} maxSubsPerConnection = 1000 }}",
+        dir.path().join("db").display()
+    )
+    .expect("write");
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wok");
+    let child = Command::new(bin)
+        .args(["--config", conf.to_str().expect("utf8"), "relay"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn target/release/wok (run `cargo build --release` first)");
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "relay did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Relay {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--test");
+    let (n_events, conns, inflight, subs, fan_events, idle) = if smoke {
+        (200, 4, 8, 10, 5, 20)
+    } else {
+        (20_000, 64, 32, 1000, 200, 2000)
+    };
+    let relay = start_relay();
+    let port = relay.port;
+    let pid = relay.child.id();
+    let events: Vec<Event> = wok::gen::generate(&GenConfig {
+        seed: 7,
+        count: n_events,
+        authors: 500,
+        start: wok::relay::now() - 30 * 86_400,
+        span_secs: 29 * 86_400,
+    });
+
+    // The 2-core verify ceiling, measured now on the same events.
+    let sample = &events[..events.len().min(2000)];
+    let t = Instant::now();
+    for e in sample {
+        let _ = std::hint::black_box(verify::check_event(e));
+    }
+    let one_core = sample.len() as f64 / t.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+
+    // Ingest.
+    let per = events.len().div_ceil(conns);
+    let chunks: Vec<Vec<Vec<u8>>> = events
+        .chunks(per)
+        .map(|c| {
+            c.iter()
+                .map(|e| [b"[\"EVENT\",".as_slice(), e.json(), b"]"].concat())
+                .collect()
+        })
+        .collect();
+    let go = Arc::new(Barrier::new(chunks.len() + 1));
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|msgs| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let mut ws = connect(port);
+                go.wait();
+                let (mut sent, mut acked) = (0, 0);
+                while acked < msgs.len() {
+                    while sent < msgs.len() && sent - acked < inflight {
+                        let text = String::from_utf8(msgs[sent].clone()).expect("utf8");
+                        ws.send(Message::text(text)).expect("send");
+                        sent += 1;
+                    }
+                    if recv(&mut ws)[0] == "OK" {
+                        acked += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    go.wait();
+    let t = Instant::now();
+    for h in handles {
+        h.join().expect("ingest thread");
+    }
+    let ingest = events.len() as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "ingest: {:.0} events/s with {conns} conns x {inflight} in flight; verify ceiling {:.0}/s ({:.0}/s x {cores} cores) -> {:.0}% of ceiling",
+        ingest,
+        one_core * cores,
+        one_core,
+        100.0 * ingest / (one_core * cores)
+    );
+
+    // REQ by id.
+    let mut ws = connect(port);
+    let mut lat = Vec::new();
+    for (i, e) in events
+        .iter()
+        .step_by(7)
+        .take(if smoke { 20 } else { 2000 })
+        .enumerate()
+    {
+        let t = Instant::now();
+        ws.send(Message::text(format!(
+            "[\"REQ\",\"q{i}\",{{\"ids\":[\"{}\"]}}]",
+            e.id_hex()
+        )))
+        .expect("send");
+        while recv(&mut ws)[0] != "EOSE" {}
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        ws.send(Message::text(format!("[\"CLOSE\",\"q{i}\"]")))
+            .expect("send");
+    }
+    println!(
+        "REQ ids: p50 {:.3} ms, p99 {:.3} ms ({} queries)",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        lat.len()
+    );
+
+    // Fanout: subscribers on their own threads, timestamps compared in this process.
+    let ready = Arc::new(Barrier::new(subs + 1));
+    let sub_threads: Vec<_> = (0..subs)
+        .map(|_| {
+            let ready = ready.clone();
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let mut ws = connect(port);
+                    ws.send(Message::text(
+                        r##"["REQ","f",{"kinds":[1],"#t":["fanout"],"limit":0}]"##,
+                    ))
+                    .expect("send");
+                    while recv(&mut ws)[0] != "EOSE" {}
+                    ready.wait();
+                    let mut got = Vec::with_capacity(fan_events);
+                    while got.len() < fan_events {
+                        let m = recv(&mut ws);
+                        if m[0] == "EVENT" {
+                            got.push((
+                                m[2]["content"].as_str().unwrap_or("").to_string(),
+                                Instant::now(),
+                            ));
+                        }
+                    }
+                    got
+                })
+                .expect("spawn")
+        })
+        .collect();
+    ready.wait();
+    let keys = wok::nostr::sign::Keys::from_secret([9; 32]).expect("key");
+    let mut publ = connect(port);
+    let mut ok_at = std::collections::HashMap::new();
+    let mut sent_at = std::collections::HashMap::new();
+    for i in 0..fan_events {
+        let ev = keys
+            .sign(
+                wok::relay::now(),
+                1,
+                wok::nostr::tags::Tags::from_vecs(&[vec!["t", "fanout"]]),
+                &format!("f{i}"),
+                &wok::nostr::Limits::default(),
+            )
+            .expect("sign");
+        sent_at.insert(format!("f{i}"), Instant::now());
+        publ.send(Message::text(format!(
+            "[\"EVENT\",{}]",
+            String::from_utf8_lossy(ev.json())
+        )))
+        .expect("send");
+        while recv(&mut publ)[0] != "OK" {}
+        ok_at.insert(format!("f{i}"), Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut lat = Vec::new();
+    let mut e2e = Vec::new();
+    let mut lost = 0usize;
+    for h in sub_threads {
+        let got = h.join().expect("subscriber");
+        lost += fan_events - got.len();
+        for (content, at) in got {
+            if let Some(ok) = ok_at.get(&content) {
+                lat.push(at.saturating_duration_since(*ok).as_secs_f64() * 1e3);
+            }
+            if let Some(sent) = sent_at.get(&content) {
+                e2e.push(at.saturating_duration_since(*sent).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    println!(
+        "fanout: {subs} subscribers x {fan_events} events, lost {lost}: after the publisher's OK p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; from its send p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        pct(&mut lat, 1.0),
+        pct(&mut e2e, 0.5),
+        pct(&mut e2e, 0.99),
+        pct(&mut e2e, 1.0)
+    );
+
+    // Memory per idle connection with one subscription.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kb(pid);
+    let mut idle_conns = Vec::new();
+    for i in 0..idle {
+        let mut ws = connect(port);
+        ws.send(Message::text(format!(
+            "[\"REQ\",\"idle{i}\",{{\"kinds\":[7],\"limit\":0}}]"
+        )))
+        .expect("send");
+        while recv(&mut ws)[0] != "EOSE" {}
+        idle_conns.push(ws);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kb(pid);
+    println!(
+        "memory: relay RSS {before} KB -> {after} KB with {idle} idle subscribed connections = {:.1} KB/conn",
+        after.saturating_sub(before) as f64 / idle as f64
+    );
+}
