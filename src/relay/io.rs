@@ -94,6 +94,8 @@ pub struct Io {
     pub outbound: Arc<super::Outbound>,
     /// For the reloadable keys io uses (re-read every second).
     pub shared: Arc<super::Shared>,
+    /// See `IoSender::woken`.
+    pub woken: Arc<AtomicBool>,
 }
 
 impl Io {
@@ -164,6 +166,8 @@ impl Io {
                     }
                 }
             }
+            // Clear before draining: a message sent after this point wakes us again.
+            self.woken.store(false, Ordering::Release);
             for m in self.rx.try_iter() {
                 match m {
                     Outbound::Send { conn, text } => {

@@ -151,9 +151,11 @@ impl Relay {
         });
 
         let (io_tx, io_rx) = unbounded();
+        let woken = Arc::new(AtomicBool::new(false));
         let io_sender = IoSender {
             tx: io_tx,
             waker: waker.clone(),
+            woken: woken.clone(),
         };
         // Bounded inboxes: a flood waits in the socket buffers, not in memory.
         let (ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
@@ -225,6 +227,7 @@ impl Relay {
             draining: draining.clone(),
             outbound,
             shared: shared.clone(),
+            woken,
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");

@@ -100,12 +100,15 @@ pub enum Outbound {
 pub struct IoSender {
     pub tx: Sender<Outbound>,
     pub waker: Arc<mio::Waker>,
+    /// Set when a wake-up is already on its way; the io thread clears it before draining
+    /// its inbox. Saves a syscall (and an epoll round) per message under load.
+    pub woken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IoSender {
     pub fn send(&self, m: Outbound) {
         // A send fails only when the io thread has exited (shutdown): nothing to tell.
-        if self.tx.send(m).is_ok() {
+        if self.tx.send(m).is_ok() && !self.woken.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
     }
