@@ -257,8 +257,21 @@ fn nip11_and_cors_over_http() {
     );
     let page = get("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(page.contains("text/html"));
+    let mut c = r.client();
+    assert_eq!(c.publish(&note(&keys(30), "counted"))[2], true);
+    assert!(c.req("m", "{}").len() == 1);
     let metrics = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(metrics.contains("strfry_connections_current"), "{metrics}");
+    for line in [
+        "strfry_connections_current 1",
+        "nostr_client_messages_total{verb=\"REQ\"} 1",
+        "nostr_client_messages_total{verb=\"EVENT\"} 1",
+        "nostr_relay_messages_total{verb=\"OK\"} 1",
+        "nostr_relay_messages_total{verb=\"EOSE\"} 1",
+        "nostr_events_total{kind=\"1\"} 1",
+        "strfry_write_events_total 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line}: {metrics}");
+    }
 }
 
 #[test]
@@ -437,4 +450,44 @@ fn writes_by_another_process_are_delivered_live() {
         (got[0].clone(), got[1].clone(), got[2]["id"].clone()),
         ("EVENT".into(), "ext".into(), ev.id_hex().into())
     );
+}
+
+#[test]
+fn a_client_vanishing_mid_req_harms_no_one() {
+    let r = TestRelay::with(|c| c.relay.max_filter_limit = 5000);
+    let k = keys(31);
+    let mut w = r.client();
+    let pad = "y".repeat(2000);
+    for i in 0..800 {
+        w.send_event(&sign(&k, now() - i, 1, &[], &format!("{i}{pad}")));
+    }
+    let mut oks = 0;
+    while oks < 800 {
+        if w.recv()[0] == "OK" {
+            oks += 1;
+        }
+    }
+    for _ in 0..20 {
+        let mut gone = r.client();
+        gone.send(r#"["REQ","big",{"kinds":[1],"limit":5000}]"#);
+        drop(gone);
+    }
+    // Everyone else is still served, in full.
+    let mut c = r.client();
+    assert_eq!(c.req("after", r#"{"kinds":[1],"limit":5000}"#).len(), 800);
+    let live = note(&k, "still live");
+    let mut sub = r.client();
+    assert!(sub
+        .req(
+            "l",
+            r#"{"ids":["0000000000000000000000000000000000000000000000000000000000000000"]}"#
+        )
+        .is_empty());
+    sub.send(&format!(
+        "[\"REQ\",\"new\",{{\"ids\":[\"{}\"]}}]",
+        live.id_hex()
+    ));
+    sub.until(|m| m[0] == "EOSE" && m[1] == "new");
+    assert_eq!(w.publish(&live)[2], true);
+    assert_eq!(sub.recv()[2]["id"], live.id_hex());
 }

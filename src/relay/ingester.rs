@@ -48,7 +48,11 @@ impl Ingester {
                         sessions.insert(conn, Session::default());
                     }
                     IngesterMsg::Closed { conn } => {
-                        sessions.remove(&conn);
+                        // Only authenticated connections leave the gauge (strfry decrements
+                        // it for every disconnect).
+                        if sessions.remove(&conn).is_some_and(|s| s.authed.is_some()) {
+                            self.shared.metrics.authenticated.dec();
+                        }
                         self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
                     }
                 }
@@ -65,6 +69,7 @@ impl Ingester {
     /// Sends the connection its challenge, once (strfry sends it only when needed).
     fn ensure_challenge(&self, conn: ConnId, s: &mut Session) {
         if s.challenge.is_none() {
+            self.shared.metrics.auth_challenges.inc();
             let c = auth::challenge(conn);
             self.reply(conn, |o| message::auth(o, &c));
             s.challenge = Some(c);
@@ -197,14 +202,20 @@ impl Ingester {
                 match checked {
                     Ok(()) => {
                         s.authed = Some(ev.pubkey);
+                        self.shared.metrics.auth_success.inc();
+                        self.shared.metrics.authenticated.inc();
                         self.reply(conn, |o| {
                             message::ok(o, ev.id_hex(), true, "successfully authenticated")
                         });
                     }
-                    Err(e) => self.reply(conn, |o| message::ok(o, ev.id_hex(), false, &e)),
+                    Err(e) => {
+                        self.shared.metrics.auth_failure.inc();
+                        self.reply(conn, |o| message::ok(o, ev.id_hex(), false, &e));
+                    }
                 }
             }
             ClientMsg::NegOpen { sub_id, .. } | ClientMsg::NegMsg { sub_id, .. } => {
+                self.shared.metrics.client_message("NEG-OPEN");
                 self.reply(conn, |o| {
                     message::neg_err(
                         o,

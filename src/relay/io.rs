@@ -171,18 +171,21 @@ impl Io {
             for m in self.rx.try_iter() {
                 match m {
                     Outbound::Send { conn, text } => {
+                        self.metrics.relay_message(&text);
                         if let Some(c) = conns.get_mut(&conn) {
                             queue(c, text, false);
                             touched.insert(conn);
                         }
                     }
                     Outbound::SendPaced { conn, text } => {
+                        self.metrics.relay_message(&text);
                         if let Some(c) = conns.get_mut(&conn) {
                             queue(c, text, true);
                             touched.insert(conn);
                         }
                     }
                     Outbound::EventBatch { json, recipients } => {
+                        self.metrics.relay_events(recipients.len() as u64);
                         for (conn, sub) in recipients {
                             if let Some(c) = conns.get_mut(&conn) {
                                 let mut f =

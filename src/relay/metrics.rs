@@ -35,6 +35,21 @@ impl Gauge {
     }
 }
 
+/// Client and relay message verbs, in the order of their counters.
+const CLIENT_VERBS: [&str; 8] = [
+    "EVENT",
+    "REQ",
+    "COUNT",
+    "CLOSE",
+    "AUTH",
+    "NEG-OPEN",
+    "NEG-MSG",
+    "NEG-CLOSE",
+];
+const RELAY_VERBS: [&str; 9] = [
+    "EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT", "AUTH", "NEG-MSG", "NEG-ERR",
+];
+
 #[derive(Default)]
 pub struct Metrics {
     pub connections: Gauge,
@@ -44,8 +59,16 @@ pub struct Metrics {
     pub write_dups: Counter,
     pub write_time_us: Counter,
     pub write_batches: Counter,
-    /// `nostr_client_messages_total{verb}` and `nostr_relay_messages_total{verb}`.
-    pub client_messages: Mutex<Vec<(&'static str, u64)>>,
+    pub auth_challenges: Counter,
+    pub auth_success: Counter,
+    pub auth_failure: Counter,
+    pub authenticated: Gauge,
+    /// `nostr_client_messages_total{verb}`, indexed like `CLIENT_VERBS`.
+    client: [Counter; 8],
+    /// `nostr_relay_messages_total{verb}`, indexed like `RELAY_VERBS`.
+    relay: [Counter; 9],
+    /// `nostr_events_total{kind}`: stored events by kind (the writer is the only updater).
+    kinds: Mutex<std::collections::BTreeMap<u64, u64>>,
     /// Queue depth readers, filled in at startup: (stage, fn).
     #[allow(clippy::type_complexity)]
     pub queues: Mutex<Vec<(&'static str, Box<dyn Fn() -> usize + Send>)>>,
@@ -53,11 +76,30 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn client_message(&self, verb: &'static str) {
-        if let Ok(mut v) = self.client_messages.lock() {
-            match v.iter_mut().find(|(k, _)| *k == verb) {
-                Some((_, n)) => *n += 1,
-                None => v.push((verb, 1)),
-            }
+        if let Some(i) = CLIENT_VERBS.iter().position(|v| *v == verb) {
+            self.client[i].inc();
+        }
+    }
+
+    /// Counts an outgoing message by its verb, read from the fixed `["VERB"` prefix every
+    /// relay message starts with (the io thread classifies bytes; it does not parse JSON).
+    pub fn relay_message(&self, text: &[u8]) {
+        let verb = text
+            .strip_prefix(b"[\"")
+            .and_then(|t| t.split(|&b| b == b'"').next());
+        if let Some(i) = verb.and_then(|v| RELAY_VERBS.iter().position(|r| r.as_bytes() == v)) {
+            self.relay[i].inc();
+        }
+    }
+
+    /// `n` EVENT messages of one fanout batch.
+    pub fn relay_events(&self, n: u64) {
+        self.relay[0].add(n);
+    }
+
+    pub fn stored_kind(&self, kind: u64) {
+        if let Ok(mut m) = self.kinds.lock() {
+            *m.entry(kind).or_default() += 1;
         }
     }
 
@@ -88,12 +130,42 @@ impl Metrics {
             self.write_time_us.get().to_string(),
         );
         line(
+            "strfry_auth_challenges_sent_total",
+            self.auth_challenges.get().to_string(),
+        );
+        line(
+            "strfry_auth_success_total",
+            self.auth_success.get().to_string(),
+        );
+        line(
+            "strfry_auth_failure_total",
+            self.auth_failure.get().to_string(),
+        );
+        line(
+            "strfry_authenticated_connections_current",
+            self.authenticated.get().to_string(),
+        );
+        line(
             "wok_write_batches_total",
             self.write_batches.get().to_string(),
         );
-        if let Ok(v) = self.client_messages.lock() {
-            for (verb, n) in v.iter() {
-                let _ = writeln!(s, "nostr_client_messages_total{{verb=\"{verb}\"}} {n}");
+        for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
+            let _ = writeln!(
+                s,
+                "nostr_client_messages_total{{verb=\"{verb}\"}} {}",
+                c.get()
+            );
+        }
+        for (verb, c) in RELAY_VERBS.iter().zip(&self.relay) {
+            let _ = writeln!(
+                s,
+                "nostr_relay_messages_total{{verb=\"{verb}\"}} {}",
+                c.get()
+            );
+        }
+        if let Ok(m) = self.kinds.lock() {
+            for (kind, n) in m.iter() {
+                let _ = writeln!(s, "nostr_events_total{{kind=\"{kind}\"}} {n}");
             }
         }
         if let Ok(q) = self.queues.lock() {

@@ -54,7 +54,10 @@ impl Writer {
                 Ok(outcomes) => {
                     for ((conn, ev), o) in conns.iter().zip(&events).zip(&outcomes) {
                         match o {
-                            Outcome::Written(_) => m.write_events.inc(),
+                            Outcome::Written(_) => {
+                                m.write_events.inc();
+                                m.stored_kind(ev.kind);
+                            }
                             Outcome::Duplicate => m.write_dups.inc(),
                             _ => m.write_rejected.inc(),
                         }
