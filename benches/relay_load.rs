@@ -48,6 +48,18 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -111,7 +123,7 @@ fn main() {
     let (n_events, conns, inflight, subs, fan_events, idle) = if smoke {
         (200, 4, 8, 10, 5, 20)
     } else {
-        (20_000, 64, 32, 1000, 200, 2000)
+        (60_000, 64, 32, 1000, 200, 2000)
     };
     let relay = start_relay();
     let port = relay.port;
@@ -167,10 +179,35 @@ fn main() {
         .collect();
     go.wait();
     let t = Instant::now();
+    let (relay_cpu0, client_cpu0) = (cpu_secs(&pid.to_string()), cpu_secs("self"));
     for h in handles {
         h.join().expect("ingest thread");
     }
-    let ingest = events.len() as f64 / t.elapsed().as_secs_f64();
+    let secs = t.elapsed().as_secs_f64();
+    let ingest = events.len() as f64 / secs;
+    let relay_cpu = cpu_secs(&pid.to_string()) - relay_cpu0;
+    let client_cpu = cpu_secs("self") - client_cpu0;
+    let metric = |name: &str| -> f64 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics");
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        out.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let batches = metric("wok_write_batches_total ");
+    println!(
+        "ingest writer: {batches} transactions, {:.0} events and {:.2} ms each on average",
+        events.len() as f64 / batches.max(1.0),
+        metric("strfry_write_time_microseconds_total ") / batches.max(1.0) / 1e3
+    );
+    println!(
+        "ingest CPU: relay {:.1} us/event ({:.2} cores), load client {:.2} cores, over {secs:.1} s",
+        relay_cpu / events.len() as f64 * 1e6,
+        relay_cpu / secs,
+        client_cpu / secs
+    );
     println!(
         "ingest: {:.0} events/s with {conns} conns x {inflight} in flight; verify ceiling {:.0}/s ({:.0}/s x {cores} cores) -> {:.0}% of ceiling",
         ingest,
