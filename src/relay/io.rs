@@ -43,9 +43,11 @@ pub struct IoConfig {
 }
 
 enum Phase {
+    /// `reply`: an HTTP answer still being written (non-blocking), then the socket closes.
     Http {
         stream: TcpStream,
         buf: Vec<u8>,
+        reply: Vec<u8>,
     },
     Ws(Box<WebSocket<TcpStream>>),
     /// Only while switching from Http to Ws.
@@ -266,6 +268,7 @@ impl Io {
                             phase: Phase::Http {
                                 stream,
                                 buf: Vec::new(),
+                                reply: Vec::new(),
                             },
                             ip: addr.ip(),
                             out: VecDeque::new(),
@@ -304,7 +307,8 @@ impl Io {
                     return;
                 }
                 HttpStep::Upgrade { head_len, ip } => {
-                    let Phase::Http { stream, buf } = std::mem::replace(&mut c.phase, Phase::Gone)
+                    let Phase::Http { stream, buf, .. } =
+                        std::mem::replace(&mut c.phase, Phase::Gone)
                     else {
                         return;
                     };
@@ -390,7 +394,7 @@ impl Io {
 
     /// Reads and answers a plain HTTP request, or recognises a WebSocket upgrade.
     fn read_http(&self, c: &mut Conn) -> HttpStep {
-        let Phase::Http { stream, buf } = &mut c.phase else {
+        let Phase::Http { stream, buf, reply } = &mut c.phase else {
             return HttpStep::Close;
         };
         let mut chunk = [0u8; 4096];
@@ -407,7 +411,7 @@ impl Io {
                 Err(_) => return HttpStep::Close,
             }
             if buf.len() > MAX_HTTP_HEAD {
-                let _ = stream.write_all(&http::simple(431, "Request Header Fields Too Large"));
+                *reply = http::simple(431, "Request Header Fields Too Large");
                 return HttpStep::Close;
             }
         }
@@ -418,7 +422,7 @@ impl Io {
             Ok(httparse::Status::Partial) if eof => return HttpStep::Close,
             Ok(httparse::Status::Partial) => return HttpStep::Wait,
             Err(_) => {
-                let _ = stream.write_all(&http::simple(400, "Bad Request"));
+                *reply = http::simple(400, "Bad Request");
                 return HttpStep::Close;
             }
         };
@@ -439,7 +443,8 @@ impl Io {
                     Ok(info) => http::respond(&req, &info, &self.metrics),
                     Err(_) => http::simple(500, "Internal Server Error"),
                 };
-                let _ = stream.write_all(&resp);
+                // Written by `flush`, as the socket takes it.
+                *reply = resp;
                 HttpStep::Close
             }
         }
@@ -551,6 +556,19 @@ fn unpace(published: &Option<Arc<AtomicUsize>>, paced: bool, len: usize) {
 
 /// Writes queued messages; false when the connection is finished and should be dropped.
 fn flush(c: &mut Conn) -> bool {
+    if let Phase::Http { stream, reply, .. } = &mut c.phase {
+        while !reply.is_empty() {
+            match stream.write(reply) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    reply.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+        return !c.closing;
+    }
     let Phase::Ws(ws) = &mut c.phase else {
         return !c.closing;
     };
