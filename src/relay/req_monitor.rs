@@ -22,6 +22,8 @@ use crate::store::LevId;
 
 /// How often the DB is checked for writes by other processes.
 const EXTERNAL_POLL: Duration = Duration::from_millis(100);
+/// Most new levIds looked at per step.
+const CATCH_UP_STEP: LevId = 10_000;
 
 pub struct ReqMonitor {
     pub rx: Receiver<MonitorMsg>,
@@ -41,8 +43,15 @@ impl ReqMonitor {
         };
         let mut mon = Monitors::new();
         let mut floors: HashMap<(ConnId, SubId), (LevId, ReadAuth)> = HashMap::new();
+        let mut behind = false;
         loop {
-            match self.rx.recv_timeout(EXTERNAL_POLL) {
+            // Still catching up on a large external write: look at the inbox, don't wait.
+            let wait = if behind {
+                Duration::ZERO
+            } else {
+                EXTERNAL_POLL
+            };
+            match self.rx.recv_timeout(wait) {
                 Ok(first) => {
                     for m in std::iter::once(first).chain(self.rx.try_iter()) {
                         self.handle(m, &mut mon, &mut floors, last_seen);
@@ -51,9 +60,13 @@ impl ReqMonitor {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if let Err(e) = self.deliver_new(&mon, &floors, &mut last_seen) {
-                log::error!("live delivery failed: {e}");
-            }
+            behind = match self.deliver_new(&mon, &floors, &mut last_seen) {
+                Ok(more) => more,
+                Err(e) => {
+                    log::error!("live delivery failed: {e}");
+                    false
+                }
+            };
         }
     }
 
@@ -129,13 +142,16 @@ impl ReqMonitor {
         mon: &Monitors,
         floors: &HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
         last_seen: &mut LevId,
-    ) -> crate::store::Result<()> {
+    ) -> crate::store::Result<bool> {
         let store = &self.shared.store;
         let txn = store.read_txn()?;
-        let latest = store.latest_lev_id(&txn)?;
-        if latest <= *last_seen {
-            return Ok(());
+        let newest = store.latest_lev_id(&txn)?;
+        if newest <= *last_seen {
+            return Ok(false);
         }
+        // A bounded step, so a million-event import by another process neither holds one
+        // read transaction for long nor keeps subscribe/close messages waiting.
+        let latest = newest.min(last_seen.saturating_add(CATCH_UP_STEP));
         let t = now();
         let mut recipients = Vec::new();
         for lev in *last_seen + 1..=latest {
@@ -165,7 +181,7 @@ impl ReqMonitor {
             }
         }
         *last_seen = latest;
-        Ok(())
+        Ok(latest < newest)
     }
 
     fn ephemeral(
