@@ -266,10 +266,6 @@ impl Event {
         &self.json
     }
 
-    pub fn into_json(self) -> Vec<u8> {
-        self.json
-    }
-
     /// The id as it appears in the JSON (lowercase hex).
     pub fn id_hex(&self) -> &str {
         std::str::from_utf8(&self.json[ID_AT..ID_AT + 64]).unwrap_or("")

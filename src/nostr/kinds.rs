@@ -27,18 +27,6 @@ pub fn classify(kind: u64) -> KindClass {
     }
 }
 
-pub fn is_replaceable(kind: u64) -> bool {
-    classify(kind) == KindClass::Replaceable
-}
-
-pub fn is_ephemeral(kind: u64) -> bool {
-    classify(kind) == KindClass::Ephemeral
-}
-
-pub fn is_addressable(kind: u64) -> bool {
-    classify(kind) == KindClass::Addressable
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
