@@ -256,20 +256,13 @@ impl ReqWorker {
         let mut levs = Vec::new();
         loop {
             levs.clear();
-            let p = r.query.run(store, &txn, WORK_CHUNK, &mut levs)?;
-            if !r.auth.restricted.is_empty() {
-                // Restricted kinds are dropped per event, after the limit (as strfry).
-                let mut kept = Vec::with_capacity(levs.len());
-                for &lev in &levs {
-                    if store
-                        .record(&txn, lev)?
-                        .is_some_and(|rec| r.auth.may_read(&rec))
-                    {
-                        kept.push(lev);
-                    }
-                }
-                levs = kept;
-            }
+            // Restricted kinds are dropped per event, after the limit (as strfry).
+            let auth = &r.auth;
+            let p = r
+                .query
+                .run_keeping(store, &txn, WORK_CHUNK, &mut levs, &|rec| {
+                    auth.may_read(rec)
+                })?;
             match &mut r.count {
                 Some(n) => *n += levs.len() as u64,
                 None => {

@@ -19,7 +19,7 @@ use std::ops::Bound;
 use heed::RoTxn;
 
 use super::keys::{self, LevId, SUFFIX_LEN};
-use super::{Result, Store, Table};
+use super::{Record, Result, Store, Table};
 use crate::nostr::filter::EventView;
 use crate::nostr::Filter;
 
@@ -119,6 +119,20 @@ impl Query {
         budget: u64,
         out: &mut Vec<LevId>,
     ) -> Result<Progress> {
+        self.run_keeping(store, txn, budget, out, &|_| true)
+    }
+
+    /// `run`, emitting only matches that `keep` accepts (read restrictions). Refused
+    /// matches still count towards the filter's limit, as strfry filters after the limit;
+    /// `keep` sees the record the scan already loaded.
+    pub fn run_keeping(
+        &mut self,
+        store: &Store,
+        txn: &RoTxn,
+        budget: u64,
+        out: &mut Vec<LevId>,
+        keep: &dyn Fn(&Record<'_>) -> bool,
+    ) -> Result<Progress> {
         let Query {
             pace,
             scans,
@@ -184,7 +198,7 @@ impl Query {
                 }
                 scan.found += 1;
                 // Matches count towards the limit even if an earlier filter sent them.
-                if sent.insert(lev) {
+                if sent.insert(lev) && keep(&rec) {
                     out.push(lev);
                 }
             }
