@@ -46,14 +46,15 @@ fn is_gift_wrap(kind: u64) -> bool {
     kind == kinds::KIND_GIFT_WRAP || kind == kinds::KIND_EPHEMERAL_GIFT_WRAP
 }
 
-/// Owned copy of the fields needed to unindex a record (the txn is mutated meanwhile).
-struct Unindex {
+/// The fields that make an event's index rows.
+struct IndexedFields<'a> {
     id: [u8; 32],
     pubkey: [u8; 32],
     created_at: u64,
     kind: u64,
     expiration: Option<u64>,
-    tags: Vec<u8>,
+    /// Borrowed from a new event; owned when read from a record the txn will change.
+    tags: std::borrow::Cow<'a, [u8]>,
 }
 
 impl Store {
@@ -181,13 +182,13 @@ impl Store {
             &payload::encode_raw(ev.json()),
         )?;
         self.t.id.put(txn, &ev.id, &lk)?;
-        self.index(p, &Unindex::of_event(ev), lev, true);
+        self.index(p, &IndexedFields::of_event(ev), lev, true);
         Ok(())
     }
 
     /// Records the adding (`add`) or removal of every scannable and expiration index row of
     /// one event; `Pending::apply` writes them, sorted, at the end of the batch.
-    fn index(&self, p: &mut Pending, e: &Unindex, lev: LevId, add: bool) {
+    fn index(&self, p: &mut Pending, e: &IndexedFields<'_>, lev: LevId, add: bool) {
         let s = keys::suffix(e.created_at, &e.id, lev);
         let mut row = |t: IndexTable, key: Vec<u8>| p.record(t, key, add);
         row(IndexTable::CreatedAt, s.to_vec());
@@ -220,7 +221,7 @@ impl Store {
     pub(crate) fn delete_lev(&self, txn: &mut RwTxn, lev: LevId, p: &mut Pending) -> Result<bool> {
         let lk = keys::lev_key(lev);
         let e = match self.t.event.get(txn, &lk)? {
-            Some(buf) => Unindex::of_record(&Record::read(buf)?),
+            Some(buf) => IndexedFields::of_record(&Record::read(buf)?),
             None => return Ok(false),
         };
         self.index(p, &e, lev, false);
@@ -337,26 +338,26 @@ impl Store {
     }
 }
 
-impl Unindex {
-    fn of_event(ev: &Event) -> Unindex {
-        Unindex {
+impl<'a> IndexedFields<'a> {
+    fn of_event(ev: &'a Event) -> Self {
+        IndexedFields {
             id: ev.id,
             pubkey: ev.pubkey,
             created_at: ev.created_at,
             kind: ev.kind,
             expiration: ev.expiration,
-            tags: ev.packed_tags().0.to_vec(),
+            tags: std::borrow::Cow::Borrowed(ev.packed_tags().0),
         }
     }
 
-    fn of_record(r: &Record<'_>) -> Unindex {
-        Unindex {
+    fn of_record(r: &Record<'_>) -> IndexedFields<'static> {
+        IndexedFields {
             id: *r.id(),
             pubkey: *r.pubkey(),
             created_at: r.created_at(),
             kind: r.kind(),
             expiration: r.expiration(),
-            tags: r.tags_bytes().to_vec(),
+            tags: std::borrow::Cow::Owned(r.tags_bytes().to_vec()),
         }
     }
 }
