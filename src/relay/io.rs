@@ -107,6 +107,8 @@ impl Io {
         let mut next_id = FIRST_CONN;
         let mut last_tick = Instant::now();
         let mut stalled: HashSet<ConnId> = HashSet::new();
+        // Connections to flush this iteration (reused: the loop runs per wake-up).
+        let mut touched: HashSet<ConnId> = HashSet::new();
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.cfg.max_payload))
             .max_frame_size(Some(self.cfg.max_payload))
@@ -144,7 +146,7 @@ impl Io {
                 log::error!("poll failed: {e}");
                 break;
             }
-            let mut touched: HashSet<ConnId> = HashSet::new();
+            touched.clear();
             // Connections paused on a full ingester inbox: retry them (no readiness edge
             // will come for data already in their socket buffers).
             for id in stalled.drain().collect::<Vec<_>>() {
@@ -202,7 +204,7 @@ impl Io {
                     }
                 }
             }
-            for id in touched {
+            for &id in &touched {
                 let Some(c) = conns.get_mut(&id) else {
                     continue;
                 };
