@@ -60,6 +60,47 @@ fn cpu_secs(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Calls `f` with the payload of each complete unmasked server frame at the front of `buf`
+/// and removes those frames.
+fn drain_frames(buf: &mut Vec<u8>, mut f: impl FnMut(&[u8])) {
+    let mut at = 0;
+    loop {
+        let b = &buf[at..];
+        if b.len() < 2 {
+            break;
+        }
+        let (len, head) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (
+                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
+                10,
+            ),
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if b.len() < head + len {
+            break;
+        }
+        f(&b[head..head + len]);
+        at += head + len;
+    }
+    buf.drain(..at);
+}
+
+/// The `N` of a fanout event whose content is `fN`.
+fn fanout_seq(payload: &[u8]) -> Option<u32> {
+    const MARK: &[u8] = b"\"content\":\"f";
+    let i = payload.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
+    let digits = payload[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&payload[i..i + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -198,9 +239,10 @@ fn main() {
     };
     let batches = metric("wok_write_batches_total ");
     println!(
-        "ingest writer: {batches} transactions, {:.0} events and {:.2} ms each on average",
+        "ingest writer: {batches} transactions, {:.0} events and {:.2} ms each on average, {:.2} ms of it in commit",
         events.len() as f64 / batches.max(1.0),
-        metric("strfry_write_time_microseconds_total ") / batches.max(1.0) / 1e3
+        metric("strfry_write_time_microseconds_total ") / batches.max(1.0) / 1e3,
+        metric("wok_write_commit_microseconds_total ") / batches.max(1.0) / 1e3
     );
     println!(
         "ingest CPU: relay {:.1} us/event ({:.2} cores), load client {:.2} cores, over {secs:.1} s",
@@ -273,25 +315,36 @@ fn main() {
                 socks.push(ws);
             }
             ready.wait();
-            let mut got: Vec<(String, Instant)> = Vec::with_capacity(subs * fan_events);
+            // The drain is lean on purpose (raw frames, no allocation per message, one clock
+            // read per socket read): with tungstenite's reader this thread used twice the
+            // CPU of the relay's io thread and its own backlog dominated the measured tail.
+            let mut socks: Vec<(TcpStream, Vec<u8>)> = socks
+                .into_iter()
+                .filter_map(|ws| match ws.into_inner() {
+                    MaybeTlsStream::Plain(s) => Some((s, Vec::with_capacity(4096))),
+                    _ => None,
+                })
+                .collect();
+            let mut got: Vec<(u32, Instant)> = Vec::with_capacity(subs * fan_events);
             let mut events = mio::Events::with_capacity(1024);
+            let mut chunk = vec![0u8; 64 << 10];
             let deadline = Instant::now() + Duration::from_secs(120);
             while got.len() < subs * fan_events && Instant::now() < deadline {
                 let _ = poll.poll(&mut events, Some(Duration::from_millis(100)));
                 for ev in events.iter() {
-                    let ws = &mut socks[ev.token().0];
+                    let (sock, buf) = &mut socks[ev.token().0];
                     loop {
-                        match ws.read() {
-                            Ok(Message::Text(t)) => {
+                        match std::io::Read::read(sock, &mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
                                 let at = Instant::now();
-                                if let Some(i) = t.find("\"content\":\"") {
-                                    let content =
-                                        t[i + 11..].split('"').next().unwrap_or("").to_string();
-                                    got.push((content, at));
-                                }
+                                buf.extend_from_slice(&chunk[..n]);
+                                drain_frames(buf, |payload| {
+                                    if let Some(i) = fanout_seq(payload) {
+                                        got.push((i, at));
+                                    }
+                                });
                             }
-                            Ok(_) => {}
-                            Err(_) => break,
                         }
                     }
                 }
@@ -314,23 +367,30 @@ fn main() {
                 &wok::nostr::Limits::default(),
             )
             .expect("sign");
-        sent_at.insert(format!("f{i}"), Instant::now());
+        sent_at.insert(i as u32, Instant::now());
         publ.send(Message::text(format!(
             "[\"EVENT\",{}]",
             String::from_utf8_lossy(ev.json())
         )))
         .expect("send");
         while recv(&mut publ)[0] != "OK" {}
-        ok_at.insert(format!("f{i}"), Instant::now());
+        ok_at.insert(i as u32, Instant::now());
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut lat = Vec::new();
     let mut e2e = Vec::new();
     let got = sub_thread.join().expect("subscribers");
     let lost = subs * fan_events - got.len();
+    // Per event, the first and the last recipient: a late first delivery points upstream of
+    // the io thread (writer, monitor), a wide spread at the io thread or this client's drain.
+    let mut span: std::collections::HashMap<u32, (f64, f64)> = Default::default();
     for (content, at) in got {
         if let Some(ok) = ok_at.get(&content) {
-            lat.push(at.saturating_duration_since(*ok).as_secs_f64() * 1e3);
+            let ms = at.saturating_duration_since(*ok).as_secs_f64() * 1e3;
+            lat.push(ms);
+            let e = span.entry(content).or_insert((f64::MAX, 0.0));
+            e.0 = e.0.min(ms);
+            e.1 = e.1.max(ms);
         }
         if let Some(sent) = sent_at.get(&content) {
             e2e.push(at.saturating_duration_since(*sent).as_secs_f64() * 1e3);
@@ -344,6 +404,15 @@ fn main() {
         pct(&mut e2e, 0.5),
         pct(&mut e2e, 0.99),
         pct(&mut e2e, 1.0)
+    );
+
+    let (mut first, mut last): (Vec<f64>, Vec<f64>) = span.into_values().unzip();
+    println!(
+        "fanout per event: first recipient p50 {:.2} ms, p99 {:.2} ms; last recipient p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut first, 0.5),
+        pct(&mut first, 0.99),
+        pct(&mut last, 0.5),
+        pct(&mut last, 0.99)
     );
 
     // Memory per idle connection with one subscription.

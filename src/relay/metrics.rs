@@ -59,6 +59,8 @@ pub struct Metrics {
     pub write_dups: Counter,
     pub write_time_us: Counter,
     pub write_batches: Counter,
+    /// Part of `write_time_us` spent in `commit` (writing pages and fsync).
+    pub commit_time_us: Counter,
     pub auth_challenges: Counter,
     pub auth_success: Counter,
     pub auth_failure: Counter,
@@ -148,6 +150,10 @@ impl Metrics {
         line(
             "wok_write_batches_total",
             self.write_batches.get().to_string(),
+        );
+        line(
+            "wok_write_commit_microseconds_total",
+            self.commit_time_us.get().to_string(),
         );
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(

@@ -97,9 +97,35 @@ impl Store {
         if class == KindClass::Ephemeral {
             return Ok(Outcome::Ephemeral);
         }
-        if seen.contains(&ev.id) || self.t.id.get(txn, &ev.id)?.is_some() {
+        if seen.contains(&ev.id) {
             return Ok(Outcome::Duplicate);
         }
+        // The id row is claimed first, in one B-tree walk that is both the duplicate check
+        // and the insert (a get then a put would walk twice); the rare event rejected below
+        // gives it back.
+        let lev = meta.next_lev_id;
+        let lk = keys::lev_key(lev);
+        if self.t.id.get_or_put(txn, &ev.id, &lk)?.is_some() {
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = self.write_new(txn, ev, class, meta, p)?;
+        if matches!(outcome, Outcome::Written(_)) {
+            seen.insert(ev.id);
+        } else {
+            self.t.id.delete(txn, &ev.id)?;
+        }
+        Ok(outcome)
+    }
+
+    /// `write_one` for an event that is not a duplicate and whose id row is already in.
+    fn write_new(
+        &self,
+        txn: &mut RwTxn,
+        ev: &Event,
+        class: KindClass,
+        meta: &mut Meta,
+        p: &mut Pending,
+    ) -> Result<Outcome> {
         if self
             .t
             .deletion
@@ -154,7 +180,6 @@ impl Store {
 
         let lev = meta.next_lev_id;
         meta.next_lev_id += 1;
-        seen.insert(ev.id);
         self.insert(txn, ev, lev, p)?;
         if let Some(old) = superseded {
             self.delete_lev(txn, old, p)?;
@@ -181,7 +206,6 @@ impl Store {
             &lk,
             &payload::encode_raw(ev.json()),
         )?;
-        self.t.id.put(txn, &ev.id, &lk)?;
         self.index(p, &IndexedFields::of_event(ev), lev, true);
         Ok(())
     }
@@ -190,29 +214,22 @@ impl Store {
     /// one event; `Pending::apply` writes them, sorted, at the end of the batch.
     fn index(&self, p: &mut Pending, e: &IndexedFields<'_>, lev: LevId, add: bool) {
         let s = keys::suffix(e.created_at, &e.id, lev);
-        let mut row = |t: IndexTable, key: Vec<u8>| p.record(t, key, add);
-        row(IndexTable::CreatedAt, s.to_vec());
-        row(
-            IndexTable::Pubkey,
-            keys::with_suffix(keys::pubkey_prefix(&e.pubkey), &s),
-        );
-        row(
-            IndexTable::Kind,
-            keys::with_suffix(keys::kind_prefix(e.kind), &s),
-        );
-        row(
-            IndexTable::PubkeyKind,
-            keys::with_suffix(keys::pubkey_kind_prefix(&e.pubkey, e.kind), &s),
-        );
+        let kind = e.kind.to_be_bytes();
+        p.record(IndexTable::CreatedAt, add, &[&s]);
+        p.record(IndexTable::Pubkey, add, &[&e.pubkey, &s]);
+        p.record(IndexTable::Kind, add, &[&kind, &s]);
+        p.record(IndexTable::PubkeyKind, add, &[&e.pubkey, &kind, &s]);
         for (name, value) in crate::nostr::tags::PackedTags(&e.tags) {
-            if let Some(prefix) = keys::tag_prefix(name, value) {
-                row(IndexTable::Tag, keys::with_suffix(prefix, &s));
+            // The layout of `keys::tag_prefix`; longer values are never indexed.
+            if let Ok(len) = u8::try_from(value.len()) {
+                p.record(IndexTable::Tag, add, &[&[name, len], value, &s]);
             }
         }
         if let Some(exp) = e.expiration {
-            row(
+            p.record(
                 IndexTable::Expiration,
-                keys::expiration_key(exp, lev).to_vec(),
+                add,
+                &[&keys::expiration_key(exp, lev)],
             );
         }
     }
@@ -374,38 +391,67 @@ pub(crate) enum IndexTable {
     Expiration,
 }
 
-/// Index rows to add (`true`) or remove (`false`) at the end of a batch. A row added and
-/// removed in the same batch (an event superseded or deleted by a later one) cancels out
-/// and never reaches LMDB; the rest are written in key order, which keeps each B-tree
-/// walk on pages that are already hot.
+/// Index rows to add or remove at the end of a batch. A row added and removed in the same
+/// batch (an event superseded or deleted by a later one) cancels out and never reaches
+/// LMDB; the rest are written in key order, which keeps each B-tree walk on pages that are
+/// already hot. Keys live in one arena (no allocation per row) and are sorted once.
 #[derive(Default)]
 pub(crate) struct Pending {
-    rows: std::collections::HashMap<(IndexTable, Vec<u8>), bool>,
+    arena: Vec<u8>,
+    rows: Vec<Row>,
+}
+
+#[derive(Clone, Copy)]
+struct Row {
+    table: IndexTable,
+    add: bool,
+    start: u32,
+    len: u16,
 }
 
 impl Pending {
-    fn record(&mut self, t: IndexTable, key: Vec<u8>, add: bool) {
-        use std::collections::hash_map::Entry;
-        // Keys end in a unique levId and an event is added at most once, so a removal
-        // either cancels this batch's addition or removes a row already in the DB.
-        match self.rows.entry((t, key)) {
-            Entry::Occupied(e) if *e.get() && !add => {
-                e.remove();
-            }
-            Entry::Occupied(mut e) => {
-                e.insert(add);
-            }
-            Entry::Vacant(e) => {
-                e.insert(add);
-            }
+    /// Records one row whose key is the concatenation of `parts`.
+    fn record(&mut self, table: IndexTable, add: bool, parts: &[&[u8]]) {
+        let start = self.arena.len();
+        for part in parts {
+            self.arena.extend_from_slice(part);
         }
+        self.rows.push(Row {
+            table,
+            add,
+            // Keys are at most 2 + 255 + SUFFIX_LEN bytes, and a batch's arena stays far
+            // below 4 GiB (batches are capped in events and each event in bytes).
+            start: start as u32,
+            len: (self.arena.len() - start) as u16,
+        });
     }
 
-    pub(crate) fn apply(self, store: &Store, txn: &mut RwTxn) -> Result<()> {
-        let mut rows: Vec<_> = self.rows.into_iter().collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((t, key), add) in rows {
-            let db = match t {
+    fn key(&self, r: &Row) -> &[u8] {
+        &self.arena[r.start as usize..r.start as usize + r.len as usize]
+    }
+
+    pub(crate) fn apply(mut self, store: &Store, txn: &mut RwTxn) -> Result<()> {
+        let mut rows = std::mem::take(&mut self.rows);
+        // Stable: for one key the addition (recorded first) stays before its removal.
+        rows.sort_by(|a, b| {
+            a.table
+                .cmp(&b.table)
+                .then_with(|| self.key(a).cmp(self.key(b)))
+        });
+        let mut i = 0;
+        while i < rows.len() {
+            let r = rows[i];
+            let key = self.key(&r);
+            // Keys end in a unique levId and an event is added at most once, so a removal
+            // either cancels this batch's addition or removes a row already in the DB.
+            if let Some(next) = rows.get(i + 1) {
+                if r.add && !next.add && next.table == r.table && self.key(next) == key {
+                    i += 2;
+                    continue;
+                }
+            }
+            i += 1;
+            let db = match r.table {
                 IndexTable::CreatedAt => store.t.created_at,
                 IndexTable::Pubkey => store.t.pubkey,
                 IndexTable::Kind => store.t.kind,
@@ -413,10 +459,10 @@ impl Pending {
                 IndexTable::Tag => store.t.tag,
                 IndexTable::Expiration => store.t.expiration,
             };
-            if add {
-                db.put(txn, &key, &[])?;
+            if r.add {
+                db.put(txn, key, &[])?;
             } else {
-                db.delete(txn, &key)?;
+                db.delete(txn, key)?;
             }
         }
         Ok(())
