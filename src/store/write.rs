@@ -432,26 +432,30 @@ impl Pending {
 
     pub(crate) fn apply(mut self, store: &Store, txn: &mut RwTxn) -> Result<()> {
         let mut rows = std::mem::take(&mut self.rows);
-        // Stable: for one key the addition (recorded first) stays before its removal.
-        rows.sort_by(|a, b| {
+        // For one key the addition sorts before its removal.
+        rows.sort_unstable_by(|a, b| {
             a.table
                 .cmp(&b.table)
                 .then_with(|| self.key(a).cmp(self.key(b)))
+                .then_with(|| b.add.cmp(&a.add))
         });
+        // Keys end in a unique levId and an event is added at most once, so a removal
+        // either cancels this batch's addition or removes a row already in the DB.
+        let mut kept: Vec<Row> = Vec::with_capacity(rows.len());
         let mut i = 0;
         while i < rows.len() {
             let r = rows[i];
-            let key = self.key(&r);
-            // Keys end in a unique levId and an event is added at most once, so a removal
-            // either cancels this batch's addition or removes a row already in the DB.
             if let Some(next) = rows.get(i + 1) {
-                if r.add && !next.add && next.table == r.table && self.key(next) == key {
+                if r.add && !next.add && next.table == r.table && self.key(next) == self.key(&r) {
                     i += 2;
                     continue;
                 }
             }
+            kept.push(r);
             i += 1;
-            let db = match r.table {
+        }
+        for table in kept.chunk_by(|a, b| a.table == b.table) {
+            let db = match table[0].table {
                 IndexTable::CreatedAt => store.t.created_at,
                 IndexTable::Pubkey => store.t.pubkey,
                 IndexTable::Kind => store.t.kind,
@@ -459,10 +463,22 @@ impl Pending {
                 IndexTable::Tag => store.t.tag,
                 IndexTable::Expiration => store.t.expiration,
             };
-            if r.add {
-                db.put(txn, key, &[])?;
-            } else {
-                db.delete(txn, key)?;
+            for r in table.iter().filter(|r| !r.add) {
+                db.delete(txn, self.key(r))?;
+            }
+            // One cursor for all of a table's additions, in key order: LMDB skips the walk
+            // from the root when the next key still falls on the cursor's leaf page.
+            let mut cursor = db.iter_mut(txn)?;
+            for r in table.iter().filter(|r| r.add) {
+                // SAFETY: nothing borrowed from the database is held across the put; key
+                // and value come from the arena and a constant.
+                unsafe {
+                    cursor.put_current_with_options::<heed::types::Bytes>(
+                        PutFlags::empty(),
+                        self.key(r),
+                        &[],
+                    )?
+                };
             }
         }
         Ok(())
