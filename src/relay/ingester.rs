@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
-use super::msg::{ConnId, IngesterMsg, IoSender, MonitorMsg, Pool, ReqMsg, WriterMsg};
+use super::msg::{ConnId, IngesterMsg, IoSender, MonitorMsg, NegMsg, Pool, ReqMsg, WriterMsg};
 use super::{now, Shared};
 use crate::config::Config;
 use crate::nostr::kinds::{self, KindClass};
@@ -31,6 +31,7 @@ pub struct Ingester {
     pub writer: Sender<WriterMsg>,
     pub reqs: Pool<ReqMsg>,
     pub monitors: Pool<MonitorMsg>,
+    pub negs: Pool<NegMsg>,
 }
 
 impl Ingester {
@@ -58,6 +59,7 @@ impl Ingester {
                             self.shared.metrics.authenticated.dec();
                         }
                         self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
+                        self.negs.dispatch(conn, NegMsg::ConnClosed { conn });
                     }
                 }
             }
@@ -225,17 +227,49 @@ impl Ingester {
                     }
                 }
             }
-            ClientMsg::NegOpen { sub_id, .. } | ClientMsg::NegMsg { sub_id, .. } => {
-                self.shared.metrics.client_message("NEG-OPEN");
+            ClientMsg::NegOpen { .. } | ClientMsg::NegMsg { .. } | ClientMsg::NegClose { .. }
+                if !cfg.relay.negentropy.enabled =>
+            {
                 self.reply(conn, |o| {
-                    message::neg_err(
-                        o,
-                        sub_id.as_str(),
-                        "blocked: negentropy is not enabled on this relay yet",
-                    )
+                    message::notice(o, "error: bad msg: negentropy disabled")
                 });
             }
-            ClientMsg::NegClose { .. } => {}
+            ClientMsg::NegOpen {
+                sub_id,
+                filter,
+                msg,
+            } => {
+                self.shared.metrics.client_message("NEG-OPEN");
+                let auth = self.read_auth(&cfg, s);
+                if s.authed.is_none() && auth.fully_restricted(std::slice::from_ref(&filter)) {
+                    self.ensure_challenge(conn, s);
+                    return self.reply(conn, |o| {
+                        message::neg_err(
+                            o,
+                            sub_id.as_str(),
+                            "auth-required: requested filter requires authentication",
+                        )
+                    });
+                }
+                self.negs.dispatch(
+                    conn,
+                    NegMsg::Open {
+                        conn,
+                        sub_id,
+                        filter,
+                        msg,
+                        auth,
+                    },
+                );
+            }
+            ClientMsg::NegMsg { sub_id, msg } => {
+                self.shared.metrics.client_message("NEG-MSG");
+                self.negs.dispatch(conn, NegMsg::Msg { conn, sub_id, msg });
+            }
+            ClientMsg::NegClose { sub_id } => {
+                self.shared.metrics.client_message("NEG-CLOSE");
+                self.negs.dispatch(conn, NegMsg::Close { conn, sub_id });
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod io;
 pub mod metrics;
 pub mod monitors;
 pub mod msg;
+pub mod negentropy;
 pub mod req_monitor;
 pub mod req_worker;
 pub mod writer;
@@ -115,10 +116,11 @@ impl Relay {
         let metrics = Arc::new(Metrics::default());
         let threads = |n: u64| usize::try_from(n.max(1)).unwrap_or(1);
         let nt = &cfg.relay.num_threads;
-        let (n_ing, n_req, n_mon) = (
+        let (n_ing, n_req, n_mon, n_neg) = (
             threads(nt.ingester),
             threads(nt.req_worker),
             threads(nt.req_monitor),
+            threads(nt.negentropy),
         );
         let http = Arc::new(RwLock::new(http::HttpInfo {
             nip11: nip11(&cfg),
@@ -161,15 +163,18 @@ impl Relay {
         let (ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
         let (req_tx, req_rx): (Vec<_>, Vec<_>) = (0..n_req).map(|_| bounded(4096)).unzip();
         let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| unbounded()).unzip();
+        let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| bounded(4096)).unzip();
         let (writer_tx, writer_rx) = bounded(65_536);
         let ingesters = Pool::new(ing_tx);
         let reqs = Pool::new(req_tx);
         let monitors = Pool::new(mon_tx);
+        let negs = Pool::new(neg_tx);
         if let Ok(mut q) = metrics.queues.lock() {
             q.push(("ingester", Box::new(depth(ing_rx.clone()))));
             q.push(("reqWorker", Box::new(depth(req_rx.clone()))));
             q.push(("reqMonitor", Box::new(depth(mon_rx.clone()))));
             q.push(("writer", Box::new(depth(vec![writer_rx.clone()]))));
+            q.push(("negentropy", Box::new(depth(neg_rx.clone()))));
         }
         let mut stages = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
@@ -183,6 +188,7 @@ impl Relay {
                 writer: writer_tx.clone(),
                 reqs: reqs.clone(),
                 monitors: monitors.clone(),
+                negs: negs.clone(),
             };
             stages.push(spawn(format!("Ingester {i}"), Box::new(move || s.run()))?);
         }
@@ -211,6 +217,15 @@ impl Relay {
             };
             stages.push(spawn(format!("ReqMonitor {i}"), Box::new(move || s.run()))?);
         }
+        for (i, rx) in neg_rx.into_iter().enumerate() {
+            let s = negentropy::NegWorker {
+                rx,
+                shared: shared.clone(),
+                io: io_sender.clone(),
+            };
+            stages.push(spawn(format!("Negentropy {i}"), Box::new(move || s.run()))?);
+        }
+        drop(negs);
         drop(io_sender);
 
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -322,6 +337,9 @@ pub fn nip11(cfg: &Config) -> String {
     }
     if r.auth.enabled && !r.auth.service_url.is_empty() {
         nips.push(42);
+    }
+    if r.negentropy.enabled {
+        nips.push(77);
     }
     if !r.info.nips.trim().is_empty() {
         match serde_json::from_str::<Vec<u64>>(&r.info.nips) {

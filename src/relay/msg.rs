@@ -57,6 +57,29 @@ pub enum ReqMsg {
     },
 }
 
+/// ingester → negentropy.
+pub enum NegMsg {
+    Open {
+        conn: ConnId,
+        sub_id: SubId,
+        filter: Filter,
+        msg: Vec<u8>,
+        auth: ReadAuth,
+    },
+    Msg {
+        conn: ConnId,
+        sub_id: SubId,
+        msg: Vec<u8>,
+    },
+    Close {
+        conn: ConnId,
+        sub_id: SubId,
+    },
+    ConnClosed {
+        conn: ConnId,
+    },
+}
+
 /// req-worker / writer / ingester → req-monitor.
 pub enum MonitorMsg {
     /// Install a live subscription whose stored part was scanned up to `snapshot`.

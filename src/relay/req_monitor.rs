@@ -85,6 +85,9 @@ impl ReqMonitor {
                 snapshot,
                 auth,
             } => {
+                let mut out = Vec::with_capacity(32 + sub_id.as_str().len());
+                message::eose(&mut out, &sub_id);
+                self.io.text(conn, out);
                 if snapshot < last_seen {
                     if let Err(e) = self.replay(conn, &sub_id, &filters, &auth, snapshot, last_seen)
                     {

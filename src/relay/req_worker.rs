@@ -301,8 +301,10 @@ impl ReqWorker {
                 self.io.text(r.conn, out);
             }
             None => {
-                message::eose(&mut out, &r.sub_id);
-                self.io.text(r.conn, out);
+                // The monitor sends EOSE once the subscription is installed: a client that
+                // reacts to EOSE (e.g. by publishing an ephemeral event elsewhere) can then
+                // never race the subscription. It still follows the stored events, which
+                // this worker queued to the io thread before this message.
                 self.monitors.dispatch(
                     r.conn,
                     MonitorMsg::Subscribe {

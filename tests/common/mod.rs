@@ -28,6 +28,11 @@ impl TestRelay {
     }
 
     pub fn with(tweak: impl FnOnce(&mut Config)) -> TestRelay {
+        Self::with_store(tweak, |_| {})
+    }
+
+    /// A relay whose store `fill` writes to before the relay starts (fast bulk setup).
+    pub fn with_store(tweak: impl FnOnce(&mut Config), fill: impl FnOnce(&Store)) -> TestRelay {
         if std::env::var_os("WOK_TEST_LOG").is_some() {
             wok::logging::init(log::LevelFilter::Info);
         }
@@ -46,6 +51,7 @@ impl TestRelay {
             },
         )
         .expect("store");
+        fill(&store);
         let relay = Relay::start(cfg, store).expect("start");
         let url = format!("ws://{}", relay.addr);
         TestRelay {

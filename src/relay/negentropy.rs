@@ -1,0 +1,226 @@
+//! Negentropy threads: NIP-77 sessions (`NEG-OPEN`, `NEG-MSG`, `NEG-CLOSE`). A session's
+//! set is the (created_at, id) of every event its filter matches, collected once at
+//! NEG-OPEN by the query engine in one read snapshot and kept sealed in memory; each
+//! NEG-MSG is one reconcile round by the `negentropy` crate (protocol V1).
+//!
+//! Differences from strfry, on purpose: a client's own `limit` is honoured (capped at
+//! `maxSyncEvents + 1`); too many sessions on one connection is a `NEG-ERR` (strfry sends
+//! a NOTICE the client cannot tie to the session); sessions idle for `IDLE` are freed and
+//! the client is told (strfry keeps them until the connection closes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
+
+use super::auth::ReadAuth;
+use super::msg::{ConnId, IoSender, NegMsg};
+use super::{now, Shared};
+use crate::nostr::filter::EventView;
+use crate::nostr::{message, Filter, SubId};
+use crate::store::query::Query;
+
+/// Largest NEG-MSG the relay sends (strfry uses the same).
+pub const FRAME_SIZE_LIMIT: u64 = 500_000;
+/// A session untouched this long is freed.
+pub const IDLE: Duration = Duration::from_secs(300);
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+pub struct NegWorker {
+    pub rx: Receiver<NegMsg>,
+    pub shared: Arc<Shared>,
+    pub io: IoSender,
+}
+
+struct Session {
+    neg: Negentropy<'static, NegentropyStorageVector>,
+    last_used: Instant,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_sub: HashMap<(ConnId, SubId), Session>,
+    per_conn: HashMap<ConnId, usize>,
+}
+
+impl Sessions {
+    fn remove(&mut self, conn: ConnId, sub: &SubId) -> bool {
+        let gone = self.by_sub.remove(&(conn, sub.clone())).is_some();
+        if gone {
+            if let Some(n) = self.per_conn.get_mut(&conn) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_conn.remove(&conn);
+                }
+            }
+        }
+        gone
+    }
+
+    fn insert(&mut self, conn: ConnId, sub: SubId, s: Session) {
+        *self.per_conn.entry(conn).or_default() += 1;
+        self.by_sub.insert((conn, sub), s);
+    }
+
+    fn count(&self, conn: ConnId) -> usize {
+        self.per_conn.get(&conn).copied().unwrap_or(0)
+    }
+}
+
+impl NegWorker {
+    pub fn run(self) {
+        let mut sessions = Sessions::default();
+        let mut last_sweep = Instant::now();
+        loop {
+            match self.rx.recv_timeout(SWEEP_EVERY) {
+                Ok(m) => self.handle(m, &mut sessions),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                self.sweep(&mut sessions);
+            }
+        }
+    }
+
+    fn handle(&self, m: NegMsg, sessions: &mut Sessions) {
+        match m {
+            NegMsg::Open {
+                conn,
+                sub_id,
+                filter,
+                msg,
+                auth,
+            } => {
+                // NIP-77: opening an open id closes the old session first.
+                sessions.remove(conn, &sub_id);
+                let cfg = self.shared.config();
+                let max_sessions =
+                    usize::try_from(cfg.relay.max_subs_per_connection).unwrap_or(usize::MAX);
+                if sessions.count(conn) >= max_sessions {
+                    return self.err(conn, &sub_id, "blocked: too many concurrent NEG requests");
+                }
+                let max_events = cfg.relay.negentropy.max_sync_events;
+                let storage = match self.collect(filter, max_events, &auth) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        return self.err(conn, &sub_id, "blocked: too many query results");
+                    }
+                    Err(e) => {
+                        log::error!("[{conn}] negentropy query failed: {e}");
+                        return self.err(conn, &sub_id, "error: internal error");
+                    }
+                };
+                let mut neg = match Negentropy::owned(storage, FRAME_SIZE_LIMIT) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        log::error!("[{conn}] negentropy setup failed: {e}");
+                        return self.err(conn, &sub_id, "error: internal error");
+                    }
+                };
+                if self.round(conn, &sub_id, &mut neg, &msg) {
+                    sessions.insert(
+                        conn,
+                        sub_id,
+                        Session {
+                            neg,
+                            last_used: Instant::now(),
+                        },
+                    );
+                }
+            }
+            NegMsg::Msg { conn, sub_id, msg } => {
+                let Some(s) = sessions.by_sub.get_mut(&(conn, sub_id.clone())) else {
+                    return self.err(conn, &sub_id, "closed: unknown subscription handle");
+                };
+                s.last_used = Instant::now();
+                if !self.round(conn, &sub_id, &mut s.neg, &msg) {
+                    sessions.remove(conn, &sub_id);
+                }
+            }
+            NegMsg::Close { conn, sub_id } => {
+                sessions.remove(conn, &sub_id);
+            }
+            NegMsg::ConnClosed { conn } => {
+                if sessions.per_conn.remove(&conn).is_some() {
+                    sessions.by_sub.retain(|(c, _), _| *c != conn);
+                }
+            }
+        }
+    }
+
+    /// One reconcile round; false (after telling the client) if the session is over.
+    fn round(
+        &self,
+        conn: ConnId,
+        sub: &SubId,
+        neg: &mut Negentropy<'static, NegentropyStorageVector>,
+        msg: &[u8],
+    ) -> bool {
+        match neg.reconcile(msg) {
+            Ok(reply) => {
+                let mut out = Vec::with_capacity(reply.len() * 2 + 64);
+                message::neg_msg(&mut out, sub, &reply);
+                self.io.text(conn, out);
+                true
+            }
+            Err(e) => {
+                log::debug!("[{conn}] negentropy protocol error: {e}");
+                self.err(conn, sub, "PROTOCOL-ERROR");
+                false
+            }
+        }
+    }
+
+    /// The sealed (created_at, id) set of what `filter` matches and `auth` may read; `None`
+    /// when it holds more than `max` events.
+    fn collect(
+        &self,
+        mut filter: Filter,
+        max: u64,
+        auth: &ReadAuth,
+    ) -> crate::store::Result<Option<NegentropyStorageVector>> {
+        let store = &self.shared.store;
+        let txn = store.read_txn()?;
+        let snapshot = store.latest_lev_id(&txn)?;
+        let cap = max.saturating_add(1);
+        filter.limit = Some(filter.limit.map_or(cap, |l| l.min(cap)));
+        let mut query = Query::new(vec![filter], u64::MAX, snapshot, now());
+        let mut levs = Vec::new();
+        query.run_keeping(store, &txn, u64::MAX, &mut levs, &|r| auth.may_read(r))?;
+        if levs.len() as u64 > max {
+            return Ok(None);
+        }
+        let mut storage = NegentropyStorageVector::with_capacity(levs.len());
+        for lev in levs {
+            if let Some(rec) = store.record(&txn, lev)? {
+                // Neither call can fail on a fresh, unsealed vector.
+                let _ = storage.insert(rec.created_at(), Id::from_byte_array(*rec.id()));
+            }
+        }
+        let _ = storage.seal();
+        Ok(Some(storage))
+    }
+
+    fn sweep(&self, sessions: &mut Sessions) {
+        let idle: Vec<(ConnId, SubId)> = sessions
+            .by_sub
+            .iter()
+            .filter(|(_, s)| s.last_used.elapsed() >= IDLE)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (conn, sub) in idle {
+            sessions.remove(conn, &sub);
+            self.err(conn, &sub, "closed: idle timeout");
+        }
+    }
+
+    fn err(&self, conn: ConnId, sub: &SubId, reason: &str) {
+        let mut out = Vec::with_capacity(64 + reason.len());
+        message::neg_err(&mut out, sub.as_str(), reason);
+        self.io.text(conn, out);
+    }
+}
