@@ -55,6 +55,8 @@ enum Command {
     Info(cmd::info::InfoArgs),
     /// Print deterministic, validly signed test events as JSONL
     Gen(cmd::gen::GenArgs),
+    /// Reconcile with another relay over NIP-77 (negentropy) and transfer the difference
+    Sync(cmd::sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,5 +76,6 @@ fn main() -> ExitCode {
         Command::Delete(a) => cmd::delete::run(a, &globals),
         Command::Compact(a) => cmd::compact::run(a, &globals),
         Command::Info(a) => cmd::info::run(a, &globals),
+        Command::Sync(a) => cmd::sync::run(a, &globals),
     }
 }

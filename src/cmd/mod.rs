@@ -10,6 +10,7 @@ pub mod import;
 pub mod info;
 pub mod relay;
 pub mod scan;
+pub mod sync;
 mod util;
 
 use std::path::PathBuf;

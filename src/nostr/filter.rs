@@ -135,6 +135,81 @@ impl Filter {
         Ok(f)
     }
 
+    /// Canonical JSON: keys sorted (`#x` tags, `authors`, `ids`, `kinds`, `limit`, `since`,
+    /// `until`), arrays sorted and unique, default bounds left out. Equal filters give equal
+    /// text, so it names stored negentropy trees and is what a client sends in NEG-OPEN.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(64);
+        out.push(b'{');
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            crate::nostr::json::write_str(out, k);
+            out.push(b':');
+        };
+        let hexes = |out: &mut Vec<u8>, v: &[[u8; 32]]| {
+            out.push(b'[');
+            for (i, b) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                hex::encode_into(b, out);
+                out.push(b'"');
+            }
+            out.push(b']');
+        };
+        for t in &self.tags {
+            key(&mut out, &format!("#{}", t.name as char));
+            out.push(b'[');
+            for (i, v) in t.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if t.name == b'e' || t.name == b'p' {
+                    out.push(b'"');
+                    hex::encode_into(v, &mut out);
+                    out.push(b'"');
+                } else {
+                    crate::nostr::json::write_str(&mut out, &String::from_utf8_lossy(v));
+                }
+            }
+            out.push(b']');
+        }
+        if let Some(a) = &self.authors {
+            key(&mut out, "authors");
+            hexes(&mut out, a);
+        }
+        if let Some(ids) = &self.ids {
+            key(&mut out, "ids");
+            hexes(&mut out, ids);
+        }
+        if let Some(kinds) = &self.kinds {
+            key(&mut out, "kinds");
+            let list: Vec<String> = kinds.iter().map(u64::to_string).collect();
+            out.extend_from_slice(format!("[{}]", list.join(",")).as_bytes());
+        }
+        let mut num = |out: &mut Vec<u8>, k: &str, n: u64| {
+            key(out, k);
+            out.extend_from_slice(n.to_string().as_bytes());
+        };
+        if let Some(l) = self.limit {
+            num(&mut out, "limit", l);
+        }
+        if self.since > 0 {
+            num(&mut out, "since", self.since);
+        }
+        if self.until < u64::MAX {
+            num(&mut out, "until", self.until);
+        }
+        out.push(b'}');
+        // Only ASCII and valid UTF-8 went in (tag values are strings from JSON).
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Does `ev` satisfy every condition? (`limit` is not a matching condition.)
     pub fn matches<E: EventView + ?Sized>(&self, ev: &E) -> bool {
         if self.never {
@@ -232,6 +307,32 @@ fn parse_tag_values(name: u8, v: Json<'_, '_>, key: &str) -> Result<TagFilter, F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_json_sorts_and_round_trips() {
+        let parse = |s: &str| {
+            crate::nostr::JsonParser::new()
+                .parse(&mut s.as_bytes().to_vec(), |v| Filter::from_json(v, 10))
+                .expect("json")
+                .expect("filter")
+        };
+        let a = "a".repeat(64);
+        let text = format!(
+            r##"{{"until":9,"kinds":[7,1,1],"#t":["b","a\"q"],"authors":["{}"],"limit":5,"#e":["{}"]}}"##,
+            a.to_uppercase(),
+            a
+        );
+        let f = parse(&text);
+        let canon = f.to_json();
+        assert_eq!(
+            canon,
+            format!(
+                r##"{{"#e":["{a}"],"#t":["a\"q","b"],"authors":["{a}"],"kinds":[1,7],"limit":5,"until":9}}"##
+            )
+        );
+        assert_eq!(parse(&canon), f);
+        assert_eq!(Filter::all().to_json(), "{}");
+    }
     use crate::nostr::sign::Keys;
     use crate::nostr::tags::Tags;
     use crate::nostr::{JsonParser, Limits};

@@ -44,6 +44,13 @@ impl<'t, 'i> Json<'t, 'i> {
         }
     }
 
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.head() {
+            Node::Static(StaticNode::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     pub fn is_object(&self) -> bool {
         matches!(self.head(), Node::Object { .. })
     }

@@ -202,6 +202,10 @@ impl NegWorker {
             }
         }
         let _ = storage.seal();
+        {
+            use negentropy::NegentropyStorageBase;
+            log::debug!("negentropy set: {} events", storage.size().unwrap_or(0));
+        }
         Ok(Some(storage))
     }
 

@@ -1,0 +1,148 @@
+//! `wok sync <url>`: NIP-77 reconciliation with another relay, then the transfers
+//! (`wok::mesh::sync`). The default direction is `down`, on purpose: strfry's code defaults
+//! to `both` (its README says down), and a `both` nobody asked for uploads a whole local
+//! database to someone else's relay. Uploading is something to ask for.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wok::mesh::sync::{self, Dir, SyncOptions};
+use wok::mesh::ws::WsClient;
+use wok::nostr::{hex, Limits};
+
+use super::util;
+use super::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Relay URL (ws://)
+    url: String,
+    /// Which way events move
+    #[arg(long, value_enum, default_value_t = Dir::Down)]
+    dir: Dir,
+    /// One filter object (or an array holding one) selecting the events to reconcile
+    #[arg(long, value_name = "FILTER", default_value = "{}")]
+    filter: String,
+    /// Time range relative to now, START-END, e.g. 2M- or 1Y-3w (units s m h d w M Y)
+    #[arg(long, value_name = "RANGE")]
+    range: Option<String>,
+    /// Print `have,<id>` and `need,<id>` lines instead of transferring (implies --dir none)
+    #[arg(long)]
+    print_missing: bool,
+    /// Largest negentropy message to send, in bytes (0 = unlimited, else at least 4096)
+    #[arg(long, value_name = "N", default_value_t = 60_000)]
+    frame_size_limit: u64,
+    /// Give up after this many seconds without a message from the relay (0 = never)
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    timeout: u64,
+}
+
+pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("error: sync: {msg}");
+        ExitCode::FAILURE
+    };
+    if args.frame_size_limit != 0 && args.frame_size_limit < 4096 {
+        return fail("--frame-size-limit must be 0 or at least 4096".into());
+    }
+    let mut filters = match util::parse_filters(&args.filter) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("bad filter: {e}")),
+    };
+    if filters.len() != 1 {
+        return fail("negentropy reconciles one filter; give one object".into());
+    }
+    let mut filter = filters.remove(0);
+    if let Some(range) = &args.range {
+        if filter.since != 0 || filter.until != u64::MAX {
+            return fail("--range and a filter with since/until cannot be combined".into());
+        }
+        match wok::mesh::range::parse(range, util::now()) {
+            Ok((since, until)) => {
+                filter.since = since;
+                filter.until = until;
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let Some((cfg, store)) = g.open_store() else {
+        return ExitCode::FAILURE;
+    };
+    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let limits = Limits {
+        max_event_size: to_usize(cfg.events.max_event_size),
+        max_num_tags: to_usize(cfg.events.max_num_tags),
+        max_tag_val_size: to_usize(cfg.events.max_tag_val_size),
+    };
+    let max_message = to_usize(
+        (args.frame_size_limit.max(500_000) * 2 + 1024).max(cfg.events.max_event_size * 4),
+    );
+    let mut ws = match WsClient::connect(&args.url, max_message) {
+        Ok(ws) => ws,
+        Err(e) => return fail(e),
+    };
+    let opts = SyncOptions {
+        dir: if args.print_missing {
+            Dir::None
+        } else {
+            args.dir
+        },
+        filter,
+        print_missing: args.print_missing,
+        frame_size_limit: args.frame_size_limit,
+        timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
+        limits,
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new_spinner();
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(Duration::from_millis(200));
+        b
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = sync::run(
+        &store,
+        &mut ws,
+        &opts,
+        |s| {
+            if let Some(b) = &bar {
+                b.set_message(format!(
+                    "round {}: have {}, need {}, downloaded {}, uploaded {}",
+                    s.rounds, s.have, s.need, s.downloaded, s.uploaded
+                ));
+            }
+        },
+        |what, id| {
+            let _ = writeln!(out, "{what},{}", hex::encode(id));
+        },
+    );
+    let _ = out.flush();
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    ws.close();
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "have {}, need {}, downloaded {}, uploaded {}",
+                s.have, s.need, s.downloaded, s.uploaded
+            );
+            log::info!(
+                "sync: {} rounds, {} bytes up, {} bytes down; {} downloads and {} uploads refused",
+                s.rounds,
+                s.bytes_up,
+                s.bytes_down,
+                s.down_rejected,
+                s.up_rejected
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

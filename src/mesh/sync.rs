@@ -1,0 +1,442 @@
+//! NIP-77 sync with another relay (`wok sync`): reconcile the local set for a filter with
+//! the relay's, then download what we lack and upload what it lacks, all on one connection.
+//!
+//! Downloads overlap the reconciliation: needed ids go out as `REQ {"ids":[…]}` batches as
+//! soon as a round reveals them, with several batches in flight (strfry waits for the whole
+//! reconciliation and keeps one batch of 50). Uploads keep a window of EVENTs in flight.
+//! Downloaded events are verified and written through the store's write rules, in
+//! batches, with no created_at window (synced events are history).
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
+
+use super::ws::{Recv, WsClient};
+use crate::nostr::{hex, verify, Event, Filter, JsonParser, Limits};
+use crate::store::query::{Progress, Query};
+use crate::store::write::Outcome;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dir {
+    Down,
+    Up,
+    Both,
+    None,
+}
+
+pub struct SyncOptions {
+    pub dir: Dir,
+    pub filter: Filter,
+    pub print_missing: bool,
+    /// 0 = unlimited.
+    pub frame_size_limit: u64,
+    /// Give up after this long without a message (`None` = never).
+    pub timeout: Option<Duration>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncStats {
+    pub have: u64,
+    pub need: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// Downloads the write rules refused (duplicates, deleted, replaced) or that failed
+    /// verification, and uploads the relay refused.
+    pub down_rejected: u64,
+    pub up_rejected: u64,
+    pub rounds: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// Ids per download REQ and REQs in flight; EVENTs in flight when uploading. Small enough
+/// for relays' default `maxFilterLimit` (500) and `maxSubsPerConnection` (20).
+const IDS_PER_REQ: usize = 250;
+const REQS_IN_FLIGHT: usize = 8;
+const UPLOADS_IN_FLIGHT: usize = 256;
+/// Downloaded events written per transaction.
+const WRITE_BATCH: usize = 2_000;
+const POLL: Duration = Duration::from_millis(100);
+const NEG_SUB: &str = "wok-sync";
+
+/// NOTICE texts that, before the first NEG-MSG, mean the relay will not do NIP-77.
+const REFUSALS: [&str; 10] = [
+    "error",
+    "invalid",
+    "unrecognized",
+    "bad msg",
+    "bad message",
+    "could not parse",
+    "disabled",
+    "unsupported",
+    "unknown",
+    "negentropy",
+];
+
+/// The (created_at, id) set of what `filter` matches locally.
+pub fn local_set(store: &Store, filter: &Filter) -> Result<NegentropyStorageVector, String> {
+    let err = |e: crate::store::StoreError| format!("local query failed: {e}");
+    let mut storage = NegentropyStorageVector::new();
+    let mut query = Query::new(vec![filter.clone()], u64::MAX, u64::MAX, now());
+    loop {
+        let txn = store.read_txn().map_err(err)?;
+        let mut levs = Vec::new();
+        let progress = query.run(store, &txn, 1_000_000, &mut levs).map_err(err)?;
+        for lev in levs {
+            if let Some(rec) = store.record(&txn, lev).map_err(err)? {
+                use crate::nostr::filter::EventView;
+                storage
+                    .insert(rec.created_at(), Id::from_byte_array(*rec.id()))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if progress == Progress::Done {
+            break;
+        }
+    }
+    storage.seal().map_err(|e| e.to_string())?;
+    Ok(storage)
+}
+
+/// Runs one sync over `ws`; `progress` is called after every message with the figures so far.
+pub fn run(
+    store: &Store,
+    ws: &mut WsClient,
+    opts: &SyncOptions,
+    mut progress: impl FnMut(&SyncStats),
+    mut missing: impl FnMut(&str, &[u8; 32]),
+) -> Result<SyncStats, String> {
+    let storage = local_set(store, &opts.filter)?;
+    {
+        use negentropy::NegentropyStorageBase;
+        log::debug!("local set: {} events", storage.size().unwrap_or(0));
+    }
+    let mut neg = Negentropy::owned(storage, opts.frame_size_limit).map_err(|e| e.to_string())?;
+    let first = neg.initiate().map_err(|e| e.to_string())?;
+    let mut s = Session {
+        store,
+        ws,
+        opts,
+        stats: SyncStats::default(),
+        neg_done: false,
+        negotiated: false,
+        need: VecDeque::new(),
+        have: VecDeque::new(),
+        reqs: HashSet::new(),
+        next_req: 0,
+        uploads: 0,
+        downloaded: Vec::new(),
+        parser: JsonParser::new(),
+        seen: HashSet::new(),
+    };
+    s.send(format!(
+        "[\"NEG-OPEN\",\"{NEG_SUB}\",{},\"{}\"]",
+        opts.filter.to_json(),
+        hex::encode(&first)
+    ))?;
+    let mut last_heard = Instant::now();
+    while !s.finished() {
+        s.pump()?;
+        match s.ws.recv(POLL)? {
+            Recv::Idle => {
+                if let Some(t) = opts.timeout {
+                    if last_heard.elapsed() >= t {
+                        return Err(format!(
+                            "timed out: nothing from the relay for {} s",
+                            t.as_secs()
+                        ));
+                    }
+                }
+            }
+            Recv::Text(text) => {
+                last_heard = Instant::now();
+                s.stats.bytes_down += text.len() as u64;
+                s.on_message(text, &mut neg, &mut missing)?;
+                progress(&s.stats);
+            }
+        }
+    }
+    s.flush_writes()?;
+    Ok(s.stats)
+}
+
+struct Session<'a> {
+    store: &'a Store,
+    ws: &'a mut WsClient,
+    opts: &'a SyncOptions,
+    stats: SyncStats,
+    neg_done: bool,
+    /// A NEG-MSG has arrived (so a NOTICE is no longer a refusal).
+    negotiated: bool,
+    need: VecDeque<[u8; 32]>,
+    have: VecDeque<[u8; 32]>,
+    /// Download REQs in flight, by sub id number.
+    reqs: HashSet<u64>,
+    next_req: u64,
+    uploads: usize,
+    downloaded: Vec<Event>,
+    parser: JsonParser,
+    /// Every id reported as have or need so far.
+    seen: HashSet<[u8; 32]>,
+}
+
+impl Session<'_> {
+    fn down(&self) -> bool {
+        !self.opts.print_missing && matches!(self.opts.dir, Dir::Down | Dir::Both)
+    }
+
+    fn up(&self) -> bool {
+        !self.opts.print_missing && matches!(self.opts.dir, Dir::Up | Dir::Both)
+    }
+
+    fn finished(&self) -> bool {
+        self.neg_done
+            && self.need.is_empty()
+            && self.have.is_empty()
+            && self.reqs.is_empty()
+            && self.uploads == 0
+    }
+
+    fn send(&mut self, text: String) -> Result<(), String> {
+        self.stats.bytes_up += text.len() as u64;
+        self.ws.send(text)
+    }
+
+    /// Keeps the download and upload windows full.
+    fn pump(&mut self) -> Result<(), String> {
+        while self.reqs.len() < REQS_IN_FLIGHT && !self.need.is_empty() {
+            let n = self.need.len().min(IDS_PER_REQ);
+            let mut text = format!("[\"REQ\",\"wok-dl-{}\",{{\"ids\":[", self.next_req);
+            for (i, id) in self.need.drain(..n).enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push('"');
+                text.push_str(&hex::encode(&id));
+                text.push('"');
+            }
+            text.push_str("]}]");
+            self.reqs.insert(self.next_req);
+            self.next_req += 1;
+            self.send(text)?;
+        }
+        if self.uploads < UPLOADS_IN_FLIGHT && !self.have.is_empty() {
+            let txn = self
+                .store
+                .read_txn()
+                .map_err(|e| format!("local read failed: {e}"))?;
+            while self.uploads < UPLOADS_IN_FLIGHT {
+                let Some(id) = self.have.pop_front() else {
+                    break;
+                };
+                let lev = self
+                    .store
+                    .lookup_id(&txn, &id)
+                    .map_err(|e| format!("local read failed: {e}"))?;
+                let json = match lev {
+                    Some(lev) => self
+                        .store
+                        .payload(&txn, lev)
+                        .map_err(|e| format!("local read failed: {e}"))?,
+                    None => None,
+                };
+                // Deleted locally since the reconciliation: nothing to send.
+                let Some(json) = json else { continue };
+                let text = format!("[\"EVENT\",{}]", String::from_utf8_lossy(&json));
+                self.uploads += 1;
+                self.stats.bytes_up += text.len() as u64;
+                self.ws.send(text)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        text: String,
+        neg: &mut Negentropy<'static, NegentropyStorageVector>,
+        missing: &mut impl FnMut(&str, &[u8; 32]),
+    ) -> Result<(), String> {
+        let mut bytes = text.into_bytes();
+        let limits = self.opts.limits;
+        let msg = self
+            .parser
+            .parse(&mut bytes, |v| RelayMsg::from_json(v, &limits))
+            .map_err(|e| format!("relay sent bad JSON: {e}"))?;
+        match msg {
+            RelayMsg::NegMsg(sub, hex_msg) if sub == NEG_SUB => {
+                self.negotiated = true;
+                self.stats.rounds += 1;
+                let msg = hex::decode_vec(hex_msg.as_bytes())
+                    .ok_or("relay sent a NEG-MSG that is not hex")?;
+                let (mut have, mut need) = (Vec::new(), Vec::new());
+                let next = neg
+                    .reconcile_with_ids(&msg, &mut have, &mut need)
+                    .map_err(|e| format!("negentropy protocol error: {e}"))?;
+                // negentropy 0.5.3 reports some ids again in later rounds when the
+                // initiator's frame limit splits a message (its remaining-range fingerprint
+                // restarts before ranges it already settled); the result is right, so the
+                // repeats are dropped here.
+                for id in have {
+                    let id = *id.as_bytes();
+                    if !self.seen.insert(id) {
+                        continue;
+                    }
+                    self.stats.have += 1;
+                    if self.opts.print_missing {
+                        missing("have", &id);
+                    } else if self.up() {
+                        self.have.push_back(id);
+                    }
+                }
+                for id in need {
+                    let id = *id.as_bytes();
+                    if !self.seen.insert(id) {
+                        continue;
+                    }
+                    self.stats.need += 1;
+                    if self.opts.print_missing {
+                        missing("need", &id);
+                    } else if self.down() {
+                        self.need.push_back(id);
+                    }
+                }
+                match next {
+                    Some(next) => self.send(format!(
+                        "[\"NEG-MSG\",\"{NEG_SUB}\",\"{}\"]",
+                        hex::encode(&next)
+                    ))?,
+                    None => {
+                        self.neg_done = true;
+                        self.send(format!("[\"NEG-CLOSE\",\"{NEG_SUB}\"]"))?;
+                    }
+                }
+            }
+            RelayMsg::NegErr(sub, reason) if sub == NEG_SUB => {
+                return Err(format!("relay refused the sync: {reason}"));
+            }
+            RelayMsg::Notice(msg) => {
+                let lower = msg.to_ascii_lowercase();
+                if !self.negotiated && REFUSALS.iter().any(|w| lower.contains(w)) {
+                    return Err(format!(
+                        "relay does not support negentropy (NIP-77): NOTICE {msg}"
+                    ));
+                }
+                log::warn!("relay says: {msg}");
+            }
+            RelayMsg::Event(sub, ev) if sub.starts_with("wok-dl-") => {
+                match ev.and_then(|e| verify::check_event(&e).map(|()| e)) {
+                    Ok(e) => {
+                        self.downloaded.push(e);
+                        if self.downloaded.len() >= WRITE_BATCH {
+                            self.flush_writes()?;
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("dropping a downloaded event: {e}");
+                        self.stats.down_rejected += 1;
+                    }
+                }
+            }
+            RelayMsg::Eose(sub) => {
+                if let Some(n) = sub.strip_prefix("wok-dl-").and_then(|n| n.parse().ok()) {
+                    if self.reqs.remove(&n) {
+                        self.send(format!("[\"CLOSE\",\"{sub}\"]"))?;
+                    }
+                }
+            }
+            RelayMsg::Closed(sub, reason) => {
+                if let Some(n) = sub.strip_prefix("wok-dl-").and_then(|n| n.parse().ok()) {
+                    if self.reqs.remove(&n) {
+                        return Err(format!("relay refused a download: {reason}"));
+                    }
+                }
+            }
+            RelayMsg::Ok(accepted, why) => {
+                self.uploads = self.uploads.saturating_sub(1);
+                if accepted {
+                    self.stats.uploaded += 1;
+                } else {
+                    self.stats.up_rejected += 1;
+                    log::debug!("upload refused: {why}");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn flush_writes(&mut self) -> Result<(), String> {
+        if self.downloaded.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.downloaded);
+        let outcomes = self
+            .store
+            .write_batch(&batch)
+            .map_err(|e| format!("writing downloaded events failed: {e}"))?;
+        for o in outcomes {
+            match o {
+                Outcome::Written(_) => self.stats.downloaded += 1,
+                _ => self.stats.down_rejected += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The relay messages sync reacts to, read off the tape in one pass.
+// Events are the common message; boxing them would add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum RelayMsg {
+    NegMsg(String, String),
+    NegErr(String, String),
+    Notice(String),
+    Event(String, Result<Event, crate::nostr::Invalid>),
+    Eose(String),
+    Closed(String, String),
+    Ok(bool, String),
+    Other,
+}
+
+impl RelayMsg {
+    fn from_json(v: crate::nostr::tape::Json<'_, '_>, limits: &Limits) -> RelayMsg {
+        let Some(mut items) = v.array() else {
+            return RelayMsg::Other;
+        };
+        let verb = items.next().and_then(|v| v.as_str()).unwrap_or("");
+        let Some(second) = items.next() else {
+            return RelayMsg::Other;
+        };
+        let text = |v: Option<crate::nostr::tape::Json<'_, '_>>| {
+            v.and_then(|v| v.as_str()).unwrap_or("").to_owned()
+        };
+        let sub = second.as_str().unwrap_or("").to_owned();
+        match verb {
+            "NEG-MSG" => RelayMsg::NegMsg(sub, text(items.next())),
+            "NEG-ERR" => RelayMsg::NegErr(sub, text(items.next())),
+            "NOTICE" => RelayMsg::Notice(sub),
+            "EVENT" => match items.next() {
+                Some(ev) => RelayMsg::Event(sub, Event::from_json(ev, limits)),
+                None => RelayMsg::Other,
+            },
+            "EOSE" => RelayMsg::Eose(sub),
+            "CLOSED" => RelayMsg::Closed(sub, text(items.next())),
+            "OK" => {
+                let accepted = items.next().and_then(|v| v.as_bool()).unwrap_or(false);
+                RelayMsg::Ok(accepted, text(items.next()))
+            }
+            _ => RelayMsg::Other,
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,222 @@
+//! `wok sync` through the real binary against real relays on 127.0.0.1: two relays and CLI
+//! databases with overlapping sets must end up with exactly the union, in every direction.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{keys, now, sign, TestRelay};
+use wok::nostr::{hex, Event};
+use wok::store::{Store, StoreOptions};
+
+/// `n` kind-1 events, created_at one second apart ending an hour ago.
+fn events(n: usize, salt: &str) -> Vec<Event> {
+    let ks: Vec<_> = (10..14).map(keys).collect();
+    let t0 = now() - 3600 - n as u64;
+    (0..n)
+        .map(|i| sign(&ks[i % 4], t0 + i as u64, 1, &[], &format!("{salt}{i}")))
+        .collect()
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(
+        dir,
+        &StoreOptions {
+            map_size: 1 << 30,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store")
+}
+
+fn fill(dir: &Path, evs: &[Event]) {
+    let s = open(dir);
+    s.write_batch(evs).expect("write");
+    s.close();
+}
+
+fn stored_ids(dir: &Path) -> BTreeSet<[u8; 32]> {
+    let s = open(dir);
+    let txn = s.read_txn().expect("txn");
+    let ids = s
+        .all_lev_ids(&txn)
+        .expect("levs")
+        .into_iter()
+        .filter_map(|l| s.record(&txn, l).ok().flatten())
+        .map(|r| *wok::nostr::filter::EventView::id(&r))
+        .collect();
+    drop(txn);
+    s.close();
+    ids
+}
+
+fn ids(evs: &[Event]) -> BTreeSet<[u8; 32]> {
+    evs.iter().map(|e| e.id).collect()
+}
+
+/// Runs `wok sync <url> <args>` on the CLI database in `dir`.
+fn sync(dir: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wok"))
+        .arg("--set")
+        .arg(format!("db={}", dir.display()))
+        .args(["--set", "dbParams.mapsize=1073741824", "sync", url])
+        .args(args)
+        .env_remove("STRFRY_CONFIG")
+        .current_dir(dir)
+        .output()
+        .expect("run wok sync")
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "sync failed: {err}");
+    err
+}
+
+/// A relay holding `evs`, and its DB directory.
+fn relay_with(evs: &[Event], tweak: impl FnOnce(&mut wok::config::Config)) -> TestRelay {
+    TestRelay::with_store(tweak, |s| {
+        s.write_batch(evs).expect("write");
+    })
+}
+
+#[test]
+fn both_directions_reach_the_union_over_several_rounds() {
+    let all = events(1500, "u");
+    let relay = relay_with(&all[..1000], |_| {});
+    let cli = tempfile::tempdir().expect("tmp");
+    fill(cli.path(), &all[500..]);
+    // A small frame limit forces several rounds.
+    let err = ok(&sync(
+        cli.path(),
+        &relay.url,
+        &["--dir", "both", "--frame-size-limit", "4096"],
+    ));
+    assert!(
+        err.contains("have 500, need 500, downloaded 500, uploaded 500"),
+        "{err}"
+    );
+    assert_eq!(stored_ids(cli.path()), ids(&all));
+    // The relay has the union too: a second run finds nothing to do.
+    let err = ok(&sync(cli.path(), &relay.url, &["--dir", "both"]));
+    assert!(err.contains("have 0, need 0"), "{err}");
+    let mut c = relay.client();
+    c.send(r#"["COUNT","n",{}]"#);
+    assert_eq!(c.recv()[2]["count"], 1500);
+}
+
+#[test]
+fn down_up_and_print_missing_move_only_what_they_say() {
+    let all = events(600, "d");
+    let relay = relay_with(&all[..400], |_| {});
+    let cli = tempfile::tempdir().expect("tmp");
+    fill(cli.path(), &all[200..]);
+
+    let out = sync(cli.path(), &relay.url, &["--print-missing"]);
+    ok(&out);
+    let lines: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let expect: BTreeSet<String> = all[400..]
+        .iter()
+        .map(|e| format!("have,{}", hex::encode(&e.id)))
+        .chain(
+            all[..200]
+                .iter()
+                .map(|e| format!("need,{}", hex::encode(&e.id))),
+        )
+        .collect();
+    assert_eq!(lines, expect);
+    assert_eq!(
+        stored_ids(cli.path()),
+        ids(&all[200..]),
+        "print-missing moves nothing"
+    );
+
+    // The default direction is down: the relay gains nothing.
+    let err = ok(&sync(cli.path(), &relay.url, &[]));
+    assert!(err.contains("downloaded 200, uploaded 0"), "{err}");
+    assert_eq!(stored_ids(cli.path()), ids(&all));
+    let mut c = relay.client();
+    c.send(r#"["COUNT","n",{}]"#);
+    assert_eq!(c.recv()[2]["count"], 400);
+
+    let err = ok(&sync(cli.path(), &relay.url, &["--dir", "up"]));
+    assert!(err.contains("downloaded 0, uploaded 200"), "{err}");
+    c.send(r#"["COUNT","m",{}]"#);
+    assert_eq!(c.recv()[2]["count"], 600);
+}
+
+#[test]
+fn a_filter_limits_the_reconciled_set() {
+    let all = events(300, "f");
+    let relay = relay_with(&all, |_| {});
+    let cli = tempfile::tempdir().expect("tmp");
+    let (since, until) = (all[100].created_at, all[149].created_at);
+    let filter = format!("{{\"since\":{since},\"until\":{until}}}");
+    let err = ok(&sync(cli.path(), &relay.url, &["--filter", &filter]));
+    assert!(err.contains("need 50, downloaded 50"), "{err}");
+    assert_eq!(stored_ids(cli.path()), ids(&all[100..150]));
+    // --range with a filter that already has since/until is refused.
+    let o = sync(
+        cli.path(),
+        &relay.url,
+        &["--filter", &filter, "--range", "1d-"],
+    );
+    assert!(!o.status.success());
+}
+
+#[test]
+fn two_relays_reconcile_through_a_cli_writing_into_one_of_them() {
+    let all = events(800, "r");
+    let r1 = relay_with(&all[..500], |_| {});
+    let r2 = relay_with(&all[300..], |_| {});
+    // The CLI writes into r2's database while r2 runs; r2 serves what it wrote.
+    let err = ok(&sync(r2.dir.path(), &r1.url, &["--dir", "both"]));
+    assert!(
+        err.contains("have 300, need 300, downloaded 300, uploaded 300"),
+        "{err}"
+    );
+    for r in [&r1, &r2] {
+        let mut c = r.client();
+        c.send(r#"["COUNT","n",{}]"#);
+        assert_eq!(c.recv()[2]["count"], 800);
+    }
+}
+
+#[test]
+fn relays_without_negentropy_and_silent_peers_fail_clearly() {
+    let relay = TestRelay::with(|c| c.relay.negentropy.enabled = false);
+    let cli = tempfile::tempdir().expect("tmp");
+    let o = sync(cli.path(), &relay.url, &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not support negentropy"), "{err}");
+
+    // A peer that completes the handshake and then says nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let peer = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut ws = tungstenite::accept(s).expect("handshake");
+        // Read until the client gives up and goes away.
+        while ws.read().is_ok() {}
+    });
+    let o = sync(cli.path(), &url, &["--timeout", "1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("timed out"));
+    peer.join().expect("peer");
+
+    // Nobody listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let o = sync(cli.path(), &format!("ws://127.0.0.1:{port}"), &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
+}
