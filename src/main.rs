@@ -57,6 +57,9 @@ enum Command {
     Gen(cmd::gen::GenArgs),
     /// Reconcile with another relay over NIP-77 (negentropy) and transfer the difference
     Sync(cmd::sync::SyncArgs),
+    /// Manage stored negentropy trees: list, add <filter>, build <id>, remove <id>
+    #[command(subcommand)]
+    Negentropy(cmd::negentropy::NegentropyCmd),
 }
 
 fn main() -> ExitCode {
@@ -77,5 +80,6 @@ fn main() -> ExitCode {
         Command::Compact(a) => cmd::compact::run(a, &globals),
         Command::Info(a) => cmd::info::run(a, &globals),
         Command::Sync(a) => cmd::sync::run(a, &globals),
+        Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
     }
 }

@@ -224,3 +224,39 @@ fn restricted_kinds_need_auth() {
         "auth-required: requested filter requires authentication"
     );
 }
+
+#[test]
+fn a_stored_tree_serves_its_filter_exactly_without_collecting() {
+    let all = events(3000, 4);
+    // No restricted kinds: every reader may see all of tree 1 (`{}`), so it serves `{}`.
+    // maxSyncEvents only limits collected sets, which shows which path answered.
+    let r = TestRelay::with_store(
+        |c| {
+            c.relay.auth.restricted_read_kinds = String::new();
+            c.relay.negentropy.max_sync_events = 100;
+        },
+        |s| {
+            s.write_batch(&all[..2000]).expect("write");
+        },
+    );
+    let mut c = r.client();
+    let mine: Vec<&Event> = all[1000..].iter().collect();
+    let (have, need, rounds) = reconcile(&mut c, "t", "{}", &mine, 4096);
+    assert_eq!(have, ids(&all[2000..].iter().collect::<Vec<_>>()));
+    assert_eq!(need, ids(&all[..1000].iter().collect::<Vec<_>>()));
+    assert!(rounds > 1);
+    // A since/until window of the tree.
+    let (since, until) = (all[500].created_at, all[1499].created_at);
+    let filter = format!("{{\"since\":{since},\"until\":{until}}}");
+    let (have, need, _) = reconcile(&mut c, "w", &filter, &[], 0);
+    assert!(have.is_empty());
+    assert_eq!(need, ids(&all[500..1500].iter().collect::<Vec<_>>()));
+    // Events published now go into the tree at once.
+    let extra = sign(&keys(9), now(), 1, &[], "late");
+    assert_eq!(c.publish(&extra)[2], true);
+    let (_, need, _) = reconcile(&mut c, "x", "{}", &mine, 0);
+    assert_eq!(need.len(), 1001);
+    // A filter with no tree is collected, and over maxSyncEvents.
+    c.send("[\"NEG-OPEN\",\"v\",{\"kinds\":[1]},\"61\"]");
+    assert_eq!(c.recv()[2], "blocked: too many query results");
+}

@@ -8,6 +8,7 @@ pub mod export;
 pub mod gen;
 pub mod import;
 pub mod info;
+pub mod negentropy;
 pub mod relay;
 pub mod scan;
 pub mod sync;

@@ -14,6 +14,7 @@ use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::ws::{Recv, WsClient};
 use crate::nostr::{hex, verify, Event, Filter, JsonParser, Limits};
+use crate::store::negtree::TreeView;
 use crate::store::query::{Progress, Query};
 use crate::store::write::Outcome;
 use crate::store::Store;
@@ -102,19 +103,42 @@ pub fn local_set(store: &Store, filter: &Filter) -> Result<NegentropyStorageVect
 }
 
 /// Runs one sync over `ws`; `progress` is called after every message with the figures so far.
+/// The local set comes from a stored tree when one matches the filter (held in one read
+/// snapshot for the whole sync), otherwise from the query engine.
 pub fn run(
     store: &Store,
     ws: &mut WsClient,
     opts: &SyncOptions,
-    mut progress: impl FnMut(&SyncStats),
-    mut missing: impl FnMut(&str, &[u8; 32]),
+    progress: impl FnMut(&SyncStats),
+    missing: impl FnMut(&str, &[u8; 32]),
 ) -> Result<SyncStats, String> {
+    let err = |e: crate::store::StoreError| format!("local read failed: {e}");
+    let txn = store.read_txn().map_err(err)?;
+    if let Some(tree) = store.tree_for(&txn, &opts.filter).map_err(err)? {
+        let view =
+            TreeView::new(store, &txn, tree, opts.filter.since, opts.filter.until).map_err(err)?;
+        log::debug!("local set: stored tree {tree}, {} events", view.len());
+        let neg = Negentropy::borrowed(&view, opts.frame_size_limit).map_err(|e| e.to_string())?;
+        return run_with(store, ws, opts, neg, progress, missing);
+    }
+    drop(txn);
     let storage = local_set(store, &opts.filter)?;
     {
         use negentropy::NegentropyStorageBase;
         log::debug!("local set: {} events", storage.size().unwrap_or(0));
     }
-    let mut neg = Negentropy::owned(storage, opts.frame_size_limit).map_err(|e| e.to_string())?;
+    let neg = Negentropy::owned(storage, opts.frame_size_limit).map_err(|e| e.to_string())?;
+    run_with(store, ws, opts, neg, progress, missing)
+}
+
+fn run_with<T: negentropy::NegentropyStorageBase>(
+    store: &Store,
+    ws: &mut WsClient,
+    opts: &SyncOptions,
+    mut neg: Negentropy<'_, T>,
+    mut progress: impl FnMut(&SyncStats),
+    mut missing: impl FnMut(&str, &[u8; 32]),
+) -> Result<SyncStats, String> {
     let first = neg.initiate().map_err(|e| e.to_string())?;
     let mut s = Session {
         store,
@@ -254,10 +278,10 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn on_message(
+    fn on_message<T: negentropy::NegentropyStorageBase>(
         &mut self,
         text: String,
-        neg: &mut Negentropy<'static, NegentropyStorageVector>,
+        neg: &mut Negentropy<'_, T>,
         missing: &mut impl FnMut(&str, &[u8; 32]),
     ) -> Result<(), String> {
         let mut bytes = text.into_bytes();

@@ -40,6 +40,16 @@ impl ReadAuth {
                 .any(|(n, v)| n == b'p' && v == pk.as_slice())
     }
 
+    /// May this reader see every event `f` matches (so a precomputed set, such as a stored
+    /// negentropy tree, can answer it without checking event by event)?
+    pub fn sees_all_of(&self, f: &Filter) -> bool {
+        self.restricted.is_empty()
+            || (self.authed.is_some() && !self.involved_only)
+            || f.kinds
+                .as_ref()
+                .is_some_and(|k| k.iter().all(|x| !self.restricted.contains(x)))
+    }
+
     /// Does every filter ask only for restricted kinds (so the REQ needs AUTH up front)?
     pub fn fully_restricted(&self, filters: &[Filter]) -> bool {
         !self.restricted.is_empty()

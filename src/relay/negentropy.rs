@@ -20,6 +20,7 @@ use super::msg::{ConnId, IoSender, NegMsg};
 use super::{now, Shared};
 use crate::nostr::filter::EventView;
 use crate::nostr::{message, Filter, SubId};
+use crate::store::negtree::{TreeId, TreeView};
 use crate::store::query::Query;
 
 /// Largest NEG-MSG the relay sends (strfry uses the same).
@@ -35,8 +36,19 @@ pub struct NegWorker {
 }
 
 struct Session {
-    neg: Negentropy<'static, NegentropyStorageVector>,
+    set: SessionSet,
     last_used: Instant,
+}
+
+enum SessionSet {
+    /// Collected at NEG-OPEN from the query engine, held until the session ends.
+    Vector(Negentropy<'static, NegentropyStorageVector>),
+    /// A stored tree, read afresh for every message (nothing held between messages).
+    Tree {
+        tree: TreeId,
+        since: u64,
+        until: u64,
+    },
 }
 
 #[derive(Default)]
@@ -103,6 +115,41 @@ impl NegWorker {
                 if sessions.count(conn) >= max_sessions {
                     return self.err(conn, &sub_id, "blocked: too many concurrent NEG requests");
                 }
+                // A filter that is a stored tree's (since/until aside) is served from the
+                // tree when this reader may see everything in it.
+                let tree = if auth.sees_all_of(&filter) {
+                    self.shared
+                        .store
+                        .read_txn()
+                        .and_then(|txn| self.shared.store.tree_for(&txn, &filter))
+                } else {
+                    Ok(None)
+                };
+                match tree {
+                    Ok(Some(tree)) => {
+                        let mut set = SessionSet::Tree {
+                            tree,
+                            since: filter.since,
+                            until: filter.until,
+                        };
+                        if self.round(conn, &sub_id, &mut set, &msg) {
+                            sessions.insert(
+                                conn,
+                                sub_id,
+                                Session {
+                                    set,
+                                    last_used: Instant::now(),
+                                },
+                            );
+                        }
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::error!("[{conn}] negentropy tree lookup failed: {e}");
+                        return self.err(conn, &sub_id, "error: internal error");
+                    }
+                }
                 let max_events = cfg.relay.negentropy.max_sync_events;
                 let storage = match self.collect(filter, max_events, &auth) {
                     Ok(Some(s)) => s,
@@ -114,19 +161,20 @@ impl NegWorker {
                         return self.err(conn, &sub_id, "error: internal error");
                     }
                 };
-                let mut neg = match Negentropy::owned(storage, FRAME_SIZE_LIMIT) {
+                let neg = match Negentropy::owned(storage, FRAME_SIZE_LIMIT) {
                     Ok(n) => n,
                     Err(e) => {
                         log::error!("[{conn}] negentropy setup failed: {e}");
                         return self.err(conn, &sub_id, "error: internal error");
                     }
                 };
-                if self.round(conn, &sub_id, &mut neg, &msg) {
+                let mut set = SessionSet::Vector(neg);
+                if self.round(conn, &sub_id, &mut set, &msg) {
                     sessions.insert(
                         conn,
                         sub_id,
                         Session {
-                            neg,
+                            set,
                             last_used: Instant::now(),
                         },
                     );
@@ -137,7 +185,7 @@ impl NegWorker {
                     return self.err(conn, &sub_id, "closed: unknown subscription handle");
                 };
                 s.last_used = Instant::now();
-                if !self.round(conn, &sub_id, &mut s.neg, &msg) {
+                if !self.round(conn, &sub_id, &mut s.set, &msg) {
                     sessions.remove(conn, &sub_id);
                 }
             }
@@ -153,14 +201,38 @@ impl NegWorker {
     }
 
     /// One reconcile round; false (after telling the client) if the session is over.
-    fn round(
-        &self,
-        conn: ConnId,
-        sub: &SubId,
-        neg: &mut Negentropy<'static, NegentropyStorageVector>,
-        msg: &[u8],
-    ) -> bool {
-        match neg.reconcile(msg) {
+    fn round(&self, conn: ConnId, sub: &SubId, set: &mut SessionSet, msg: &[u8]) -> bool {
+        let result = match set {
+            SessionSet::Vector(neg) => neg.reconcile(msg).map_err(|e| e.to_string()),
+            SessionSet::Tree { tree, since, until } => {
+                let store = &self.shared.store;
+                let txn = match store.read_txn() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        log::error!("[{conn}] negentropy: {e}");
+                        self.err(conn, sub, "error: internal error");
+                        return false;
+                    }
+                };
+                let view = match TreeView::new(store, &txn, *tree, *since, *until) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        log::error!("[{conn}] negentropy tree {tree}: {e}");
+                        self.err(conn, sub, "error: internal error");
+                        return false;
+                    }
+                };
+                let out = Negentropy::borrowed(&view, FRAME_SIZE_LIMIT)
+                    .and_then(|mut n| n.reconcile(msg))
+                    .map_err(|e| e.to_string());
+                if view.failed() {
+                    self.err(conn, sub, "error: internal error");
+                    return false;
+                }
+                out
+            }
+        };
+        match result {
             Ok(reply) => {
                 let mut out = Vec::with_capacity(reply.len() * 2 + 64);
                 message::neg_msg(&mut out, sub, &reply);

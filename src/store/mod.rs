@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod keys;
+pub mod negtree;
 pub mod payload;
 pub mod query;
 pub mod record;
@@ -123,9 +124,10 @@ pub(crate) struct Tables {
     pub meta: Table,
     pub dictionary: Table,
     pub negentropy_filter: Table,
+    pub negentropy_tree: Table,
 }
 
-const TABLE_NAMES: [&str; 15] = [
+const TABLE_NAMES: [&str; 16] = [
     "Event",
     "EventPayload",
     "Event__created_at",
@@ -141,6 +143,7 @@ const TABLE_NAMES: [&str; 15] = [
     "Meta",
     "CompressionDictionary",
     "NegentropyFilter",
+    "NegentropyTree",
 ];
 
 /// The open store. Cheap to share by reference across threads (LMDB is MVCC: readers
@@ -200,6 +203,7 @@ impl Store {
             meta: dbs[12],
             dictionary: dbs[13],
             negentropy_filter: dbs[14],
+            negentropy_tree: dbs[15],
         };
         let store = Store {
             env: env.clone(),
@@ -216,20 +220,16 @@ impl Store {
                         negentropy_modification_counter: 1,
                     },
                 )?;
-                // Tree 1 = `{}` on a new DB, as strfry.
-                let mut b = FlatBufferBuilder::new();
-                let filter = b.create_string("{}");
-                let row = fb::NegentropyFilter::create(
-                    &mut b,
-                    &fb::NegentropyFilterArgs {
-                        filter: Some(filter),
-                    },
-                );
-                b.finish(row, None);
+                // Tree 1 = `{}` on a new DB, as strfry; empty, so already complete.
+                store.t.negentropy_filter.put(
+                    &mut wtxn,
+                    &keys::lev_key(1),
+                    &record::encode_negentropy_filter("{}"),
+                )?;
                 store
                     .t
-                    .negentropy_filter
-                    .put(&mut wtxn, &keys::lev_key(1), b.finished_data())?;
+                    .negentropy_tree
+                    .put(&mut wtxn, &negtree::built_key(1), &[])?;
             }
             Some(m) if m.db_version != DB_VERSION => {
                 return Err(StoreError::Version(format!(
@@ -359,6 +359,7 @@ impl Store {
             self.t.meta,
             self.t.dictionary,
             self.t.negentropy_filter,
+            self.t.negentropy_tree,
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in TABLE_NAMES.iter().zip(all) {
@@ -426,7 +427,7 @@ impl Store {
     pub fn delete_batch(&self, levs: &[LevId]) -> Result<usize> {
         let mut txn = self.write_txn()?;
         let mut n = 0;
-        let mut pending = write::Pending::default();
+        let mut pending = write::Pending::new(self, &txn)?;
         for &lev in levs {
             n += usize::from(self.delete_lev(&mut txn, lev, &mut pending)?);
         }

@@ -83,6 +83,23 @@ impl EventView for Record<'_> {
     }
 }
 
+/// The canonical filter text of a `NegentropyFilter` row.
+pub fn negentropy_filter_text(buf: &[u8]) -> Result<String, StoreError> {
+    let row = flatbuffers::root::<fb::NegentropyFilter>(buf)
+        .map_err(|e| StoreError::Corrupt(format!("negentropy filter: {e}")))?;
+    Ok(row.filter().to_owned())
+}
+
+/// A `NegentropyFilter` row for `filter` (canonical JSON).
+pub fn encode_negentropy_filter(filter: &str) -> Vec<u8> {
+    let mut b = FlatBufferBuilder::new();
+    let text = b.create_string(filter);
+    let row =
+        fb::NegentropyFilter::create(&mut b, &fb::NegentropyFilterArgs { filter: Some(text) });
+    b.finish(row, None);
+    b.finished_data().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use heed::{PutFlags, RwTxn};
 
 use super::keys::{self, LevId};
+use super::negtree::{TreeId, TreeOp};
 use super::{payload, record, Meta, Record, Result, Store};
 use crate::nostr::filter::EventView;
 use crate::nostr::hex;
@@ -76,7 +77,7 @@ impl Store {
         let mut meta = self.meta(txn)?;
         let mut outcomes = vec![Outcome::Duplicate; events.len()];
         let mut seen = HashSet::with_capacity(events.len());
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(self, txn)?;
         for i in order {
             outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut seen, &mut pending)?;
         }
@@ -207,6 +208,7 @@ impl Store {
             &payload::encode_raw(ev.json()),
         )?;
         self.index(p, &IndexedFields::of_event(ev), lev, true);
+        p.tree_change(ev, true);
         Ok(())
     }
 
@@ -238,7 +240,11 @@ impl Store {
     pub(crate) fn delete_lev(&self, txn: &mut RwTxn, lev: LevId, p: &mut Pending) -> Result<bool> {
         let lk = keys::lev_key(lev);
         let e = match self.t.event.get(txn, &lk)? {
-            Some(buf) => IndexedFields::of_record(&Record::read(buf)?),
+            Some(buf) => {
+                let rec = Record::read(buf)?;
+                p.tree_change(&rec, false);
+                IndexedFields::of_record(&rec)
+            }
             None => return Ok(false),
         };
         self.index(p, &e, lev, false);
@@ -345,7 +351,7 @@ impl Store {
             }
         }
         let mut n = 0;
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(self, &txn)?;
         for lev in due {
             n += usize::from(self.delete_lev(&mut txn, lev, &mut pending)?);
         }
@@ -399,6 +405,10 @@ pub(crate) enum IndexTable {
 pub(crate) struct Pending {
     arena: Vec<u8>,
     rows: Vec<Row>,
+    /// The stored negentropy trees and their filters, and the changes this batch makes to
+    /// them (applied in order at the end, like the index rows).
+    trees: Vec<(TreeId, crate::nostr::Filter)>,
+    tree_ops: Vec<TreeOp>,
 }
 
 #[derive(Clone, Copy)]
@@ -410,6 +420,31 @@ struct Row {
 }
 
 impl Pending {
+    /// A batch's buffer, knowing the trees it must keep exact.
+    pub(crate) fn new(store: &Store, txn: &heed::RoTxn) -> Result<Pending> {
+        Ok(Pending {
+            trees: store
+                .trees(txn)?
+                .into_iter()
+                .map(|(id, _, f)| (id, f))
+                .collect(),
+            ..Pending::default()
+        })
+    }
+
+    fn tree_change<E: EventView + ?Sized>(&mut self, ev: &E, add: bool) {
+        for (tree, filter) in &self.trees {
+            if filter.matches(ev) {
+                self.tree_ops.push(TreeOp {
+                    tree: *tree,
+                    created_at: ev.created_at(),
+                    id: *ev.id(),
+                    add,
+                });
+            }
+        }
+    }
+
     /// Records one row whose key is the concatenation of `parts`.
     fn record(&mut self, table: IndexTable, add: bool, parts: &[&[u8]]) {
         let start = self.arena.len();
@@ -454,6 +489,7 @@ impl Pending {
             kept.push(r);
             i += 1;
         }
+        store.apply_tree_ops(txn, &self.tree_ops)?;
         for table in kept.chunk_by(|a, b| a.table == b.table) {
             let db = match table[0].table {
                 IndexTable::CreatedAt => store.t.created_at,

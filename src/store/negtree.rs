@@ -1,0 +1,603 @@
+//! Stored negentropy trees: for each registered filter (`NegentropyFilter` row), the
+//! (created_at, id) of every stored event it matches, kept exact by the write path in the
+//! same transaction as the insert or delete, plus aggregates that answer NIP-77's positional
+//! questions (how many items sort before a bound, the id sum of a range) without a scan.
+//!
+//! Layout, in the `NegentropyTree` table (keys start with `treeId(8)`):
+//! - item rows `treeId ‖ 0x00 ‖ created_at(8) ‖ id(32)` → empty, in (created_at, id) order;
+//! - aggregate rows `treeId ‖ level(1..=5) ‖ bucket(8)` → `count(8 LE) ‖ idSum(32 LE)`, where a
+//!   level-l bucket holds the items with `created_at >> SHIFT[l]` equal to it (16 s buckets at
+//!   level 1, each level 64 times wider than the one below);
+//! - `treeId ‖ 0xFF` → present once the tree holds every matching event (`build` sets it; a
+//!   new DB's tree 1 starts built). A tree that is not built is never served.
+//!
+//! strfry keeps a B-tree of nodes with accumulated fingerprints. Fixed time buckets need no
+//! splits or merges (an insert adds to five rows, a delete subtracts), a live relay's new
+//! events all land in the newest buckets (few dirty pages per batch), and a position is
+//! found by walking at most 64 rows per level plus the items of one 16-second bucket.
+//!
+//! Range fingerprints are still computed by iterating the tree's item rows (sequential
+//! 49-byte keys, no event records): the crate's storage trait cannot return a fingerprint
+//! built from the aggregate sums, because its `Fingerprint` type is not nameable outside the
+//! crate. The sums are kept (and used for whole-tree fingerprints) for when it is.
+
+use std::cell::Cell;
+
+use heed::RoTxn;
+use negentropy::{Bound, Error as NegError, Id, Item, NegentropyStorageBase};
+
+use super::{Result, Store};
+use crate::nostr::Filter;
+
+pub type TreeId = u64;
+
+const ITEM: u8 = 0;
+const BUILT: u8 = 0xFF;
+/// `created_at >> SHIFT[l - 1]` is the level-l bucket.
+const SHIFT: [u32; 5] = [4, 10, 16, 22, 28];
+const FANOUT_BITS: u32 = 6;
+
+pub fn item_key(tree: TreeId, ts: u64, id: &[u8; 32]) -> [u8; 49] {
+    let mut k = [0u8; 49];
+    k[..8].copy_from_slice(&tree.to_be_bytes());
+    k[8] = ITEM;
+    k[9..17].copy_from_slice(&ts.to_be_bytes());
+    k[17..].copy_from_slice(id);
+    k
+}
+
+fn agg_key(tree: TreeId, level: u8, bucket: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..8].copy_from_slice(&tree.to_be_bytes());
+    k[8] = level;
+    k[9..].copy_from_slice(&bucket.to_be_bytes());
+    k
+}
+
+pub fn built_key(tree: TreeId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&tree.to_be_bytes());
+    k[8] = BUILT;
+    k
+}
+
+/// A 256-bit little-endian sum of ids (negentropy's accumulator), with subtraction.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Sum(pub [u8; 32]);
+
+impl Sum {
+    pub fn add(&mut self, x: &[u8; 32]) {
+        let mut carry = 0u64;
+        for i in 0..4 {
+            let r = i * 8..i * 8 + 8;
+            let a = u64::from_le_bytes(self.0[r.clone()].try_into().unwrap_or_default());
+            let b = u64::from_le_bytes(x[r.clone()].try_into().unwrap_or_default());
+            let (s, c1) = a.overflowing_add(b);
+            let (s, c2) = s.overflowing_add(carry);
+            self.0[r].copy_from_slice(&s.to_le_bytes());
+            carry = u64::from(c1 | c2);
+        }
+    }
+
+    pub fn sub(&mut self, x: &[u8; 32]) {
+        let mut borrow = 0u64;
+        for i in 0..4 {
+            let r = i * 8..i * 8 + 8;
+            let a = u64::from_le_bytes(self.0[r.clone()].try_into().unwrap_or_default());
+            let b = u64::from_le_bytes(x[r.clone()].try_into().unwrap_or_default());
+            let (s, b1) = a.overflowing_sub(b);
+            let (s, b2) = s.overflowing_sub(borrow);
+            self.0[r].copy_from_slice(&s.to_le_bytes());
+            borrow = u64::from(b1 | b2);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Agg {
+    count: u64,
+    sum: Sum,
+}
+
+fn read_agg(v: &[u8]) -> Agg {
+    let mut a = Agg::default();
+    if v.len() == 40 {
+        a.count = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+        a.sum.0.copy_from_slice(&v[8..]);
+    }
+    a
+}
+
+fn write_agg(a: &Agg) -> [u8; 40] {
+    let mut v = [0u8; 40];
+    v[..8].copy_from_slice(&a.count.to_le_bytes());
+    v[8..].copy_from_slice(&a.sum.0);
+    v
+}
+
+/// One change to a tree, recorded during a write batch and applied at its end.
+#[derive(Clone, Copy)]
+pub(crate) struct TreeOp {
+    pub tree: TreeId,
+    pub created_at: u64,
+    pub id: [u8; 32],
+    pub add: bool,
+}
+
+impl Store {
+    /// Every registered tree and its filter (the canonical JSON and the parsed filter).
+    pub fn trees(&self, txn: &RoTxn) -> Result<Vec<(TreeId, String, Filter)>> {
+        let mut out = Vec::new();
+        for row in self.t.negentropy_filter.iter(txn)? {
+            let (k, v) = row?;
+            let Some(tree) = super::keys::read_u64(k) else {
+                continue;
+            };
+            let text = super::record::negentropy_filter_text(v)?;
+            let mut bytes = text.as_bytes().to_vec();
+            let parsed = crate::nostr::JsonParser::new()
+                .parse(&mut bytes, |j| Filter::from_json(j, usize::MAX));
+            match parsed {
+                Ok(Ok(f)) => out.push((tree, text, f)),
+                _ => {
+                    return Err(super::StoreError::Corrupt(format!(
+                        "negentropy tree {tree} has an unreadable filter: {text}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Is `tree` complete (built), so it may answer NEG-OPENs?
+    pub fn tree_built(&self, txn: &RoTxn, tree: TreeId) -> Result<bool> {
+        Ok(self.t.negentropy_tree.get(txn, &built_key(tree))?.is_some())
+    }
+
+    /// Applies tree changes: item rows, then the aggregate rows, each read and written once.
+    pub(crate) fn apply_tree_ops(&self, txn: &mut heed::RwTxn, ops: &[TreeOp]) -> Result<()> {
+        use std::collections::BTreeMap;
+        let db = self.t.negentropy_tree;
+        let mut deltas: BTreeMap<[u8; 17], (i64, Sum, Sum)> = BTreeMap::new();
+        for op in ops {
+            let k = item_key(op.tree, op.created_at, &op.id);
+            let changed = if op.add {
+                db.get_or_put(txn, &k, &[])?.is_none()
+            } else {
+                db.delete(txn, &k)?
+            };
+            if !changed {
+                continue;
+            }
+            for (l, shift) in SHIFT.iter().enumerate() {
+                let e = deltas
+                    .entry(agg_key(op.tree, l as u8 + 1, op.created_at >> shift))
+                    .or_default();
+                if op.add {
+                    e.0 += 1;
+                    e.1.add(&op.id);
+                } else {
+                    e.0 -= 1;
+                    e.2.add(&op.id);
+                }
+            }
+        }
+        for (k, (n, plus, minus)) in deltas {
+            let mut a = db.get(txn, &k)?.map(read_agg).unwrap_or_default();
+            a.count = a.count.saturating_add_signed(n);
+            a.sum.add(&plus.0);
+            a.sum.sub(&minus.0);
+            if a.count == 0 {
+                db.delete(txn, &k)?;
+            } else {
+                db.put(txn, &k, &write_agg(&a))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The built tree whose filter is `f` without since/until, if any: NEG-OPENs and syncs
+    /// for `f` can be answered from it (a filter with a limit never is).
+    pub fn tree_for(&self, txn: &RoTxn, f: &Filter) -> Result<Option<TreeId>> {
+        if f.limit.is_some() {
+            return Ok(None);
+        }
+        let bare = Filter {
+            since: 0,
+            until: u64::MAX,
+            ..f.clone()
+        }
+        .to_json();
+        for (tree, text, _) in self.trees(txn)? {
+            if text == bare && self.tree_built(txn, tree)? {
+                return Ok(Some(tree));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Registers a tree for `filter` (canonicalised); it starts empty and unbuilt, and the
+    /// write path keeps it up to date from now on.
+    pub fn add_tree(&self, filter: &Filter) -> std::result::Result<TreeId, String> {
+        if filter.since != 0 || filter.until != u64::MAX || filter.limit.is_some() {
+            return Err("a tree filter cannot have since, until or limit".into());
+        }
+        if filter.never {
+            return Err("this filter can never match anything".into());
+        }
+        let text = filter.to_json();
+        let fail = |e: super::StoreError| e.to_string();
+        let mut txn = self.write_txn().map_err(fail)?;
+        let trees = self.trees(&txn).map_err(fail)?;
+        if let Some((id, _, _)) = trees.iter().find(|(_, t, _)| *t == text) {
+            return Err(format!("tree {id} already has filter {text}"));
+        }
+        let id = trees.iter().map(|(id, _, _)| *id).max().unwrap_or(0) + 1;
+        self.t
+            .negentropy_filter
+            .put(
+                &mut txn,
+                &super::keys::lev_key(id),
+                &super::record::encode_negentropy_filter(&text),
+            )
+            .map_err(|e| fail(e.into()))?;
+        self.bump_tree_counter(&mut txn).map_err(fail)?;
+        txn.commit().map_err(|e| fail(e.into()))?;
+        Ok(id)
+    }
+
+    /// Fills `tree` with every stored event its filter matches, in one write transaction
+    /// (so it is exact when it commits), and marks it built. Returns its size.
+    pub fn build_tree(&self, tree: TreeId) -> Result<u64> {
+        let mut txn = self.write_txn()?;
+        let Some((_, _, filter)) = self.trees(&txn)?.into_iter().find(|(id, _, _)| *id == tree)
+        else {
+            return Err(super::StoreError::Corrupt(format!("no tree {tree}")));
+        };
+        self.clear_tree(&mut txn, tree)?;
+        let mut ops = Vec::new();
+        for row in self.t.event.iter(&txn)? {
+            let (_, v) = row?;
+            let rec = super::Record::read(v)?;
+            if filter.matches(&rec) {
+                use crate::nostr::filter::EventView;
+                ops.push(TreeOp {
+                    tree,
+                    created_at: rec.created_at(),
+                    id: *rec.id(),
+                    add: true,
+                });
+            }
+        }
+        let n = ops.len() as u64;
+        self.apply_tree_ops(&mut txn, &ops)?;
+        self.t
+            .negentropy_tree
+            .put(&mut txn, &built_key(tree), &[])?;
+        txn.commit()?;
+        Ok(n)
+    }
+
+    /// Forgets `tree` and its rows; false if there was no such tree.
+    pub fn remove_tree(&self, tree: TreeId) -> Result<bool> {
+        let mut txn = self.write_txn()?;
+        if !self
+            .t
+            .negentropy_filter
+            .delete(&mut txn, &super::keys::lev_key(tree))?
+        {
+            return Ok(false);
+        }
+        self.clear_tree(&mut txn, tree)?;
+        self.bump_tree_counter(&mut txn)?;
+        txn.commit()?;
+        Ok(true)
+    }
+
+    fn bump_tree_counter(&self, txn: &mut heed::RwTxn) -> Result<()> {
+        let mut m = self.meta(txn)?;
+        m.negentropy_modification_counter += 1;
+        self.write_meta(txn, &m)
+    }
+
+    /// Removes every row of `tree` (items, aggregates, built mark).
+    pub(crate) fn clear_tree(&self, txn: &mut heed::RwTxn, tree: TreeId) -> Result<()> {
+        let lo = tree.to_be_bytes();
+        let keys: Vec<Vec<u8>> = self
+            .t
+            .negentropy_tree
+            .prefix_iter(txn, &lo)?
+            .map(|r| r.map(|(k, _)| k.to_vec()))
+            .collect::<std::result::Result<_, _>>()?;
+        for k in keys {
+            self.t.negentropy_tree.delete(txn, &k)?;
+        }
+        Ok(())
+    }
+}
+
+/// A read view of one tree, optionally narrowed to created_at in `[since, until]`, that the
+/// `negentropy` crate reconciles against. Built per message on a fresh read transaction.
+pub struct TreeView<'t> {
+    store: &'t Store,
+    txn: &'t RoTxn<'t, heed::WithoutTls>,
+    tree: TreeId,
+    lo: u64,
+    hi: u64,
+    failed: Cell<bool>,
+}
+
+impl<'t> TreeView<'t> {
+    pub fn new(
+        store: &'t Store,
+        txn: &'t RoTxn<'t, heed::WithoutTls>,
+        tree: TreeId,
+        since: u64,
+        until: u64,
+    ) -> Result<TreeView<'t>> {
+        let mut v = TreeView {
+            store,
+            txn,
+            tree,
+            lo: 0,
+            hi: 0,
+            failed: Cell::new(false),
+        };
+        v.lo = v.rank(since, &[0; 32])?.0;
+        v.hi = match until.checked_add(1) {
+            Some(u) => v.rank(u, &[0; 32])?.0,
+            None => v.total()?,
+        };
+        v.hi = v.hi.max(v.lo);
+        Ok(v)
+    }
+
+    /// Items in the view.
+    pub fn len(&self) -> u64 {
+        self.hi - self.lo
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hi == self.lo
+    }
+
+    /// Set when an LMDB read failed inside a negentropy callback (which can only report
+    /// a protocol error): the caller then reports a storage error instead.
+    pub fn failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    fn db(&self) -> heed::Database<heed::types::Bytes, heed::types::Bytes> {
+        self.store.t.negentropy_tree
+    }
+
+    /// Aggregate rows of `level` with buckets in `[from, to)`, in order.
+    fn aggs(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, Agg)>> {
+        let (a, b) = (
+            agg_key(self.tree, level, from),
+            agg_key(self.tree, level, to),
+        );
+        let range = (
+            std::ops::Bound::Included(&a[..]),
+            std::ops::Bound::Excluded(&b[..]),
+        );
+        let mut out = Vec::new();
+        for row in self.db().range(self.txn, &range)? {
+            let (k, v) = row?;
+            let bucket = u64::from_be_bytes(k[9..17].try_into().unwrap_or_default());
+            out.push((bucket, read_agg(v)));
+        }
+        Ok(out)
+    }
+
+    /// Every item in the tree.
+    fn total(&self) -> Result<u64> {
+        Ok(self
+            .aggs(SHIFT.len() as u8, 0, u64::MAX)?
+            .iter()
+            .map(|(_, a)| a.count)
+            .sum())
+    }
+
+    /// (count, id sum) of the items that sort before `(ts, id)`.
+    fn rank(&self, ts: u64, id: &[u8; 32]) -> Result<(u64, Sum)> {
+        let mut count = 0;
+        let mut sum = Sum::default();
+        let top = SHIFT.len();
+        for level in (1..=top).rev() {
+            let shift = SHIFT[level - 1];
+            let bucket = ts >> shift;
+            // Buckets of this level inside the parent bucket that holds `ts`.
+            let from = if level == top {
+                0
+            } else {
+                (ts >> SHIFT[level]) << FANOUT_BITS
+            };
+            for (_, a) in self.aggs(level as u8, from, bucket)? {
+                count += a.count;
+                sum.add(&a.sum.0);
+            }
+        }
+        // Items of the finest bucket holding `ts`, before (ts, id).
+        let lo = item_key(self.tree, (ts >> SHIFT[0]) << SHIFT[0], &[0; 32]);
+        let hi = item_key(self.tree, ts, id);
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Excluded(&hi[..]),
+        );
+        for row in self.db().range(self.txn, &range)? {
+            let (k, _) = row?;
+            count += 1;
+            sum.add(k[17..49].try_into().unwrap_or(&[0; 32]));
+        }
+        Ok((count, sum))
+    }
+
+    /// The id sum of the first `pos` items and the item at `pos` (if any).
+    fn select(&self, pos: u64) -> Result<(Sum, Option<Item>)> {
+        let mut left = pos;
+        let mut sum = Sum::default();
+        let top = SHIFT.len();
+        // Descend: at each level find the bucket holding position `pos`.
+        let (mut from, mut to) = (0u64, u64::MAX);
+        let mut finest = None;
+        for level in (1..=top).rev() {
+            let mut inside = None;
+            for (bucket, a) in self.aggs(level as u8, from, to)? {
+                if a.count <= left {
+                    left -= a.count;
+                    sum.add(&a.sum.0);
+                } else {
+                    inside = Some(bucket);
+                    break;
+                }
+            }
+            let Some(b) = inside else {
+                return Ok((sum, None));
+            };
+            if level > 1 {
+                from = b << FANOUT_BITS;
+                to = (b + 1) << FANOUT_BITS;
+            } else {
+                finest = Some(b);
+            }
+        }
+        let Some(b) = finest else {
+            return Ok((sum, None));
+        };
+        let ts_lo = b << SHIFT[0];
+        let lo = item_key(self.tree, ts_lo, &[0; 32]);
+        let hi = item_key(self.tree, ts_lo | ((1 << SHIFT[0]) - 1), &[0xff; 32]);
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        for row in self.db().range(self.txn, &range)? {
+            let (k, _) = row?;
+            let id: [u8; 32] = k[17..49].try_into().unwrap_or([0; 32]);
+            if left == 0 {
+                let ts = u64::from_be_bytes(k[9..17].try_into().unwrap_or_default());
+                return Ok((
+                    sum,
+                    Some(Item::with_timestamp_and_id(ts, Id::from_byte_array(id))),
+                ));
+            }
+            left -= 1;
+            sum.add(&id);
+        }
+        Ok((sum, None))
+    }
+
+    fn fail<T>(&self, r: Result<T>) -> std::result::Result<T, NegError> {
+        r.map_err(|e| {
+            log::error!("negentropy tree {} read failed: {e}", self.tree);
+            self.failed.set(true);
+            NegError::BadRange
+        })
+    }
+}
+
+/// One item whose id is a precomputed sum: lets the crate's own fingerprint code (the hash
+/// of sum ‖ count; its types are not nameable outside the crate) hash a sum computed from
+/// aggregate rows.
+struct SumAsItem(Sum);
+
+/// `(items, fingerprint)` of a whole tree, from its aggregate rows alone.
+pub fn tree_summary(
+    store: &Store,
+    txn: &RoTxn<'_, heed::WithoutTls>,
+    tree: TreeId,
+) -> Result<(u64, [u8; 16])> {
+    let v = TreeView::new(store, txn, tree, 0, u64::MAX)?;
+    let mut sum = Sum::default();
+    for (_, a) in v.aggs(SHIFT.len() as u8, 0, u64::MAX)? {
+        sum.add(&a.sum.0);
+    }
+    let n = v.len();
+    let fp = SumAsItem(sum)
+        .fingerprint(0, n as usize)
+        .map_err(|e| super::StoreError::Corrupt(format!("fingerprint: {e}")))?;
+    Ok((n, fp.to_bytes()))
+}
+
+impl NegentropyStorageBase for SumAsItem {
+    fn size(&self) -> std::result::Result<usize, NegError> {
+        Ok(1)
+    }
+    fn get_item(&self, _: usize) -> std::result::Result<Option<Item>, NegError> {
+        Ok(None)
+    }
+    fn iterate(
+        &self,
+        _: usize,
+        _: usize,
+        cb: &mut dyn FnMut(Item, usize) -> std::result::Result<bool, NegError>,
+    ) -> std::result::Result<(), NegError> {
+        cb(
+            Item::with_timestamp_and_id(0, Id::from_byte_array(self.0 .0)),
+            0,
+        )?;
+        Ok(())
+    }
+    fn find_lower_bound(&self, first: usize, _: usize, _: &Bound) -> usize {
+        first
+    }
+}
+
+impl NegentropyStorageBase for TreeView<'_> {
+    fn size(&self) -> std::result::Result<usize, NegError> {
+        Ok(self.len() as usize)
+    }
+
+    fn get_item(&self, i: usize) -> std::result::Result<Option<Item>, NegError> {
+        if i as u64 >= self.len() {
+            return Ok(None);
+        }
+        Ok(self.fail(self.select(self.lo + i as u64))?.1)
+    }
+
+    fn iterate(
+        &self,
+        begin: usize,
+        end: usize,
+        cb: &mut dyn FnMut(Item, usize) -> std::result::Result<bool, NegError>,
+    ) -> std::result::Result<(), NegError> {
+        if begin > end || end as u64 > self.len() {
+            return Err(NegError::BadRange);
+        }
+        if begin == end {
+            return Ok(());
+        }
+        let Some(first) = self.fail(self.select(self.lo + begin as u64))?.1 else {
+            return Err(NegError::BadRange);
+        };
+        let lo = item_key(self.tree, first.timestamp, first.id.as_bytes());
+        let hi = item_key(self.tree, u64::MAX, &[0xff; 32]);
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        let iter = self.fail(self.db().range(self.txn, &range).map_err(Into::into))?;
+        for (i, row) in (begin..end).zip(iter) {
+            let (k, _) = self.fail(row.map_err(Into::into))?;
+            let ts = u64::from_be_bytes(k[9..17].try_into()?);
+            let id: [u8; 32] = k[17..49].try_into()?;
+            if !cb(Item::with_timestamp_and_id(ts, Id::from_byte_array(id)), i)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn find_lower_bound(&self, first: usize, last: usize, value: &Bound) -> usize {
+        let at = match self.rank(value.item.timestamp, value.item.id.as_bytes()) {
+            Ok((n, _)) => n.saturating_sub(self.lo) as usize,
+            Err(e) => {
+                log::error!("negentropy tree {} read failed: {e}", self.tree);
+                self.failed.set(true);
+                first
+            }
+        };
+        at.clamp(first, last)
+    }
+}
