@@ -28,6 +28,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn run(self) {
+        // Purge at start-up too: a DB filled by `import` may hold expired events, which
+        // would otherwise sit in the negentropy trees until the first timer.
+        self.purge();
         let mut last_purge = Instant::now();
         loop {
             // Expired events are purged here, the one place that writes (strfry's cron
