@@ -57,6 +57,8 @@ enum Command {
     Gen(cmd::gen::GenArgs),
     /// Reconcile with another relay over NIP-77 (negentropy) and transfer the difference
     Sync(cmd::sync::SyncArgs),
+    /// Load scenarios against any relay URL: ingest, query, fanout, conns
+    Bench(cmd::bench::BenchArgs),
     /// Manage stored negentropy trees: list, add <filter>, build <id>, remove <id>
     #[command(subcommand)]
     Negentropy(cmd::negentropy::NegentropyCmd),
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Compact(a) => cmd::compact::run(a, &globals),
         Command::Info(a) => cmd::info::run(a, &globals),
         Command::Sync(a) => cmd::sync::run(a, &globals),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
     }
 }

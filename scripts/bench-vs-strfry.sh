@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# wok beside strfry, with the same client (`wok bench`) on the same machine.
+#
+#   cargo build --release
+#   STRFRY_BIN=/path/to/strfry scripts/bench-vs-strfry.sh     # both relays
+#   scripts/bench-vs-strfry.sh                                # wok alone
+#
+# Each relay gets the same minimal config (defaults for every limit, loopback, its own port)
+# and, every round, a fresh copy of the same preloaded DB (`wok gen --count $COUNT --seed 1`
+# imported through the relay's own CLI). Per round and relay, in this order: conns (fresh
+# process), query, fanout, ingest, then NIP-77 reconcile (`wok sync --print-missing` from a
+# DB 1% apart), and import/export through the relay's CLI. Relays alternate A,B,A,B over
+# $ROUNDS rounds (at least 3); the table shows medians and the ratio wok/strfry, and every
+# sample goes to $OUT (JSON lines). Loopback only; this script never builds or downloads
+# strfry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WOK=${WOK:-$PWD/target/release/wok}
+STRFRY=${STRFRY_BIN:-}
+ROUNDS=${ROUNDS:-3}
+COUNT=${COUNT:-100000}
+OUT=${OUT:-$PWD/bench-results.jsonl}
+[ -x "$WOK" ] || { echo "build wok first: cargo build --release" >&2; exit 1; }
+[ "$ROUNDS" -ge 3 ] || { echo "ROUNDS must be at least 3" >&2; exit 1; }
+T=$(mktemp -d)
+relay_pid=""
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+: >"$OUT"
+
+relays=(wok)
+[ -n "$STRFRY" ] && relays+=(strfry)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ms() { date +%s%N | cut -c1-13; }
+
+conf() { # relay dbdir port -> config path
+  local c="$T/$1-$3.conf"
+  cat >"$c" <<EOF
+db = "$2/"
+dbParams { mapsize = 10995116277760 }
+relay {
+  bind = "127.0.0.1"
+  port = $3
+  nofiles = 0
+  info { name = "bench" }
+}
+EOF
+  echo "$c"
+}
+
+cli() { # relay config args...
+  local r=$1 c=$2; shift 2
+  if [ "$r" = wok ]; then "$WOK" --config "$c" "$@"; else "$STRFRY" --config "$c" "$@"; fi
+}
+
+# The shared data, and each relay's preloaded DB (through its own import).
+"$WOK" gen --count "$COUNT" --seed 1 >"$T/data.jsonl"
+awk 'NR % 100 != 50' "$T/data.jsonl" | "$WOK" --set db="$T/local" import 2>/dev/null
+for r in "${relays[@]}"; do
+  mkdir -p "$T/pre-$r"
+  c=$(conf "$r" "$T/pre-$r" 1)
+  cli "$r" "$c" import <"$T/data.jsonl" >/dev/null 2>&1
+done
+
+record() { # relay round scenario-json-lines on stdin
+  python3 -c '
+import json, sys
+relay, rnd = sys.argv[1], int(sys.argv[2])
+for line in sys.stdin:
+    line = line.strip()
+    if line.startswith("{"):
+        d = json.loads(line); d["relay"] = relay; d["round"] = rnd
+        print(json.dumps(d))
+' "$1" "$2" >>"$OUT"
+}
+one() { # relay round scenario name value unit
+  printf '{"scenario":"%s","name":"%s","value":%s,"unit":"%s"}\n' "$3" "$4" "$5" "$6" | record "$1" "$2"
+}
+
+for round in $(seq "$ROUNDS"); do
+  for r in "${relays[@]}"; do
+    echo "round $round: $r" >&2
+    rm -rf "$T/db"; cp -r "$T/pre-$r" "$T/db"
+    port=$(free_port)
+    c=$(conf "$r" "$T/db" "$port")
+    # Started directly (not through a shell function) so $! is the relay itself: its pid
+    # is what the bench samples and what cleanup stops.
+    if [ "$r" = wok ]; then
+      "$WOK" --config "$c" relay >"$T/relay.log" 2>&1 &
+    else
+      "$STRFRY" --config "$c" relay >"$T/relay.log" 2>&1 &
+    fi
+    relay_pid=$!
+    for _ in $(seq 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
+    url="ws://127.0.0.1:$port"
+    "$WOK" bench --json --pid "$relay_pid" conns "$url" --conns 2000 | record "$r" "$round"
+    "$WOK" bench --json --pid "$relay_pid" query "$url" --count "$COUNT" --seed 1 | record "$r" "$round"
+    "$WOK" bench --json --pid "$relay_pid" fanout "$url" | record "$r" "$round"
+    "$WOK" bench --json --pid "$relay_pid" ingest "$url" --seed $((100 + round)) | record "$r" "$round"
+    t0=$(ms)
+    "$WOK" --set db="$T/local" sync "$url" --print-missing >"$T/missing" 2>"$T/sync.log" || true
+    t1=$(ms)
+    one "$r" "$round" negentropy reconcile_ms $((t1 - t0)) ms
+    one "$r" "$round" negentropy differences "$(wc -l <"$T/missing")" ids
+    kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true; relay_pid=""
+
+    rm -rf "$T/imp"; mkdir -p "$T/imp"
+    ci=$(conf "$r" "$T/imp" 1)
+    t0=$(ms); cli "$r" "$ci" import <"$T/data.jsonl" >/dev/null 2>&1; t1=$(ms)
+    one "$r" "$round" cli import_events_per_s $((COUNT * 1000 / (t1 - t0 + 1))) events/s
+    t0=$(ms); cli "$r" "$ci" export >"$T/export.jsonl" 2>/dev/null; t1=$(ms)
+    n=$(wc -l <"$T/export.jsonl")
+    one "$r" "$round" cli export_events_per_s $((n * 1000 / (t1 - t0 + 1))) events/s
+  done
+done
+
+python3 - "$OUT" <<'PY'
+import json, statistics, sys, collections
+rows = [json.loads(l) for l in open(sys.argv[1])]
+med = collections.defaultdict(list)
+for d in rows:
+    med[(d["scenario"], d["name"], d["unit"], d["relay"])].append(d["value"])
+keys = sorted({(s, n, u) for (s, n, u, _) in med})
+relays = sorted({d["relay"] for d in rows}, key=lambda r: r != "wok")
+print(f'{"scenario":10} {"figure":24} ' + " ".join(f'{r:>14}' for r in relays) + ("   wok/strfry" if len(relays) > 1 else ""))
+for s, n, u in keys:
+    vals = [statistics.median(med[(s, n, u, r)]) if med.get((s, n, u, r)) else float("nan") for r in relays]
+    line = f'{s:10} {n + " (" + u + ")":24} ' + " ".join(f'{v:14.3f}' for v in vals)
+    if len(relays) > 1 and vals[1] not in (0, 0.0) and vals[1] == vals[1]:
+        line += f'   {vals[0] / vals[1]:8.2f}'
+    print(line)
+PY
+echo "samples: $OUT" >&2

@@ -1,0 +1,145 @@
+//! `wok bench`: load scenarios that drive any relay by URL (wok, strfry, anything speaking
+//! NIP-01), so two relays can be measured with the same client on the same machine. Every
+//! loop is bounded in count and time. Each scenario returns named figures; `wok bench`
+//! prints them as text or JSON lines, and `scripts/bench-vs-strfry.sh` takes medians.
+//!
+//! Relay-side cost is sampled from /proc for a given pid (CPU seconds, RSS).
+
+pub mod conns;
+pub mod fanout;
+pub mod ingest;
+pub mod query;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::WebSocket;
+
+pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub scenario: &'static str,
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+/// Figures accumulate here, in the order they were measured.
+#[derive(Default)]
+pub struct Report {
+    pub figures: Vec<Figure>,
+}
+
+impl Report {
+    pub fn add(
+        &mut self,
+        scenario: &'static str,
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+    ) {
+        self.figures.push(Figure {
+            scenario,
+            name: name.into(),
+            value,
+            unit,
+        });
+    }
+}
+
+/// Opens a WebSocket with a read timeout, so no read can hang.
+pub fn connect(url: &str, read_timeout: Duration) -> Result<Ws, String> {
+    let (ws, _) = tungstenite::connect(url).map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        let _ = s.set_read_timeout(Some(read_timeout));
+        let _ = s.set_nodelay(true);
+    }
+    Ok(ws)
+}
+
+/// The `p` quantile (0..=1) of `v` (sorted in place); NaN when empty.
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next()?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Resident set size of a process, in KiB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Relay CPU and RSS around a scenario, when a pid was given.
+pub struct ProcWatch {
+    pid: Option<u32>,
+    cpu0: f64,
+    rss0: u64,
+}
+
+impl ProcWatch {
+    pub fn start(pid: Option<u32>) -> ProcWatch {
+        ProcWatch {
+            pid,
+            cpu0: pid.and_then(cpu_secs).unwrap_or(0.0),
+            rss0: pid.and_then(rss_kb).unwrap_or(0),
+        }
+    }
+
+    /// Adds relay CPU seconds, cores used over `secs`, and RSS figures.
+    pub fn finish(&self, r: &mut Report, scenario: &'static str, secs: f64) {
+        let Some(pid) = self.pid else { return };
+        if let Some(cpu) = cpu_secs(pid) {
+            r.add(scenario, "relay_cpu_s", cpu - self.cpu0, "s");
+            if secs > 0.0 {
+                r.add(scenario, "relay_cores", (cpu - self.cpu0) / secs, "cores");
+            }
+        }
+        if let Some(rss) = rss_kb(pid) {
+            r.add(scenario, "relay_rss_kb", rss as f64, "KiB");
+            r.add(
+                scenario,
+                "relay_rss_growth_kb",
+                rss as f64 - self.rss0 as f64,
+                "KiB",
+            );
+        }
+    }
+}
+
+/// The subscription id and event id in `["OK","<id>",…` or `["EVENT","<sub>",…`; cheap
+/// enough that the client never becomes the bottleneck it measures.
+pub fn second_str(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('[')?;
+    let rest = &rest[rest.find(',')? + 1..];
+    let rest = rest.trim_start().strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
+}
+
+/// The verb of a relay message (`OK`, `EVENT`, `EOSE`, …).
+pub fn verb(text: &str) -> &str {
+    text.strip_prefix("[\"")
+        .and_then(|r| r.find('"').map(|i| &r[..i]))
+        .unwrap_or("")
+}

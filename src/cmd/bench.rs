@@ -1,0 +1,148 @@
+//! `wok bench <scenario> <url>`: load scenarios against any relay (`wok::bench`). Prints
+//! one line per figure, or JSON lines with `--json` (what scripts/bench-vs-strfry.sh reads).
+
+use std::process::ExitCode;
+
+use wok::bench::{self, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// The relay's process id: its CPU time and RSS are sampled from /proc around the run
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Print JSON lines: {"scenario","name","value","unit"}
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Scenario {
+    /// C connections with W EVENTs in flight each: events/s and send→OK latency
+    Ingest {
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        conns: usize,
+        #[arg(long, default_value_t = 32)]
+        inflight: usize,
+        #[arg(long, default_value_t = 60_000)]
+        events: usize,
+        /// Seed of the generated events (use a new one per run: duplicates are not ingest)
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// A REQ mix from C clients on a relay preloaded with `wok gen --count N --seed S`
+    Query {
+        url: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// REQs per client
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// The --count the relay's data was generated with
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// The --seed the relay's data was generated with
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// S subscribers (broad and narrow filters), one publisher at a fixed rate
+    Fanout {
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        subs: usize,
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Published events per second
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+    },
+    /// K idle connections holding one subscription each
+    Conns {
+        url: String,
+        #[arg(long, default_value_t = 2000)]
+        conns: usize,
+    },
+}
+
+pub fn run(args: &BenchArgs) -> ExitCode {
+    let mut r = Report::default();
+    let pid = args.pid;
+    let result = match &args.scenario {
+        Scenario::Ingest {
+            url,
+            conns,
+            inflight,
+            events,
+            seed,
+        } => bench::ingest::run(
+            &bench::ingest::IngestOptions {
+                url: url.clone(),
+                conns: *conns,
+                inflight: *inflight,
+                events: *events,
+                seed: *seed,
+                pid,
+            },
+            &mut r,
+        ),
+        Scenario::Query {
+            url,
+            clients,
+            queries,
+            count,
+            seed,
+        } => bench::query::run(
+            &bench::query::QueryOptions {
+                url: url.clone(),
+                clients: *clients,
+                queries: *queries,
+                count: *count,
+                seed: *seed,
+                pid,
+            },
+            &mut r,
+        ),
+        Scenario::Fanout {
+            url,
+            subs,
+            events,
+            rate,
+        } => bench::fanout::run(
+            &bench::fanout::FanoutOptions {
+                url: url.clone(),
+                subs: *subs,
+                events: *events,
+                rate: *rate,
+                pid,
+            },
+            &mut r,
+        ),
+        Scenario::Conns { url, conns } => bench::conns::run(
+            &bench::conns::ConnsOptions {
+                url: url.clone(),
+                conns: *conns,
+                pid,
+            },
+            &mut r,
+        ),
+    };
+    for f in &r.figures {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"scenario": f.scenario, "name": f.name, "value": f.value, "unit": f.unit})
+            );
+        } else {
+            println!("{} {}: {:.3} {}", f.scenario, f.name, f.value, f.unit);
+        }
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

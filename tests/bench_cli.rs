@@ -1,0 +1,109 @@
+//! `wok bench` runs each scenario to completion against a real relay (tiny sizes: these are
+//! not measurements, they prove the tool works and that its bookkeeping adds up).
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::TestRelay;
+use wok::gen::GenConfig;
+
+/// Runs `wok bench --json <args>` and returns figure name → value.
+fn bench(args: &[&str]) -> HashMap<String, f64> {
+    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
+        .args(["bench", "--json"])
+        .args(args)
+        .output()
+        .expect("run wok bench");
+    assert!(
+        out.status.success(),
+        "wok bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            (
+                format!(
+                    "{}.{}",
+                    v["scenario"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or("")
+                ),
+                v["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
+fn preloaded() -> TestRelay {
+    let events = wok::gen::generate(&GenConfig {
+        seed: 1,
+        count: 300,
+        ..GenConfig::default()
+    });
+    TestRelay::with_store(
+        |c| c.relay.max_subs_per_connection = 100,
+        |s| {
+            s.write_batch(&events).expect("write");
+        },
+    )
+}
+
+#[test]
+fn query_counts_agree_between_relays_with_the_same_data() {
+    let (a, b) = (preloaded(), preloaded());
+    let args = [
+        "--count",
+        "300",
+        "--seed",
+        "1",
+        "--clients",
+        "2",
+        "--queries",
+        "21",
+    ];
+    let ra = bench(&[&["query", a.url.as_str()][..], &args[..]].concat());
+    let rb = bench(&[&["query", b.url.as_str()][..], &args[..]].concat());
+    let counts = |r: &HashMap<String, f64>| {
+        let mut v: Vec<(String, f64)> = r
+            .iter()
+            .filter(|(k, _)| k.ends_with("_events"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    assert_eq!(counts(&ra).len(), 7, "{ra:?}");
+    assert_eq!(counts(&ra), counts(&rb));
+    assert!(ra["query.global_events"] > 0.0);
+    assert!(ra["query.reqs_per_s"] > 0.0);
+}
+
+#[test]
+fn fanout_ingest_and_conns_complete() {
+    let r = TestRelay::start();
+    let f = bench(&[
+        "fanout", &r.url, "--subs", "20", "--events", "10", "--rate", "200",
+    ]);
+    // 10 broad subscribers get 10 events each; 10 narrow ones get their tenth.
+    assert_eq!(f["fanout.deliveries"], 110.0, "{f:?}");
+    assert_eq!(f["fanout.lost"], 0.0);
+    let i = bench(&[
+        "ingest",
+        &r.url,
+        "--conns",
+        "4",
+        "--inflight",
+        "8",
+        "--events",
+        "200",
+        "--seed",
+        "9",
+    ]);
+    assert!(i["ingest.events_per_s"] > 0.0);
+    assert!(i["ingest.refused"] < 200.0);
+    let c = bench(&["conns", &r.url, "--conns", "30"]);
+    assert!(c["conns.connect_per_s"] > 0.0);
+}
