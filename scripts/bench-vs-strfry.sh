@@ -7,9 +7,9 @@
 #
 # Each relay gets the same minimal config (defaults for every limit, loopback, its own port)
 # and, every round, a fresh copy of the same preloaded DB (`wok gen --count $COUNT --seed 1`
-# imported through the relay's own CLI). Per round and relay, in this order: conns (fresh
-# process), query, fanout, ingest, then NIP-77 reconcile (`wok sync --print-missing` from a
-# DB 1% apart), and import/export through the relay's CLI. Relays alternate A,B,A,B over
+# imported through the relay's own CLI). Per round and relay, in this order: conns (on an
+# empty DB), then on the preloaded DB query, NIP-77 reconcile (`wok sync --print-missing`
+# from a DB 1% apart), fanout and ingest, and import/export through the relay's CLI. Relays alternate A,B,A,B over
 # $ROUNDS rounds (at least 3); the table shows medians and the ratio wok/strfry, and every
 # sample goes to $OUT (JSON lines). Loopback only; this script never builds or downloads
 # strfry.
@@ -82,35 +82,50 @@ one() { # relay round scenario name value unit
   printf '{"scenario":"%s","name":"%s","value":%s,"unit":"%s"}\n' "$3" "$4" "$5" "$6" | record "$1" "$2"
 }
 
+start_relay() { # relay dbdir; sets relay_pid and url
+  local port c
+  port=$(free_port)
+  c=$(conf "$1" "$2" "$port")
+  # Started directly (not through a shell function) so $! is the relay itself: its pid
+  # is what the bench samples and what cleanup stops.
+  if [ "$1" = wok ]; then
+    "$WOK" --config "$c" relay >"$T/relay.log" 2>&1 &
+  else
+    "$STRFRY" --config "$c" relay >"$T/relay.log" 2>&1 &
+  fi
+  relay_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  # Let start-up work (expiry purge, caches) finish before measuring.
+  sleep 1
+  url="ws://127.0.0.1:$port"
+}
+stop_relay() {
+  kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true; relay_pid=""
+}
+
 for round in $(seq "$ROUNDS"); do
   for r in "${relays[@]}"; do
     echo "round $round: $r" >&2
-    rm -rf "$T/db"; cp -r "$T/pre-$r" "$T/db"
-    port=$(free_port)
-    c=$(conf "$r" "$T/db" "$port")
-    # Started directly (not through a shell function) so $! is the relay itself: its pid
-    # is what the bench samples and what cleanup stops.
-    if [ "$r" = wok ]; then
-      "$WOK" --config "$c" relay >"$T/relay.log" 2>&1 &
-    else
-      "$STRFRY" --config "$c" relay >"$T/relay.log" 2>&1 &
-    fi
-    relay_pid=$!
-    for _ in $(seq 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      sleep 0.1
-    done
-    url="ws://127.0.0.1:$port"
+    # conns on an empty DB (nothing else touching memory), the rest on the preloaded one.
+    rm -rf "$T/empty"; mkdir -p "$T/empty"
+    start_relay "$r" "$T/empty"
     "$WOK" bench --json --pid "$relay_pid" conns "$url" --conns 2000 | record "$r" "$round"
+    stop_relay
+    rm -rf "$T/db"; cp -r "$T/pre-$r" "$T/db"
+    start_relay "$r" "$T/db"
     "$WOK" bench --json --pid "$relay_pid" query "$url" --count "$COUNT" --seed 1 | record "$r" "$round"
-    "$WOK" bench --json --pid "$relay_pid" fanout "$url" | record "$r" "$round"
-    "$WOK" bench --json --pid "$relay_pid" ingest "$url" --seed $((100 + round)) | record "$r" "$round"
+    # Before fanout and ingest add events: the sets differ by 1% each way.
     t0=$(ms)
     "$WOK" --set db="$T/local" sync "$url" --print-missing >"$T/missing" 2>"$T/sync.log" || true
     t1=$(ms)
     one "$r" "$round" negentropy reconcile_ms $((t1 - t0)) ms
     one "$r" "$round" negentropy differences "$(wc -l <"$T/missing")" ids
-    kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true; relay_pid=""
+    "$WOK" bench --json --pid "$relay_pid" fanout "$url" | record "$r" "$round"
+    "$WOK" bench --json --pid "$relay_pid" ingest "$url" --seed $((100 + round)) | record "$r" "$round"
+    stop_relay
 
     rm -rf "$T/imp"; mkdir -p "$T/imp"
     ci=$(conf "$r" "$T/imp" 1)
