@@ -727,8 +727,35 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// The io thread's fanout step for one event: the `["EVENT","<sub>",` prefix, the stored JSON
+/// and `]` per recipient, with no re-encoding (what `Outbound::EventBatch` turns into).
+fn bench_fanout_frames(c: &mut Criterion) {
+    let corpus = build_corpus();
+    let json = corpus.get("note_1k").json().to_vec();
+    let subs: Vec<wok::nostr::SubId> = (0..1000)
+        .filter_map(|i| wok::nostr::SubId::new(&format!("sub-{i}")).ok())
+        .collect();
+    let mut g = c.benchmark_group("fanout_frames");
+    g.throughput(Throughput::Elements(subs.len() as u64));
+    g.bench_function("1k_note_to_1000_subs", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            for sub in &subs {
+                let mut f = Vec::with_capacity(json.len() + sub.as_str().len() + 16);
+                wok::nostr::message::event_prefix(&mut f, sub);
+                f.extend_from_slice(&json);
+                f.push(b']');
+                total += black_box(f).len();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_fanout_frames,
     bench_parse,
     bench_id_hash,
     bench_verify,

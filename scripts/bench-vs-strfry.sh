@@ -123,6 +123,25 @@ for round in $(seq "$ROUNDS"); do
     t1=$(ms)
     one "$r" "$round" negentropy reconcile_ms $((t1 - t0)) ms
     one "$r" "$round" negentropy differences "$(wc -l <"$T/missing")" ids
+    read -r rounds up down < <(grep -o '[0-9]* rounds, [0-9]* bytes up, [0-9]* bytes down' "$T/sync.log" |
+      awk '{print $1, $3, $6}') || true
+    one "$r" "$round" negentropy round_trips "${rounds:-0}" rounds
+    one "$r" "$round" negentropy bytes "$(( ${up:-0} + ${down:-0} ))" bytes
+    # The reported difference must be exactly the set difference of the two databases
+    # (each side's own export, read beside the running relay; expired events are already
+    # purged on the wok side by the sync).
+    cli "$r" "$(conf "$r" "$T/db" 1)" export 2>/dev/null >"$T/relay-ids.jsonl"
+    "$WOK" --set db="$T/local" export 2>/dev/null >"$T/local-ids.jsonl"
+    exact=$(python3 - "$T/relay-ids.jsonl" "$T/local-ids.jsonl" "$T/missing" <<'PY'
+import json, sys
+ids = lambda p: {json.loads(l)["id"] for l in open(p) if l.strip()}
+relay, local = ids(sys.argv[1]), ids(sys.argv[2])
+got = {tuple(l.strip().split(",")) for l in open(sys.argv[3]) if l.strip()}
+want = {("have", i) for i in local - relay} | {("need", i) for i in relay - local}
+print(1 if got == want else 0)
+PY
+)
+    one "$r" "$round" negentropy exact "$exact" bool
     "$WOK" bench --json --pid "$relay_pid" fanout "$url" | record "$r" "$round"
     "$WOK" bench --json --pid "$relay_pid" ingest "$url" --seed $((100 + round)) | record "$r" "$round"
     stop_relay
