@@ -220,3 +220,120 @@ fn relays_without_negentropy_and_silent_peers_fail_clearly() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
 }
+
+/// A one-connection TLS terminator on 127.0.0.1 in front of `relay_port`, with `cert`.
+fn tls_front(
+    relay_port: u16,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .expect("cert");
+    let config = std::sync::Arc::new(config);
+    let h = std::thread::spawn(move || {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        let wait = Some(Duration::from_millis(5));
+        let _ = tcp.set_read_timeout(wait);
+        let conn = rustls::ServerConnection::new(config).expect("tls");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut relay = std::net::TcpStream::connect(("127.0.0.1", relay_port)).expect("relay");
+        let _ = relay.set_read_timeout(wait);
+        let mut buf = vec![0u8; 64 << 10];
+        let timed_out = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        };
+        // Bounded: 60 s at most, and it ends when either side closes.
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < end {
+            match tls.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if relay.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if timed_out(&e) => {}
+                Err(_) => return,
+            }
+            match relay.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if timed_out(&e) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn wss_with_a_private_ca_from_ssl_cert_file() {
+    let all = events(120, "t");
+    let relay = relay_with(&all, |_| {});
+    let relay_port = relay
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let ca = tempfile::tempdir().expect("tmp");
+    let ca_file = ca.path().join("ca.pem");
+    std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
+    let der = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+
+    // Trusted through SSL_CERT_FILE: the sync works over TLS.
+    let (port, front) = tls_front(relay_port, der.clone(), key.clone_key());
+    let cli = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
+        .arg("--set")
+        .arg(format!("db={}", cli.path().display()))
+        .args(["--set", "dbParams.mapsize=1073741824", "sync"])
+        .arg(format!("wss://localhost:{port}"))
+        .env("SSL_CERT_FILE", &ca_file)
+        .env_remove("STRFRY_CONFIG")
+        .current_dir(cli.path())
+        .output()
+        .expect("wok sync");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("need 120, downloaded 120"), "{err}");
+    front.join().expect("front");
+
+    // Not trusted: a clear failure.
+    let (port, front) = tls_front(relay_port, der, key);
+    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
+        .arg("--set")
+        .arg(format!("db={}", cli.path().display()))
+        .args(["--set", "dbParams.mapsize=1073741824", "sync"])
+        .arg(format!("wss://localhost:{port}"))
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("STRFRY_CONFIG")
+        .current_dir(cli.path())
+        .output()
+        .expect("wok sync");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate"), "{err}");
+    front.join().expect("front");
+}

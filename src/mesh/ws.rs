@@ -1,19 +1,62 @@
 //! A blocking WebSocket client with bounded waits: every read returns within the wait it is
 //! given, so callers can enforce inactivity timeouts and never hang on a silent peer.
+//! `ws://` and `wss://` (rustls, Mozilla's roots plus any PEM bundle in `SSL_CERT_FILE`).
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use std::net::ToSocketAddrs;
-
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
-/// How long connecting and the opening handshake may take.
+/// How long connecting and the opening handshakes (TLS, WebSocket) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The connection under the WebSocket: plain TCP or TLS over TCP.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
 pub struct WsClient {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Conn>,
 }
 
 /// What one read produced.
@@ -23,23 +66,61 @@ pub enum Recv {
     Idle,
 }
 
+/// The TLS client settings, built once: Mozilla's roots, plus the certificates of the PEM
+/// bundle named by `SSL_CERT_FILE` (a private CA, or a test's).
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
+                let certs = CertificateDer::pem_file_iter(&path)
+                    .map_err(|e| format!("SSL_CERT_FILE {}: {e}", path.to_string_lossy()))?;
+                for cert in certs {
+                    let cert =
+                        cert.map_err(|e| format!("SSL_CERT_FILE {}: {e}", path.to_string_lossy()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("SSL_CERT_FILE {}: {e}", path.to_string_lossy()))?;
+                }
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS setup: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
 impl WsClient {
-    /// Connects to a `ws://` URL (`wss://` needs TLS, which this build does not have).
+    /// Connects to a `ws://` or `wss://` URL.
     pub fn connect(url: &str, max_message: usize) -> Result<WsClient, String> {
-        if url.starts_with("wss://") {
-            return Err(format!(
-                "{url}: wss:// is not supported by this build yet; reach the relay over ws:// (e.g. through a local TLS terminator)"
-            ));
-        }
         let config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
         let request = url
             .into_client_request()
             .map_err(|e| format!("bad relay URL {url}: {e}"))?;
-        let host = request.uri().host().unwrap_or("").trim_matches(['[', ']']);
-        let port = request.uri().port_u16().unwrap_or(80);
-        let addrs: Vec<_> = (host, port)
+        let tls = match request.uri().scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            _ => return Err(format!("bad relay URL {url}: expected ws:// or wss://")),
+        };
+        let host = request
+            .uri()
+            .host()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let addrs: Vec<_> = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {url}: {e}"))?
             .collect();
@@ -53,12 +134,21 @@ impl WsClient {
                 }
             };
             let _ = stream.set_nodelay(true);
-            // A peer that accepts but never answers the handshake must not hang us.
+            // A peer that accepts but never answers the handshakes must not hang us.
             let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
             let _ = stream.set_write_timeout(Some(CONNECT_TIMEOUT));
-            return match tungstenite::client::client_with_config(request, stream, Some(config)) {
+            let conn = if tls {
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| format!("bad host name in {url}: {e}"))?;
+                let session = rustls::ClientConnection::new(tls_config()?, name)
+                    .map_err(|e| format!("TLS setup for {url}: {e}"))?;
+                Conn::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+            } else {
+                Conn::Plain(stream)
+            };
+            return match tungstenite::client::client_with_config(request, conn, Some(config)) {
                 Ok((ws, _)) => {
-                    let _ = ws.get_ref().set_write_timeout(None);
+                    let _ = ws.get_ref().tcp().set_write_timeout(None);
                     Ok(WsClient { ws })
                 }
                 Err(e) => Err(format!("WebSocket handshake with {url} failed: {e}")),
@@ -78,6 +168,7 @@ impl WsClient {
         let _ = self
             .ws
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         loop {
             match self.ws.read() {
