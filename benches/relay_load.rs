@@ -4,8 +4,8 @@
 //! - ingest: 64 connections × 32 EVENTs in flight, events/s, beside the 2-core verify
 //!   ceiling measured in the same run;
 //! - REQ `{"ids":[…]}`: time to EOSE, p50/p99;
-//! - fanout: 1000 subscribers matching every event, one publisher; delivery latency after the
-//!   publisher's OK, p50/p99/max, and losses;
+//! - fanout (`wok::bench::fanout`): 1000 subscribers, half matching every event, half a
+//!   tenth of them, one publisher at 50 events/s; latency after the publisher's OK, losses;
 //! - memory: relay RSS per idle connection holding one subscription.
 //!
 //! Every loop is bounded; targets are 127.0.0.1 only. `-- --test` runs a tiny version.
@@ -58,47 +58,6 @@ fn cpu_secs(pid: &str) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Calls `f` with the payload of each complete unmasked server frame at the front of `buf`
-/// and removes those frames.
-fn drain_frames(buf: &mut Vec<u8>, mut f: impl FnMut(&[u8])) {
-    let mut at = 0;
-    loop {
-        let b = &buf[at..];
-        if b.len() < 2 {
-            break;
-        }
-        let (len, head) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (
-                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
-                10,
-            ),
-            126 | 127 => break,
-            n => (n as usize, 2),
-        };
-        if b.len() < head + len {
-            break;
-        }
-        f(&b[head..head + len]);
-        at += head + len;
-    }
-    buf.drain(..at);
-}
-
-/// The `N` of a fanout event whose content is `fN`.
-fn fanout_seq(payload: &[u8]) -> Option<u32> {
-    const MARK: &[u8] = b"\"content\":\"f";
-    let i = payload.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
-    let digits = payload[i..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&payload[i..i + digits])
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// Bytes a process has passed to write calls (`wchar` in /proc/<pid>/io): for the relay,
@@ -310,134 +269,41 @@ fn main() {
         lat.len()
     );
 
-    // Fanout: every subscriber socket is served by one mio thread (a thread per subscriber
-    // would put 1000 runnable threads on the relay's 2 cores); timestamps are compared in
-    // this process.
-    let ready = Arc::new(Barrier::new(2));
-    let sub_thread = {
-        let ready = ready.clone();
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let mut poll = mio::Poll::new().expect("poll");
-            let mut socks: Vec<Ws> = Vec::with_capacity(subs);
-            for i in 0..subs {
-                let mut ws = connect(port);
-                ws.send(Message::text(
-                    r##"["REQ","f",{"kinds":[1],"#t":["fanout"],"limit":0}]"##,
-                ))
-                .expect("send");
-                while recv(&mut ws)[0] != "EOSE" {}
-                if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-                    s.set_nonblocking(true).expect("nonblocking");
-                    poll.registry()
-                        .register(
-                            &mut mio::unix::SourceFd(&s.as_raw_fd()),
-                            mio::Token(i),
-                            mio::Interest::READABLE,
-                        )
-                        .expect("register");
-                }
-                socks.push(ws);
-            }
-            ready.wait();
-            // The drain is lean on purpose (raw frames, no allocation per message, one clock
-            // read per socket read): with tungstenite's reader this thread used twice the
-            // CPU of the relay's io thread and its own backlog dominated the measured tail.
-            let mut socks: Vec<(TcpStream, Vec<u8>)> = socks
-                .into_iter()
-                .filter_map(|ws| match ws.into_inner() {
-                    MaybeTlsStream::Plain(s) => Some((s, Vec::with_capacity(4096))),
-                    _ => None,
-                })
-                .collect();
-            let mut got: Vec<(u32, Instant)> = Vec::with_capacity(subs * fan_events);
-            let mut events = mio::Events::with_capacity(1024);
-            let mut chunk = vec![0u8; 64 << 10];
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while got.len() < subs * fan_events && Instant::now() < deadline {
-                let _ = poll.poll(&mut events, Some(Duration::from_millis(100)));
-                for ev in events.iter() {
-                    let (sock, buf) = &mut socks[ev.token().0];
-                    loop {
-                        match std::io::Read::read(sock, &mut chunk) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                let at = Instant::now();
-                                buf.extend_from_slice(&chunk[..n]);
-                                drain_frames(buf, |payload| {
-                                    if let Some(i) = fanout_seq(payload) {
-                                        got.push((i, at));
-                                    }
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-            got
-        })
+    // Fanout, through the same scenario `wok bench fanout` runs against any relay.
+    let mut report = wok::bench::Report::default();
+    wok::bench::fanout::run(
+        &wok::bench::fanout::FanoutOptions {
+            url: format!("ws://127.0.0.1:{port}"),
+            subs,
+            events: fan_events,
+            rate: 50.0,
+            pid: None,
+        },
+        &mut report,
+    )
+    .expect("fanout");
+    let fig = |name: &str| {
+        report
+            .figures
+            .iter()
+            .find(|f| f.name == name)
+            .map_or(f64::NAN, |f| f.value)
     };
-    ready.wait();
-    let keys = wok::nostr::sign::Keys::from_secret([9; 32]).expect("key");
-    let mut publ = connect(port);
-    let mut ok_at = std::collections::HashMap::new();
-    let mut sent_at = std::collections::HashMap::new();
-    for i in 0..fan_events {
-        let ev = keys
-            .sign(
-                wok::relay::now(),
-                1,
-                wok::nostr::tags::Tags::from_vecs(&[vec!["t", "fanout"]]),
-                &format!("f{i}"),
-                &wok::nostr::Limits::default(),
-            )
-            .expect("sign");
-        sent_at.insert(i as u32, Instant::now());
-        publ.send(Message::text(format!(
-            "[\"EVENT\",{}]",
-            String::from_utf8_lossy(ev.json())
-        )))
-        .expect("send");
-        while recv(&mut publ)[0] != "OK" {}
-        ok_at.insert(i as u32, Instant::now());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut lat = Vec::new();
-    let mut e2e = Vec::new();
-    let got = sub_thread.join().expect("subscribers");
-    let lost = subs * fan_events - got.len();
-    // Per event, the first and the last recipient: a late first delivery points upstream of
-    // the io thread (writer, monitor), a wide spread at the io thread or this client's drain.
-    let mut span: std::collections::HashMap<u32, (f64, f64)> = Default::default();
-    for (content, at) in got {
-        if let Some(ok) = ok_at.get(&content) {
-            let ms = at.saturating_duration_since(*ok).as_secs_f64() * 1e3;
-            lat.push(ms);
-            let e = span.entry(content).or_insert((f64::MAX, 0.0));
-            e.0 = e.0.min(ms);
-            e.1 = e.1.max(ms);
-        }
-        if let Some(sent) = sent_at.get(&content) {
-            e2e.push(at.saturating_duration_since(*sent).as_secs_f64() * 1e3);
-        }
-    }
     println!(
-        "fanout: {subs} subscribers x {fan_events} events, lost {lost}: after the publisher's OK p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; from its send p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99),
-        pct(&mut lat, 1.0),
-        pct(&mut e2e, 0.5),
-        pct(&mut e2e, 0.99),
-        pct(&mut e2e, 1.0)
+        "fanout: {subs} subscribers (half broad, half narrow) x {fan_events} events, {} deliveries, lost {}: after the publisher's OK p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; from its send p50 {:.2} ms, p99 {:.2} ms",
+        fig("deliveries"),
+        fig("lost"),
+        fig("after_ok_p50_ms"),
+        fig("after_ok_p99_ms"),
+        fig("after_ok_max_ms"),
+        fig("after_send_p50_ms"),
+        fig("after_send_p99_ms")
     );
-
-    let (mut first, mut last): (Vec<f64>, Vec<f64>) = span.into_values().unzip();
     println!(
-        "fanout per event: first recipient p50 {:.2} ms, p99 {:.2} ms; last recipient p50 {:.2} ms, p99 {:.2} ms",
-        pct(&mut first, 0.5),
-        pct(&mut first, 0.99),
-        pct(&mut last, 0.5),
-        pct(&mut last, 0.99)
+        "fanout per event: first recipient p50 {:.2} ms; last recipient p50 {:.2} ms, p99 {:.2} ms",
+        fig("first_recipient_p50_ms"),
+        fig("last_recipient_p50_ms"),
+        fig("last_recipient_p99_ms")
     );
 
     // Memory per idle connection with one subscription.

@@ -233,6 +233,31 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
         pct(&mut after_send, 0.99),
         "ms",
     );
+    // Per event, the first and the last recipient after the OK: a late first delivery
+    // points upstream of the io thread (writer, monitor), a wide spread at the io thread.
+    let mut span: HashMap<u32, (f64, f64)> = HashMap::new();
+    for (i, at) in &got {
+        if let Some(ok) = ok_at.get(i) {
+            let ms = at.saturating_duration_since(*ok).as_secs_f64() * 1e3;
+            let e = span.entry(*i).or_insert((f64::MAX, 0.0));
+            e.0 = e.0.min(ms);
+            e.1 = e.1.max(ms);
+        }
+    }
+    let (mut first, mut last): (Vec<f64>, Vec<f64>) = span.into_values().unzip();
+    r.add(
+        "fanout",
+        "first_recipient_p50_ms",
+        pct(&mut first, 0.5),
+        "ms",
+    );
+    r.add("fanout", "last_recipient_p50_ms", pct(&mut last, 0.5), "ms");
+    r.add(
+        "fanout",
+        "last_recipient_p99_ms",
+        pct(&mut last, 0.99),
+        "ms",
+    );
     watch.finish(r, "fanout", secs);
     Ok(())
 }
