@@ -11,6 +11,7 @@ use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
 use super::msg::{ConnId, IngesterMsg, IoSender, MonitorMsg, NegMsg, Pool, ReqMsg, WriterMsg};
+use super::policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
 use crate::nostr::kinds::{self, KindClass};
@@ -22,6 +23,8 @@ use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
 struct Session {
     challenge: Option<String>,
     authed: Option<[u8; 32]>,
+    /// For the write-policy plugin's `sourceType`/`sourceInfo`.
+    ip: Option<std::net::IpAddr>,
 }
 
 pub struct Ingester {
@@ -32,6 +35,7 @@ pub struct Ingester {
     pub reqs: Pool<ReqMsg>,
     pub monitors: Pool<MonitorMsg>,
     pub negs: Pool<NegMsg>,
+    pub policy: Pool<PolicyMsg>,
 }
 
 impl Ingester {
@@ -49,8 +53,14 @@ impl Ingester {
                         let s = sessions.entry(conn).or_default();
                         self.handle(conn, s, &mut text, &mut parser, txn.as_deref());
                     }
-                    IngesterMsg::Connected { conn, .. } => {
-                        sessions.insert(conn, Session::default());
+                    IngesterMsg::Connected { conn, ip } => {
+                        sessions.insert(
+                            conn,
+                            Session {
+                                ip: Some(ip),
+                                ..Session::default()
+                            },
+                        );
                     }
                     IngesterMsg::Closed { conn } => {
                         // Only authenticated connections leave the gauge (strfry decrements
@@ -327,6 +337,18 @@ impl Ingester {
                 );
             }
             return refuse(&e.to_string());
+        }
+        if !cfg.relay.write_policy.plugin.trim().is_empty() {
+            // The plugin's verdict decides where the event goes (policy.rs).
+            return self.policy.dispatch(
+                conn,
+                PolicyMsg {
+                    conn,
+                    event: ev,
+                    ip: s.ip,
+                    authed: s.authed,
+                },
+            );
         }
         if ev.class() == KindClass::Ephemeral {
             let ev: Arc<Event> = Arc::from(ev);

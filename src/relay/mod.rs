@@ -10,6 +10,8 @@ pub mod metrics;
 pub mod monitors;
 pub mod msg;
 pub mod negentropy;
+pub mod plugin;
+pub mod policy;
 pub mod req_monitor;
 pub mod req_worker;
 pub mod writer;
@@ -164,17 +166,21 @@ impl Relay {
         let (req_tx, req_rx): (Vec<_>, Vec<_>) = (0..n_req).map(|_| bounded(4096)).unzip();
         let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| unbounded()).unzip();
         let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| bounded(4096)).unzip();
+        // One write-policy thread (and plugin process) per ingester; idle without a plugin.
+        let (pol_tx, pol_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
         let (writer_tx, writer_rx) = bounded(65_536);
         let ingesters = Pool::new(ing_tx);
         let reqs = Pool::new(req_tx);
         let monitors = Pool::new(mon_tx);
         let negs = Pool::new(neg_tx);
+        let policies = Pool::new(pol_tx);
         if let Ok(mut q) = metrics.queues.lock() {
             q.push(("ingester", Box::new(depth(ing_rx.clone()))));
             q.push(("reqWorker", Box::new(depth(req_rx.clone()))));
             q.push(("reqMonitor", Box::new(depth(mon_rx.clone()))));
             q.push(("writer", Box::new(depth(vec![writer_rx.clone()]))));
             q.push(("negentropy", Box::new(depth(neg_rx.clone()))));
+            q.push(("writePolicy", Box::new(depth(pol_rx.clone()))));
         }
         let mut stages = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
@@ -189,8 +195,23 @@ impl Relay {
                 reqs: reqs.clone(),
                 monitors: monitors.clone(),
                 negs: negs.clone(),
+                policy: policies.clone(),
             };
             stages.push(spawn(format!("Ingester {i}"), Box::new(move || s.run()))?);
+        }
+        drop(policies);
+        for (i, rx) in pol_rx.into_iter().enumerate() {
+            let s = policy::Policy {
+                rx,
+                shared: shared.clone(),
+                io: io_sender.clone(),
+                writer: writer_tx.clone(),
+                monitors: monitors.clone(),
+            };
+            stages.push(spawn(
+                format!("WritePolicy {i}"),
+                Box::new(move || s.run()),
+            )?);
         }
         drop(writer_tx);
         let w = writer::Writer {

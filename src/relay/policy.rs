@@ -1,0 +1,94 @@
+//! Write-policy threads: when `relay.writePolicy.plugin` is set, verified events go from the
+//! ingesters to these threads (by `connId % N`, so each connection's events keep their
+//! order), each with its own plugin process, and only accepted ones go on to the writer (or,
+//! ephemeral, to the monitors). strfry asks its single plugin inside its writer, one event at
+//! a time, so a slow plugin stalls every commit; here it stalls only its own thread's
+//! connections, and the writer never waits on a plugin.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::msg::{ConnId, IoSender, MonitorMsg, Pool, WriterMsg};
+use super::plugin::{Plugin, Request, Verdict};
+use super::{now, Shared};
+use crate::nostr::kinds::KindClass;
+use crate::nostr::{hex, message, Event};
+
+pub struct PolicyMsg {
+    pub conn: ConnId,
+    pub event: Box<Event>,
+    pub ip: Option<IpAddr>,
+    pub authed: Option<[u8; 32]>,
+}
+
+pub struct Policy {
+    pub rx: Receiver<PolicyMsg>,
+    pub shared: Arc<Shared>,
+    pub io: IoSender,
+    pub writer: Sender<WriterMsg>,
+    pub monitors: Pool<MonitorMsg>,
+}
+
+impl Policy {
+    pub fn run(self) {
+        let mut plugin = Plugin::new();
+        for m in self.rx.iter() {
+            let cfg = self.shared.config();
+            let wp = &cfg.relay.write_policy;
+            let (source_type, source_info) = match m.ip {
+                Some(IpAddr::V4(a)) => ("IP4", a.to_string()),
+                Some(IpAddr::V6(a)) => ("IP6", a.to_string()),
+                None => ("IP4", String::new()),
+            };
+            let authed = m.authed.map(|pk| hex::encode(&pk));
+            let verdict = plugin.judge(
+                &wp.plugin,
+                Duration::from_secs(wp.timeout_seconds.max(1)),
+                &Request {
+                    event_json: m.event.json(),
+                    id_hex: m.event.id_hex(),
+                    received_at: now(),
+                    source_type,
+                    source_info: &source_info,
+                    authed: authed.as_deref(),
+                },
+            );
+            let ok = |accepted: bool, msg: &str| {
+                let mut out = Vec::with_capacity(128);
+                message::ok(&mut out, m.event.id_hex(), accepted, msg);
+                self.io.text(m.conn, out);
+            };
+            match verdict {
+                Verdict::Accept(_) => {
+                    if m.event.class() == KindClass::Ephemeral {
+                        let ev: Arc<Event> = Arc::from(m.event);
+                        for tx in self.monitors.all() {
+                            let _ = tx.send(MonitorMsg::Ephemeral(ev.clone()));
+                        }
+                        let mut out = Vec::with_capacity(128);
+                        message::ok(&mut out, ev.id_hex(), true, "");
+                        self.io.text(m.conn, out);
+                    } else {
+                        let _ = self.writer.send(WriterMsg {
+                            conn: m.conn,
+                            event: m.event,
+                        });
+                    }
+                }
+                Verdict::Reject(msg) => {
+                    let msg = if msg.is_empty() {
+                        "blocked: rejected by the write policy"
+                    } else {
+                        &msg
+                    };
+                    ok(false, msg);
+                }
+                // Looks accepted to the sender; stored and sent nowhere.
+                Verdict::ShadowReject(msg) => ok(true, &msg),
+            }
+        }
+    }
+}

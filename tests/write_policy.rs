@@ -1,0 +1,127 @@
+//! The write-policy plugin with real plugin programs (shell and Python) against the real
+//! relay: verdicts, shadow rejection, and misbehaving plugins (slow, dead, lying, printing
+//! garbage) that are restarted while their event gets `error: internal error`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{keys, note, TestRelay};
+
+/// Writes an executable plugin script.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write plugin");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
+}
+
+const PYTHON: &str = r#"#!/usr/bin/env python3
+import json, sys, time, os
+for line in sys.stdin:
+    req = json.loads(line)
+    ev = req["event"]
+    c = ev["content"]
+    out = {"id": ev["id"], "action": "accept"}
+    if c == "spam":
+        out = {"id": ev["id"], "action": "reject", "msg": "blocked: no spam " + req["sourceType"]}
+    elif c == "shadow":
+        out = {"id": ev["id"], "action": "shadowReject"}
+    elif c == "hang":
+        time.sleep(30)
+    elif c == "crash":
+        sys.exit(1)
+    elif c == "lie":
+        out = {"id": "0" * 64, "action": "accept"}
+    elif c == "garbage":
+        print("this is not json", flush=True)
+        continue
+    print(json.dumps(out), flush=True)
+"#;
+
+fn relay_with_plugin(cmd: &str) -> TestRelay {
+    let cmd = cmd.to_owned();
+    TestRelay::with(move |c| {
+        c.relay.write_policy.plugin = cmd;
+        c.relay.write_policy.timeout_seconds = 1;
+    })
+}
+
+#[test]
+fn python_plugin_verdicts_and_misbehaviour() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = script(dir.path(), "policy.py", PYTHON);
+    let r = relay_with_plugin(p.to_str().expect("utf8"));
+    let mut c = r.client();
+    let k = keys(30);
+
+    let ok = c.publish(&note(&k, "hello"));
+    assert_eq!(ok[2], true, "{ok}");
+    let spam = c.publish(&note(&k, "spam"));
+    assert_eq!(spam[2], false);
+    assert_eq!(spam[3], "blocked: no spam IP4");
+    // shadowReject: OK true, but nothing stored.
+    let shadow = note(&k, "shadow");
+    assert_eq!(c.publish(&shadow)[2], true);
+    let stored = c.req("s", r#"{"kinds":[1]}"#);
+    let contents: Vec<&str> = stored
+        .iter()
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert_eq!(contents, vec!["hello"]);
+
+    // Each kind of misbehaviour costs only its own event; the next one is judged by a
+    // fresh plugin process.
+    for bad in ["hang", "crash", "lie", "garbage"] {
+        let m = c.publish(&note(&k, bad));
+        assert_eq!(m[2], false, "{bad}: {m}");
+        assert_eq!(m[3], "error: internal error", "{bad}");
+        let after = c.publish(&note(&k, &format!("after {bad}")));
+        assert_eq!(after[2], true, "after {bad}: {after}");
+    }
+}
+
+#[test]
+fn shell_plugin_and_restart_when_the_file_changes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Rejects everything, naming the event's id (the first "id" of the request line).
+    let reject_all = r#"#!/bin/sh
+while read -r line; do
+  id=$(printf '%s' "$line" | sed 's/^{"type":"new","event":{"id":"\([0-9a-f]*\)".*/\1/')
+  printf '{"id":"%s","action":"reject","msg":"blocked: closed for now"}\n' "$id"
+done
+"#;
+    let p = script(dir.path(), "policy.sh", reject_all);
+    let r = relay_with_plugin(p.to_str().expect("utf8"));
+    let mut c = r.client();
+    let k = keys(31);
+    let m = c.publish(&note(&k, "one"));
+    assert_eq!(m[2], false);
+    assert_eq!(m[3], "blocked: closed for now");
+
+    // A new file (new mtime): the next event meets the new plugin.
+    let accept_all = reject_all
+        .replace("reject", "accept")
+        .replace("blocked: closed for now", "");
+    std::fs::write(&p, accept_all).expect("rewrite");
+    // Make the new mtime unmistakable even on coarse-timestamp filesystems.
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        })
+        .expect("mtime");
+    let m = c.publish(&note(&k, "two"));
+    assert_eq!(m[2], true, "{m}");
+}
+
+#[test]
+fn a_plugin_that_cannot_start_refuses_clearly() {
+    let r = relay_with_plugin("/nonexistent/plugin-that-is-not-there");
+    let mut c = r.client();
+    let m = c.publish(&note(&keys(32), "x"));
+    assert_eq!(m[2], false);
+    assert_eq!(m[3], "error: internal error");
+}
