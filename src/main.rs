@@ -64,12 +64,45 @@ enum Command {
     Negentropy(cmd::negentropy::NegentropyCmd),
 }
 
+/// Every `--set` of the command line, in order. clap keeps only the occurrences after the
+/// subcommand when `--set` appears both before and after it (`wok --set db=x sync URL --set
+/// k=v` would lose `db=x`), so the values are read off the arguments themselves; `parsed`
+/// (what clap kept) is the fallback if none can be read.
+fn all_sets(parsed: &[String]) -> Vec<String> {
+    // args_os: a non-UTF-8 argument must not panic here (clap has already judged them).
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        if args[i] == "--" {
+            break;
+        }
+        if args[i] == "--set" {
+            if let Some(v) = args.get(i + 1) {
+                out.push(v.clone());
+            }
+            i += 2;
+            continue;
+        }
+        if let Some(v) = args[i].strip_prefix("--set=") {
+            out.push(v.to_owned());
+        }
+        i += 1;
+    }
+    if out.len() < parsed.len() {
+        return parsed.to_vec();
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbosity);
     let globals = cmd::Globals {
         config: cli.config,
-        set: cli.set,
+        set: all_sets(&cli.set),
     };
     match &cli.command {
         Command::Config(c) => cmd::config::run(c, &globals),

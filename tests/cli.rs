@@ -91,3 +91,19 @@ fn bad_verbosity_is_refused() {
         .status
         .success());
 }
+
+#[test]
+fn set_before_and_after_the_command_both_apply() {
+    let out = wok(&[
+        "--set",
+        "db=/tmp/wok-set-test/",
+        "config",
+        "show",
+        "--set",
+        "relay.port=1234",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("db = \"/tmp/wok-set-test/\""), "{text}");
+    assert!(text.contains("port = 1234"), "{text}");
+}

@@ -337,3 +337,36 @@ fn wss_with_a_private_ca_from_ssl_cert_file() {
     assert!(err.contains("certificate"), "{err}");
     front.join().expect("front");
 }
+
+#[test]
+fn downloads_pass_the_write_policy_plugin() {
+    use std::os::unix::fs::PermissionsExt;
+    let all = events(100, "p");
+    let relay = relay_with(&all, |_| {});
+    let dir = tempfile::tempdir().expect("tmp");
+    let plugin = dir.path().join("policy.py");
+    // Refuses events whose content ends in 7, and checks it is told where they came from.
+    std::fs::write(
+        &plugin,
+        r#"#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    ev = req["event"]
+    ok = req["sourceType"] == "Sync" and req["sourceInfo"].startswith("ws://") and not ev["content"].endswith("7")
+    print(json.dumps({"id": ev["id"], "action": "accept" if ok else "reject"}), flush=True)
+"#,
+    )
+    .expect("plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cli = tempfile::tempdir().expect("tmp");
+    let set = format!("relay.writePolicy.plugin={}", plugin.display());
+    let err = ok(&sync(cli.path(), &relay.url, &["--set", &set]));
+    assert!(err.contains("need 100, downloaded 90"), "{err}");
+    let want: Vec<Event> = all
+        .iter()
+        .filter(|e| !String::from_utf8_lossy(e.json()).contains("7\",\"sig\""))
+        .cloned()
+        .collect();
+    assert_eq!(stored_ids(cli.path()), ids(&want));
+}

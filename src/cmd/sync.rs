@@ -94,6 +94,9 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
         frame_size_limit: args.frame_size_limit,
         timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
         limits,
+        plugin: cfg.relay.write_policy.plugin.clone(),
+        plugin_timeout: Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1)),
+        url: args.url.clone(),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new_spinner();

@@ -36,6 +36,11 @@ pub struct SyncOptions {
     /// Give up after this long without a message (`None` = never).
     pub timeout: Option<Duration>,
     pub limits: Limits,
+    /// `relay.writePolicy.plugin` and its timeout: downloaded events are judged as strfry's
+    /// sync does (sourceType `Sync`, sourceInfo the relay URL) before they are written.
+    pub plugin: String,
+    pub plugin_timeout: Duration,
+    pub url: String,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -169,6 +174,7 @@ fn run_with<T: negentropy::NegentropyStorageBase>(
         downloaded: Vec::new(),
         parser: JsonParser::new(),
         seen: HashSet::new(),
+        plugin: crate::relay::plugin::Plugin::new(),
     };
     s.send(format!(
         "[\"NEG-OPEN\",\"{NEG_SUB}\",{},\"{}\"]",
@@ -219,6 +225,7 @@ struct Session<'a> {
     parser: JsonParser,
     /// Every id reported as have or need so far.
     seen: HashSet<[u8; 32]>,
+    plugin: crate::relay::plugin::Plugin,
 }
 
 impl Session<'_> {
@@ -411,7 +418,28 @@ impl Session<'_> {
         if self.downloaded.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.downloaded);
+        let mut batch = std::mem::take(&mut self.downloaded);
+        if !self.opts.plugin.trim().is_empty() {
+            let now = now();
+            let (plugin, opts) = (&mut self.plugin, self.opts);
+            let before = batch.len();
+            batch.retain(|e| {
+                let v = plugin.judge(
+                    &opts.plugin,
+                    opts.plugin_timeout,
+                    &crate::relay::plugin::Request {
+                        event_json: e.json(),
+                        id_hex: e.id_hex(),
+                        received_at: now,
+                        source_type: "Sync",
+                        source_info: &opts.url,
+                        authed: None,
+                    },
+                );
+                matches!(v, crate::relay::plugin::Verdict::Accept(_))
+            });
+            self.stats.down_rejected += (before - batch.len()) as u64;
+        }
         let outcomes = self
             .store
             .write_batch(&batch)
