@@ -57,6 +57,10 @@ enum Command {
     Gen(cmd::gen::GenArgs),
     /// Reconcile with another relay over NIP-77 (negentropy) and transfer the difference
     Sync(cmd::sync::SyncArgs),
+    /// Send JSONL events from stdin to a relay, a window in flight; exits once all are answered
+    Upload(cmd::transfer::UploadArgs),
+    /// Print a relay's events for a filter as JSONL, until EOSE
+    Download(cmd::transfer::DownloadArgs),
     /// Load scenarios against any relay URL: ingest, query, fanout, conns
     Bench(cmd::bench::BenchArgs),
     /// Manage stored negentropy trees: list, add <filter>, build <id>, remove <id>
@@ -116,6 +120,8 @@ fn main() -> ExitCode {
         Command::Info(a) => cmd::info::run(a, &globals),
         Command::Sync(a) => cmd::sync::run(a, &globals),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Upload(a) => cmd::transfer::upload(a),
+        Command::Download(a) => cmd::transfer::download(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
     }
 }

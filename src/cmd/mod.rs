@@ -13,6 +13,7 @@ pub mod negentropy;
 pub mod relay;
 pub mod scan;
 pub mod sync;
+pub mod transfer;
 mod util;
 
 use std::path::PathBuf;
