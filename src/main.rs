@@ -57,6 +57,8 @@ enum Command {
     Gen(cmd::gen::GenArgs),
     /// Reconcile with another relay over NIP-77 (negentropy) and transfer the difference
     Sync(cmd::sync::SyncArgs),
+    /// A live link to another relay: store its new events, send ours, or both
+    Stream(cmd::stream::StreamArgs),
     /// Send JSONL events from stdin to a relay, a window in flight; exits once all are answered
     Upload(cmd::transfer::UploadArgs),
     /// Print a relay's events for a filter as JSONL, until EOSE
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         Command::Sync(a) => cmd::sync::run(a, &globals),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Upload(a) => cmd::transfer::upload(a),
+        Command::Stream(a) => cmd::stream::run(a, &globals),
         Command::Download(a) => cmd::transfer::download(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
     }

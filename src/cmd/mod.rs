@@ -12,6 +12,7 @@ pub mod info;
 pub mod negentropy;
 pub mod relay;
 pub mod scan;
+pub mod stream;
 pub mod sync;
 pub mod transfer;
 mod util;

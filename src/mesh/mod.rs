@@ -2,5 +2,6 @@
 //! `upload`, `download`). Blocking, one connection per caller thread.
 
 pub mod range;
+pub mod stream;
 pub mod sync;
 pub mod ws;

@@ -1,0 +1,64 @@
+//! `wok stream <url> [--dir down|up|both]`: a live link to another relay (`wok::mesh::stream`),
+//! until SIGINT or SIGTERM. strfry's default direction (`down`) is kept.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wok::mesh::stream::{self, StreamOptions};
+use wok::mesh::sync::Dir;
+use wok::nostr::Limits;
+
+use super::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct StreamArgs {
+    /// Relay URL (ws:// or wss://)
+    url: String,
+    /// down: store the relay's new events; up: send local new events; both
+    #[arg(long, value_enum, default_value_t = Dir::Down)]
+    dir: Dir,
+}
+
+pub fn run(args: &StreamArgs, g: &Globals) -> ExitCode {
+    if args.dir == Dir::None {
+        eprintln!("error: stream: --dir must be down, up or both");
+        return ExitCode::FAILURE;
+    }
+    let Some((cfg, store)) = g.open_store() else {
+        return ExitCode::FAILURE;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("error: stream: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let opts = StreamOptions {
+        url: args.url.clone(),
+        dir: args.dir,
+        limits: Limits {
+            max_event_size: to_usize(cfg.events.max_event_size),
+            max_num_tags: to_usize(cfg.events.max_num_tags),
+            max_tag_val_size: to_usize(cfg.events.max_tag_val_size),
+        },
+        plugin: cfg.relay.write_policy.plugin.clone(),
+        plugin_timeout: Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1)),
+    };
+    match stream::run(&store, &opts, &stop) {
+        Ok(s) => {
+            eprintln!(
+                "stream ended: {} events down, {} up, {} reconnects",
+                s.down, s.up, s.reconnects
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: stream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
