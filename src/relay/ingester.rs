@@ -10,11 +10,13 @@ use crossbeam_channel::{Receiver, Sender};
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
-use super::msg::{ConnId, IngesterMsg, IoSender, MonitorMsg, NegMsg, Pool, ReqMsg, WriterMsg};
+use super::msg::{
+    route_accepted, ConnId, IngesterMsg, IoSender, MonitorMsg, NegMsg, Pool, ReqMsg, WriterMsg,
+};
 use super::policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
-use crate::nostr::kinds::{self, KindClass};
+use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
 use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
 
@@ -350,14 +352,7 @@ impl Ingester {
                 },
             );
         }
-        if ev.class() == KindClass::Ephemeral {
-            let ev: Arc<Event> = Arc::from(ev);
-            for m in self.monitors.all() {
-                let _ = m.send(MonitorMsg::Ephemeral(ev.clone()));
-            }
-            return self.reply(conn, |o| message::ok(o, ev.id_hex(), true, ""));
-        }
-        let _ = self.writer.send(WriterMsg { conn, event: ev });
+        route_accepted(conn, ev, &self.writer, &self.monitors, &self.io);
     }
 }
 

@@ -115,60 +115,11 @@ impl NegWorker {
                 if sessions.count(conn) >= max_sessions {
                     return self.err(conn, &sub_id, "blocked: too many concurrent NEG requests");
                 }
-                // A filter that is a stored tree's (since/until aside) is served from the
-                // tree when this reader may see everything in it.
-                let tree = if auth.sees_all_of(&filter) {
-                    self.shared
-                        .store
-                        .read_txn()
-                        .and_then(|txn| self.shared.store.tree_for(&txn, &filter))
-                } else {
-                    Ok(None)
-                };
-                match tree {
-                    Ok(Some(tree)) => {
-                        let mut set = SessionSet::Tree {
-                            tree,
-                            since: filter.since,
-                            until: filter.until,
-                        };
-                        if self.round(conn, &sub_id, &mut set, &msg) {
-                            sessions.insert(
-                                conn,
-                                sub_id,
-                                Session {
-                                    set,
-                                    last_used: Instant::now(),
-                                },
-                            );
-                        }
-                        return;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        log::error!("[{conn}] negentropy tree lookup failed: {e}");
-                        return self.err(conn, &sub_id, "error: internal error");
-                    }
-                }
-                let max_events = cfg.relay.negentropy.max_sync_events;
-                let storage = match self.collect(filter, max_events, &auth) {
-                    Ok(Some(s)) => s,
-                    Ok(None) => {
-                        return self.err(conn, &sub_id, "blocked: too many query results");
-                    }
-                    Err(e) => {
-                        log::error!("[{conn}] negentropy query failed: {e}");
-                        return self.err(conn, &sub_id, "error: internal error");
-                    }
-                };
-                let neg = match Negentropy::owned(storage, FRAME_SIZE_LIMIT) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        log::error!("[{conn}] negentropy setup failed: {e}");
-                        return self.err(conn, &sub_id, "error: internal error");
-                    }
-                };
-                let mut set = SessionSet::Vector(neg);
+                let mut set =
+                    match self.open_set(filter, &auth, cfg.relay.negentropy.max_sync_events) {
+                        Ok(set) => set,
+                        Err(reason) => return self.err(conn, &sub_id, reason),
+                    };
                 if self.round(conn, &sub_id, &mut set, &msg) {
                     sessions.insert(
                         conn,
@@ -198,6 +149,42 @@ impl NegWorker {
                 }
             }
         }
+    }
+
+    /// The set a new session reconciles against, or the NEG-ERR reason it cannot have one.
+    /// A filter that is a built tree's (since/until aside) is served from the tree when this
+    /// reader may see everything in it; any other is collected by the query engine.
+    fn open_set(
+        &self,
+        filter: Filter,
+        auth: &ReadAuth,
+        max_events: u64,
+    ) -> Result<SessionSet, &'static str> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            log::error!("negentropy {what} failed: {e}");
+            "error: internal error"
+        };
+        if auth.sees_all_of(&filter) {
+            let store = &self.shared.store;
+            let tree = store
+                .read_txn()
+                .and_then(|txn| store.tree_for(&txn, &filter))
+                .map_err(|e| internal("tree lookup", &e))?;
+            if let Some(tree) = tree {
+                return Ok(SessionSet::Tree {
+                    tree,
+                    since: filter.since,
+                    until: filter.until,
+                });
+            }
+        }
+        let storage = self
+            .collect(filter, max_events, auth)
+            .map_err(|e| internal("query", &e))?
+            .ok_or("blocked: too many query results")?;
+        let neg =
+            Negentropy::owned(storage, FRAME_SIZE_LIMIT).map_err(|e| internal("setup", &e))?;
+        Ok(SessionSet::Vector(neg))
     }
 
     /// One reconcile round; false (after telling the client) if the session is over.

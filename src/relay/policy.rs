@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::msg::{ConnId, IoSender, MonitorMsg, Pool, WriterMsg};
+use super::msg::{route_accepted, ConnId, IoSender, MonitorMsg, Pool, WriterMsg};
 use super::plugin::{Plugin, Request, Verdict};
 use super::{now, Shared};
-use crate::nostr::kinds::KindClass;
 use crate::nostr::{hex, message, Event};
 
 pub struct PolicyMsg {
@@ -63,20 +62,7 @@ impl Policy {
             };
             match verdict {
                 Verdict::Accept(_) => {
-                    if m.event.class() == KindClass::Ephemeral {
-                        let ev: Arc<Event> = Arc::from(m.event);
-                        for tx in self.monitors.all() {
-                            let _ = tx.send(MonitorMsg::Ephemeral(ev.clone()));
-                        }
-                        let mut out = Vec::with_capacity(128);
-                        message::ok(&mut out, ev.id_hex(), true, "");
-                        self.io.text(m.conn, out);
-                    } else {
-                        let _ = self.writer.send(WriterMsg {
-                            conn: m.conn,
-                            event: m.event,
-                        });
-                    }
+                    route_accepted(m.conn, m.event, &self.writer, &self.monitors, &self.io)
                 }
                 Verdict::Reject(msg) => {
                     let msg = if msg.is_empty() {
