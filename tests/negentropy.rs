@@ -259,4 +259,31 @@ fn a_stored_tree_serves_its_filter_exactly_without_collecting() {
     // A filter with no tree is collected, and over maxSyncEvents.
     c.send("[\"NEG-OPEN\",\"v\",{\"kinds\":[1]},\"61\"]");
     assert_eq!(c.recv()[2], "blocked: too many query results");
+
+    // A session whose tree is removed (here by another process) is ended, not answered
+    // from a tree that no longer holds its set.
+    c.send("[\"NEG-OPEN\",\"gone\",{},\"61\"]");
+    assert_eq!(c.recv()[0], "NEG-MSG");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wok"))
+        .arg("--set")
+        .arg(format!("db={}", r.dir.path().display()))
+        .args([
+            "--set",
+            "dbParams.mapsize=1073741824",
+            "negentropy",
+            "remove",
+            "1",
+        ])
+        .env_remove("STRFRY_CONFIG")
+        .output()
+        .expect("wok negentropy remove");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.send("[\"NEG-MSG\",\"gone\",\"61\"]");
+    let m = c.recv();
+    assert_eq!(m[0], "NEG-ERR", "{m}");
+    assert_eq!(m[2], "closed: the stored set changed; reopen");
 }

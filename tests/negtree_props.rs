@@ -119,10 +119,57 @@ fn check_tree(store: &Store, tree: u64, f: &Filter, probe: u64) -> Result<(), Te
             view.find_lower_bound(0, n, &bound),
             vec.find_lower_bound(0, n, &bound)
         );
+        // A bound with an id: an item's own (sorts at it) or a random one (between items
+        // of the same second).
+        let id: [u8; 32] = match (next() % 2, want.get(a)) {
+            (0, Some((_, id))) => *id,
+            _ => {
+                let mut r = [0u8; 32];
+                for c in r.chunks_mut(8) {
+                    c.copy_from_slice(&next().to_le_bytes());
+                }
+                r
+            }
+        };
+        let bound = Bound::with_timestamp_and_id(ts, id).expect("bound");
+        prop_assert_eq!(
+            view.find_lower_bound(0, n, &bound),
+            vec.find_lower_bound(0, n, &bound)
+        );
+        // A since/until window answers like a vector of just the items inside it.
         let until = ts.saturating_add(next() % (1 << 30));
         let sub = TreeView::new(store, &txn, tree, ts, until).expect("view");
-        let in_range = want.iter().filter(|(t, _)| *t >= ts && *t <= until).count();
-        prop_assert_eq!(sub.len() as usize, in_range);
+        let inside: Vec<(u64, [u8; 32])> = want
+            .iter()
+            .filter(|(t, _)| *t >= ts && *t <= until)
+            .copied()
+            .collect();
+        let sub_vec = vector(&inside);
+        let m = inside.len();
+        prop_assert_eq!(sub.len() as usize, m);
+        let (c, d) = ((next() as usize) % (m + 1), (next() as usize) % (m + 1));
+        let (c, d) = (c.min(d), c.max(d));
+        prop_assert_eq!(
+            sub.fingerprint(c, d).expect("fp").to_bytes(),
+            sub_vec.fingerprint(c, d).expect("fp").to_bytes()
+        );
+        if c < m {
+            prop_assert_eq!(
+                sub.get_item(c).expect("item"),
+                sub_vec.get_item(c).expect("item")
+            );
+        }
+        let mut got = Vec::new();
+        sub.iterate(c, d, &mut |item, _| {
+            got.push((item.timestamp, *item.id.as_bytes()));
+            Ok(true)
+        })
+        .expect("iterate");
+        prop_assert_eq!(&got[..], &inside[c..d]);
+        prop_assert_eq!(
+            sub.find_lower_bound(0, m, &bound),
+            sub_vec.find_lower_bound(0, m, &bound)
+        );
     }
     let (size, fp) = tree_summary(store, &txn, tree).expect("summary");
     prop_assert_eq!(size as usize, n);

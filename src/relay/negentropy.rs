@@ -46,6 +46,8 @@ enum SessionSet {
     /// A stored tree, read afresh for every message (nothing held between messages).
     Tree {
         tree: TreeId,
+        /// The tree's filter when the session opened: checked on every message.
+        filter: String,
         since: u64,
         until: u64,
     },
@@ -173,6 +175,7 @@ impl NegWorker {
             if let Some(tree) = tree {
                 return Ok(SessionSet::Tree {
                     tree,
+                    filter: crate::store::negtree::tree_filter_text(&filter),
                     since: filter.since,
                     until: filter.until,
                 });
@@ -191,7 +194,12 @@ impl NegWorker {
     fn round(&self, conn: ConnId, sub: &SubId, set: &mut SessionSet, msg: &[u8]) -> bool {
         let result = match set {
             SessionSet::Vector(neg) => neg.reconcile(msg).map_err(|e| e.to_string()),
-            SessionSet::Tree { tree, since, until } => {
+            SessionSet::Tree {
+                tree,
+                filter,
+                since,
+                until,
+            } => {
                 let store = &self.shared.store;
                 let txn = match store.read_txn() {
                     Ok(t) => t,
@@ -201,6 +209,19 @@ impl NegWorker {
                         return false;
                     }
                 };
+                match store.tree_serving(&txn, *tree) {
+                    Ok(Some(f)) if f == *filter => {}
+                    Ok(_) => {
+                        // Removed or rebuilt under this session: its answers would be wrong.
+                        self.err(conn, sub, "closed: the stored set changed; reopen");
+                        return false;
+                    }
+                    Err(e) => {
+                        log::error!("[{conn}] negentropy tree {tree}: {e}");
+                        self.err(conn, sub, "error: internal error");
+                        return false;
+                    }
+                }
                 let view = match TreeView::new(store, &txn, *tree, *since, *until) {
                     Ok(v) => v,
                     Err(e) => {

@@ -152,6 +152,8 @@ pub struct Store {
     env: Env<WithoutTls>,
     pub(crate) t: Tables,
     path: PathBuf,
+    /// `negtree::Store::tree_filters`: (modification counter, parsed tree filters).
+    tree_cache: std::sync::Mutex<Option<(u64, negtree::TreeFilters)>>,
 }
 
 /// Durable facts about the DB, kept in the `Meta` row.
@@ -209,6 +211,7 @@ impl Store {
             env: env.clone(),
             t,
             path: dir.to_path_buf(),
+            tree_cache: std::sync::Mutex::new(None),
         };
         match store.read_meta(&wtxn)? {
             None => {

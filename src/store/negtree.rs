@@ -22,6 +22,7 @@
 //! crate. The sums are kept (and used for whole-tree fingerprints) for when it is.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use heed::RoTxn;
 use negentropy::{Bound, Error as NegError, Id, Item, NegentropyStorageBase};
@@ -30,6 +31,8 @@ use super::{Result, Store};
 use crate::nostr::Filter;
 
 pub type TreeId = u64;
+/// The trees and their parsed filters.
+pub type TreeFilters = Arc<Vec<(TreeId, Filter)>>;
 
 const ITEM: u8 = 0;
 const BUILT: u8 = 0xFF;
@@ -52,6 +55,26 @@ fn agg_key(tree: TreeId, level: u8, bucket: u64) -> [u8; 17] {
     k[8] = level;
     k[9..].copy_from_slice(&bucket.to_be_bytes());
     k
+}
+
+/// The canonical text a tree for `f` is registered under: `f` without since/until.
+pub fn tree_filter_text(f: &Filter) -> String {
+    Filter {
+        since: 0,
+        until: u64::MAX,
+        ..f.clone()
+    }
+    .to_json()
+}
+
+/// (created_at, id) of an item row's key; `None` for a key of another shape (corrupt).
+fn read_item(k: &[u8]) -> Option<(u64, [u8; 32])> {
+    let ts = u64::from_be_bytes(k.get(9..17)?.try_into().ok()?);
+    Some((ts, k.get(17..49)?.try_into().ok()?))
+}
+
+fn corrupt(tree: TreeId) -> super::StoreError {
+    super::StoreError::Corrupt(format!("negentropy tree {tree}: a row of the wrong shape"))
 }
 
 pub fn built_key(tree: TreeId) -> [u8; 9] {
@@ -128,12 +151,7 @@ impl Store {
     /// Every registered tree and its filter (the canonical JSON and the parsed filter).
     pub fn trees(&self, txn: &RoTxn) -> Result<Vec<(TreeId, String, Filter)>> {
         let mut out = Vec::new();
-        for row in self.t.negentropy_filter.iter(txn)? {
-            let (k, v) = row?;
-            let Some(tree) = super::keys::read_u64(k) else {
-                continue;
-            };
-            let text = super::record::negentropy_filter_text(v)?;
+        for (tree, text) in self.tree_texts(txn)? {
             let mut bytes = text.as_bytes().to_vec();
             let parsed = crate::nostr::JsonParser::new()
                 .parse(&mut bytes, |j| Filter::from_json(j, usize::MAX));
@@ -147,6 +165,56 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every registered tree and its canonical filter text, unparsed.
+    fn tree_texts(&self, txn: &RoTxn) -> Result<Vec<(TreeId, String)>> {
+        let mut out = Vec::new();
+        for row in self.t.negentropy_filter.iter(txn)? {
+            let (k, v) = row?;
+            if let Some(tree) = super::keys::read_u64(k) {
+                out.push((tree, super::record::negentropy_filter_text(v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The trees and parsed filters the write path keeps exact, parsed once per change of
+    /// the tree set (Meta's modification counter, read in `txn`, so another process adding
+    /// a tree is seen by the next batch) instead of once per batch.
+    pub(crate) fn tree_filters(&self, txn: &RoTxn) -> Result<TreeFilters> {
+        let counter = self.meta(txn)?.negentropy_modification_counter;
+        if let Ok(cache) = self.tree_cache.lock() {
+            if let Some((c, trees)) = cache.as_ref() {
+                if *c == counter {
+                    return Ok(trees.clone());
+                }
+            }
+        }
+        let trees: TreeFilters = Arc::new(
+            self.trees(txn)?
+                .into_iter()
+                .map(|(id, _, f)| (id, f))
+                .collect(),
+        );
+        if let Ok(mut cache) = self.tree_cache.lock() {
+            *cache = Some((counter, trees.clone()));
+        }
+        Ok(trees)
+    }
+
+    /// The canonical filter of `tree` if it still exists and is built: a session opened on
+    /// it checks this on every message, so a tree removed (or removed and re-added under
+    /// the same id for another filter) is never served to it.
+    pub fn tree_serving(&self, txn: &RoTxn, tree: TreeId) -> Result<Option<String>> {
+        if !self.tree_built(txn, tree)? {
+            return Ok(None);
+        }
+        Ok(self
+            .tree_texts(txn)?
+            .into_iter()
+            .find(|(id, _)| *id == tree)
+            .map(|(_, text)| text))
     }
 
     /// Is `tree` complete (built), so it may answer NEG-OPENs?
@@ -202,13 +270,8 @@ impl Store {
         if f.limit.is_some() {
             return Ok(None);
         }
-        let bare = Filter {
-            since: 0,
-            until: u64::MAX,
-            ..f.clone()
-        }
-        .to_json();
-        for (tree, text, _) in self.trees(txn)? {
+        let bare = tree_filter_text(f);
+        for (tree, text) in self.tree_texts(txn)? {
             if text == bare && self.tree_built(txn, tree)? {
                 return Ok(Some(tree));
             }
@@ -302,16 +365,19 @@ impl Store {
 
     /// Removes every row of `tree` (items, aggregates, built mark).
     pub(crate) fn clear_tree(&self, txn: &mut heed::RwTxn, tree: TreeId) -> Result<()> {
+        // Every key of the tree starts with its id; a range delete holds none in memory.
         let lo = tree.to_be_bytes();
-        let keys: Vec<Vec<u8>> = self
-            .t
-            .negentropy_tree
-            .prefix_iter(txn, &lo)?
-            .map(|r| r.map(|(k, _)| k.to_vec()))
-            .collect::<std::result::Result<_, _>>()?;
-        for k in keys {
-            self.t.negentropy_tree.delete(txn, &k)?;
-        }
+        let range = match tree.checked_add(1) {
+            Some(next) => (
+                std::ops::Bound::Included(&lo[..]),
+                std::ops::Bound::Excluded(&next.to_be_bytes()[..]),
+            ),
+            None => (
+                std::ops::Bound::Included(&lo[..]),
+                std::ops::Bound::Unbounded,
+            ),
+        };
+        self.t.negentropy_tree.delete_range(txn, &range)?;
         Ok(())
     }
 }
@@ -384,7 +450,11 @@ impl<'t> TreeView<'t> {
         let mut out = Vec::new();
         for row in self.db().range(self.txn, &range)? {
             let (k, v) = row?;
-            let bucket = u64::from_be_bytes(k[9..17].try_into().unwrap_or_default());
+            let bucket = k
+                .get(9..17)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| corrupt(self.tree))?;
             out.push((bucket, read_agg(v)));
         }
         Ok(out)
@@ -427,8 +497,9 @@ impl<'t> TreeView<'t> {
         );
         for row in self.db().range(self.txn, &range)? {
             let (k, _) = row?;
+            let (_, id) = read_item(k).ok_or_else(|| corrupt(self.tree))?;
             count += 1;
-            sum.add(k[17..49].try_into().unwrap_or(&[0; 32]));
+            sum.add(&id);
         }
         Ok((count, sum))
     }
@@ -474,9 +545,8 @@ impl<'t> TreeView<'t> {
         );
         for row in self.db().range(self.txn, &range)? {
             let (k, _) = row?;
-            let id: [u8; 32] = k[17..49].try_into().unwrap_or([0; 32]);
+            let (ts, id) = read_item(k).ok_or_else(|| corrupt(self.tree))?;
             if left == 0 {
-                let ts = u64::from_be_bytes(k[9..17].try_into().unwrap_or_default());
                 return Ok((
                     sum,
                     Some(Item::with_timestamp_and_id(ts, Id::from_byte_array(id))),
@@ -580,8 +650,7 @@ impl NegentropyStorageBase for TreeView<'_> {
         let iter = self.fail(self.db().range(self.txn, &range).map_err(Into::into))?;
         for (i, row) in (begin..end).zip(iter) {
             let (k, _) = self.fail(row.map_err(Into::into))?;
-            let ts = u64::from_be_bytes(k[9..17].try_into()?);
-            let id: [u8; 32] = k[17..49].try_into()?;
+            let (ts, id) = self.fail(read_item(k).ok_or_else(|| corrupt(self.tree)))?;
             if !cb(Item::with_timestamp_and_id(ts, Id::from_byte_array(id)), i)? {
                 break;
             }

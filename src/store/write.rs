@@ -4,12 +4,10 @@
 //! (the levId counter lives in Meta, so deleting the newest row cannot cause reuse), which
 //! makes a batch exactly equivalent to applying its events one by one.
 
-use std::collections::HashSet;
-
 use heed::{PutFlags, RwTxn};
 
 use super::keys::{self, LevId};
-use super::negtree::{TreeId, TreeOp};
+use super::negtree::{TreeFilters, TreeOp};
 use super::{payload, record, Meta, Record, Result, Store};
 use crate::nostr::filter::EventView;
 use crate::nostr::hex;
@@ -76,10 +74,9 @@ impl Store {
         });
         let mut meta = self.meta(txn)?;
         let mut outcomes = vec![Outcome::Duplicate; events.len()];
-        let mut seen = HashSet::with_capacity(events.len());
         let mut pending = Pending::new(self, txn)?;
         for i in order {
-            outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut seen, &mut pending)?;
+            outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut pending)?;
         }
         pending.apply(self, txn)?;
         self.write_meta(txn, &meta)?;
@@ -91,28 +88,22 @@ impl Store {
         txn: &mut RwTxn,
         ev: &Event,
         meta: &mut Meta,
-        seen: &mut HashSet<[u8; 32]>,
         p: &mut Pending,
     ) -> Result<Outcome> {
         let class = ev.class();
         if class == KindClass::Ephemeral {
             return Ok(Outcome::Ephemeral);
         }
-        if seen.contains(&ev.id) {
-            return Ok(Outcome::Duplicate);
-        }
         // The id row is claimed first, in one B-tree walk that is both the duplicate check
-        // and the insert (a get then a put would walk twice); the rare event rejected below
-        // gives it back.
+        // (also within the batch: a written copy's row is already there) and the insert; the
+        // rare event rejected below gives it back.
         let lev = meta.next_lev_id;
         let lk = keys::lev_key(lev);
         if self.t.id.get_or_put(txn, &ev.id, &lk)?.is_some() {
             return Ok(Outcome::Duplicate);
         }
         let outcome = self.write_new(txn, ev, class, meta, p)?;
-        if matches!(outcome, Outcome::Written(_)) {
-            seen.insert(ev.id);
-        } else {
+        if !matches!(outcome, Outcome::Written(_)) {
             self.t.id.delete(txn, &ev.id)?;
         }
         Ok(outcome)
@@ -346,14 +337,22 @@ impl Store {
         for row in self.t.expiration.iter(&txn)? {
             let (k, _) = row?;
             match (keys::read_u64(k), k.get(8..).and_then(keys::read_u64)) {
-                (Some(exp), Some(lev)) if exp <= now && due.len() < max => due.push(lev),
+                (Some(exp), Some(lev)) if exp <= now && due.len() < max => due.push((exp, lev)),
                 _ => break,
             }
         }
         let mut n = 0;
         let mut pending = Pending::new(self, &txn)?;
-        for lev in due {
-            n += usize::from(self.delete_lev(&mut txn, lev, &mut pending)?);
+        for (exp, lev) in due {
+            if self.delete_lev(&mut txn, lev, &mut pending)? {
+                n += 1;
+            } else {
+                // A row whose event is gone would be found first by every later purge and
+                // hold back the events that really expired behind it.
+                self.t
+                    .expiration
+                    .delete(&mut txn, &keys::expiration_key(exp, lev))?;
+            }
         }
         pending.apply(self, &mut txn)?;
         txn.commit()?;
@@ -407,7 +406,7 @@ pub(crate) struct Pending {
     rows: Vec<Row>,
     /// The stored negentropy trees and their filters, and the changes this batch makes to
     /// them (applied in order at the end, like the index rows).
-    trees: Vec<(TreeId, crate::nostr::Filter)>,
+    trees: TreeFilters,
     tree_ops: Vec<TreeOp>,
 }
 
@@ -415,7 +414,7 @@ pub(crate) struct Pending {
 struct Row {
     table: IndexTable,
     add: bool,
-    start: u32,
+    start: usize,
     len: u16,
 }
 
@@ -423,17 +422,13 @@ impl Pending {
     /// A batch's buffer, knowing the trees it must keep exact.
     pub(crate) fn new(store: &Store, txn: &heed::RoTxn) -> Result<Pending> {
         Ok(Pending {
-            trees: store
-                .trees(txn)?
-                .into_iter()
-                .map(|(id, _, f)| (id, f))
-                .collect(),
+            trees: store.tree_filters(txn)?,
             ..Pending::default()
         })
     }
 
     fn tree_change<E: EventView + ?Sized>(&mut self, ev: &E, add: bool) {
-        for (tree, filter) in &self.trees {
+        for (tree, filter) in self.trees.iter() {
             if filter.matches(ev) {
                 self.tree_ops.push(TreeOp {
                     tree: *tree,
@@ -454,15 +449,14 @@ impl Pending {
         self.rows.push(Row {
             table,
             add,
-            // Keys are at most 2 + 255 + SUFFIX_LEN bytes, and a batch's arena stays far
-            // below 4 GiB (batches are capped in events and each event in bytes).
-            start: start as u32,
+            start,
+            // Keys are at most 2 + 255 + SUFFIX_LEN bytes.
             len: (self.arena.len() - start) as u16,
         });
     }
 
     fn key(&self, r: &Row) -> &[u8] {
-        &self.arena[r.start as usize..r.start as usize + r.len as usize]
+        &self.arena[r.start..r.start + r.len as usize]
     }
 
     pub(crate) fn apply(mut self, store: &Store, txn: &mut RwTxn) -> Result<()> {
