@@ -287,3 +287,34 @@ fn a_stored_tree_serves_its_filter_exactly_without_collecting() {
     assert_eq!(m[0], "NEG-ERR", "{m}");
     assert_eq!(m[2], "closed: the stored set changed; reopen");
 }
+
+#[test]
+fn collected_sets_share_a_bounded_budget() {
+    let all = events(8, 5);
+    // maxSyncEvents 10 → a thread holds at most 40 collected items at once.
+    let r = TestRelay::with_store(
+        |c| {
+            c.relay.negentropy.max_sync_events = 10;
+            c.relay.num_threads.negentropy = 1;
+        },
+        |s| {
+            s.write_batch(&all).expect("write");
+        },
+    );
+    let mut c = r.client();
+    for i in 0..5 {
+        c.send(&format!("[\"NEG-OPEN\",\"s{i}\",{{}},\"61\"]"));
+        assert_eq!(c.recv()[0], "NEG-MSG", "session {i}");
+    }
+    c.send("[\"NEG-OPEN\",\"s5\",{},\"61\"]");
+    let m = c.recv();
+    assert_eq!(m[0], "NEG-ERR");
+    assert_eq!(
+        m[2],
+        "rate-limited: too many negentropy sessions in progress, try again later"
+    );
+    // Closing one frees its items.
+    c.send("[\"NEG-CLOSE\",\"s0\"]");
+    c.send("[\"NEG-OPEN\",\"s5\",{},\"61\"]");
+    assert_eq!(c.recv()[0], "NEG-MSG");
+}

@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
-use super::msg::{
-    route_accepted, ConnId, IngesterMsg, IoSender, MonitorMsg, NegMsg, Pool, ReqMsg, WriterMsg,
-};
+use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg};
 use super::policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
@@ -33,9 +31,7 @@ pub struct Ingester {
     pub rx: Receiver<IngesterMsg>,
     pub shared: Arc<Shared>,
     pub io: IoSender,
-    pub writer: Sender<WriterMsg>,
     pub reqs: Pool<ReqMsg>,
-    pub monitors: Pool<MonitorMsg>,
     pub negs: Pool<NegMsg>,
     pub policy: Pool<PolicyMsg>,
 }
@@ -340,19 +336,17 @@ impl Ingester {
             }
             return refuse(&e.to_string());
         }
-        if !cfg.relay.write_policy.plugin.trim().is_empty() {
-            // The plugin's verdict decides where the event goes (policy.rs).
-            return self.policy.dispatch(
+        // Always through the write-policy thread, plugin or not: a connection's events then
+        // keep one path, so turning the plugin on or off live cannot reorder them.
+        self.policy.dispatch(
+            conn,
+            PolicyMsg {
                 conn,
-                PolicyMsg {
-                    conn,
-                    event: ev,
-                    ip: s.ip,
-                    authed: s.authed,
-                },
-            );
-        }
-        route_accepted(conn, ev, &self.writer, &self.monitors, &self.io);
+                event: ev,
+                ip: s.ip,
+                authed: s.authed,
+            },
+        );
     }
 }
 

@@ -297,9 +297,16 @@ impl Io {
     }
 
     fn on_readable(&self, id: ConnId, c: &mut Conn, ws_config: &WebSocketConfig) {
-        if !c.closing {
+        // Before the upgrade the HTTP timeout runs from accept: a peer trickling its request
+        // head byte by byte must not keep the socket forever.
+        if !c.closing && matches!(c.phase, Phase::Ws(_)) {
             c.last_seen = Instant::now();
             c.pinged = false;
+        }
+        // A plain HTTP request already answered (its reply may still be draining) is not
+        // read again: re-parsing the same buffered request would queue its reply twice.
+        if c.closing && matches!(c.phase, Phase::Http { .. }) {
+            return;
         }
         if let Phase::Http { .. } = c.phase {
             match self.read_http(c) {

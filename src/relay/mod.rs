@@ -191,9 +191,7 @@ impl Relay {
                 rx,
                 shared: shared.clone(),
                 io: io_sender.clone(),
-                writer: writer_tx.clone(),
                 reqs: reqs.clone(),
-                monitors: monitors.clone(),
                 negs: negs.clone(),
                 policy: policies.clone(),
             };

@@ -190,26 +190,3 @@ impl<T> Pool<T> {
         self.senders.iter().map(Sender::len).sum()
     }
 }
-
-/// Where an event that passed every check goes: an ephemeral one to every monitor (and its
-/// OK at once: it is never stored), any other to the writer, which answers after commit.
-/// Shared by the ingesters and the write-policy threads.
-pub fn route_accepted(
-    conn: ConnId,
-    event: Box<Event>,
-    writer: &Sender<WriterMsg>,
-    monitors: &Pool<MonitorMsg>,
-    io: &IoSender,
-) {
-    if event.class() == crate::nostr::kinds::KindClass::Ephemeral {
-        let ev: Arc<Event> = Arc::from(event);
-        for m in monitors.all() {
-            let _ = m.send(MonitorMsg::Ephemeral(ev.clone()));
-        }
-        let mut out = Vec::with_capacity(128);
-        crate::nostr::message::ok(&mut out, ev.id_hex(), true, "");
-        io.text(conn, out);
-    } else {
-        let _ = writer.send(WriterMsg { conn, event });
-    }
-}

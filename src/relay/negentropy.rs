@@ -28,6 +28,8 @@ pub const FRAME_SIZE_LIMIT: u64 = 500_000;
 /// A session untouched this long is freed.
 pub const IDLE: Duration = Duration::from_secs(300);
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Collected sets one negentropy thread holds at once, in units of maxSyncEvents.
+const HELD_SETS_PER_THREAD: u64 = 4;
 
 pub struct NegWorker {
     pub rx: Receiver<NegMsg>,
@@ -41,8 +43,12 @@ struct Session {
 }
 
 enum SessionSet {
-    /// Collected at NEG-OPEN from the query engine, held until the session ends.
-    Vector(Negentropy<'static, NegentropyStorageVector>),
+    /// Collected at NEG-OPEN from the query engine (`items` of them), held until the
+    /// session ends.
+    Vector {
+        neg: Negentropy<'static, NegentropyStorageVector>,
+        items: u64,
+    },
     /// A stored tree, read afresh for every message (nothing held between messages).
     Tree {
         tree: TreeId,
@@ -55,31 +61,48 @@ enum SessionSet {
 
 #[derive(Default)]
 struct Sessions {
-    by_sub: HashMap<(ConnId, SubId), Session>,
-    per_conn: HashMap<ConnId, usize>,
+    by_conn: HashMap<ConnId, HashMap<SubId, Session>>,
+    /// Items held by this thread's collected sets, against `HELD_ITEMS_PER_THREAD`.
+    held: u64,
+}
+
+impl SessionSet {
+    fn held(&self) -> u64 {
+        match self {
+            SessionSet::Vector { items, .. } => *items,
+            SessionSet::Tree { .. } => 0,
+        }
+    }
 }
 
 impl Sessions {
     fn remove(&mut self, conn: ConnId, sub: &SubId) -> bool {
-        let gone = self.by_sub.remove(&(conn, sub.clone())).is_some();
-        if gone {
-            if let Some(n) = self.per_conn.get_mut(&conn) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_conn.remove(&conn);
-                }
-            }
+        let Some(subs) = self.by_conn.get_mut(&conn) else {
+            return false;
+        };
+        let Some(s) = subs.remove(sub) else {
+            return false;
+        };
+        self.held -= s.set.held();
+        if subs.is_empty() {
+            self.by_conn.remove(&conn);
         }
-        gone
+        true
     }
 
     fn insert(&mut self, conn: ConnId, sub: SubId, s: Session) {
-        *self.per_conn.entry(conn).or_default() += 1;
-        self.by_sub.insert((conn, sub), s);
+        self.held += s.set.held();
+        self.by_conn.entry(conn).or_default().insert(sub, s);
     }
 
     fn count(&self, conn: ConnId) -> usize {
-        self.per_conn.get(&conn).copied().unwrap_or(0)
+        self.by_conn.get(&conn).map_or(0, HashMap::len)
+    }
+
+    fn close_conn(&mut self, conn: ConnId) {
+        if let Some(subs) = self.by_conn.remove(&conn) {
+            self.held -= subs.values().map(|s| s.set.held()).sum::<u64>();
+        }
     }
 }
 
@@ -117,11 +140,16 @@ impl NegWorker {
                 if sessions.count(conn) >= max_sessions {
                     return self.err(conn, &sub_id, "blocked: too many concurrent NEG requests");
                 }
-                let mut set =
-                    match self.open_set(filter, &auth, cfg.relay.negentropy.max_sync_events) {
-                        Ok(set) => set,
-                        Err(reason) => return self.err(conn, &sub_id, reason),
-                    };
+                // Collected sets cost ~40 bytes an item for the whole session: each thread
+                // holds at most a few maxSyncEvents' worth across all its sessions.
+                let max = cfg.relay.negentropy.max_sync_events;
+                let room = max
+                    .saturating_mul(HELD_SETS_PER_THREAD)
+                    .saturating_sub(sessions.held);
+                let mut set = match self.open_set(filter, &auth, max, room) {
+                    Ok(set) => set,
+                    Err(reason) => return self.err(conn, &sub_id, reason),
+                };
                 if self.round(conn, &sub_id, &mut set, &msg) {
                     sessions.insert(
                         conn,
@@ -134,7 +162,11 @@ impl NegWorker {
                 }
             }
             NegMsg::Msg { conn, sub_id, msg } => {
-                let Some(s) = sessions.by_sub.get_mut(&(conn, sub_id.clone())) else {
+                let Some(s) = sessions
+                    .by_conn
+                    .get_mut(&conn)
+                    .and_then(|subs| subs.get_mut(&sub_id))
+                else {
                     return self.err(conn, &sub_id, "closed: unknown subscription handle");
                 };
                 s.last_used = Instant::now();
@@ -146,9 +178,7 @@ impl NegWorker {
                 sessions.remove(conn, &sub_id);
             }
             NegMsg::ConnClosed { conn } => {
-                if sessions.per_conn.remove(&conn).is_some() {
-                    sessions.by_sub.retain(|(c, _), _| *c != conn);
-                }
+                sessions.close_conn(conn);
             }
         }
     }
@@ -161,6 +191,7 @@ impl NegWorker {
         filter: Filter,
         auth: &ReadAuth,
         max_events: u64,
+        room: u64,
     ) -> Result<SessionSet, &'static str> {
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             log::error!("negentropy {what} failed: {e}");
@@ -182,18 +213,26 @@ impl NegWorker {
             }
         }
         let storage = self
-            .collect(filter, max_events, auth)
+            .collect(filter, max_events.min(room), auth)
             .map_err(|e| internal("query", &e))?
-            .ok_or("blocked: too many query results")?;
+            .ok_or(if room < max_events {
+                "rate-limited: too many negentropy sessions in progress, try again later"
+            } else {
+                "blocked: too many query results"
+            })?;
+        let items = {
+            use negentropy::NegentropyStorageBase;
+            storage.size().unwrap_or(0) as u64
+        };
         let neg =
             Negentropy::owned(storage, FRAME_SIZE_LIMIT).map_err(|e| internal("setup", &e))?;
-        Ok(SessionSet::Vector(neg))
+        Ok(SessionSet::Vector { neg, items })
     }
 
     /// One reconcile round; false (after telling the client) if the session is over.
     fn round(&self, conn: ConnId, sub: &SubId, set: &mut SessionSet, msg: &[u8]) -> bool {
         let result = match set {
-            SessionSet::Vector(neg) => neg.reconcile(msg).map_err(|e| e.to_string()),
+            SessionSet::Vector { neg, .. } => neg.reconcile(msg).map_err(|e| e.to_string()),
             SessionSet::Tree {
                 tree,
                 filter,
@@ -291,10 +330,13 @@ impl NegWorker {
 
     fn sweep(&self, sessions: &mut Sessions) {
         let idle: Vec<(ConnId, SubId)> = sessions
-            .by_sub
+            .by_conn
             .iter()
-            .filter(|(_, s)| s.last_used.elapsed() >= IDLE)
-            .map(|(k, _)| k.clone())
+            .flat_map(|(conn, subs)| {
+                subs.iter()
+                    .filter(|(_, s)| s.last_used.elapsed() >= IDLE)
+                    .map(|(sub, _)| (*conn, sub.clone()))
+            })
             .collect();
         for (conn, sub) in idle {
             sessions.remove(conn, &sub);

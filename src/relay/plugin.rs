@@ -72,6 +72,11 @@ impl Plugin {
         Plugin::default()
     }
 
+    /// Stops the plugin process, if one runs (the plugin was switched off).
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
     /// Asks plugin `cmd` about one event (an empty `cmd` accepts everything).
     pub fn judge(&mut self, cmd: &str, timeout: Duration, req: &Request) -> Verdict {
         if cmd.trim().is_empty() {

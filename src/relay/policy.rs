@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::msg::{route_accepted, ConnId, IoSender, MonitorMsg, Pool, WriterMsg};
+use super::msg::{ConnId, IoSender, MonitorMsg, Pool, WriterMsg};
 use super::plugin::{Plugin, Request, Verdict};
 use super::{now, Shared};
 use crate::nostr::{hex, message, Event};
@@ -37,6 +37,11 @@ impl Policy {
         for m in self.rx.iter() {
             let cfg = self.shared.config();
             let wp = &cfg.relay.write_policy;
+            if wp.plugin.trim().is_empty() {
+                plugin.stop();
+                self.route_accepted(m.conn, m.event);
+                continue;
+            }
             let (source_type, source_info) = match m.ip {
                 Some(IpAddr::V4(a)) => ("IP4", a.to_string()),
                 Some(IpAddr::V6(a)) => ("IP6", a.to_string()),
@@ -61,9 +66,7 @@ impl Policy {
                 self.io.text(m.conn, out);
             };
             match verdict {
-                Verdict::Accept(_) => {
-                    route_accepted(m.conn, m.event, &self.writer, &self.monitors, &self.io)
-                }
+                Verdict::Accept(_) => self.route_accepted(m.conn, m.event),
                 Verdict::Reject(msg) => {
                     let msg = if msg.is_empty() {
                         "blocked: rejected by the write policy"
@@ -75,6 +78,22 @@ impl Policy {
                 // Looks accepted to the sender; stored and sent nowhere.
                 Verdict::ShadowReject(msg) => ok(true, &msg),
             }
+        }
+    }
+
+    /// Where an accepted event goes: an ephemeral one to every monitor (and its OK at once:
+    /// it is never stored), any other to the writer, which answers after commit.
+    fn route_accepted(&self, conn: ConnId, event: Box<Event>) {
+        if event.class() == crate::nostr::kinds::KindClass::Ephemeral {
+            let ev: Arc<Event> = Arc::from(event);
+            for tx in self.monitors.all() {
+                let _ = tx.send(MonitorMsg::Ephemeral(ev.clone()));
+            }
+            let mut out = Vec::with_capacity(128);
+            message::ok(&mut out, ev.id_hex(), true, "");
+            self.io.text(conn, out);
+        } else {
+            let _ = self.writer.send(WriterMsg { conn, event });
         }
     }
 }
