@@ -119,7 +119,10 @@ for round in $(seq "$ROUNDS"); do
     "$WOK" bench --json --pid "$relay_pid" query "$url" --count "$COUNT" --seed 1 | record "$r" "$round"
     # Before fanout and ingest add events: the sets differ by 1% each way.
     t0=$(ms)
-    "$WOK" --set db="$T/local" sync "$url" --print-missing >"$T/missing" 2>"$T/sync.log" || true
+    if ! "$WOK" --set db="$T/local" sync "$url" --print-missing --timeout 30 >"$T/missing" 2>"$T/sync.log"; then
+      echo "NIP-77 sync against $r failed: $(tail -1 "$T/sync.log")" >&2
+      exit 1
+    fi
     t1=$(ms)
     one "$r" "$round" negentropy reconcile_ms $((t1 - t0)) ms
     one "$r" "$round" negentropy differences "$(wc -l <"$T/missing")" ids

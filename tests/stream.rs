@@ -26,22 +26,24 @@ fn both_directions_live() {
     let r = TestRelay::start();
     let local = tempfile::tempdir().expect("tmp");
     let store = open(local.path());
-    let child = Command::new(env!("CARGO_BIN_EXE_wok"))
-        .arg("--set")
-        .arg(format!("db={}", local.path().display()))
-        .args([
-            "--set",
-            "dbParams.mapsize=1073741824",
-            "stream",
-            &r.url,
-            "--dir",
-            "both",
-        ])
-        .env_remove("STRFRY_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wok stream");
+    let child = common::Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", local.path().display()))
+            .args([
+                "--set",
+                "dbParams.mapsize=1073741824",
+                "stream",
+                &r.url,
+                "--dir",
+                "both",
+            ])
+            .env_remove("STRFRY_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wok stream"),
+    ));
     let mut c = r.client();
     let k = keys(50);
 
@@ -80,10 +82,15 @@ fn both_directions_live() {
     }
     assert!(seen, "the local event never reached the relay");
 
-    // SIGTERM: a clean end with a summary.
+    // SIGTERM: a clean end with a summary. Exactly one event went up: what came down was
+    // never echoed back.
+    let child = child.take();
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stream ended"), "{err}");
+    assert!(
+        err.contains("stream ended") && err.contains(" 1 up,"),
+        "{err}"
+    );
 }

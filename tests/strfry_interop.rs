@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{keys, now, sign, TestRelay};
@@ -95,15 +95,6 @@ fn relay_count(r: &TestRelay) -> u64 {
     c.recv()[2]["count"].as_u64().unwrap_or(0)
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn strfry_sync_against_wok_reaches_the_union() {
     let Some(bin) = strfry() else { return };
@@ -144,7 +135,7 @@ fn wok_sync_against_strfry_reaches_the_union() {
         .port();
     let conf = strfry_conf(dir.path(), port);
     strfry_import(&bin, &conf, &all[..400]);
-    let _relay = Running(
+    let _relay = common::Running(Some(
         Command::new(&bin)
             .arg("--config")
             .arg(&conf)
@@ -153,7 +144,7 @@ fn wok_sync_against_strfry_reaches_the_union() {
             .stderr(Stdio::null())
             .spawn()
             .expect("strfry relay"),
-    );
+    ));
     let end = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < end, "strfry relay did not start");

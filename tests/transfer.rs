@@ -74,8 +74,10 @@ fn upload_then_download_round_trip() {
     // --range: the last 100 seconds of the span only.
     let out = wok(&["download", &r.url, "--range", "800-"], b"");
     assert!(out.status.success());
+    // Events 200..300 are inside (a clock tick between signing and the download may move
+    // one across the edge).
     let n = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert!(n > 0 && n < 300, "{n}");
+    assert!((99..=101).contains(&n), "{n}");
 }
 
 #[test]

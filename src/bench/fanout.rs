@@ -10,7 +10,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tungstenite::stream::MaybeTlsStream;
@@ -39,7 +39,7 @@ fn drain_frames(buf: &mut Vec<u8>, mut f: impl FnMut(&[u8])) {
         if b.len() < 2 {
             break;
         }
-        let (len, head) = match b[1] & 0x7f {
+        let (len, head): (usize, usize) = match b[1] & 0x7f {
             126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
             127 if b.len() >= 10 => {
                 let mut n = [0u8; 8];
@@ -49,7 +49,8 @@ fn drain_frames(buf: &mut Vec<u8>, mut f: impl FnMut(&[u8])) {
             126 | 127 => break,
             n => (n as usize, 2),
         };
-        if b.len() < head + len {
+        // A length field from the wire can be anything: no overflow, no slice past the end.
+        if head.checked_add(len).is_none_or(|end| b.len() < end) {
             break;
         }
         f(&b[head..head + len]);
@@ -75,51 +76,65 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
     let nonce = crate::relay::now() % 1_000_000_007;
     let tag = format!("wb{nonce}");
     let (subs, n_events) = (o.subs.max(1), o.events.max(1));
-    let ready = Arc::new(Barrier::new(2));
+    let rate = o.rate.max(0.1);
+    // The subscriber thread reports whether its set-up worked before anything is published.
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(1);
     let published = Arc::new(AtomicBool::new(false));
     let sub_thread = {
-        let (ready, url, tag) = (ready.clone(), o.url.clone(), tag.clone());
+        let (url, tag) = (o.url.clone(), tag.clone());
         let published = published.clone();
         std::thread::spawn(move || -> Result<Vec<(u32, Instant)>, String> {
-            let mut poll = mio::Poll::new().map_err(|e| e.to_string())?;
-            let mut socks: Vec<(TcpStream, Vec<u8>)> = Vec::with_capacity(subs);
-            for i in 0..subs {
-                let mut ws = connect(&url, Duration::from_secs(30))?;
-                let filter = if i % 2 == 0 {
-                    format!(r##"{{"#t":["{tag}"],"limit":0}}"##)
-                } else {
-                    format!(r##"{{"#t":["{tag}-{}"],"limit":0}}"##, (i / 2) % 10)
-                };
-                ws.send(Message::text(format!("[\"REQ\",\"f\",{filter}]")))
-                    .map_err(|e| format!("send: {e}"))?;
-                loop {
-                    match ws.read() {
-                        Ok(Message::Text(t)) if verb(&t) == "EOSE" => break,
-                        Ok(_) => {}
-                        Err(e) => return Err(format!("subscriber {i}: {e}")),
+            let set_up = || -> Result<_, String> {
+                let poll = mio::Poll::new().map_err(|e| e.to_string())?;
+                let mut socks: Vec<(TcpStream, Vec<u8>)> = Vec::with_capacity(subs);
+                for i in 0..subs {
+                    let mut ws = connect(&url, Duration::from_secs(30))?;
+                    let filter = if i % 2 == 0 {
+                        format!(r##"{{"#t":["{tag}"],"limit":0}}"##)
+                    } else {
+                        format!(r##"{{"#t":["{tag}-{}"],"limit":0}}"##, (i / 2) % 10)
+                    };
+                    ws.send(Message::text(format!("[\"REQ\",\"f\",{filter}]")))
+                        .map_err(|e| format!("send: {e}"))?;
+                    loop {
+                        match ws.read() {
+                            Ok(Message::Text(t)) if verb(&t) == "EOSE" => break,
+                            Ok(_) => {}
+                            Err(e) => return Err(format!("subscriber {i}: {e}")),
+                        }
                     }
+                    let MaybeTlsStream::Plain(s) = ws.into_inner() else {
+                        return Err("fanout needs ws:// URLs".into());
+                    };
+                    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                    poll.registry()
+                        .register(
+                            &mut mio::unix::SourceFd(&s.as_raw_fd()),
+                            mio::Token(i),
+                            mio::Interest::READABLE,
+                        )
+                        .map_err(|e| e.to_string())?;
+                    socks.push((s, Vec::with_capacity(4096)));
                 }
-                let MaybeTlsStream::Plain(s) = ws.into_inner() else {
-                    return Err("fanout needs ws:// URLs".into());
-                };
-                s.set_nonblocking(true).map_err(|e| e.to_string())?;
-                poll.registry()
-                    .register(
-                        &mut mio::unix::SourceFd(&s.as_raw_fd()),
-                        mio::Token(i),
-                        mio::Interest::READABLE,
-                    )
-                    .map_err(|e| e.to_string())?;
-                socks.push((s, Vec::with_capacity(4096)));
-            }
-            ready.wait();
+                Ok((poll, socks))
+            };
+            let (mut poll, mut socks) = match set_up() {
+                Ok(v) => {
+                    let _ = ready_tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
+                }
+            };
             let mut got: Vec<(u32, Instant)> = Vec::with_capacity(subs * n_events);
             let mut events = mio::Events::with_capacity(1024);
             let mut chunk = vec![0u8; 64 << 10];
             let mark = format!("\"content\":\"{tag}-").into_bytes();
             let deadline = Instant::now()
                 + Duration::from_secs(30)
-                + Duration::from_secs_f64(n_events as f64 * 0.1);
+                + Duration::from_secs_f64(n_events as f64 / rate);
             let mut idle_since = Instant::now();
             while Instant::now() < deadline {
                 let _ = poll.poll(&mut events, Some(Duration::from_millis(100)));
@@ -154,12 +169,16 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
             Ok(got)
         })
     };
-    ready.wait();
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err("the subscriber thread ended".into()),
+    }
     let keys = Keys::from_secret([0x5b; 32]).ok_or("bad bench key")?;
     let mut publ = connect(&o.url, Duration::from_secs(30))?;
     let watch = ProcWatch::start(o.pid);
     let t = Instant::now();
-    let gap = Duration::from_secs_f64(1.0 / o.rate.max(0.1));
+    let gap = Duration::from_secs_f64(1.0 / rate);
     let (mut sent_at, mut ok_at) = (HashMap::new(), HashMap::new());
     let mut expected = 0usize;
     for i in 0..n_events {

@@ -49,8 +49,10 @@ pub fn run(o: &IngestOptions, r: &mut Report) -> Result<(), String> {
         let (go, url) = (go.clone(), o.url.clone());
         handles.push(std::thread::spawn(
             move || -> Result<(Vec<f64>, u64), String> {
-                let mut ws = connect(&url, Duration::from_secs(30))?;
+                // Everyone reaches the barrier, also a thread that could not connect.
+                let ws = connect(&url, Duration::from_secs(30));
                 go.wait();
+                let mut ws = ws?;
                 // The generator may repeat an event; each send waits for its own OK.
                 let mut sent_at: HashMap<String, Vec<Instant>> =
                     HashMap::with_capacity(inflight * 2);

@@ -125,9 +125,11 @@ pub fn run(o: &QueryOptions, r: &mut Report) -> Result<(), String> {
         let (queries, seed) = (o.queries, o.seed);
         handles.push(std::thread::spawn(
             move || -> Result<Vec<(usize, f64, u64)>, String> {
-                let mut ws = connect(&url, Duration::from_secs(30))?;
+                // Everyone reaches the barrier, also a thread that could not connect.
+                let ws = connect(&url, Duration::from_secs(30));
                 let mut rng = Rng::new(seed ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9));
                 go.wait();
+                let mut ws = ws?;
                 let mut out = Vec::with_capacity(queries);
                 for q in 0..queries {
                     let kind = (q + c) % TYPES.len();

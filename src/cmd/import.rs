@@ -129,12 +129,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let store = Arc::new(store);
-    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    let limits = Limits {
-        max_event_size: to_usize(cfg.events.max_event_size),
-        max_num_tags: to_usize(cfg.events.max_num_tags),
-        max_tag_val_size: to_usize(cfg.events.max_tag_val_size),
-    };
+    let limits = cfg.event_limits();
     let opts = WorkerOpts {
         limits,
         // A fried line also carries the hex PackedEvent (smaller than the JSON it encodes);

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use wok::mesh::stream::{self, StreamOptions};
 use wok::mesh::sync::Dir;
-use wok::nostr::Limits;
 
 use super::Globals;
 
@@ -36,15 +35,10 @@ pub fn run(args: &StreamArgs, g: &Globals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let opts = StreamOptions {
         url: args.url.clone(),
         dir: args.dir,
-        limits: Limits {
-            max_event_size: to_usize(cfg.events.max_event_size),
-            max_num_tags: to_usize(cfg.events.max_num_tags),
-            max_tag_val_size: to_usize(cfg.events.max_tag_val_size),
-        },
+        limits: cfg.event_limits(),
         plugin: cfg.relay.write_policy.plugin.clone(),
         plugin_timeout: Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1)),
     };

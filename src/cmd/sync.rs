@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use wok::mesh::sync::{self, Dir, SyncOptions};
 use wok::mesh::ws::WsClient;
-use wok::nostr::{hex, Limits};
+use wok::nostr::hex;
 
 use super::util;
 use super::Globals;
@@ -34,8 +34,9 @@ pub struct SyncArgs {
     /// Largest negentropy message to send, in bytes (0 = unlimited, else at least 4096)
     #[arg(long, value_name = "N", default_value_t = 60_000)]
     frame_size_limit: u64,
-    /// Give up after this many seconds without a message from the relay (0 = never)
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    /// Give up after this many seconds without a message from the relay (0 = never; strfry's
+    /// default, which waits forever on a relay that goes silent)
+    #[arg(long, value_name = "S", default_value_t = 60)]
     timeout: u64,
 }
 
@@ -47,35 +48,19 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
     if args.frame_size_limit != 0 && args.frame_size_limit < 4096 {
         return fail("--frame-size-limit must be 0 or at least 4096".into());
     }
-    let mut filters = match util::parse_filters(&args.filter) {
+    let mut filters = match util::filters_with_range(&args.filter, args.range.as_deref()) {
         Ok(f) => f,
-        Err(e) => return fail(format!("bad filter: {e}")),
+        Err(e) => return fail(e),
     };
     if filters.len() != 1 {
         return fail("negentropy reconciles one filter; give one object".into());
     }
-    let mut filter = filters.remove(0);
-    if let Some(range) = &args.range {
-        if filter.since != 0 || filter.until != u64::MAX {
-            return fail("--range and a filter with since/until cannot be combined".into());
-        }
-        match wok::mesh::range::parse(range, util::now()) {
-            Ok((since, until)) => {
-                filter.since = since;
-                filter.until = until;
-            }
-            Err(e) => return fail(e),
-        }
-    }
+    let filter = filters.remove(0);
     let Some((cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
     let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    let limits = Limits {
-        max_event_size: to_usize(cfg.events.max_event_size),
-        max_num_tags: to_usize(cfg.events.max_num_tags),
-        max_tag_val_size: to_usize(cfg.events.max_tag_val_size),
-    };
+    let limits = cfg.event_limits();
     let max_message = to_usize(
         (args.frame_size_limit.max(500_000) * 2 + 1024).max(cfg.events.max_event_size * 4),
     );

@@ -132,26 +132,10 @@ pub fn upload(args: &UploadArgs) -> ExitCode {
 }
 
 pub fn download(args: &DownloadArgs) -> ExitCode {
-    let mut filters = match util::parse_filters(&args.filter) {
+    let filters = match util::filters_with_range(&args.filter, args.range.as_deref()) {
         Ok(f) => f,
-        Err(e) => return fail("download", format!("bad filter: {e}")),
+        Err(e) => return fail("download", e),
     };
-    if let Some(range) = &args.range {
-        let (since, until) = match wok::mesh::range::parse(range, util::now()) {
-            Ok(r) => r,
-            Err(e) => return fail("download", e),
-        };
-        for f in &mut filters {
-            if f.since != 0 || f.until != u64::MAX {
-                return fail(
-                    "download",
-                    "--range and a filter with since/until cannot be combined",
-                );
-            }
-            f.since = since;
-            f.until = until;
-        }
-    }
     let mut ws = match WsClient::connect(&args.url, 64 << 20) {
         Ok(ws) => ws,
         Err(e) => return fail("download", e),

@@ -2,19 +2,12 @@
 //! end, stdout that treats a closed pipe as a normal end, and the clock.
 
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use wok::nostr::{Filter, JsonParser};
 use wok::store::query::{Progress, Query};
 use wok::store::{LevId, Store};
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use wok::relay::now;
 
 /// Parses a `--filter`/`<filter>` argument: one filter object or an array of them. No
 /// `maxTagsPerFilter` cap (these are operator tools, like strfry's).
@@ -127,4 +120,21 @@ pub fn stdout_writer() -> io::BufWriter<io::StdoutLock<'static>> {
 pub fn write_line(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     out.write_all(bytes)?;
     out.write_all(b"\n")
+}
+
+/// `--filter` with an optional `--range START-END` applied to every filter (strfry's
+/// `sync`/`download`): a filter that already has since/until cannot take a range.
+pub fn filters_with_range(text: &str, range: Option<&str>) -> Result<Vec<Filter>, String> {
+    let mut filters = parse_filters(text).map_err(|e| format!("bad filter: {e}"))?;
+    if let Some(range) = range {
+        let (since, until) = wok::mesh::range::parse(range, now())?;
+        for f in &mut filters {
+            if f.since != 0 || f.until != u64::MAX {
+                return Err("--range and a filter with since/until cannot be combined".into());
+            }
+            f.since = since;
+            f.until = until;
+        }
+    }
+    Ok(filters)
 }

@@ -173,3 +173,15 @@ pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
         ))
     })
 }
+
+impl Config {
+    /// The per-event size limits of `events.*`, for every place that parses events.
+    pub fn event_limits(&self) -> crate::nostr::Limits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        crate::nostr::Limits {
+            max_event_size: n(self.events.max_event_size),
+            max_num_tags: n(self.events.max_num_tags),
+            max_tag_val_size: n(self.events.max_tag_val_size),
+        }
+    }
+}

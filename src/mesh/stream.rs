@@ -30,6 +30,8 @@ pub struct StreamOptions {
 const ECHO_MEMORY: usize = 100_000;
 const POLL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Events written per transaction, and local events sent per pass.
+const WRITE_BATCH: usize = 1_000;
 
 #[derive(Default, Debug, Clone, Copy)]
 pub struct StreamStats {
@@ -129,13 +131,22 @@ fn serve(
         if up(o) {
             send_local(store, ws, st)?;
         }
-        match ws.recv(POLL)? {
-            Recv::Idle => {}
-            Recv::Text(t) => {
-                if let Some(ev) = event_of(&mut st.parser, t, &o.limits) {
-                    pending.push(ev);
+        // Take everything that is already here (up to a batch), so a busy link writes many
+        // events per transaction, not one.
+        let mut wait = POLL;
+        while pending.len() < WRITE_BATCH {
+            match ws.recv(wait)? {
+                Recv::Idle => break,
+                Recv::Text(t) => {
+                    if t.starts_with("[\"CLOSED\",\"wok-stream\"") {
+                        return Err(format!("the relay closed our subscription: {t}"));
+                    }
+                    if let Some(ev) = event_of(&mut st.parser, t, &o.limits) {
+                        pending.push(ev);
+                    }
                 }
             }
+            wait = Duration::from_millis(1);
         }
         if !pending.is_empty() {
             store_events(store, o, st, std::mem::take(&mut pending))?;
@@ -171,12 +182,14 @@ fn store_events(
     st: &mut State,
     mut evs: Vec<Event>,
 ) -> Result<(), String> {
+    // A future-dated event must not push the catch-up point past what really happened.
+    let now = crate::relay::now();
     for e in &evs {
-        st.newest_seen = Some(st.newest_seen.map_or(e.created_at, |t| t.max(e.created_at)));
+        let at = e.created_at.min(now);
+        st.newest_seen = Some(st.newest_seen.map_or(at, |t| t.max(at)));
         st.remember(e.id);
     }
     if !o.plugin.trim().is_empty() {
-        let now = crate::relay::now();
         evs.retain(|e| {
             let v = st.plugin.judge(
                 &o.plugin,
@@ -208,7 +221,9 @@ fn send_local(store: &Store, ws: &mut WsClient, st: &mut State) -> Result<(), St
     let txn = store.read_txn().map_err(|e| e.to_string())?;
     let newest = store.latest_lev_id(&txn).map_err(|e| e.to_string())?;
     let mut lev = st.sent_upto;
-    while lev < newest {
+    // A bounded pass: the caller reads replies (and sees `stop`) between passes.
+    let end = newest.min(st.sent_upto.saturating_add(WRITE_BATCH as u64));
+    while lev < end {
         lev += 1;
         let Some(rec) = store.record(&txn, lev).map_err(|e| e.to_string())? else {
             continue;
@@ -226,6 +241,6 @@ fn send_local(store: &Store, ws: &mut WsClient, st: &mut State) -> Result<(), St
         // Remembered per event, so a failed send is retried after the reconnect.
         st.sent_upto = lev;
     }
-    st.sent_upto = st.sent_upto.max(newest);
+    st.sent_upto = st.sent_upto.max(end);
     Ok(())
 }

@@ -14,6 +14,7 @@ use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::ws::{Recv, WsClient};
 use crate::nostr::{hex, verify, Event, Filter, JsonParser, Limits};
+use crate::relay::now;
 use crate::store::negtree::TreeView;
 use crate::store::query::{Progress, Query};
 use crate::store::write::Outcome;
@@ -174,6 +175,7 @@ fn run_with<T: negentropy::NegentropyStorageBase>(
         downloaded: Vec::new(),
         parser: JsonParser::new(),
         seen: HashSet::new(),
+        requested: HashSet::new(),
         plugin: crate::relay::plugin::Plugin::new(),
     };
     s.send(format!(
@@ -181,30 +183,10 @@ fn run_with<T: negentropy::NegentropyStorageBase>(
         opts.filter.to_json(),
         hex::encode(&first)
     ))?;
-    let mut last_heard = Instant::now();
-    while !s.finished() {
-        s.pump()?;
-        match s.ws.recv(POLL)? {
-            Recv::Idle => {
-                if let Some(t) = opts.timeout {
-                    if last_heard.elapsed() >= t {
-                        return Err(format!(
-                            "timed out: nothing from the relay for {} s",
-                            t.as_secs()
-                        ));
-                    }
-                }
-            }
-            Recv::Text(text) => {
-                last_heard = Instant::now();
-                s.stats.bytes_down += text.len() as u64;
-                s.on_message(text, &mut neg, &mut missing)?;
-                progress(&s.stats);
-            }
-        }
-    }
-    s.flush_writes()?;
-    Ok(s.stats)
+    let result = s.exchange(&mut neg, opts, &mut progress, &mut missing);
+    // Whatever ended the exchange, events already downloaded and checked are kept.
+    let flushed = s.flush_writes();
+    result.and(flushed).map(|()| s.stats)
 }
 
 struct Session<'a> {
@@ -225,10 +207,45 @@ struct Session<'a> {
     parser: JsonParser,
     /// Every id reported as have or need so far.
     seen: HashSet<[u8; 32]>,
+    /// Ids asked for by download REQs and not yet received.
+    requested: HashSet<[u8; 32]>,
     plugin: crate::relay::plugin::Plugin,
 }
 
 impl Session<'_> {
+    /// Messages back and forth until everything is reconciled and transferred.
+    fn exchange<T: negentropy::NegentropyStorageBase>(
+        &mut self,
+        neg: &mut Negentropy<'_, T>,
+        opts: &SyncOptions,
+        progress: &mut impl FnMut(&SyncStats),
+        missing: &mut impl FnMut(&str, &[u8; 32]),
+    ) -> Result<(), String> {
+        let mut last_heard = Instant::now();
+        while !self.finished() {
+            self.pump()?;
+            match self.ws.recv(POLL)? {
+                Recv::Idle => {
+                    if let Some(t) = opts.timeout {
+                        if last_heard.elapsed() >= t {
+                            return Err(format!(
+                                "timed out: nothing from the relay for {} s",
+                                t.as_secs()
+                            ));
+                        }
+                    }
+                }
+                Recv::Text(text) => {
+                    last_heard = Instant::now();
+                    self.stats.bytes_down += text.len() as u64;
+                    self.on_message(text, neg, missing)?;
+                    progress(&self.stats);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn down(&self) -> bool {
         !self.opts.print_missing && matches!(self.opts.dir, Dir::Down | Dir::Both)
     }
@@ -255,7 +272,9 @@ impl Session<'_> {
         while self.reqs.len() < REQS_IN_FLIGHT && !self.need.is_empty() {
             let n = self.need.len().min(IDS_PER_REQ);
             let mut text = format!("[\"REQ\",\"wok-dl-{}\",{{\"ids\":[", self.next_req);
-            for (i, id) in self.need.drain(..n).enumerate() {
+            let ids: Vec<[u8; 32]> = self.need.drain(..n).collect();
+            self.requested.extend(ids.iter().copied());
+            for (i, id) in ids.into_iter().enumerate() {
                 if i > 0 {
                     text.push(',');
                 }
@@ -374,6 +393,11 @@ impl Session<'_> {
             }
             RelayMsg::Event(sub, ev) if sub.starts_with("wok-dl-") => {
                 match ev.and_then(|e| verify::check_event(&e).map(|()| e)) {
+                    // Only what was asked for is taken: a relay could push anything here.
+                    Ok(e) if !self.requested.remove(&e.id) => {
+                        log::warn!("dropping an event the relay sent unasked: {}", e.id_hex());
+                        self.stats.down_rejected += 1;
+                    }
                     Ok(e) => {
                         self.downloaded.push(e);
                         if self.downloaded.len() >= WRITE_BATCH {
@@ -498,11 +522,4 @@ impl RelayMsg {
             _ => RelayMsg::Other,
         }
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

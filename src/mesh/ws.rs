@@ -14,6 +14,8 @@ use tungstenite::{Message, WebSocket};
 
 /// How long connecting and the opening handshakes (TLS, WebSocket) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one send may wait for the peer to take our bytes.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection under the WebSocket: plain TCP or TLS over TCP.
 pub enum Conn {
@@ -148,7 +150,8 @@ impl WsClient {
             };
             return match tungstenite::client::client_with_config(request, conn, Some(config)) {
                 Ok((ws, _)) => {
-                    let _ = ws.get_ref().tcp().set_write_timeout(None);
+                    // A peer that stops reading must not block a send forever either.
+                    let _ = ws.get_ref().tcp().set_write_timeout(Some(SEND_TIMEOUT));
                     Ok(WsClient { ws })
                 }
                 Err(e) => Err(format!("WebSocket handshake with {url} failed: {e}")),

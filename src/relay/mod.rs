@@ -26,7 +26,7 @@ use crossbeam_channel::{bounded, unbounded};
 
 use crate::config::Config;
 use crate::nostr::message::DecodeLimits;
-use crate::nostr::{Limits, TimeWindow};
+use crate::nostr::TimeWindow;
 use crate::store::Store;
 use metrics::Metrics;
 use msg::{IoSender, Pool};
@@ -59,19 +59,10 @@ impl Shared {
         }
     }
 
-    pub fn event_limits(&self, cfg: &Config) -> Limits {
-        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        Limits {
-            max_event_size: n(cfg.events.max_event_size),
-            max_num_tags: n(cfg.events.max_num_tags),
-            max_tag_val_size: n(cfg.events.max_tag_val_size),
-        }
-    }
-
     pub fn decode_limits(&self, cfg: &Config) -> DecodeLimits {
         let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         DecodeLimits {
-            event: self.event_limits(cfg),
+            event: cfg.event_limits(),
             max_filters: n(cfg.relay.max_req_filter_size),
             max_tags_per_filter: n(cfg.relay.max_tags_per_filter),
         }

@@ -181,3 +181,22 @@ pub fn sign(k: &Keys, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &
     )
     .expect("sign")
 }
+
+/// A child process killed when dropped, so a failing assertion never leaves it running.
+pub struct Running(pub Option<std::process::Child>);
+
+impl Running {
+    /// Takes the child back (to signal it and collect its output).
+    pub fn take(mut self) -> std::process::Child {
+        self.0.take().expect("child")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
