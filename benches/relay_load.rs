@@ -16,19 +16,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 use wok::gen::GenConfig;
 use wok::nostr::{verify, Event};
 
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+use wok::bench::Ws;
 
+/// `wok::bench::connect` on the relay's loopback port.
 fn connect(port: u16) -> Ws {
-    let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}")).expect("connect");
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    }
-    ws
+    wok::bench::connect(&format!("ws://127.0.0.1:{port}"), Duration::from_secs(30))
+        .expect("connect")
 }
 
 fn recv(ws: &mut Ws) -> serde_json::Value {
@@ -40,24 +37,9 @@ fn recv(ws: &mut Ws) -> serde_json::Value {
     }
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-/// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
-fn cpu_secs(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+/// `wok::bench::cpu_secs`, 0 when the process cannot be read.
+fn cpu_secs(pid: u32) -> f64 {
+    wok::bench::cpu_secs(pid).unwrap_or(0.0)
 }
 
 /// Bytes a process has passed to write calls (`wchar` in /proc/<pid>/io): for the relay,
@@ -73,14 +55,7 @@ fn written_bytes(pid: u32) -> f64 {
 }
 
 fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    wok::bench::rss_kb(pid).unwrap_or(0)
 }
 
 struct Relay {
@@ -197,16 +172,16 @@ fn main() {
         .collect();
     go.wait();
     let t = Instant::now();
-    let (relay_cpu0, client_cpu0) = (cpu_secs(&pid.to_string()), cpu_secs("self"));
+    let (relay_cpu0, client_cpu0) = (cpu_secs(pid), cpu_secs(std::process::id()));
     let written0 = written_bytes(pid);
     for h in handles {
         h.join().expect("ingest thread");
     }
     let secs = t.elapsed().as_secs_f64();
     let ingest = events.len() as f64 / secs;
-    let relay_cpu = cpu_secs(&pid.to_string()) - relay_cpu0;
+    let relay_cpu = cpu_secs(pid) - relay_cpu0;
     let written = written_bytes(pid) - written0;
-    let client_cpu = cpu_secs("self") - client_cpu0;
+    let client_cpu = cpu_secs(std::process::id()) - client_cpu0;
     let metric = |name: &str| -> f64 {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics");
         let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -264,8 +239,8 @@ fn main() {
     }
     println!(
         "REQ ids: p50 {:.3} ms, p99 {:.3} ms ({} queries)",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99),
+        wok::bench::pct(&mut lat, 0.5),
+        wok::bench::pct(&mut lat, 0.99),
         lat.len()
     );
 

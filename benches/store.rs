@@ -24,10 +24,7 @@ fn filter(s: &str) -> Filter {
 /// Makes the filter JSON for run `i` of a query shape.
 type Shape<'a> = Box<dyn Fn(usize) -> String + 'a>;
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
+use wok::bench::pct;
 
 fn main() {
     // `cargo test --benches` / `cargo bench -- --test` pass `--test`: just prove it runs.
