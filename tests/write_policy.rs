@@ -44,7 +44,10 @@ fn relay_with_plugin(cmd: &str) -> TestRelay {
     let cmd = cmd.to_owned();
     TestRelay::with(move |c| {
         c.relay.write_policy.plugin = cmd;
-        c.relay.write_policy.timeout_seconds = 1;
+        // Long enough for a fresh Python to start on a loaded 2-core CI machine (the time
+        // counts from the request, so a restarted plugin's start-up is inside it); the
+        // "hang" case waits this long.
+        c.relay.write_policy.timeout_seconds = 5;
     })
 }
 
