@@ -59,6 +59,8 @@ enum Command {
     Sync(cmd::sync::SyncArgs),
     /// A live link to another relay: store its new events, send ours, or both
     Stream(cmd::stream::StreamArgs),
+    /// Many stream links from a router config file (reloaded when it changes)
+    Router(cmd::router::RouterArgs),
     /// Send JSONL events from stdin to a relay, a window in flight; exits once all are answered
     Upload(cmd::transfer::UploadArgs),
     /// Print a relay's events for a filter as JSONL, until EOSE
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Upload(a) => cmd::transfer::upload(a),
         Command::Stream(a) => cmd::stream::run(a, &globals),
+        Command::Router(a) => cmd::router::run(a, &globals),
         Command::Download(a) => cmd::transfer::download(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
     }

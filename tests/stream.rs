@@ -90,7 +90,7 @@ fn both_directions_live() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("stream ended") && err.contains(" 1 up,"),
+        err.contains("stream ended") && err.contains(" 1 up ("),
         "{err}"
     );
 }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod info;
 pub mod negentropy;
 pub mod relay;
+pub mod router;
 pub mod scan;
 pub mod stream;
 pub mod sync;

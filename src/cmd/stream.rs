@@ -35,18 +35,15 @@ pub fn run(args: &StreamArgs, g: &Globals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let opts = StreamOptions {
-        url: args.url.clone(),
-        dir: args.dir,
-        limits: cfg.event_limits(),
-        plugin: cfg.relay.write_policy.plugin.clone(),
-        plugin_timeout: Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1)),
-    };
+    // strfry's stream consults the relay's write policy for what it downloads.
+    let mut opts = StreamOptions::new(&args.url, args.dir, cfg.event_limits());
+    opts.plugin_down = cfg.relay.write_policy.plugin.clone();
+    opts.plugin_timeout = Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1));
     match stream::run(&store, &opts, &stop) {
         Ok(s) => {
             eprintln!(
-                "stream ended: {} events down, {} up, {} reconnects",
-                s.down, s.up, s.reconnects
+                "stream ended: {} events down, {} up ({} refused), {} reconnects",
+                s.down, s.up, s.up_rejected, s.reconnects
             );
             ExitCode::SUCCESS
         }

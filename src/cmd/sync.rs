@@ -81,6 +81,7 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
         limits,
         plugin: cfg.relay.write_policy.plugin.clone(),
         plugin_timeout: Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1)),
+        source_type: "Sync",
         url: args.url.clone(),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -107,7 +108,9 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
             }
         },
         |what, id| {
-            let _ = writeln!(out, "{what},{}", hex::encode(id));
+            if args.print_missing {
+                let _ = writeln!(out, "{what},{}", hex::encode(id));
+            }
         },
     );
     let _ = out.flush();

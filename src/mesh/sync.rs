@@ -41,6 +41,9 @@ pub struct SyncOptions {
     /// sync does (sourceType `Sync`, sourceInfo the relay URL) before they are written.
     pub plugin: String,
     pub plugin_timeout: Duration,
+    /// What the plugin is told the events came from: `Sync`, or `Stream` for a stream's
+    /// catch-up after a reconnect.
+    pub source_type: &'static str,
     pub url: String,
 }
 
@@ -350,9 +353,8 @@ impl Session<'_> {
                         continue;
                     }
                     self.stats.have += 1;
-                    if self.opts.print_missing {
-                        missing("have", &id);
-                    } else if self.up() {
+                    missing("have", &id);
+                    if !self.opts.print_missing && self.up() {
                         self.have.push_back(id);
                     }
                 }
@@ -362,9 +364,8 @@ impl Session<'_> {
                         continue;
                     }
                     self.stats.need += 1;
-                    if self.opts.print_missing {
-                        missing("need", &id);
-                    } else if self.down() {
+                    missing("need", &id);
+                    if !self.opts.print_missing && self.down() {
                         self.need.push_back(id);
                     }
                 }
@@ -455,7 +456,7 @@ impl Session<'_> {
                         event_json: e.json(),
                         id_hex: e.id_hex(),
                         received_at: now,
-                        source_type: "Sync",
+                        source_type: opts.source_type,
                         source_info: &opts.url,
                         authed: None,
                     },

@@ -101,6 +101,15 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
 impl WsClient {
     /// Connects to a `ws://` or `wss://` URL.
     pub fn connect(url: &str, max_message: usize) -> Result<WsClient, String> {
+        WsClient::connect_within(url, max_message, CONNECT_TIMEOUT)
+    }
+
+    /// Connects, giving the TCP connect and each handshake read/write `timeout`.
+    pub fn connect_within(
+        url: &str,
+        max_message: usize,
+        timeout: Duration,
+    ) -> Result<WsClient, String> {
         let config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
@@ -128,7 +137,7 @@ impl WsClient {
             .collect();
         let mut last = format!("cannot resolve {url}");
         for addr in addrs {
-            let stream = match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            let stream = match TcpStream::connect_timeout(&addr, timeout) {
                 Ok(s) => s,
                 Err(e) => {
                     last = format!("cannot connect to {url}: {e}");
@@ -137,8 +146,8 @@ impl WsClient {
             };
             let _ = stream.set_nodelay(true);
             // A peer that accepts but never answers the handshakes must not hang us.
-            let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
-            let _ = stream.set_write_timeout(Some(CONNECT_TIMEOUT));
+            let _ = stream.set_read_timeout(Some(timeout));
+            let _ = stream.set_write_timeout(Some(timeout));
             let conn = if tls {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|e| format!("bad host name in {url}: {e}"))?;

@@ -321,6 +321,8 @@ impl Ingester {
         // may miss a just-committed copy; the writer's own check catches that.)
         if let Some(txn) = txn {
             if matches!(self.shared.store.lookup_id(txn, &ev.id), Ok(Some(_))) {
+                // Counted like the writer's duplicates: strfry finds them all in its writer.
+                self.shared.metrics.write_dups.inc();
                 return self.reply(conn, |o| {
                     message::ok(o, ev.id_hex(), true, "duplicate: have this event")
                 });

@@ -1,0 +1,410 @@
+//! `wok router` as a process in a mesh of three `wok relay` processes on loopback. The
+//! router runs on relay A's DB (as strfry's does: it is a local writer) with one `both`
+//! group linking A to B and C.
+//! - An event published to any relay reaches the others exactly once, and no event is
+//!   echoed back to the relay it came from (their duplicate counters stay at 0).
+//! - A relay killed (SIGKILL) and restarted on its DB gets everything published meanwhile,
+//!   and what it receives right after the restart reaches the others.
+//! - The config is reloaded: adding a URL starts only its link, a broken file is ignored,
+//!   pluginUp (sourceType `Stored`) keeps events from going up.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{keys, note, Client, Running};
+use wok::nostr::Event;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/nostr+json\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    Some(out.split("\r\n\r\n").nth(1)?.to_owned())
+}
+
+/// A `wok relay` process on a fixed port and DB, so it can be killed and started again.
+struct Node {
+    dir: tempfile::TempDir,
+    port: u16,
+    url: String,
+    proc: Option<Running>,
+}
+
+impl Node {
+    fn start() -> Node {
+        let port = free_port();
+        let mut n = Node {
+            dir: tempfile::tempdir().expect("tmp"),
+            port,
+            url: format!("ws://127.0.0.1:{port}"),
+            proc: None,
+        };
+        n.launch();
+        n
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_wok"))
+            .args(db_args(&self.db()))
+            .args(["--set", &format!("relay.port={}", self.port), "relay"])
+            .env_remove("STRFRY_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wok relay");
+        self.proc = Some(Running(Some(child)));
+        let port = self.port;
+        wait_for("the relay to listen", Duration::from_secs(15), || {
+            http_get(port, "/")
+        });
+    }
+
+    /// SIGKILL: no clean shutdown.
+    fn kill(&mut self) {
+        drop(self.proc.take());
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.url)
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let text = http_get(self.port, "/metrics").expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    fn holds(&self, ids: &[&Event]) -> bool {
+        let list: Vec<String> = ids.iter().map(|e| format!("\"{}\"", e.id_hex())).collect();
+        let mut c = self.client();
+        c.req("h", &format!("{{\"ids\":[{}]}}", list.join(",")))
+            .len()
+            == ids.len()
+    }
+}
+
+fn db_args(db: &Path) -> Vec<String> {
+    vec![
+        "--set".into(),
+        format!("db={}", db.display()),
+        "--set".into(),
+        "dbParams.mapsize=1073741824".into(),
+    ]
+}
+
+/// The router process on `node`'s DB, logging to a file (a pipe could fill and block it).
+struct Router {
+    _proc: Running,
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Router {
+    fn start(node: &Node, conf_text: &str) -> Router {
+        let conf = node.dir.path().join("router.conf");
+        let log = node.dir.path().join("router.log");
+        std::fs::write(&conf, conf_text).expect("write router conf");
+        let child = Command::new(env!("CARGO_BIN_EXE_wok"))
+            .args(db_args(&node.db()))
+            .args(["router", conf.to_str().expect("utf8")])
+            .env_remove("STRFRY_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"))
+            .spawn()
+            .expect("wok router");
+        Router {
+            _proc: Running(Some(child)),
+            conf,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Rewrites the config so that its mtime visibly changes.
+    fn rewrite(&self, text: &str) {
+        let before = std::fs::metadata(&self.conf)
+            .and_then(|m| m.modified())
+            .ok();
+        loop {
+            std::fs::write(&self.conf, text).expect("rewrite");
+            if std::fs::metadata(&self.conf)
+                .and_then(|m| m.modified())
+                .ok()
+                != before
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn mesh_conf(urls: &[&str], extra: &str) -> String {
+    let list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "connectionTimeout = 2\nstreams {{\n  mesh {{\n    dir = \"both\"\n    urls = [ {} ]\n{extra}  }}\n}}\n",
+        list.join(" ")
+    )
+}
+
+/// A live subscription to kind 1 on one relay, counting deliveries per event id.
+struct Watch {
+    c: Client,
+    seen: Vec<String>,
+}
+
+impl Watch {
+    fn on(node: &Node) -> Watch {
+        let mut c = node.client();
+        assert!(c.req("w", "{\"kinds\":[1],\"limit\":0}").is_empty());
+        Watch {
+            c,
+            seen: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self, within: Duration) {
+        while let Some(m) = self.c.recv_within(within) {
+            if m[0] == "EVENT" && m[1] == "w" {
+                self.seen.push(m[2]["id"].as_str().expect("id").to_owned());
+            }
+        }
+    }
+
+    fn count(&self, ev: &Event) -> usize {
+        self.seen.iter().filter(|s| *s == ev.id_hex()).count()
+    }
+
+    /// Reads until `ev` has been delivered (bounded).
+    fn wait(&mut self, ev: &Event) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while self.count(ev) == 0 {
+            assert!(Instant::now() < end, "{} never arrived", ev.id_hex());
+            self.pump(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Publishes fresh probes on `from` until one is delivered to `to`: the router's link to
+/// `from` is then subscribed (it asks for live events only, so earlier ones never come).
+fn link_is_live(from: &Node, to: &mut Watch, tag: &str) {
+    let mut c = from.client();
+    let end = Instant::now() + Duration::from_secs(20);
+    for i in 0.. {
+        assert!(
+            Instant::now() < end,
+            "the link from {} never came up",
+            from.url
+        );
+        let probe = note(&keys(90), &format!("probe {tag} {i}"));
+        assert_eq!(c.publish(&probe)[2], true);
+        let wait = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < wait && to.count(&probe) == 0 {
+            to.pump(Duration::from_millis(50));
+        }
+        if to.count(&probe) > 0 {
+            return;
+        }
+    }
+}
+
+#[test]
+fn every_event_reaches_every_relay_exactly_once_without_echoes() {
+    let (a, b, c) = (Node::start(), Node::start(), Node::start());
+    let router = Router::start(&a, &mesh_conf(&[&b.url, &c.url], ""));
+    let (mut wa, mut wb, mut wc) = (Watch::on(&a), Watch::on(&b), Watch::on(&c));
+    link_is_live(&b, &mut wa, "b");
+    link_is_live(&c, &mut wa, "c");
+
+    let k = keys(1);
+    let (xa, xb, xc) = (note(&k, "from a"), note(&k, "from b"), note(&k, "from c"));
+    let (ma, mb, mc) = (note(&k, "mark a"), note(&k, "mark b"), note(&k, "mark c"));
+    for (node, ev) in [
+        (&a, &xa),
+        (&b, &xb),
+        (&c, &xc),
+        (&a, &ma),
+        (&b, &mb),
+        (&c, &mc),
+    ] {
+        assert_eq!(node.client().publish(ev)[2], true);
+    }
+    // Each link keeps its order, so once a relay has every marker it has every event.
+    for w in [&mut wa, &mut wb, &mut wc] {
+        for m in [&ma, &mb, &mc] {
+            w.wait(m);
+        }
+        w.pump(Duration::from_millis(300));
+    }
+    for (name, w) in [("a", &wa), ("b", &wb), ("c", &wc)] {
+        for ev in [&xa, &xb, &xc, &ma, &mb, &mc] {
+            assert_eq!(w.count(ev), 1, "relay {name}, {}", ev.id_hex());
+        }
+    }
+    // No event went back to where it came from: B and C never saw a duplicate.
+    assert_eq!(b.metric("strfry_write_dups_total"), 0);
+    assert_eq!(c.metric("strfry_write_dups_total"), 0);
+    assert!(router.log().contains("router: 1 groups, 2 links"));
+}
+
+#[test]
+fn a_relay_killed_and_restarted_gets_what_it_missed() {
+    let (a, b, mut c) = (Node::start(), Node::start(), Node::start());
+    let router = Router::start(&a, &mesh_conf(&[&b.url, &c.url], ""));
+    let mut wa = Watch::on(&a);
+    link_is_live(&b, &mut wa, "b");
+    link_is_live(&c, &mut wa, "c");
+
+    c.kill();
+    let k = keys(2);
+    let (ya, yb) = (
+        note(&k, "while c was down, on a"),
+        note(&k, "while c was down, on b"),
+    );
+    assert_eq!(a.client().publish(&ya)[2], true);
+    assert_eq!(b.client().publish(&yb)[2], true);
+    wa.wait(&yb);
+
+    c.launch();
+    // Published on C before the router is back: the reconnect's catch-up brings it over.
+    let yc = note(&k, "on c right after its restart");
+    assert_eq!(c.client().publish(&yc)[2], true);
+    let all = [&ya, &yb, &yc];
+    for node in [&a, &b, &c] {
+        wait_for(
+            &format!("{} to hold every event", node.url),
+            Duration::from_secs(30),
+            || node.holds(&all).then_some(()),
+        );
+    }
+    if std::env::var_os("WOK_TEST_LOG").is_some() {
+        eprintln!("{}", router.log());
+    }
+    assert!(
+        router.log().contains("reconnecting") || router.log().contains("retrying"),
+        "{}",
+        router.log()
+    );
+}
+
+#[test]
+fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_plugin_up() {
+    let (a, b, c) = (Node::start(), Node::start(), Node::start());
+    // pluginUp refuses events whose content says "private"; it also records sourceType.
+    let dir = a.dir.path();
+    let seen = dir.join("plugin-saw");
+    let plugin = dir.join("up.py");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/usr/bin/env python3\nimport json, sys\nfor line in sys.stdin:\n    r = json.loads(line)\n    open({seen:?}, 'a').write(r['sourceType'] + '\\n')\n    ok = 'private' not in r['event']['content']\n    print(json.dumps({{'id': r['event']['id'], 'action': 'accept' if ok else 'reject', 'msg': ''}}), flush=True)\n",
+            seen = seen.display().to_string()
+        ),
+    )
+    .expect("plugin");
+    let ok = Command::new("chmod")
+        .args(["+x", plugin.to_str().expect("utf8")])
+        .status()
+        .expect("chmod");
+    assert!(ok.success());
+    let extra = format!("    pluginUp = \"{}\"\n", plugin.display());
+    let router = Router::start(&a, &mesh_conf(&[&b.url], &extra));
+    let (mut wa, mut wb) = (Watch::on(&a), Watch::on(&b));
+    link_is_live(&b, &mut wa, "b");
+
+    let k = keys(3);
+    let (open, private) = (note(&k, "open"), note(&k, "private"));
+    assert_eq!(a.client().publish(&private)[2], true);
+    assert_eq!(a.client().publish(&open)[2], true);
+    wb.wait(&open);
+    wb.pump(Duration::from_millis(300));
+    assert_eq!(wb.count(&private), 0, "pluginUp refused it");
+    let saw = std::fs::read_to_string(&seen).expect("plugin ran");
+    assert!(saw.lines().all(|l| l == "Stored"), "{saw}");
+
+    // A broken file is logged and ignored; the running links go on.
+    router.rewrite("streams { mesh { dir = \"both\" ");
+    wait_for(
+        "the broken reload to be logged",
+        Duration::from_secs(10),
+        || {
+            router
+                .log()
+                .contains("keeping the running config")
+                .then_some(())
+        },
+    );
+    let still = note(&k, "still linked");
+    assert_eq!(a.client().publish(&still)[2], true);
+    wb.wait(&still);
+
+    // Adding C starts one link; B's is left alone.
+    router.rewrite(&mesh_conf(&[&b.url, &c.url], &extra));
+    wait_for("the reload", Duration::from_secs(10), || {
+        router.log().contains("config reloaded").then_some(())
+    });
+    let mut wc = Watch::on(&c);
+    link_is_live(&c, &mut wa, "c");
+    let later = note(&k, "after the reload");
+    assert_eq!(a.client().publish(&later)[2], true);
+    wc.wait(&later);
+    wb.wait(&later);
+    let log = router.log();
+    assert!(!log.contains("stopping"), "{log}");
+    assert_eq!(
+        log.matches(&format!("router mesh {}: connected", b.url))
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_bad_router_config_fails_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("router.conf");
+    std::fs::write(&conf, "streams { g { dir = \"down\" } }").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
+        .args(db_args(&dir.path().join("db")))
+        .args(["router", conf.to_str().expect("utf8")])
+        .env_remove("STRFRY_CONFIG")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("urls is required"), "{err}");
+}
