@@ -52,6 +52,14 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // The plugin runs in its own process group, so a pipeline or anything else `sh`
+        // started goes too, not only `sh`.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on a process group we created; no memory is involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -63,6 +71,10 @@ pub struct Plugin {
     cmd: String,
     mtime: Option<SystemTime>,
     proc: Option<Proc>,
+    /// Failures since the last good verdict, and when the last one happened: a plugin
+    /// that keeps dying is not respawned for every event.
+    failures: u32,
+    failed_at: Option<Instant>,
 }
 
 const INTERNAL: &str = "error: internal error";
@@ -96,22 +108,38 @@ impl Plugin {
             self.mtime = mtime;
         }
         if self.proc.is_none() {
+            if let Some(at) = self.failed_at {
+                if at.elapsed() < respawn_delay(self.failures) {
+                    return Verdict::Reject(INTERNAL.into());
+                }
+            }
             match spawn(cmd) {
                 Ok(p) => self.proc = Some(p),
                 Err(e) => {
                     log::error!("cannot start write policy plugin {cmd}: {e}");
+                    self.failed();
                     return Verdict::Reject(INTERNAL.into());
                 }
             }
         }
         match self.ask(timeout, req) {
-            Ok(v) => v,
+            Ok(v) => {
+                self.failures = 0;
+                self.failed_at = None;
+                v
+            }
             Err(why) => {
                 log::error!("write policy plugin {cmd}: {why}; restarting it");
                 self.proc = None;
+                self.failed();
                 Verdict::Reject(INTERNAL.into())
             }
         }
+    }
+
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        self.failed_at = Some(Instant::now());
     }
 
     fn ask(&mut self, timeout: Duration, req: &Request) -> Result<Verdict, String> {
@@ -169,14 +197,26 @@ impl Plugin {
     }
 }
 
+/// How long events are refused before respawning a plugin that failed `failures` times in
+/// a row: at once for the first two (a crash on one bad event costs that event only), then
+/// 100 ms doubling up to 10 s.
+fn respawn_delay(failures: u32) -> Duration {
+    match failures {
+        0..=2 => Duration::ZERO,
+        n => Duration::from_millis(100u64 << (n - 3).min(7)).min(Duration::from_secs(10)),
+    }
+}
+
 fn clip(s: &str) -> String {
     s.trim().chars().take(200).collect()
 }
 
 fn spawn(cmd: &str) -> std::io::Result<Proc> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -226,4 +266,57 @@ fn spawn(cmd: &str) -> std::io::Result<Proc> {
             }
         })?;
     Ok(Proc { child, to, from })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respawns_at_once_twice_then_backs_off() {
+        assert_eq!(respawn_delay(1), Duration::ZERO);
+        assert_eq!(respawn_delay(2), Duration::ZERO);
+        assert_eq!(respawn_delay(3), Duration::from_millis(100));
+        assert_eq!(respawn_delay(4), Duration::from_millis(200));
+        assert_eq!(respawn_delay(50), Duration::from_secs(10));
+    }
+
+    fn alive(pid: &str) -> bool {
+        // A zombie waiting for its reaper is dead for this purpose.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn a_killed_plugin_takes_its_children_along() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pidfile = dir.path().join("pid");
+        // Never answers; leaves a background child behind `sh`.
+        let cmd = format!(
+            "sleep 300 & echo $! > {}; exec sleep 300",
+            pidfile.display()
+        );
+        let mut p = Plugin::new();
+        let v = p.judge(
+            &cmd,
+            Duration::from_millis(300),
+            &Request {
+                event_json: b"{}",
+                id_hex: "00",
+                received_at: 0,
+                source_type: "IP4",
+                source_info: "127.0.0.1",
+                authed: None,
+            },
+        );
+        assert_eq!(v, Verdict::Reject(INTERNAL.into()));
+        let pid = std::fs::read_to_string(&pidfile).expect("pid written");
+        let pid = pid.trim();
+        let end = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(Instant::now() < end, "the plugin's child {pid} survived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
