@@ -161,6 +161,8 @@ impl Relay {
             real_ip_header: cfg.relay.real_ip_header.clone(),
         };
         let outbound: Arc<Outbound> = Arc::default();
+        // The config decides, whatever the store was opened with (tests open it themselves).
+        store.set_compress_new_events(cfg.events.compression);
         let shared = Arc::new(Shared {
             store,
             metrics: metrics.clone(),
@@ -289,6 +291,11 @@ impl Relay {
             io_thread,
             stages,
         })
+    }
+
+    /// The relay's store (read-only use: only the writer stage writes).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
     /// Stops accepting, closes connections, lets every stage drain its inbox (the writer
