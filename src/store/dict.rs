@@ -51,6 +51,11 @@ impl Dictionary {
         })
     }
 
+    /// The dictionary as stored.
+    pub fn bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
     pub fn len(&self) -> usize {
         self.raw.len()
     }
