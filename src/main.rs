@@ -49,6 +49,9 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Delete events by age and/or filter
     Delete(cmd::delete::DeleteArgs),
+    /// zstd dictionaries for stored events: stats, train, compress, decompress
+    #[command(subcommand)]
+    Dict(cmd::dict::DictCmd),
     /// Write a compacted copy of the database to a file or stdout
     Compact(cmd::compact::CompactArgs),
     /// Print the database version, event count and table sizes
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a, &globals),
         Command::Scan(a) => cmd::scan::run(a, &globals),
         Command::Delete(a) => cmd::delete::run(a, &globals),
+        Command::Dict(c) => cmd::dict::run(c, &globals),
         Command::Compact(a) => cmd::compact::run(a, &globals),
         Command::Info(a) => cmd::info::run(a, &globals),
         Command::Sync(a) => cmd::sync::run(a, &globals),

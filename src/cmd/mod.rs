@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compact;
 pub mod config;
 pub mod delete;
+pub mod dict;
 pub mod export;
 pub mod gen;
 pub mod import;

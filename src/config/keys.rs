@@ -44,6 +44,8 @@ config_section! {
                 "Most tags a single event may carry";
             max_tag_val_size: u64 = 1024 => "maxTagValSize", strfry, live,
                 "Longest value, in bytes, allowed in a tag whose name is a single letter";
+            compression: bool = false => "compression", wok, live,
+                "wok only: store new events zstd-compressed with the newest dictionary (made by wok dict train), when that is smaller; readers decompress transparently";
         }
 
         [relay: RelayConfig => "relay", "The websocket relay server"] {

@@ -357,7 +357,11 @@ mod tests {
     #[test]
     fn table_is_consistent_with_defaults() {
         let cfg = Config::default();
-        assert_eq!(keys().len(), 60, "strfry has 60 keys");
+        let strfry = keys()
+            .iter()
+            .filter(|k| k.origin == KeyOrigin::Strfry)
+            .count();
+        assert_eq!(strfry, 60, "strfry has 60 keys");
         let mut names = HashSet::new();
         for k in keys() {
             assert!(names.insert(k.name), "duplicate key {}", k.name);
@@ -464,6 +468,15 @@ mod tests {
                 "relay.numThreads.negentropy",
             ]
         );
-        assert!(keys().iter().all(|k| k.origin == KeyOrigin::Strfry));
+        // wok's own keys all take effect live.
+        assert!(keys()
+            .iter()
+            .all(|k| k.origin == KeyOrigin::Strfry || !k.no_reload));
+        let wok: Vec<&str> = keys()
+            .iter()
+            .filter(|k| k.origin == KeyOrigin::Wok)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(wok, ["events.compression"]);
     }
 }

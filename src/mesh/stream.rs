@@ -439,9 +439,22 @@ fn send_local(
             st.sent_upto = lev;
             continue;
         }
-        let Some(json) = store.payload(&txn, lev).map_err(|e| e.to_string())? else {
-            st.sent_upto = lev;
-            continue;
+        let json = match store.payload(&txn, lev) {
+            Ok(Some(json)) => json,
+            Ok(None) => {
+                st.sent_upto = lev;
+                continue;
+            }
+            // One unreadable event must not wedge the link on its levId forever.
+            Err(
+                e @ (crate::store::StoreError::MissingDictionary(_)
+                | crate::store::StoreError::Corrupt(_)),
+            ) => {
+                log::warn!("{}: not sending event {lev}: {e}", o.name);
+                st.sent_upto = lev;
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
         };
         if !o.plugin_up.trim().is_empty() {
             let v = st.plugin_up.judge(

@@ -39,6 +39,29 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The JSON of a stored event, for sending; `None` when it is gone or cannot be decoded.
+/// An undecodable payload (its zstd dictionary missing, say) is logged and skipped, so one
+/// bad row neither ends a client's scan nor stalls live delivery for everyone.
+pub(crate) fn stored_json<'t>(
+    store: &Store,
+    txn: &'t heed::RoTxn<'_>,
+    lev: crate::store::LevId,
+) -> crate::store::Result<Option<std::borrow::Cow<'t, [u8]>>> {
+    use crate::store::StoreError;
+    static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match store.payload(txn, lev) {
+        Err(e @ (StoreError::MissingDictionary(_) | StoreError::Corrupt(_))) => {
+            // Logged at 1, 2, 4, 8, … failures: visible without flooding the log.
+            let n = FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                log::error!("levId {lev}: payload not readable, event not sent ({n} so far): {e}");
+            }
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// Pending outbound bytes per connection, published by the io thread.
 pub type Outbound =
     std::sync::Mutex<std::collections::HashMap<msg::ConnId, Arc<std::sync::atomic::AtomicUsize>>>;
@@ -138,6 +161,8 @@ impl Relay {
             real_ip_header: cfg.relay.real_ip_header.clone(),
         };
         let outbound: Arc<Outbound> = Arc::default();
+        // The config decides, whatever the store was opened with (tests open it themselves).
+        store.set_compress_new_events(cfg.events.compression);
         let shared = Arc::new(Shared {
             store,
             metrics: metrics.clone(),
@@ -268,6 +293,11 @@ impl Relay {
         })
     }
 
+    /// The relay's store (read-only use: only the writer stage writes).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
     /// Stops accepting, closes connections, lets every stage drain its inbox (the writer
     /// commits what it was given) and joins the threads.
     pub fn stop(mut self) {
@@ -305,6 +335,9 @@ impl Relay {
             h.nip11 = nip11(&effective);
             h.landing = landing(&effective);
         }
+        self.shared
+            .store
+            .set_compress_new_events(effective.events.compression);
         match self.shared.config.write() {
             Ok(mut c) => *c = Arc::new(effective),
             Err(p) => *p.into_inner() = Arc::new(effective),

@@ -131,7 +131,7 @@ impl ReqMonitor {
             {
                 continue;
             }
-            if let Some(json) = store.payload(&txn, lev)? {
+            if let Some(json) = super::stored_json(store, &txn, lev)? {
                 let mut out = Vec::with_capacity(json.len() + 80);
                 message::event(&mut out, sub, &json);
                 self.io.text(conn, out);
@@ -176,7 +176,7 @@ impl ReqMonitor {
             if recipients.is_empty() {
                 continue;
             }
-            if let Some(json) = store.payload(&txn, lev)? {
+            if let Some(json) = super::stored_json(store, &txn, lev)? {
                 self.io.send(Outbound::EventBatch {
                     json: Arc::from(json.as_ref()),
                     recipients: std::mem::take(&mut recipients),

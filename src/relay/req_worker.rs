@@ -267,7 +267,7 @@ impl ReqWorker {
                 Some(n) => *n += levs.len() as u64,
                 None => {
                     for &lev in &levs {
-                        if let Some(json) = store.payload(&txn, lev)? {
+                        if let Some(json) = super::stored_json(store, &txn, lev)? {
                             let mut out = Vec::with_capacity(json.len() + 80);
                             message::event(&mut out, &r.sub_id, &json);
                             sent += out.len();

@@ -2,12 +2,14 @@
 //! relay stages and the CLI commands drive it.
 //!
 //! Tables (all keys big-endian; layouts in `keys.rs` and ARCHITECTURE.md):
-//! `Event` levId → packed record, `EventPayload` levId → `0x00‖json`, the scannable indexes
+//! `Event` levId → packed record, `EventPayload` levId → `0x00‖json` or
+//! `0x01‖dictId‖zstd` (`payload.rs`, `dict.rs`), the scannable indexes
 //! `created_at pubkey kind pubkeyKind tag` (keys ending in the 24-byte suffix), the lookup
 //! indexes `id deletion expiration replace replaceDeletion`, and `Meta`,
 //! `CompressionDictionary`, `NegentropyFilter`.
 
 pub mod check;
+pub mod dict;
 pub mod keys;
 pub mod negtree;
 pub mod payload;
@@ -43,6 +45,8 @@ pub enum StoreError {
     Corrupt(String),
     /// The DB was made by an incompatible version or machine.
     Version(String),
+    /// A payload is compressed with a zstd dictionary that is not in the DB.
+    MissingDictionary(u32),
     Lmdb(heed::Error),
 }
 
@@ -56,6 +60,10 @@ impl fmt::Display for StoreError {
             StoreError::Io(e) => write!(f, "database I/O error (disk full?): {e}"),
             StoreError::Corrupt(e) => write!(f, "corrupt database value: {e}"),
             StoreError::Version(e) => write!(f, "{e}"),
+            StoreError::MissingDictionary(id) => write!(
+                f,
+                "an event is compressed with zstd dictionary {id}, which is not in the database (was the CompressionDictionary table lost?)"
+            ),
             StoreError::Lmdb(e) => write!(f, "LMDB error: {e}"),
         }
     }
@@ -81,6 +89,8 @@ pub struct StoreOptions {
     pub map_size: u64,
     pub max_readers: u32,
     pub no_read_ahead: bool,
+    /// `events.compression`: store new events compressed with the newest dictionary.
+    pub compress_new_events: bool,
 }
 
 impl Default for StoreOptions {
@@ -89,6 +99,7 @@ impl Default for StoreOptions {
             map_size: 10_995_116_277_760,
             max_readers: 256,
             no_read_ahead: false,
+            compress_new_events: false,
         }
     }
 }
@@ -99,6 +110,7 @@ impl StoreOptions {
             map_size: cfg.db_params.mapsize,
             max_readers: u32::try_from(cfg.db_params.maxreaders).unwrap_or(u32::MAX),
             no_read_ahead: cfg.db_params.no_read_ahead,
+            compress_new_events: cfg.events.compression,
         }
     }
 }
@@ -154,6 +166,10 @@ pub struct Store {
     path: PathBuf,
     /// `negtree::Store::tree_filters`: (modification counter, parsed tree filters).
     tree_cache: std::sync::Mutex<Option<(u64, negtree::TreeFilters)>>,
+    /// Prepared zstd dictionaries by dictId (rows never change once written).
+    dicts: dict::DictCache,
+    /// `events.compression` (live).
+    compress_new: std::sync::atomic::AtomicBool,
 }
 
 /// Durable facts about the DB, kept in the `Meta` row.
@@ -212,6 +228,8 @@ impl Store {
             t,
             path: dir.to_path_buf(),
             tree_cache: std::sync::Mutex::new(None),
+            dicts: dict::DictCache::default(),
+            compress_new: std::sync::atomic::AtomicBool::new(opts.compress_new_events),
         };
         match store.read_meta(&wtxn)? {
             None => {
@@ -322,14 +340,16 @@ impl Store {
         }
     }
 
-    /// The event JSON of `lev` (decompressed if needed).
+    /// The event JSON of `lev`, decompressed if it is stored compressed (borrowed from the
+    /// map otherwise). Every reader goes through here; a payload whose dictionary is gone is
+    /// `StoreError::MissingDictionary`.
     pub fn payload<'t>(
         &self,
         txn: &'t RoTxn,
         lev: LevId,
     ) -> Result<Option<std::borrow::Cow<'t, [u8]>>> {
         match self.t.payload.get(txn, &keys::lev_key(lev))? {
-            Some(buf) => payload::decode(buf).map(Some),
+            Some(buf) => self.decode_payload(txn, buf).map(Some),
             None => Ok(None),
         }
     }

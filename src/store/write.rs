@@ -8,7 +8,7 @@ use heed::{PutFlags, RwTxn};
 
 use super::keys::{self, LevId};
 use super::negtree::{TreeFilters, TreeOp};
-use super::{payload, record, Meta, Record, Result, Store};
+use super::{dict, payload, record, Meta, Record, Result, Store};
 use crate::nostr::filter::EventView;
 use crate::nostr::hex;
 use crate::nostr::kinds::{self, KindClass};
@@ -192,12 +192,18 @@ impl Store {
         self.t
             .event
             .put_with_flags(txn, PutFlags::APPEND, &lk, &record::encode(ev))?;
-        self.t.payload.put_with_flags(
-            txn,
-            PutFlags::APPEND,
-            &lk,
-            &payload::encode_raw(ev.json()),
-        )?;
+        // `events.compression`: the batch's dictionary, kept only when it saves space.
+        let compressed = match &p.dict {
+            Some(d) => d.compress_payload(ev.json(), dict::DEFAULT_LEVEL)?,
+            None => None,
+        };
+        let value = match compressed {
+            Some(c) => c,
+            None => payload::encode_raw(ev.json()),
+        };
+        self.t
+            .payload
+            .put_with_flags(txn, PutFlags::APPEND, &lk, &value)?;
         self.index(p, &IndexedFields::of_event(ev), lev, true);
         p.tree_change(ev, true);
         Ok(())
@@ -408,6 +414,9 @@ pub(crate) struct Pending {
     /// them (applied in order at the end, like the index rows).
     trees: TreeFilters,
     tree_ops: Vec<TreeOp>,
+    /// The dictionary new events are compressed with (`events.compression`), looked up
+    /// once per batch.
+    dict: Option<std::sync::Arc<dict::Dictionary>>,
 }
 
 #[derive(Clone, Copy)]
@@ -423,6 +432,7 @@ impl Pending {
     pub(crate) fn new(store: &Store, txn: &heed::RoTxn) -> Result<Pending> {
         Ok(Pending {
             trees: store.tree_filters(txn)?,
+            dict: store.batch_dictionary(txn)?,
             ..Pending::default()
         })
     }
