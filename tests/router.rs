@@ -322,26 +322,18 @@ fn a_relay_killed_and_restarted_gets_what_it_missed() {
 }
 
 #[test]
-fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_plugin_up() {
+fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_both_plugins() {
     let (a, b, c) = (Node::start(), Node::start(), Node::start());
-    // pluginUp refuses events whose content says "private"; it also records sourceType.
+    // pluginUp refuses events whose content says "private", pluginDown those that say
+    // "unwanted"; each records the sourceType it was given.
     let dir = a.dir.path();
-    let seen = dir.join("plugin-saw");
-    let plugin = dir.join("up.py");
-    std::fs::write(
-        &plugin,
-        format!(
-            "#!/usr/bin/env python3\nimport json, sys\nfor line in sys.stdin:\n    r = json.loads(line)\n    open({seen:?}, 'a').write(r['sourceType'] + '\\n')\n    ok = 'private' not in r['event']['content']\n    print(json.dumps({{'id': r['event']['id'], 'action': 'accept' if ok else 'reject', 'msg': ''}}), flush=True)\n",
-            seen = seen.display().to_string()
-        ),
-    )
-    .expect("plugin");
-    let ok = Command::new("chmod")
-        .args(["+x", plugin.to_str().expect("utf8")])
-        .status()
-        .expect("chmod");
-    assert!(ok.success());
-    let extra = format!("    pluginUp = \"{}\"\n", plugin.display());
+    let up = policy(dir, "up", "private");
+    let down = policy(dir, "down", "unwanted");
+    let extra = format!(
+        "    pluginUp = \"{}\"\n    pluginDown = \"{}\"\n",
+        up.display(),
+        down.display()
+    );
     let router = Router::start(&a, &mesh_conf(&[&b.url], &extra));
     let (mut wa, mut wb) = (Watch::on(&a), Watch::on(&b));
     link_is_live(&b, &mut wa, "b");
@@ -353,8 +345,18 @@ fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_plugin_up() {
     wb.wait(&open);
     wb.pump(Duration::from_millis(300));
     assert_eq!(wb.count(&private), 0, "pluginUp refused it");
-    let saw = std::fs::read_to_string(&seen).expect("plugin ran");
+    let saw = std::fs::read_to_string(dir.join("up-saw")).expect("pluginUp ran");
     assert!(saw.lines().all(|l| l == "Stored"), "{saw}");
+
+    // pluginDown: the unwanted event stays on B; the one after it comes down.
+    let (unwanted, wanted) = (note(&k, "unwanted"), note(&k, "wanted"));
+    assert_eq!(b.client().publish(&unwanted)[2], true);
+    assert_eq!(b.client().publish(&wanted)[2], true);
+    wa.wait(&wanted);
+    wa.pump(Duration::from_millis(300));
+    assert_eq!(wa.count(&unwanted), 0, "pluginDown refused it");
+    let saw = std::fs::read_to_string(dir.join("down-saw")).expect("pluginDown ran");
+    assert!(saw.lines().all(|l| l == "Stream"), "{saw}");
 
     // A broken file is logged and ignored; the running links go on.
     router.rewrite("streams { mesh { dir = \"both\" ");
@@ -391,6 +393,27 @@ fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_plugin_up() {
         1,
         "{log}"
     );
+}
+
+/// A Python write-policy plugin `<dir>/<name>.py` refusing events whose content contains
+/// `word`, appending each request's sourceType to `<dir>/<name>-saw`.
+fn policy(dir: &Path, name: &str, word: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.py"));
+    let saw = dir.join(format!("{name}-saw"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/usr/bin/env python3\nimport json, sys\nfor line in sys.stdin:\n    r = json.loads(line)\n    open({saw:?}, 'a').write(r['sourceType'] + '\\n')\n    ok = {word:?} not in r['event']['content']\n    print(json.dumps({{'id': r['event']['id'], 'action': 'accept' if ok else 'reject', 'msg': ''}}), flush=True)\n",
+            saw = saw.display().to_string()
+        ),
+    )
+    .expect("plugin");
+    let ok = Command::new("chmod")
+        .args(["+x", path.to_str().expect("utf8")])
+        .status()
+        .expect("chmod");
+    assert!(ok.success());
+    path
 }
 
 #[test]
