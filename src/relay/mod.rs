@@ -3,6 +3,9 @@
 //! and the (reloadable) config.
 
 pub mod auth;
+pub mod deflate;
+pub mod extension;
+pub mod frame;
 pub mod http;
 pub mod ingester;
 pub mod io;
