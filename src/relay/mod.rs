@@ -139,6 +139,8 @@ impl Relay {
                 .then(|| Duration::from_secs(cfg.relay.auto_ping_seconds)),
             keepalive: cfg.relay.enable_tcp_keepalive,
             real_ip_header: cfg.relay.real_ip_header.clone(),
+            compression: cfg.relay.compression.enabled,
+            sliding_window: cfg.relay.compression.sliding_window,
         };
         let outbound: Arc<Outbound> = Arc::default();
         let shared = Arc::new(Shared {
