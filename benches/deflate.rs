@@ -51,7 +51,8 @@ fn ratios(msgs: &[Vec<u8>]) {
                     c.reset();
                 }
                 let mut out = Vec::with_capacity(m.len() + 64);
-                c.compress_vec(m, &mut out, FlushCompress::Sync).expect("compress");
+                c.compress_vec(m, &mut out, FlushCompress::Sync)
+                    .expect("compress");
                 total += out.len() - 4;
             }
             eprintln!(
@@ -95,7 +96,10 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    let shared: Vec<SharedEvent> = jsons.iter().filter_map(|j| SharedEvent::new(j, 15)).collect();
+    let shared: Vec<SharedEvent> = jsons
+        .iter()
+        .filter_map(|j| SharedEvent::new(j, 15))
+        .collect();
     g.bench_function("shared_splice_per_recipient", |b| {
         let mut e = Encoder::new(agreed(false));
         let mut out = Vec::with_capacity(bytes + 8192);
@@ -118,7 +122,11 @@ fn bench(c: &mut Criterion) {
                 z
             })
             .collect();
-        let name = if takeover { "inflate_takeover" } else { "inflate_no_takeover" };
+        let name = if takeover {
+            "inflate_takeover"
+        } else {
+            "inflate_no_takeover"
+        };
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut i = Inflater::new(takeover);

@@ -54,7 +54,11 @@ impl Deflater {
 
 /// Compresses `input` with a sync flush, keeping the flush's tail: the result is byte
 /// aligned and can be spliced between other such pieces (see `frame::shared_event`).
-pub fn sync_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
+pub fn sync_compress(
+    c: &mut Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DeflateError> {
     let mut done = 0usize;
     loop {
         // Text compresses; the worst case (stored blocks) adds 5 bytes per 16 KiB plus flush.
@@ -103,7 +107,12 @@ impl Inflater {
     }
 
     /// Appends the inflated message to `out`; never lets `out` grow past `max` bytes.
-    pub fn inflate(&mut self, input: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
+    pub fn inflate(
+        &mut self,
+        input: &[u8],
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), InflateError> {
         if !self.takeover {
             self.d.reset(false);
         }
@@ -132,7 +141,13 @@ impl Inflater {
     }
 
     /// Feeds one piece; `Ok(true)` when the deflate stream ended (BFINAL).
-    fn feed(&mut self, input: &[u8], max: usize, start: usize, out: &mut Vec<u8>) -> Result<bool, InflateError> {
+    fn feed(
+        &mut self,
+        input: &[u8],
+        max: usize,
+        start: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, InflateError> {
         let mut done = 0usize;
         loop {
             // Room for at most one byte past the limit: that byte proves the excess.
@@ -166,7 +181,12 @@ impl Inflater {
 }
 
 /// Inflates into `out[len..limit]`: zlib never writes past the limit we chose.
-fn decompress_bounded(d: &mut Decompress, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<Status, InflateError> {
+fn decompress_bounded(
+    d: &mut Decompress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<Status, InflateError> {
     let len = out.len();
     out.resize(limit, 0);
     let before = d.total_out();
@@ -232,7 +252,9 @@ mod tests {
     fn inflate_is_bounded() {
         let bomb = vec![b'0'; 10 << 20];
         let mut z = Vec::new();
-        Deflater::new(15, false).compress(&bomb, &mut z).expect("compress");
+        Deflater::new(15, false)
+            .compress(&bomb, &mut z)
+            .expect("compress");
         assert!(z.len() < 200_000, "{}", z.len());
         let mut out = Vec::new();
         let mut i = Inflater::new(false);
@@ -241,7 +263,9 @@ mod tests {
         // Exactly at the limit is fine.
         let exact = vec![b'a'; 1000];
         let mut z = Vec::new();
-        Deflater::new(15, false).compress(&exact, &mut z).expect("compress");
+        Deflater::new(15, false)
+            .compress(&exact, &mut z)
+            .expect("compress");
         let mut out = Vec::new();
         i.inflate(&z, 1000, &mut out).expect("at the limit");
         assert_eq!(out.len(), 1000);

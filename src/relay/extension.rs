@@ -16,7 +16,10 @@ pub struct Agreed {
 }
 
 /// The agreement and the `Sec-WebSocket-Extensions` value to answer with.
-pub fn negotiate<'a>(headers: impl IntoIterator<Item = &'a str>, sliding: bool) -> Option<(Agreed, String)> {
+pub fn negotiate<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+    sliding: bool,
+) -> Option<(Agreed, String)> {
     headers
         .into_iter()
         .flat_map(split_unquoted(','))

@@ -219,7 +219,9 @@ impl Decoder {
                     p.data.extend_from_slice(payload);
                     p.wire += wire;
                 }
-                (OP_CONT, None) => return Err(FrameError::Protocol("continuation with no message")),
+                (OP_CONT, None) => {
+                    return Err(FrameError::Protocol("continuation with no message"))
+                }
                 (OP_TEXT | OP_BINARY, None) => {
                     if rsv1 && self.inflater.is_none() {
                         return Err(FrameError::Protocol("RSV1 without permessage-deflate"));
@@ -248,10 +250,11 @@ impl Decoder {
         let data = match (&mut self.inflater, p.compressed) {
             (Some(inf), true) => {
                 let mut out = Vec::new();
-                inf.inflate(&p.data, self.max, &mut out).map_err(|e| match e {
-                    InflateError::TooBig => FrameError::TooBig,
-                    InflateError::Corrupt => FrameError::Invalid("invalid compressed data"),
-                })?;
+                inf.inflate(&p.data, self.max, &mut out)
+                    .map_err(|e| match e {
+                        InflateError::TooBig => FrameError::TooBig,
+                        InflateError::Corrupt => FrameError::Invalid("invalid compressed data"),
+                    })?;
                 out
             }
             _ => p.data,
@@ -378,7 +381,13 @@ impl Encoder {
 
     /// `prefix ‖ shared ‖ suffix` as one compressed message, `shared` being compressed once
     /// for every recipient (see `SharedEvent`). Only for `shares()` connections.
-    pub fn spliced(&mut self, prefix: &[u8], shared: &SharedEvent, suffix: &[u8], out: &mut Vec<u8>) {
+    pub fn spliced(
+        &mut self,
+        prefix: &[u8],
+        shared: &SharedEvent,
+        suffix: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let start = out.len();
         let plain_len = prefix.len() + shared.plain_len + suffix.len();
         self.traffic.plain += (header_len(plain_len) + plain_len) as u64;
@@ -484,7 +493,10 @@ mod tests {
         while !b.is_empty() {
             let (len, at) = match b[1] & 0x7f {
                 126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-                127 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+                127 => (
+                    u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
                 n => (n as usize, 2),
             };
             v.push((b[0] & 0x40 != 0, b[0] & 0x0f, b[at..at + len].to_vec()));
@@ -534,16 +546,46 @@ mod tests {
     #[test]
     fn protocol_errors() {
         let cases: Vec<(Vec<u8>, FrameError)> = vec![
-            (client_frame(0x80 | 0x20 | OP_TEXT, b"x"), FrameError::Protocol("reserved bits set")),
-            (client_frame(0x80 | 0x40 | OP_TEXT, b"x"), FrameError::Protocol("RSV1 without permessage-deflate")),
-            (client_frame(0x80 | OP_CONT, b"x"), FrameError::Protocol("continuation with no message")),
-            (client_frame(OP_PING, b"x"), FrameError::Protocol("bad control frame")),
-            (client_frame(0x80 | OP_PING, &[0; 126]), FrameError::Protocol("bad control frame")),
-            (client_frame(0x80 | 0x3, b"x"), FrameError::Protocol("unknown opcode")),
-            (client_frame(0x80 | OP_CLOSE, &[3, 0xed]), FrameError::Protocol("bad close code")),
-            (client_frame(0x80 | OP_CLOSE, &[3]), FrameError::Protocol("bad close frame")),
-            (client_frame(0x80 | OP_TEXT, &[0xff]), FrameError::Invalid("invalid utf-8")),
-            ([client_frame(OP_TEXT, b"a"), client_frame(OP_TEXT, b"b")].concat(), FrameError::Protocol("new message inside a fragmented one")),
+            (
+                client_frame(0x80 | 0x20 | OP_TEXT, b"x"),
+                FrameError::Protocol("reserved bits set"),
+            ),
+            (
+                client_frame(0x80 | 0x40 | OP_TEXT, b"x"),
+                FrameError::Protocol("RSV1 without permessage-deflate"),
+            ),
+            (
+                client_frame(0x80 | OP_CONT, b"x"),
+                FrameError::Protocol("continuation with no message"),
+            ),
+            (
+                client_frame(OP_PING, b"x"),
+                FrameError::Protocol("bad control frame"),
+            ),
+            (
+                client_frame(0x80 | OP_PING, &[0; 126]),
+                FrameError::Protocol("bad control frame"),
+            ),
+            (
+                client_frame(0x80 | 0x3, b"x"),
+                FrameError::Protocol("unknown opcode"),
+            ),
+            (
+                client_frame(0x80 | OP_CLOSE, &[3, 0xed]),
+                FrameError::Protocol("bad close code"),
+            ),
+            (
+                client_frame(0x80 | OP_CLOSE, &[3]),
+                FrameError::Protocol("bad close frame"),
+            ),
+            (
+                client_frame(0x80 | OP_TEXT, &[0xff]),
+                FrameError::Invalid("invalid utf-8"),
+            ),
+            (
+                [client_frame(OP_TEXT, b"a"), client_frame(OP_TEXT, b"b")].concat(),
+                FrameError::Protocol("new message inside a fragmented one"),
+            ),
         ];
         for (bytes, want) in cases {
             let mut d = Decoder::new(MAX, None);
@@ -592,7 +634,9 @@ mod tests {
             let mut d = Decoder::new(MAX, Some(agreed(takeover, 15)));
             let mut client = Deflater::new(15, takeover);
             for i in 0..5 {
-                let msg = format!(r#"["REQ","sub",{{"kinds":[1],"limit":{i}}},{{"kinds":[1],"limit":{i}}}]"#);
+                let msg = format!(
+                    r#"["REQ","sub",{{"kinds":[1],"limit":{i}}},{{"kinds":[1],"limit":{i}}}]"#
+                );
                 d.feed(&compressed_frame(msg.as_bytes(), &mut client));
                 assert_eq!(d.next(), Ok(Some(Incoming::Text(msg.into_bytes()))));
             }
@@ -607,7 +651,9 @@ mod tests {
     fn compressed_fragments_and_bomb() {
         let msg = [b'x'; 800];
         let mut z = Vec::new();
-        Deflater::new(15, false).compress(&msg, &mut z).expect("compress");
+        Deflater::new(15, false)
+            .compress(&msg, &mut z)
+            .expect("compress");
         let mut d = Decoder::new(MAX, Some(agreed(false, 15)));
         let (a, b) = z.split_at(z.len() / 2);
         d.feed(&client_frame(0x40 | OP_TEXT, a));
@@ -616,18 +662,26 @@ mod tests {
         // RSV1 belongs on the first frame only.
         d.feed(&client_frame(OP_TEXT, a));
         d.feed(&client_frame(0x80 | 0x40 | OP_CONT, b));
-        assert_eq!(d.next(), Err(FrameError::Protocol("RSV1 on a continuation frame")));
+        assert_eq!(
+            d.next(),
+            Err(FrameError::Protocol("RSV1 on a continuation frame"))
+        );
         // A small frame that inflates past the limit.
         let mut d = Decoder::new(MAX, Some(agreed(false, 15)));
         let mut z = Vec::new();
-        Deflater::new(15, false).compress(&[b'0'; 100_000], &mut z).expect("compress");
+        Deflater::new(15, false)
+            .compress(&[b'0'; 100_000], &mut z)
+            .expect("compress");
         assert!(z.len() < MAX);
         d.feed(&client_frame(0x80 | 0x40 | OP_TEXT, &z));
         assert_eq!(d.next(), Err(FrameError::TooBig));
         // Garbage marked compressed.
         let mut d = Decoder::new(MAX, Some(agreed(false, 15)));
         d.feed(&client_frame(0xc1, &[0xff; 8]));
-        assert_eq!(d.next(), Err(FrameError::Invalid("invalid compressed data")));
+        assert_eq!(
+            d.next(),
+            Err(FrameError::Invalid("invalid compressed data"))
+        );
     }
 
     /// Our frames read back through an independent inflater (a fresh flate2 stream).
@@ -676,7 +730,8 @@ mod tests {
 
     #[test]
     fn spliced_frames_inflate() {
-        let json = br#"{"id":"ab","kind":1,"content":"shared by every recipient, compressed once"}"#;
+        let json =
+            br#"{"id":"ab","kind":1,"content":"shared by every recipient, compressed once"}"#;
         let shared = SharedEvent::new(json, 15).expect("compress");
         let mut e = Encoder::new(Some(agreed(false, 15)));
         assert_eq!(e.shares(), Some(15));
@@ -689,7 +744,10 @@ mod tests {
         // A client keeping its window across messages reads them too.
         for takeover in [true, false] {
             let got = inflate_all(&server_frames(&out), takeover);
-            assert_eq!(got[1], [&br#"["EVENT","second-sub","#[..], json, b"]"].concat());
+            assert_eq!(
+                got[1],
+                [&br#"["EVENT","second-sub","#[..], json, b"]"].concat()
+            );
         }
     }
 

@@ -28,7 +28,10 @@ pub fn websocket_key(req: &httparse::Request<'_, '_>) -> Option<String> {
 }
 
 /// Every value of a header that may repeat (`Sec-WebSocket-Extensions`), in order.
-pub fn headers<'a>(req: &'a httparse::Request<'_, '_>, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub fn headers<'a>(
+    req: &'a httparse::Request<'_, '_>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     req.headers
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))

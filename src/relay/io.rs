@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
 use super::extension::{self, Agreed};
 use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::metrics::Metrics;
 use super::msg::{ConnId, IngesterMsg, Outbound, Pool};
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -531,8 +531,7 @@ impl Io {
                 } else {
                     None
                 };
-                let resp =
-                    http::upgrade_response(&key, deflate.as_ref().map(|(_, r)| r.as_str()));
+                let resp = http::upgrade_response(&key, deflate.as_ref().map(|(_, r)| r.as_str()));
                 // A fresh socket's send buffer takes a handshake response whole.
                 if stream.write(&resp).ok() != Some(resp.len()) {
                     return HttpStep::Close;
