@@ -144,7 +144,7 @@ impl Decoder {
     }
 
     /// The next complete message or control frame, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Incoming>, FrameError> {
+    pub fn decode(&mut self) -> Result<Option<Incoming>, FrameError> {
         loop {
             let avail = &self.buf[self.pos..];
             if avail.len() < 2 {
@@ -508,7 +508,7 @@ mod tests {
     fn all(d: &mut Decoder) -> Vec<Result<Incoming, FrameError>> {
         let mut v = Vec::new();
         loop {
-            match d.next() {
+            match d.decode() {
                 Ok(Some(m)) => v.push(Ok(m)),
                 Ok(None) => return v,
                 Err(e) => {
@@ -595,14 +595,17 @@ mod tests {
         // Unmasked.
         let mut d = Decoder::new(MAX, None);
         d.feed(&[0x81, 0x01, b'x']);
-        assert_eq!(d.next(), Err(FrameError::Protocol("unmasked client frame")));
+        assert_eq!(
+            d.decode(),
+            Err(FrameError::Protocol("unmasked client frame"))
+        );
         // Binary messages are delivered as such (the relay answers them with a NOTICE).
         let mut d = Decoder::new(MAX, None);
         d.feed(&client_frame(0x80 | OP_BINARY, &[0xff]));
-        assert_eq!(d.next(), Ok(Some(Incoming::Binary(vec![0xff]))));
+        assert_eq!(d.decode(), Ok(Some(Incoming::Binary(vec![0xff]))));
         let mut d = Decoder::new(MAX, None);
         d.feed(&client_frame(0x80 | OP_CLOSE, &[3, 0xe8, b'o', b'k']));
-        assert_eq!(d.next(), Ok(Some(Incoming::Close(Some(1000)))));
+        assert_eq!(d.decode(), Ok(Some(Incoming::Close(Some(1000)))));
     }
 
     #[test]
@@ -610,16 +613,16 @@ mod tests {
         // A frame over the limit is refused from its header alone.
         let mut d = Decoder::new(MAX, None);
         d.feed(&[0x81, 0xff, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
-        assert_eq!(d.next(), Err(FrameError::TooBig));
+        assert_eq!(d.decode(), Err(FrameError::TooBig));
         // Fragments that add up to more than the limit.
         let mut d = Decoder::new(MAX, None);
         d.feed(&client_frame(OP_TEXT, &[b'a'; 600]));
         d.feed(&client_frame(0x80 | OP_CONT, &[b'a'; 600]));
-        assert_eq!(d.next(), Err(FrameError::TooBig));
+        assert_eq!(d.decode(), Err(FrameError::TooBig));
         // Exactly the limit passes.
         let mut d = Decoder::new(MAX, None);
         d.feed(&client_frame(0x80 | OP_TEXT, &[b'a'; MAX]));
-        assert!(matches!(d.next(), Ok(Some(Incoming::Text(t))) if t.len() == MAX));
+        assert!(matches!(d.decode(), Ok(Some(Incoming::Text(t))) if t.len() == MAX));
     }
 
     fn compressed_frame(msg: &[u8], d: &mut Deflater) -> Vec<u8> {
@@ -638,11 +641,11 @@ mod tests {
                     r#"["REQ","sub",{{"kinds":[1],"limit":{i}}},{{"kinds":[1],"limit":{i}}}]"#
                 );
                 d.feed(&compressed_frame(msg.as_bytes(), &mut client));
-                assert_eq!(d.next(), Ok(Some(Incoming::Text(msg.into_bytes()))));
+                assert_eq!(d.decode(), Ok(Some(Incoming::Text(msg.into_bytes()))));
             }
             // Uncompressed messages may be mixed in.
             d.feed(&client_frame(0x80 | OP_TEXT, b"plain"));
-            assert_eq!(d.next(), Ok(Some(Incoming::Text(b"plain".to_vec()))));
+            assert_eq!(d.decode(), Ok(Some(Incoming::Text(b"plain".to_vec()))));
             assert!(d.traffic.wire < d.traffic.plain);
         }
     }
@@ -658,12 +661,12 @@ mod tests {
         let (a, b) = z.split_at(z.len() / 2);
         d.feed(&client_frame(0x40 | OP_TEXT, a));
         d.feed(&client_frame(0x80 | OP_CONT, b));
-        assert_eq!(d.next(), Ok(Some(Incoming::Text(msg.to_vec()))));
+        assert_eq!(d.decode(), Ok(Some(Incoming::Text(msg.to_vec()))));
         // RSV1 belongs on the first frame only.
         d.feed(&client_frame(OP_TEXT, a));
         d.feed(&client_frame(0x80 | 0x40 | OP_CONT, b));
         assert_eq!(
-            d.next(),
+            d.decode(),
             Err(FrameError::Protocol("RSV1 on a continuation frame"))
         );
         // A small frame that inflates past the limit.
@@ -674,12 +677,12 @@ mod tests {
             .expect("compress");
         assert!(z.len() < MAX);
         d.feed(&client_frame(0x80 | 0x40 | OP_TEXT, &z));
-        assert_eq!(d.next(), Err(FrameError::TooBig));
+        assert_eq!(d.decode(), Err(FrameError::TooBig));
         // Garbage marked compressed.
         let mut d = Decoder::new(MAX, Some(agreed(false, 15)));
         d.feed(&client_frame(0xc1, &[0xff; 8]));
         assert_eq!(
-            d.next(),
+            d.decode(),
             Err(FrameError::Invalid("invalid compressed data"))
         );
     }

@@ -412,7 +412,7 @@ impl Io {
         let Phase::Ws(ws) = &mut c.phase else { return };
         let mut replies = Vec::new();
         loop {
-            match ws.dec.next() {
+            match ws.dec.decode() {
                 Ok(Some(Incoming::Text(text))) => {
                     // A connection we are closing is read only to drain it.
                     if !c.closing {
