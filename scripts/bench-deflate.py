@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bytes on the wire and relay CPU, compressed vs not (permessage-deflate).
 
-Three `wok relay` processes share one DB (LMDB allows it): compression off, on with the
-sliding window, on without it. Rounds alternate between them; each figure is the median
+Three `wok relay` processes on three copies of one DB: compression off, on with the
+sliding window, on without it (copies, so each round publishes the same new events to all). Rounds alternate between them; each figure is the median
 over rounds. Clients are Python `websockets` (pip install websockets), counting the bytes
 their sockets receive; relay CPU is utime+stime from /proc for the round.
 
@@ -118,7 +118,7 @@ def gen(wok, seed, count, start, span):
     out = subprocess.run([wok, "gen", "--seed", str(seed), "--count", str(count),
                           "--start", str(start), "--span", str(span)],
                          capture_output=True, check=True, text=True).stdout
-    return out.splitlines()
+    return [l for l in out.split("\n") if l]
 
 
 def main():
@@ -127,26 +127,27 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     d = tempfile.mkdtemp()
-    db = os.path.join(d, "db")
-    os.makedirs(db)
     stored = gen(a.wok, 1, 3000, 1700000000, 86400)
-    subprocess.run([a.wok, "import", "--set", f"db={db}", "--verbosity", "WARN"],
-                   input="\n".join(stored) + "\n", text=True, check=True)
     modes = {"off": (False, False), "sliding": (True, True), "no-sliding": (True, False)}
-    relays = {m: start_relay(a.wok, db, *v) for m, v in modes.items()}
+    relays = {}
+    for m, v in modes.items():
+        db = os.path.join(d, m)
+        os.makedirs(db)
+        subprocess.run([a.wok, "import", "--set", f"db={db}", "--verbosity", "WARN"],
+                       input="\n".join(stored) + "\n", text=True, check=True)
+        relays[m] = start_relay(a.wok, db, *v)
     res = {m: {"req_bytes": [], "req_cpu": [], "fan_bytes": [], "fan_cpu": []} for m in modes}
-    seed = 100
     try:
         for r in range(a.rounds):
+            seed = 100 + r
+            now = int(time.time()) - 30
+            evs = [e for e in gen(a.wok, seed, 200, now, 20) if '"kind":1,' in e][:20]
             for m, (p, url) in relays.items():
                 Counting.received = 0
                 c0 = cpu(p.pid)
                 asyncio.run(req_round(url))
                 res[m]["req_cpu"].append(cpu(p.pid) - c0)
                 res[m]["req_bytes"].append(Counting.received / 20)
-                seed += 1
-                now = int(time.time()) - 30
-                evs = [e for e in gen(a.wok, seed, 200, now, 20) if '"kind":1,' in e][:20]
                 c0 = cpu(p.pid)
                 received, _ = asyncio.run(fanout_round(url, evs))
                 res[m]["fan_cpu"].append(cpu(p.pid) - c0)
