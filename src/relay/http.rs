@@ -27,9 +27,24 @@ pub fn websocket_key(req: &httparse::Request<'_, '_>) -> Option<String> {
     header(req, "sec-websocket-key").map(|k| k.trim().to_owned())
 }
 
-pub fn upgrade_response(key: &str) -> Vec<u8> {
+/// Every value of a header that may repeat (`Sec-WebSocket-Extensions`), in order.
+pub fn headers<'a>(
+    req: &'a httparse::Request<'_, '_>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    req.headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// The 101 answer; `extensions` is the agreed `Sec-WebSocket-Extensions` value, if any.
+pub fn upgrade_response(key: &str, extensions: Option<&str>) -> Vec<u8> {
+    let ext = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{ext}\r\n",
         tungstenite::handshake::derive_accept_key(key.as_bytes())
     )
     .into_bytes()

@@ -1,26 +1,25 @@
 //! The io thread: the only code that touches sockets. It accepts connections, answers
-//! plain HTTP (NIP-11, metrics, landing page), performs the WebSocket handshake, reads
-//! frames (tungstenite does framing, fragmentation, ping/pong and size limits), hands each
-//! text message to an ingester, and writes what the stages send back through per-connection
-//! queues. It never parses Nostr JSON (invariant 5).
+//! plain HTTP (NIP-11, metrics, landing page), performs the WebSocket handshake (with
+//! permessage-deflate negotiation), reads frames (`frame.rs` does framing, fragmentation,
+//! inflate and size limits), hands each text message to an ingester, and writes what the
+//! stages send back through per-connection queues, compressing as it frames them. It never
+//! parses Nostr JSON (invariant 5).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
-
+use super::extension::{self, Agreed};
+use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::metrics::Metrics;
 use super::msg::{ConnId, IngesterMsg, Outbound, Pool};
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -31,6 +30,9 @@ const MAX_HTTP_HEAD: usize = 16 * 1024;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a peer may take to complete a close we started.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Queued messages are framed (and compressed) into a connection's write buffer while it
+/// holds less than this; the rest wait in `out`, where they count as pending.
+const WBUF_TARGET: usize = 64 * 1024;
 
 pub struct IoConfig {
     pub max_payload: usize,
@@ -40,6 +42,31 @@ pub struct IoConfig {
     pub auto_ping: Option<Duration>,
     pub keepalive: bool,
     pub real_ip_header: String,
+    /// `relay.compression.enabled`: accept permessage-deflate offers.
+    pub compression: bool,
+    /// `relay.compression.slidingWindow`: keep deflate windows across messages.
+    pub sliding_window: bool,
+}
+
+/// A WebSocket connection's socket and framing state.
+struct Ws {
+    stream: TcpStream,
+    dec: Decoder,
+    enc: Encoder,
+    /// Frame bytes not yet taken by the socket, from `wpos` on.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    close_sent: bool,
+    close_received: bool,
+    /// Our close is out and the write side shut: waiting for the peer's close.
+    shut: bool,
+}
+
+/// A queued outbound message.
+enum Out {
+    Text(Vec<u8>),
+    /// `prefix ‖ event JSON ‖ ]` with the JSON compressed once for all recipients.
+    Spliced(Vec<u8>, Arc<SharedEvent>),
 }
 
 enum Phase {
@@ -49,7 +76,7 @@ enum Phase {
         buf: Vec<u8>,
         reply: Vec<u8>,
     },
-    Ws(Box<WebSocket<TcpStream>>),
+    Ws(Box<Ws>),
     /// Only while switching from Http to Ws.
     Gone,
 }
@@ -57,14 +84,18 @@ enum Phase {
 enum HttpStep {
     Wait,
     Close,
-    Upgrade { head_len: usize, ip: IpAddr },
+    Upgrade {
+        head_len: usize,
+        ip: IpAddr,
+        deflate: Option<Agreed>,
+    },
 }
 
 struct Conn {
     phase: Phase,
     ip: IpAddr,
     /// Queued messages with their length; `true` marks scan output counted in `published`.
-    out: VecDeque<(Message, usize, bool)>,
+    out: VecDeque<(Out, usize, bool)>,
     pending: usize,
     /// Scan output not yet handed to tungstenite (req-workers add, we subtract).
     published: Option<Arc<AtomicUsize>>,
@@ -75,9 +106,18 @@ struct Conn {
     /// A message read but not yet accepted by a full ingester inbox; reading this
     /// connection resumes once it is delivered.
     stalled: Option<IngesterMsg>,
-    bytes_in: u64,
-    bytes_out: u64,
     closing: bool,
+}
+
+impl Conn {
+    /// The window size a shared compressed event must keep to for this connection, when
+    /// it compresses without context takeover (see `SharedEvent`).
+    fn shares(&self) -> Option<u8> {
+        match &self.phase {
+            Phase::Ws(ws) if !self.closing => ws.enc.shares(),
+            _ => None,
+        }
+    }
 }
 
 pub struct Io {
@@ -109,16 +149,6 @@ impl Io {
         let mut stalled: HashSet<ConnId> = HashSet::new();
         // Connections to flush this iteration (reused: the loop runs per wake-up).
         let mut touched: HashSet<ConnId> = HashSet::new();
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(self.cfg.max_payload))
-            .max_frame_size(Some(self.cfg.max_payload))
-            // tungstenite's 128 KiB default read buffer is allocated per connection; Nostr
-            // messages are small and the buffer grows for a big one.
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(64 * 1024)
-            // Bounded, so a slow reader's backlog stays in `out`, where it is counted (and
-            // seen by the req-workers); room for the largest single message.
-            .max_write_buffer_size(1024 * 1024 + 2 * self.cfg.max_message_out);
         let mut listening = true;
         while !self.shutdown.load(Ordering::Relaxed) {
             if self.draining.load(Ordering::Relaxed) {
@@ -151,7 +181,7 @@ impl Io {
             // will come for data already in their socket buffers).
             for id in stalled.drain().collect::<Vec<_>>() {
                 if let Some(c) = conns.get_mut(&id) {
-                    self.on_readable(id, c, &ws_config);
+                    self.on_readable(id, c);
                     touched.insert(id);
                 }
             }
@@ -163,7 +193,7 @@ impl Io {
                         let id = t as ConnId;
                         if let Some(c) = conns.get_mut(&id) {
                             if ev.is_readable() || ev.is_read_closed() {
-                                self.on_readable(id, c, &ws_config);
+                                self.on_readable(id, c);
                             }
                             touched.insert(id);
                         }
@@ -190,14 +220,33 @@ impl Io {
                     }
                     Outbound::EventBatch { json, recipients } => {
                         self.metrics.relay_events(recipients.len() as u64);
+                        // Compressed once, on first need, for every recipient that uses no
+                        // context takeover (with it, each connection's bytes differ).
+                        let mut shared: Option<(u8, Arc<SharedEvent>)> = None;
                         for (conn, sub) in recipients {
                             if let Some(c) = conns.get_mut(&conn) {
                                 let mut f =
                                     Vec::with_capacity(json.len() + sub.as_str().len() + 16);
                                 crate::nostr::message::event_prefix(&mut f, &sub);
-                                f.extend_from_slice(&json);
-                                f.push(b']');
-                                queue(c, f, false);
+                                let piece = c.shares().and_then(|bits| match &shared {
+                                    Some((b, s)) if *b == bits => Some(s.clone()),
+                                    _ => {
+                                        let s = Arc::new(SharedEvent::new(&json, bits)?);
+                                        shared = Some((bits, s.clone()));
+                                        Some(s)
+                                    }
+                                });
+                                match piece {
+                                    Some(s) => {
+                                        let len = f.len() + s.plain_len + 1;
+                                        queue_len(c, Out::Spliced(f, s), len, false);
+                                    }
+                                    None => {
+                                        f.extend_from_slice(&json);
+                                        f.push(b']');
+                                        queue(c, f, false);
+                                    }
+                                }
                                 touched.insert(conn);
                             }
                         }
@@ -280,8 +329,6 @@ impl Io {
                             pinged: false,
                             closing_since: None,
                             stalled: None,
-                            bytes_in: 0,
-                            bytes_out: 0,
                             closing: false,
                         },
                     );
@@ -296,7 +343,7 @@ impl Io {
         }
     }
 
-    fn on_readable(&self, id: ConnId, c: &mut Conn, ws_config: &WebSocketConfig) {
+    fn on_readable(&self, id: ConnId, c: &mut Conn) {
         // Before the upgrade the HTTP timeout runs from accept: a peer trickling its request
         // head byte by byte must not keep the socket forever.
         if !c.closing && matches!(c.phase, Phase::Ws(_)) {
@@ -315,25 +362,40 @@ impl Io {
                     c.closing = true;
                     return;
                 }
-                HttpStep::Upgrade { head_len, ip } => {
+                HttpStep::Upgrade {
+                    head_len,
+                    ip,
+                    deflate,
+                } => {
                     let Phase::Http { stream, buf, .. } =
                         std::mem::replace(&mut c.phase, Phase::Gone)
                     else {
                         return;
                     };
                     c.ip = ip;
-                    c.phase = Phase::Ws(Box::new(WebSocket::from_partially_read(
+                    let mut dec = Decoder::new(self.cfg.max_payload, deflate);
+                    dec.feed(&buf[head_len..]);
+                    c.phase = Phase::Ws(Box::new(Ws {
                         stream,
-                        buf[head_len..].to_vec(),
-                        Role::Server,
-                        Some(*ws_config),
-                    )));
+                        dec,
+                        enc: Encoder::new(deflate),
+                        wbuf: Vec::new(),
+                        wpos: 0,
+                        close_sent: false,
+                        close_received: false,
+                        shut: false,
+                    }));
                     let published = Arc::new(AtomicUsize::new(0));
                     if let Ok(mut m) = self.outbound.lock() {
                         m.insert(id, published.clone());
                     }
                     c.published = Some(published);
-                    log::info!("[{id}] connect from {ip}");
+                    let yn = |b: bool| if b { 'Y' } else { 'N' };
+                    log::info!(
+                        "[{id}] connect from {ip} compression={} sliding={}",
+                        yn(deflate.is_some()),
+                        yn(deflate.is_some_and(|d| d.server_takeover))
+                    );
                     self.metrics.connections.inc();
                     self.ingesters
                         .dispatch(id, IngesterMsg::Connected { conn: id, ip });
@@ -350,12 +412,10 @@ impl Io {
         let Phase::Ws(ws) = &mut c.phase else { return };
         let mut replies = Vec::new();
         loop {
-            match ws.read() {
-                Ok(Message::Text(t)) => {
-                    c.bytes_in += t.len() as u64;
+            match ws.dec.decode() {
+                Ok(Some(Incoming::Text(text))) => {
                     // A connection we are closing is read only to drain it.
                     if !c.closing {
-                        let text = Vec::from(tungstenite::Bytes::from(t));
                         // A flooding client waits in its own socket buffer; others go on.
                         if let Err(m) = self
                             .ingesters
@@ -366,32 +426,58 @@ impl Io {
                         }
                     }
                 }
-                Ok(Message::Binary(b)) => {
-                    c.bytes_in += b.len() as u64;
-                    let mut m = Vec::new();
-                    crate::nostr::message::notice(
-                        &mut m,
-                        "error: bad msg: binary messages are not supported",
-                    );
-                    replies.push(m);
+                Ok(Some(Incoming::Binary(_))) => {
+                    if !c.closing {
+                        let mut m = Vec::new();
+                        crate::nostr::message::notice(
+                            &mut m,
+                            "error: bad msg: binary messages are not supported",
+                        );
+                        replies.push(m);
+                    }
                 }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(tungstenite::Error::Capacity(_)) => {
-                    start_close(c, CloseCode::Size, "message too big");
+                Ok(Some(Incoming::Ping(p))) => {
+                    if !ws.close_sent {
+                        ws.enc.control(OP_PONG, &p, &mut ws.wbuf);
+                    }
+                }
+                Ok(Some(Incoming::Pong)) => {}
+                Ok(Some(Incoming::Close(code))) => {
+                    // Answer with the same code (RFC 6455 §5.5.1), unless ours is out.
+                    ws.close_received = true;
+                    if !ws.close_sent {
+                        match code {
+                            Some(code) => ws.enc.close(code, "", &mut ws.wbuf),
+                            None => ws.enc.control(super::frame::OP_CLOSE, &[], &mut ws.wbuf),
+                        }
+                        ws.close_sent = true;
+                    }
+                    stop_sending(c);
                     return;
                 }
-                Err(tungstenite::Error::Protocol(_)) => {
-                    start_close(c, CloseCode::Protocol, "protocol error");
-                    return;
-                }
-                Err(tungstenite::Error::Utf8(_)) => {
-                    start_close(c, CloseCode::Invalid, "invalid utf-8");
-                    return;
-                }
-                Err(_) => {
-                    c.closing = true;
-                    c.out.clear();
+                // Need more bytes: one read from the socket.
+                Ok(None) => match ws.dec.read_from(&mut ws.stream) {
+                    Ok(0) => {
+                        // The peer is gone: nothing more to send it either.
+                        ws.close_received = true;
+                        ws.close_sent = true;
+                        stop_sending(c);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        ws.close_received = true;
+                        ws.close_sent = true;
+                        ws.wbuf.clear();
+                        ws.wpos = 0;
+                        stop_sending(c);
+                        return;
+                    }
+                },
+                Err(e) => {
+                    start_close(c, e.close_code(), e.reason());
                     return;
                 }
             }
@@ -437,7 +523,15 @@ impl Io {
         };
         match http::websocket_key(&req) {
             Some(key) => {
-                let resp = http::upgrade_response(&key);
+                let deflate = if self.cfg.compression {
+                    extension::negotiate(
+                        http::headers(&req, "sec-websocket-extensions"),
+                        self.cfg.sliding_window,
+                    )
+                } else {
+                    None
+                };
+                let resp = http::upgrade_response(&key, deflate.as_ref().map(|(_, r)| r.as_str()));
                 // A fresh socket's send buffer takes a handshake response whole.
                 if stream.write(&resp).ok() != Some(resp.len()) {
                     return HttpStep::Close;
@@ -445,6 +539,7 @@ impl Io {
                 HttpStep::Upgrade {
                     head_len,
                     ip: real_ip(&req, &self.cfg.real_ip_header, c.ip),
+                    deflate: deflate.map(|(a, _)| a),
                 }
             }
             None => {
@@ -479,8 +574,8 @@ impl Io {
                     if c.pinged && idle >= every * 2 {
                         dead.push((*id, "no answer to ping"));
                     } else if !c.pinged && idle >= every {
-                        // Only a ping that was queued counts as sent.
-                        c.pinged = ws.write(Message::Ping(tungstenite::Bytes::new())).is_ok();
+                        ws.enc.control(OP_PING, &[], &mut ws.wbuf);
+                        c.pinged = true;
                         if !flush(c) {
                             dead.push((*id, "write failed"));
                         }
@@ -508,12 +603,16 @@ impl Io {
             }
             Phase::Gone => {}
             Phase::Ws(ws) => {
-                let _ = self.poll.registry().deregister(ws.get_mut());
+                let _ = self.poll.registry().deregister(&mut ws.stream);
+                // strfry's shape: wire bytes each way and what compression saved.
+                let (up, dn) = (ws.dec.traffic, ws.enc.traffic);
                 log::info!(
-                    "[{id}] disconnect from {}: UP {} bytes, DN {} bytes",
+                    "[{id}] disconnect from {}: UP: {} ({:.1}% compressed) DN: {} ({:.1}% compressed)",
                     c.ip,
-                    c.bytes_in,
-                    c.bytes_out
+                    human_bytes(up.wire),
+                    up.saved_pct(),
+                    human_bytes(dn.wire),
+                    dn.saved_pct()
                 );
                 self.metrics.connections.dec();
                 // Down the pipeline, behind anything this connection already sent: the
@@ -528,30 +627,37 @@ impl Io {
 
 fn queue(c: &mut Conn, text: Vec<u8>, paced: bool) {
     let len = text.len();
+    queue_len(c, Out::Text(text), len, paced);
+}
+
+fn queue_len(c: &mut Conn, m: Out, len: usize, paced: bool) {
     if c.closing {
         unpace(&c.published, paced, len);
         return;
     }
     c.pending += len;
-    // Stage output is JSON we built, so it is valid UTF-8.
-    match String::from_utf8(text) {
-        Ok(s) => c.out.push_back((Message::text(s), len, paced)),
-        Err(_) => log::error!("dropping a non-UTF-8 outbound message"),
-    }
+    c.out.push_back((m, len, paced));
 }
 
-fn start_close(c: &mut Conn, code: CloseCode, reason: &'static str) {
-    if let Phase::Ws(ws) = &mut c.phase {
-        let _ = ws.close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-    }
+/// Drops what was queued (a closing connection sends nothing more but its close).
+fn stop_sending(c: &mut Conn) {
     for (_, len, paced) in std::mem::take(&mut c.out) {
         unpace(&c.published, paced, len);
     }
+    c.pending = 0;
     c.closing = true;
+    // A peer that stops reading cannot keep a closing connection forever.
     c.closing_since.get_or_insert_with(Instant::now);
+}
+
+fn start_close(c: &mut Conn, code: u16, reason: &'static str) {
+    if let Phase::Ws(ws) = &mut c.phase {
+        if !ws.close_sent {
+            ws.enc.close(code, reason, &mut ws.wbuf);
+            ws.close_sent = true;
+        }
+    }
+    stop_sending(c);
 }
 
 /// Takes paced bytes out of the published backlog (sent, or dropped).
@@ -581,53 +687,80 @@ fn flush(c: &mut Conn) -> bool {
     let Phase::Ws(ws) = &mut c.phase else {
         return !c.closing;
     };
-    // Set once a flush has emptied tungstenite's buffer: a message that still does not fit
-    // after that never will.
-    let mut drained = false;
     loop {
-        // Move queued messages into tungstenite's (bounded) buffer.
-        let mut full = false;
-        let mut moved = 0usize;
-        while let Some((m, len, paced)) = c.out.pop_front() {
-            match ws.write(m) {
-                Ok(()) => {}
-                Err(tungstenite::Error::WriteBufferFull(m)) => {
-                    c.out.push_front((*m, len, paced));
-                    full = true;
-                    break;
-                }
-                // The frame is kept in tungstenite's buffer; it goes out when writable.
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return false,
+        // Frame (and compress) queued messages, in order, while the buffer has room:
+        // bytes count as sent from here on (req-workers see their backlog shrink).
+        let mut moved = false;
+        while ws.wbuf.len() - ws.wpos < WBUF_TARGET {
+            let Some((m, len, paced)) = c.out.pop_front() else {
+                break;
+            };
+            match &m {
+                Out::Text(t) => ws.enc.text(t, &mut ws.wbuf),
+                Out::Spliced(prefix, shared) => ws.enc.spliced(prefix, shared, b"]", &mut ws.wbuf),
             }
             c.pending = c.pending.saturating_sub(len);
             unpace(&c.published, paced, len);
-            c.bytes_out += len as u64;
-            moved += 1;
+            moved = true;
         }
-        if moved > 0 {
+        if moved {
             // A client that reads what we send is alive, even if it sends nothing.
             c.last_seen = Instant::now();
             c.pinged = false;
         }
-        match ws.flush() {
-            // The socket took everything; if the buffer had been full, there is more to
-            // move (no writable edge would come to prompt us).
-            Ok(()) if full && !c.out.is_empty() => {
-                if moved == 0 && drained {
-                    // One message larger than the whole write buffer: it can never go out.
-                    log::warn!("outbound message too large for the write buffer; closing");
-                    return false;
+        while ws.wpos < ws.wbuf.len() {
+            match ws.stream.write(&ws.wbuf[ws.wpos..]) {
+                Ok(0) => return false,
+                Ok(n) => ws.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if ws.wpos * 2 >= ws.wbuf.len() {
+                        ws.wbuf.drain(..ws.wpos);
+                        ws.wpos = 0;
+                    }
+                    return true;
                 }
-                drained = true;
-                continue;
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
             }
-            // Everything is written: a closing connection can go now.
-            Ok(()) => return !c.closing,
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(_) => return false,
+        }
+        ws.wbuf.clear();
+        ws.wpos = 0;
+        if ws.wbuf.capacity() > 4 * WBUF_TARGET {
+            ws.wbuf = Vec::new();
+        }
+        if c.out.is_empty() {
+            break;
         }
     }
+    if !c.closing {
+        return true;
+    }
+    // Closing and all written: done once both closes have crossed (or the peer is gone).
+    if ws.close_received || !ws.close_sent {
+        return false;
+    }
+    // Our close is out: half-close so the peer reads it (dropping a socket with unread
+    // input would reset it and could lose the close), then wait for its answer.
+    if !ws.shut {
+        let _ = ws.stream.shutdown(Shutdown::Write);
+        ws.shut = true;
+    }
+    true
+}
+
+/// strfry's rendering: bytes, then K/M/G with two decimals.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.2}{}", UNITS[u])
 }
 
 /// The client address: from `relay.realIpHeader` when set (a single address, or an

@@ -3,6 +3,9 @@
 //! and the (reloadable) config.
 
 pub mod auth;
+pub mod deflate;
+pub mod extension;
+pub mod frame;
 pub mod http;
 pub mod ingester;
 pub mod io;
@@ -159,6 +162,8 @@ impl Relay {
                 .then(|| Duration::from_secs(cfg.relay.auto_ping_seconds)),
             keepalive: cfg.relay.enable_tcp_keepalive,
             real_ip_header: cfg.relay.real_ip_header.clone(),
+            compression: cfg.relay.compression.enabled,
+            sliding_window: cfg.relay.compression.sliding_window,
         };
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).
