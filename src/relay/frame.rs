@@ -97,14 +97,21 @@ pub struct Decoder {
     pub traffic: Traffic,
 }
 
+/// The largest frame or message limit honoured.
+pub const MAX_LIMIT: usize = 1 << 30;
+
+/// Read-buffer capacity an emptied buffer may keep (one typical message).
+const IDLE_KEEP: usize = 2 * 1024;
+
 /// How much a read asks the socket for.
 const READ_CHUNK: usize = 8 * 1024;
 
 impl Decoder {
-    /// `max`: the largest frame and the largest (inflated) message.
+    /// `max`: the largest frame and the largest (inflated) message (at most 1 GiB, so
+    /// length arithmetic can never overflow).
     pub fn new(max: usize, deflate: Option<Agreed>) -> Decoder {
         Decoder {
-            max,
+            max: max.min(MAX_LIMIT),
             buf: Vec::new(),
             pos: 0,
             partial: None,
@@ -119,22 +126,23 @@ impl Decoder {
         self.buf.extend_from_slice(data);
     }
 
-    /// One `read` from `r` into the buffer (its result as `Read` gives it).
+    /// One `read` from `r` into the buffer (its result as `Read` gives it). The read lands
+    /// in a stack buffer and only what arrived is kept, so an idle connection holds no
+    /// read buffer of its own.
     pub fn read_from(&mut self, r: &mut impl Read) -> std::io::Result<usize> {
         self.compact();
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let res = r.read(&mut self.buf[len..]);
-        self.buf.truncate(len + *res.as_ref().unwrap_or(&0));
-        res
+        let mut chunk = [0u8; READ_CHUNK];
+        let n = r.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
     }
 
-    /// Drops consumed bytes; an idle connection keeps only a small buffer.
+    /// Drops consumed bytes; an idle connection keeps at most a small buffer.
     fn compact(&mut self) {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
-            if self.buf.capacity() > 4 * READ_CHUNK {
+            if self.buf.capacity() > IDLE_KEEP {
                 self.buf = Vec::new();
             }
         } else if self.pos > 0 && self.pos * 2 >= self.buf.len() {
@@ -181,9 +189,10 @@ impl Decoder {
             let len = len as usize;
             let head = at + 4;
             if avail.len() < head + len {
-                // Room for the whole frame, so it arrives in few reads.
+                // Room for the frame so it arrives in few reads, but never more than 1 MiB
+                // ahead of what was actually sent: a header alone must not cost memory.
                 let missing = head + len - avail.len();
-                self.buf.reserve(missing);
+                self.buf.reserve(missing.min(1 << 20));
                 return Ok(None);
             }
             let mask = [avail[at], avail[at + 1], avail[at + 2], avail[at + 3]];
@@ -283,7 +292,8 @@ fn close_payload(p: &[u8]) -> Result<Option<u16>, FrameError> {
         1 => Err(FrameError::Protocol("bad close frame")),
         _ => {
             let code = u16::from_be_bytes([p[0], p[1]]);
-            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            // IANA-registered codes (RFC 6455 §7.4.2 plus 1012–1014) and private ones.
+            let valid = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
             if !valid {
                 return Err(FrameError::Protocol("bad close code"));
             }

@@ -33,12 +33,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Queued messages are framed (and compressed) into a connection's write buffer while it
 /// holds less than this; the rest wait in `out`, where they count as pending.
 const WBUF_TARGET: usize = 64 * 1024;
+/// Bytes read from one connection per turn of the loop.
+const READ_BUDGET: usize = 256 * 1024;
 
 pub struct IoConfig {
     pub max_payload: usize,
     pub max_pending: usize,
-    /// Largest message we may have to send (an event, framed): sizes the write buffer.
-    pub max_message_out: usize,
     pub auto_ping: Option<Duration>,
     pub keepalive: bool,
     pub real_ip_header: String,
@@ -60,6 +60,11 @@ struct Ws {
     close_received: bool,
     /// Our close is out and the write side shut: waiting for the peer's close.
     shut: bool,
+    /// The answer to the latest ping, written at the next flush. Only the latest is kept
+    /// (RFC 6455 §5.5.3): a ping flood from a client that never reads costs nothing.
+    pong: Option<Vec<u8>>,
+    /// The peer broke the protocol: its input is read and thrown away until it closes.
+    failed: bool,
 }
 
 /// A queued outbound message.
@@ -106,6 +111,8 @@ struct Conn {
     /// A message read but not yet accepted by a full ingester inbox; reading this
     /// connection resumes once it is delivered.
     stalled: Option<IngesterMsg>,
+    /// Its read budget ran out with input left: read again on the next turn.
+    more_to_read: bool,
     closing: bool,
 }
 
@@ -257,7 +264,7 @@ impl Io {
                 let Some(c) = conns.get_mut(&id) else {
                     continue;
                 };
-                if c.stalled.is_some() {
+                if c.stalled.is_some() || c.more_to_read {
                     stalled.insert(id);
                 }
                 if !flush(c) {
@@ -265,8 +272,8 @@ impl Io {
                     continue;
                 }
                 // Checked after writing what the socket would take: only a real backlog counts.
-                if self.cfg.max_pending > 0 && c.pending > self.cfg.max_pending {
-                    log::info!("[{id}] slow client: {} bytes pending, closing", c.pending);
+                if self.cfg.max_pending > 0 && backlog(c) > self.cfg.max_pending {
+                    log::info!("[{id}] slow client: {} bytes pending, closing", backlog(c));
                     self.metrics.slow_client_terminations.inc();
                     self.drop_conn(id, &mut conns);
                     continue;
@@ -329,6 +336,7 @@ impl Io {
                             pinged: false,
                             closing_since: None,
                             stalled: None,
+                            more_to_read: false,
                             closing: false,
                         },
                     );
@@ -344,6 +352,7 @@ impl Io {
     }
 
     fn on_readable(&self, id: ConnId, c: &mut Conn) {
+        c.more_to_read = false;
         // Before the upgrade the HTTP timeout runs from accept: a peer trickling its request
         // head byte by byte must not keep the socket forever.
         if !c.closing && matches!(c.phase, Phase::Ws(_)) {
@@ -384,6 +393,8 @@ impl Io {
                         close_sent: false,
                         close_received: false,
                         shut: false,
+                        pong: None,
+                        failed: false,
                     }));
                     let published = Arc::new(AtomicUsize::new(0));
                     if let Ok(mut m) = self.outbound.lock() {
@@ -410,7 +421,42 @@ impl Io {
             }
         }
         let Phase::Ws(ws) = &mut c.phase else { return };
+        if ws.failed {
+            // The peer broke the protocol and our close is going out (RFC 6455 §7.1.7: we
+            // may close without waiting). Its input is drained unparsed, and anything it
+            // sends now — normally its close — or its EOF ends the connection once our
+            // close is written; with the input drained, that is a FIN, not a reset.
+            let mut sink = [0u8; 4096];
+            let mut budget = READ_BUDGET;
+            loop {
+                match ws.stream.read(&mut sink) {
+                    Ok(0) => {
+                        ws.close_received = true;
+                        return;
+                    }
+                    Ok(n) => {
+                        ws.close_received = true;
+                        if n >= budget {
+                            c.more_to_read = true;
+                            return;
+                        }
+                        budget -= n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(_) => {
+                        ws.close_received = true;
+                        ws.wbuf.clear();
+                        ws.wpos = 0;
+                        return;
+                    }
+                }
+            }
+        }
         let mut replies = Vec::new();
+        // One connection gets at most this much reading per turn; a fast sender is resumed
+        // on the next loop iteration instead of holding the io thread.
+        let mut budget = READ_BUDGET;
         loop {
             match ws.dec.decode() {
                 Ok(Some(Incoming::Text(text))) => {
@@ -438,7 +484,7 @@ impl Io {
                 }
                 Ok(Some(Incoming::Ping(p))) => {
                     if !ws.close_sent {
-                        ws.enc.control(OP_PONG, &p, &mut ws.wbuf);
+                        ws.pong = Some(p);
                     }
                 }
                 Ok(Some(Incoming::Pong)) => {}
@@ -456,6 +502,10 @@ impl Io {
                     return;
                 }
                 // Need more bytes: one read from the socket.
+                Ok(None) if budget == 0 => {
+                    c.more_to_read = true;
+                    break;
+                }
                 Ok(None) => match ws.dec.read_from(&mut ws.stream) {
                     Ok(0) => {
                         // The peer is gone: nothing more to send it either.
@@ -464,7 +514,7 @@ impl Io {
                         stop_sending(c);
                         return;
                     }
-                    Ok(_) => {}
+                    Ok(n) => budget = budget.saturating_sub(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
@@ -477,6 +527,8 @@ impl Io {
                     }
                 },
                 Err(e) => {
+                    // RFC 6455 §7.1.7: no more frames are processed from this peer.
+                    ws.failed = true;
                     start_close(c, e.close_code(), e.reason());
                     return;
                 }
@@ -566,7 +618,8 @@ impl Io {
                 Phase::Http { .. } if c.last_seen.elapsed() >= HTTP_TIMEOUT => {
                     dead.push((*id, "HTTP request timeout"))
                 }
-                Phase::Ws(ws) => {
+                // A closing connection gets no ping: its write side may be shut already.
+                Phase::Ws(ws) if !c.closing => {
                     let Some(every) = self.cfg.auto_ping else {
                         continue;
                     };
@@ -687,6 +740,9 @@ fn flush(c: &mut Conn) -> bool {
     let Phase::Ws(ws) = &mut c.phase else {
         return !c.closing;
     };
+    if let Some(p) = ws.pong.take() {
+        ws.enc.control(OP_PONG, &p, &mut ws.wbuf);
+    }
     loop {
         // Frame (and compress) queued messages, in order, while the buffer has room:
         // bytes count as sent from here on (req-workers see their backlog shrink).
@@ -746,6 +802,14 @@ fn flush(c: &mut Conn) -> bool {
         ws.shut = true;
     }
     true
+}
+
+/// Bytes owed to a connection: queued messages plus framed bytes the socket has not taken.
+fn backlog(c: &Conn) -> usize {
+    match &c.phase {
+        Phase::Ws(ws) => c.pending + (ws.wbuf.len() - ws.wpos),
+        _ => c.pending,
+    }
 }
 
 /// strfry's rendering: bytes, then K/M/G with two decimals.

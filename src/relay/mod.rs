@@ -150,14 +150,6 @@ impl Relay {
                 .unwrap_or(usize::MAX),
             max_pending: usize::try_from(cfg.relay.max_pending_outbound_bytes)
                 .unwrap_or(usize::MAX),
-            max_message_out: usize::try_from(
-                cfg.relay
-                    .max_websocket_payload_size
-                    .max(cfg.events.max_event_size),
-            )
-            .unwrap_or(usize::MAX)
-            .min(1 << 30)
-                + 1024,
             auto_ping: (cfg.relay.auto_ping_seconds > 0)
                 .then(|| Duration::from_secs(cfg.relay.auto_ping_seconds)),
             keepalive: cfg.relay.enable_tcp_keepalive,
