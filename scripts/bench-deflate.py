@@ -42,6 +42,20 @@ def cpu(pid):
     return (int(parts[11]) + int(parts[12])) / TICK
 
 
+def io_cpu(pid):
+    """CPU seconds of the relay's io thread (named "Websocket") alone."""
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.endswith("(Websocket"):
+            parts = tail.split()
+            return (int(parts[11]) + int(parts[12])) / TICK
+    return 0.0
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -80,7 +94,7 @@ async def req_round(url):
             assert n == 500, n
 
 
-async def fanout_round(url, events, subs=1000):
+async def fanout_round(url, events, pid, subs=1000):
     since = min(json.loads(e)["created_at"] for e in events)
     conns = []
     sem = asyncio.Semaphore(100)
@@ -96,6 +110,7 @@ async def fanout_round(url, events, subs=1000):
     await asyncio.gather(*(sub(i) for i in range(subs)))
     Counting.received = 0
     start = time.monotonic()
+    io0 = io_cpu(pid)
 
     async def drain(ws):
         got = 0
@@ -109,9 +124,10 @@ async def fanout_round(url, events, subs=1000):
             await pub.send(f'["EVENT",{e}]')
         await asyncio.wait_for(asyncio.gather(*waiters), 120)
     elapsed = time.monotonic() - start
+    io_s = io_cpu(pid) - io0
     received = Counting.received
     await asyncio.gather(*(ws.close() for ws in conns))
-    return received, elapsed
+    return received, elapsed, io_s
 
 
 def gen(wok, seed, count, start, span):
@@ -136,7 +152,8 @@ def main():
         subprocess.run([a.wok, "import", "--set", f"db={db}", "--verbosity", "WARN"],
                        input="\n".join(stored) + "\n", text=True, check=True)
         relays[m] = start_relay(a.wok, db, *v)
-    res = {m: {"req_bytes": [], "req_cpu": [], "fan_bytes": [], "fan_cpu": []} for m in modes}
+    res = {m: {"req_bytes": [], "req_cpu": [], "fan_bytes": [], "fan_cpu": [], "fan_io": [],
+               "fan_s": []} for m in modes}
     try:
         for r in range(a.rounds):
             seed = 100 + r
@@ -149,21 +166,26 @@ def main():
                 res[m]["req_cpu"].append(cpu(p.pid) - c0)
                 res[m]["req_bytes"].append(Counting.received / 20)
                 c0 = cpu(p.pid)
-                received, _ = asyncio.run(fanout_round(url, evs))
+                received, secs, io_s = asyncio.run(fanout_round(url, evs, p.pid))
                 res[m]["fan_cpu"].append(cpu(p.pid) - c0)
+                res[m]["fan_io"].append(io_s)
+                res[m]["fan_s"].append(secs)
                 res[m]["fan_bytes"].append(received / len(evs))
                 print(f"round {r} {m}: req {res[m]['req_bytes'][-1]:.0f} B, "
                       f"{res[m]['req_cpu'][-1]:.2f} s; fanout {res[m]['fan_bytes'][-1]:.0f} B/event, "
-                      f"{res[m]['fan_cpu'][-1]:.2f} s", file=sys.stderr)
+                      f"{res[m]['fan_cpu'][-1]:.2f} s, io thread {io_s:.2f} s, {secs:.2f} s wall",
+                      file=sys.stderr)
     finally:
         for p, _ in relays.values():
             p.terminate()
             p.wait()
     med = statistics.median
-    print("mode        REQ(500) bytes  relay CPU/20 REQs   fanout bytes/event(1000 subs)  relay CPU/20 events")
+    print("mode        REQ(500) bytes  relay CPU/20 REQs   fanout bytes/event(1000 subs)  "
+          "relay CPU/20 events  io thread/20 events  wall/20 events")
     for m, v in res.items():
         print(f"{m:<11} {med(v['req_bytes']):>14.0f}  {med(v['req_cpu']):>14.2f} s   "
-              f"{med(v['fan_bytes']):>26.0f}  {med(v['fan_cpu']):>16.2f} s")
+              f"{med(v['fan_bytes']):>26.0f}  {med(v['fan_cpu']):>16.2f} s  "
+              f"{med(v['fan_io']):>16.2f} s  {med(v['fan_s']):>12.2f} s")
 
 
 if __name__ == "__main__":

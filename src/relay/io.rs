@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::compressor::{Compressors, Job};
 use super::extension::{self, Agreed};
 use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::metrics::Metrics;
-use super::msg::{ConnId, IngesterMsg, Outbound, Pool};
+use super::msg::{ConnId, Framed, IngesterMsg, Outbound, Pool};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -65,6 +66,9 @@ struct Ws {
     pong: Option<Vec<u8>>,
     /// The peer broke the protocol: its input is read and thrown away until it closes.
     failed: bool,
+    /// Compressed with context takeover by a compressor thread (see `compressor`); the
+    /// io thread's encoder then only frames control frames.
+    offload: bool,
 }
 
 /// A queued outbound message.
@@ -72,6 +76,8 @@ enum Out {
     Text(Vec<u8>),
     /// `prefix ‖ event JSON ‖ ]` with the JSON compressed once for all recipients.
     Spliced(Vec<u8>, Arc<SharedEvent>),
+    /// Framed (and compressed) by a compressor thread.
+    Framed(Vec<u8>),
 }
 
 enum Phase {
@@ -132,6 +138,8 @@ pub struct Io {
     /// `None` once draining: dropping it makes the kernel refuse new connections.
     pub listener: Option<TcpListener>,
     pub rx: Receiver<Outbound>,
+    /// Threads that compress for connections with context takeover.
+    pub compressors: Option<Compressors>,
     pub ingesters: Pool<IngesterMsg>,
     pub http: Arc<std::sync::RwLock<HttpInfo>>,
     pub metrics: Arc<Metrics>,
@@ -214,15 +222,41 @@ impl Io {
                     Outbound::Send { conn, text } => {
                         self.metrics.relay_message(&text);
                         if let Some(c) = conns.get_mut(&conn) {
-                            queue(c, text, false);
+                            self.enqueue(conn, c, text, false);
                             touched.insert(conn);
                         }
                     }
                     Outbound::SendPaced { conn, text } => {
                         self.metrics.relay_message(&text);
                         if let Some(c) = conns.get_mut(&conn) {
-                            queue(c, text, true);
+                            self.enqueue(conn, c, text, true);
                             touched.insert(conn);
+                        }
+                    }
+                    Outbound::Framed(frames) => {
+                        for Framed {
+                            conn,
+                            frame,
+                            len,
+                            paced,
+                            plain,
+                            wire,
+                        } in frames
+                        {
+                            let Some(c) = conns.get_mut(&conn) else {
+                                continue;
+                            };
+                            if let Phase::Ws(ws) = &mut c.phase {
+                                ws.enc.traffic.plain += plain;
+                                ws.enc.traffic.wire += wire;
+                            }
+                            if c.closing {
+                                unpace(&c.published, paced, len);
+                            } else {
+                                // Its plain length is in `pending` since it was handed over.
+                                c.out.push_back((Out::Framed(frame), len, paced));
+                                touched.insert(conn);
+                            }
                         }
                     }
                     Outbound::EventBatch { json, recipients } => {
@@ -251,7 +285,7 @@ impl Io {
                                     None => {
                                         f.extend_from_slice(&json);
                                         f.push(b']');
-                                        queue(c, f, false);
+                                        self.enqueue(conn, c, f, false);
                                     }
                                 }
                                 touched.insert(conn);
@@ -259,6 +293,10 @@ impl Io {
                         }
                     }
                 }
+            }
+            // This turn's messages for sliding-window connections, one batch per thread.
+            if let Some(comp) = &self.compressors {
+                comp.flush();
             }
             for &id in &touched {
                 let Some(c) = conns.get_mut(&id) else {
@@ -290,6 +328,10 @@ impl Io {
                 self.cfg.max_pending =
                     usize::try_from(cfg.relay.max_pending_outbound_bytes).unwrap_or(usize::MAX);
                 self.tick(&mut conns);
+            }
+            // Forgotten connections (dropped this turn) free their encoders promptly.
+            if let Some(comp) = &self.compressors {
+                comp.flush();
             }
         }
         let ids: Vec<ConnId> = conns.keys().copied().collect();
@@ -384,10 +426,17 @@ impl Io {
                     c.ip = ip;
                     let mut dec = Decoder::new(self.cfg.max_payload, deflate);
                     dec.feed(&buf[head_len..]);
+                    let offload = match (&self.compressors, deflate) {
+                        (Some(comp), Some(agreed)) if agreed.server_takeover => {
+                            comp.send(id, Job::Open { conn: id, agreed });
+                            true
+                        }
+                        _ => false,
+                    };
                     c.phase = Phase::Ws(Box::new(Ws {
                         stream,
                         dec,
-                        enc: Encoder::new(deflate),
+                        enc: Encoder::new(if offload { None } else { deflate }),
                         wbuf: Vec::new(),
                         wpos: 0,
                         close_sent: false,
@@ -395,6 +444,7 @@ impl Io {
                         shut: false,
                         pong: None,
                         failed: false,
+                        offload,
                     }));
                     let published = Arc::new(AtomicUsize::new(0));
                     if let Ok(mut m) = self.outbound.lock() {
@@ -535,7 +585,26 @@ impl Io {
             }
         }
         for m in replies {
-            queue(c, m, false);
+            self.enqueue(id, c, m, false);
+        }
+    }
+
+    /// Queues one text message: framed later by `flush`, or now handed to the
+    /// connection's compressor thread (in order; it comes back as `Outbound::Framed`).
+    fn enqueue(&self, id: ConnId, c: &mut Conn, text: Vec<u8>, paced: bool) {
+        match (&self.compressors, &c.phase) {
+            (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => {
+                c.pending += text.len();
+                comp.send(
+                    id,
+                    Job::Text {
+                        conn: id,
+                        text,
+                        paced,
+                    },
+                );
+            }
+            _ => queue(c, text, paced),
         }
     }
 
@@ -656,6 +725,9 @@ impl Io {
             }
             Phase::Gone => {}
             Phase::Ws(ws) => {
+                if let (true, Some(comp)) = (ws.offload, &self.compressors) {
+                    comp.send(id, Job::Forget { conn: id });
+                }
                 let _ = self.poll.registry().deregister(&mut ws.stream);
                 // strfry's shape: wire bytes each way and what compression saved.
                 let (up, dn) = (ws.dec.traffic, ws.enc.traffic);
@@ -754,6 +826,7 @@ fn flush(c: &mut Conn) -> bool {
             match &m {
                 Out::Text(t) => ws.enc.text(t, &mut ws.wbuf),
                 Out::Spliced(prefix, shared) => ws.enc.spliced(prefix, shared, b"]", &mut ws.wbuf),
+                Out::Framed(f) => ws.wbuf.extend_from_slice(f),
             }
             c.pending = c.pending.saturating_sub(len);
             unpace(&c.published, paced, len);

@@ -3,6 +3,7 @@
 //! and the (reloadable) config.
 
 pub mod auth;
+pub mod compressor;
 pub mod deflate;
 pub mod extension;
 pub mod frame;
@@ -258,6 +259,14 @@ impl Relay {
             stages.push(spawn(format!("Negentropy {i}"), Box::new(move || s.run()))?);
         }
         drop(negs);
+        // One per core but the io thread's, at least one, at most four: compression with
+        // context takeover is CPU work the io thread no longer does (the threads idle
+        // unless clients agree to a sliding window).
+        let compressors = Some(compressor::Compressors::start(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4)),
+            &io_sender,
+        )?);
         drop(io_sender);
 
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -266,6 +275,7 @@ impl Relay {
             poll,
             listener: Some(listener),
             rx: io_rx,
+            compressors,
             ingesters,
             http: http.clone(),
             metrics,

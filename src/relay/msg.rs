@@ -116,6 +116,19 @@ pub enum Outbound {
         json: Arc<[u8]>,
         recipients: Vec<(ConnId, SubId)>,
     },
+    /// Messages a compressor thread framed (see `compressor`), in order per connection.
+    Framed(Vec<Framed>),
+}
+
+/// One message framed by a compressor thread: `len` plain bytes of the connection's
+/// backlog, and the frame's plain/wire sizes for its stats.
+pub struct Framed {
+    pub conn: ConnId,
+    pub frame: Vec<u8>,
+    pub len: usize,
+    pub paced: bool,
+    pub plain: u64,
+    pub wire: u64,
 }
 
 /// The io thread's inbox plus the waker that makes it look.
