@@ -1,10 +1,12 @@
-//! Compressor threads, for connections that keep a deflate window across messages
-//! (`relay.compression.slidingWindow`). Compressing there cost the io thread ~35 µs per
-//! 1 KB message — four times the rest of a fanout's work — and each such connection's
-//! window must see its messages in send order, whichever stage produced them. So the io
-//! thread hands them over, in queue order, to thread `connId % N`, which owns the
-//! connection's encoder and sends the framed bytes back the same way; channels keep the
-//! order, and the io thread stays the only one touching sockets.
+//! Compressor threads, for every connection that agreed to permessage-deflate. With the
+//! sliding window, compressing cost the io thread ~35 µs per 1 KB message — four times the
+//! rest of a fanout's work — and without it a scan's messages are each compressed from a
+//! reset state; and a connection's messages must be compressed in send order, whichever
+//! stage produced them. So the io thread hands them over, in queue order, to thread
+//! `connId % N`, which owns the connection's encoder and sends the framed bytes back the
+//! same way; channels keep the order, and the io thread stays the only one touching
+//! sockets. (A fanout event for no-takeover connections is still compressed once, by the
+//! io thread, and only spliced here.)
 //!
 //! Jobs are batched: the io thread collects them while it drains its inbox and sends one
 //! batch per thread per turn, and a thread answers a batch with one batch of frames, so a
@@ -12,11 +14,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::extension::Agreed;
-use super::frame::Encoder;
+use super::frame::{Encoder, SharedEvent};
 use super::msg::{ConnId, Framed, IoSender, Outbound};
 
 pub enum Job {
@@ -27,6 +30,13 @@ pub enum Job {
         conn: ConnId,
         text: Vec<u8>,
         paced: bool,
+    },
+    /// A shared compressed event spliced into this connection's frame (no context
+    /// takeover; see `SharedEvent`): cheap, but it must keep its place in the order.
+    Spliced {
+        conn: ConnId,
+        prefix: Vec<u8>,
+        shared: Arc<SharedEvent>,
     },
     /// The connection is gone: its encoder is dropped.
     Forget { conn: ConnId },
@@ -95,6 +105,26 @@ fn run(rx: &Receiver<Vec<Job>>, io: &IoSender) {
                         frame,
                         len: text.len(),
                         paced,
+                        plain: enc.traffic.plain - before.plain,
+                        wire: enc.traffic.wire - before.wire,
+                    });
+                }
+                Job::Spliced {
+                    conn,
+                    prefix,
+                    shared,
+                } => {
+                    let Some(enc) = encoders.get_mut(&conn) else {
+                        continue;
+                    };
+                    let before = enc.traffic;
+                    let mut frame = Vec::with_capacity(shared.deflated.len() + prefix.len() + 32);
+                    enc.spliced(&prefix, &shared, b"]", &mut frame);
+                    frames.push(Framed {
+                        conn,
+                        frame,
+                        len: prefix.len() + shared.plain_len + 1,
+                        paced: false,
                         plain: enc.traffic.plain - before.plain,
                         wire: enc.traffic.wire - before.wire,
                     });

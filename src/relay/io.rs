@@ -66,9 +66,11 @@ struct Ws {
     pong: Option<Vec<u8>>,
     /// The peer broke the protocol: its input is read and thrown away until it closes.
     failed: bool,
-    /// Compressed with context takeover by a compressor thread (see `compressor`); the
-    /// io thread's encoder then only frames control frames.
+    /// Compressed by a compressor thread (see `compressor`); the io thread's encoder then
+    /// only frames control frames.
     offload: bool,
+    /// Without context takeover: the window bits a shared compressed event must keep to.
+    shares: Option<u8>,
 }
 
 /// A queued outbound message.
@@ -127,7 +129,7 @@ impl Conn {
     /// it compresses without context takeover (see `SharedEvent`).
     fn shares(&self) -> Option<u8> {
         match &self.phase {
-            Phase::Ws(ws) if !self.closing => ws.enc.shares(),
+            Phase::Ws(ws) if !self.closing => ws.shares.or_else(|| ws.enc.shares()),
             _ => None,
         }
     }
@@ -279,8 +281,7 @@ impl Io {
                                 });
                                 match piece {
                                     Some(s) => {
-                                        let len = f.len() + s.plain_len + 1;
-                                        queue_len(c, Out::Spliced(f, s), len, false);
+                                        self.enqueue_spliced(conn, c, f, s);
                                     }
                                     None => {
                                         f.extend_from_slice(&json);
@@ -427,7 +428,7 @@ impl Io {
                     let mut dec = Decoder::new(self.cfg.max_payload, deflate);
                     dec.feed(&buf[head_len..]);
                     let offload = match (&self.compressors, deflate) {
-                        (Some(comp), Some(agreed)) if agreed.server_takeover => {
+                        (Some(comp), Some(agreed)) => {
                             comp.send(id, Job::Open { conn: id, agreed });
                             true
                         }
@@ -445,6 +446,9 @@ impl Io {
                         pong: None,
                         failed: false,
                         offload,
+                        shares: deflate
+                            .filter(|a| !a.server_takeover)
+                            .map(|a| a.server_window_bits),
                     }));
                     let published = Arc::new(AtomicUsize::new(0));
                     if let Ok(mut m) = self.outbound.lock() {
@@ -605,6 +609,26 @@ impl Io {
                 );
             }
             _ => queue(c, text, paced),
+        }
+    }
+
+    /// Queues a fanout event spliced from a shared compressed piece, through the
+    /// connection's compressor thread when it has one (to keep its order).
+    fn enqueue_spliced(&self, id: ConnId, c: &mut Conn, prefix: Vec<u8>, shared: Arc<SharedEvent>) {
+        let len = prefix.len() + shared.plain_len + 1;
+        match (&self.compressors, &c.phase) {
+            (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => {
+                c.pending += len;
+                comp.send(
+                    id,
+                    Job::Spliced {
+                        conn: id,
+                        prefix,
+                        shared,
+                    },
+                );
+            }
+            _ => queue_len(c, Out::Spliced(prefix, shared), len, false),
         }
     }
 

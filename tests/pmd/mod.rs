@@ -84,6 +84,15 @@ pub fn exchange(url: &str, offer: Value, who: u8) -> Value {
     steps.push(json!({"recv": 20}));
     let out = client(json!({"url": url, "offer": offer, "steps": steps}));
     let r = &out["received"];
+    // Every message must survive the round trip intact: valid JSON, live events included
+    // (spliced frames around a shared compressed piece).
+    for m in r.as_array().expect("received") {
+        let text = m.as_str().expect("text message");
+        assert!(
+            serde_json::from_str::<Value>(text).is_ok(),
+            "not JSON after inflating: {text}"
+        );
+    }
     assert_eq!(count(r, "OK"), 30, "{out}");
     assert_eq!(count(r, "EVENT"), 30, "{out}");
     assert!(out["close_code"].is_null(), "{out}");
