@@ -2,8 +2,6 @@
 //! until SIGINT or SIGTERM. strfry's default direction (`down`) is kept.
 
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wok::mesh::stream::{self, StreamOptions};
@@ -28,13 +26,13 @@ pub fn run(args: &StreamArgs, g: &Globals) -> ExitCode {
     let Some((cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("error: stream: cannot handle signals: {e}");
+    let stop = match super::util::stop_on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: stream: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     // strfry's stream consults the relay's write policy for what it downloads.
     let mut opts = StreamOptions::new(&args.url, args.dir, cfg.event_limits());
     opts.plugin_down = cfg.relay.write_policy.plugin.clone();

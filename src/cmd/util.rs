@@ -138,3 +138,13 @@ pub fn filters_with_range(text: &str, range: Option<&str>) -> Result<Vec<Filter>
     }
     Ok(filters)
 }
+
+/// A flag SIGINT and SIGTERM set, for commands that run until told to stop.
+pub fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, String> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    Ok(stop)
+}

@@ -180,21 +180,24 @@ struct Link<'s> {
     handle: ScopedJoinHandle<'s, ()>,
 }
 
-/// Runs the router until `stop` is set. Fails only if the config cannot be read or parsed
-/// at start.
+/// Reads and parses the router config at `path`, with its mtime (what reloads watch).
+pub fn load(path: &Path) -> Result<(RouterConfig, Option<SystemTime>), String> {
+    let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read router config {}: {e}", path.display()))?;
+    Ok((parse_config(&text, &path.display().to_string())?, stamp))
+}
+
+/// Runs the router from `loaded` (what [`load`] gave for `path`) until `stop` is set,
+/// reloading `path` when it changes.
 pub fn run(
     store: &Store,
     path: &Path,
+    loaded: (RouterConfig, Option<SystemTime>),
     settings: &RouterSettings,
     stop: &AtomicBool,
-) -> Result<(), String> {
-    let read = |p: &Path| -> Result<(RouterConfig, Option<SystemTime>), String> {
-        let stamp = std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| format!("cannot read router config {}: {e}", p.display()))?;
-        Ok((parse_config(&text, &p.display().to_string())?, stamp))
-    };
-    let (mut cfg, mut stamp) = read(path)?;
+) {
+    let (mut cfg, mut stamp) = loaded;
     let verbose = Arc::new(AtomicBool::new(cfg.verbose));
     std::thread::scope(|scope| {
         let mut links: BTreeMap<(String, String), Link<'_>> = BTreeMap::new();
@@ -242,7 +245,7 @@ pub fn run(
                 continue;
             }
             stamp = now_stamp;
-            let new = match read(path) {
+            let new = match load(path) {
                 Ok((c, _)) => c,
                 Err(e) => {
                     log::error!("router: {e}; keeping the running config");
@@ -289,7 +292,6 @@ pub fn run(
             link.stop.store(true, Ordering::Relaxed);
         }
     });
-    Ok(())
 }
 
 #[cfg(test)]
