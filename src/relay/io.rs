@@ -268,9 +268,6 @@ impl Io {
                         let mut shared: Option<(u8, Arc<SharedEvent>)> = None;
                         for (conn, sub) in recipients {
                             if let Some(c) = conns.get_mut(&conn) {
-                                let mut f =
-                                    Vec::with_capacity(json.len() + sub.as_str().len() + 16);
-                                crate::nostr::message::event_prefix(&mut f, &sub);
                                 let piece = c.shares().and_then(|bits| match &shared {
                                     Some((b, s)) if *b == bits => Some(s.clone()),
                                     _ => {
@@ -279,6 +276,10 @@ impl Io {
                                         Some(s)
                                     }
                                 });
+                                // A spliced recipient keeps only its prefix queued.
+                                let body = if piece.is_some() { 0 } else { json.len() + 1 };
+                                let mut f = Vec::with_capacity(sub.as_str().len() + 16 + body);
+                                crate::nostr::message::event_prefix(&mut f, &sub);
                                 match piece {
                                     Some(s) => {
                                         self.enqueue_spliced(conn, c, f, s);
@@ -295,7 +296,7 @@ impl Io {
                     }
                 }
             }
-            // This turn's messages for sliding-window connections, one batch per thread.
+            // This turn's messages for compressed connections, one batch per thread.
             if let Some(comp) = &self.compressors {
                 comp.flush();
             }
