@@ -1,8 +1,10 @@
-//! permessage-deflate (RFC 7692) against an independent client: Python's `websockets`
-//! (tests/py/pmd_client.py, over CPython's zlib), installed by `.ci/run`. Each test starts
-//! the real relay on an ephemeral port and runs the client to completion: with and without
-//! context takeover, fragmented messages, window-bits negotiation, declined offers, a zip
-//! bomb. The connect and disconnect log lines are checked in `compression_log.rs`, a test
+//! permessage-deflate (RFC 7692) against an independent client: yawc's framing and deflate
+//! behind a handshake of our own (tests/pmd). Each test starts the real relay on an
+//! ephemeral port and runs the client to completion: with and without context takeover,
+//! fragmented messages, window-bits negotiation, declined offers, a zip bomb; every
+//! exchange also checks RSV1 and the byte count on the wire, so a relay that agrees to
+//! compress and then sends plain frames fails. `compression_python.rs` repeats the core
+//! cases with Python's `websockets` as an extra `.ci/run` step. The connect and disconnect log lines are checked in `compression_log.rs`, a test
 //! binary of its own so that no other relay writes to its logger.
 
 mod common;
@@ -18,6 +20,8 @@ fn sliding_window() {
     let out = exchange(&r.url, default_offer(), 1);
     // strfry's answer shape: nothing to add when both sides keep their windows.
     assert_eq!(out["extensions"], "permessage-deflate");
+    // The window spans messages: repeated keys and texts cost back-references (0.36 measured).
+    assert!(pmd::wire_ratio(&out) < 0.5, "{}", pmd::wire_ratio(&out));
 }
 
 #[test]
@@ -55,6 +59,16 @@ fn window_bits() {
         out["extensions"],
         "permessage-deflate; server_max_window_bits=10"
     );
+    // A relay compressing with a window over 1 KiB refers the second copy of a text back to
+    // the first: a 24-byte frame instead of ~1.2 KB. (Python's zlib fails such a frame with
+    // "invalid distance too far back"; yawc's zlib-rs inflater accepts it, so the wire is
+    // checked here.)
+    let out = pmd::far_reference(client, &r.url);
+    let second = out["wire"][3]["bytes"].as_u64().expect("wire");
+    assert!(
+        second > 800,
+        "second copy took {second} bytes: window over 1 KiB"
+    );
     // 256 bytes is below what zlib can compress with: declined, the link stays plain.
     let out = exchange(&r.url, json!({"server_max_window_bits": 8}), 5);
     assert!(out["extensions"].is_null(), "{out}");
@@ -63,8 +77,8 @@ fn window_bits() {
 #[test]
 fn declined_offers() {
     let r = TestRelay::start();
-    // The client offers nothing it can use itself: a reply naming an extension would fail
-    // its handshake, so success means each garbage offer was declined.
+    // Garbage offers must be declined: no extension in the answer, and the link is plain
+    // (no RSV1 on the wire).
     for raw in [
         "permessage-deflate; foo=bar",
         "permessage-deflate; server_max_window_bits=99, x-webkit-deflate-frame",
@@ -74,6 +88,11 @@ fn declined_offers() {
         let out = client(json!({"url": r.url, "raw_offer": raw,
             "steps": [{"send": "[\"REQ\",\"x\",{}]"}, {"recv_until": "EOSE"}]}));
         assert!(out["extensions"].is_null(), "{raw}: {out}");
+        pmd::check_wire(
+            &out["received"],
+            out["wire"].as_array().expect("wire"),
+            false,
+        );
     }
     // Compression off: a valid offer is declined too.
     let r = TestRelay::with(|c| c.relay.compression.enabled = false);
