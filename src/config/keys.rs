@@ -77,6 +77,8 @@ config_section! {
                 "Most subscriptions that one connection may keep open at once";
             max_pending_outbound_bytes: u64 = 33_554_432 => "maxPendingOutboundBytes", strfry, live,
                 "Outgoing bytes that may pile up for one connection before it is closed as too slow (0 = no limit)";
+            max_total_pending_outbound_bytes: u64 = 1_073_741_824 => "maxTotalPendingOutboundBytes", wok, live,
+                "wok only: outgoing bytes held for all connections together; past it the connections with the largest backlogs are closed, largest first (0 = no limit)";
 
             [auth: AuthConfig => "auth", "NIP-42 client authentication"] {
                 enabled: bool = true => "enabled", strfry, live,

@@ -30,6 +30,8 @@ pub enum Job {
         conn: ConnId,
         text: Vec<u8>,
         paced: bool,
+        /// What the io thread counted in the connection's `pending` for it.
+        cost: usize,
     },
     /// A shared compressed event spliced into this connection's frame (no context
     /// takeover; see `SharedEvent`): cheap, but it must keep its place in the order.
@@ -37,6 +39,7 @@ pub enum Job {
         conn: ConnId,
         prefix: Vec<u8>,
         shared: Arc<SharedEvent>,
+        cost: usize,
     },
     /// The connection is gone: its encoder is dropped.
     Forget { conn: ConnId },
@@ -93,7 +96,12 @@ fn run(rx: &Receiver<Vec<Job>>, io: &IoSender) {
                 Job::Open { conn, agreed } => {
                     encoders.insert(conn, Encoder::new(Some(agreed)));
                 }
-                Job::Text { conn, text, paced } => {
+                Job::Text {
+                    conn,
+                    text,
+                    paced,
+                    cost,
+                } => {
                     let Some(enc) = encoders.get_mut(&conn) else {
                         continue;
                     };
@@ -104,6 +112,7 @@ fn run(rx: &Receiver<Vec<Job>>, io: &IoSender) {
                         conn,
                         frame,
                         len: text.len(),
+                        cost,
                         paced,
                         plain: enc.traffic.plain - before.plain,
                         wire: enc.traffic.wire - before.wire,
@@ -113,6 +122,7 @@ fn run(rx: &Receiver<Vec<Job>>, io: &IoSender) {
                     conn,
                     prefix,
                     shared,
+                    cost,
                 } => {
                     let Some(enc) = encoders.get_mut(&conn) else {
                         continue;
@@ -124,6 +134,7 @@ fn run(rx: &Receiver<Vec<Job>>, io: &IoSender) {
                         conn,
                         frame,
                         len: prefix.len() + shared.plain_len + 1,
+                        cost,
                         paced: false,
                         plain: enc.traffic.plain - before.plain,
                         wire: enc.traffic.wire - before.wire,

@@ -40,6 +40,8 @@ const READ_BUDGET: usize = 256 * 1024;
 pub struct IoConfig {
     pub max_payload: usize,
     pub max_pending: usize,
+    /// `relay.maxTotalPendingOutboundBytes`: the same, summed over every connection.
+    pub max_total_pending: usize,
     pub auto_ping: Option<Duration>,
     pub keepalive: bool,
     pub real_ip_header: String,
@@ -107,8 +109,11 @@ enum HttpStep {
 struct Conn {
     phase: Phase,
     ip: IpAddr,
-    /// Queued messages with their length; `true` marks scan output counted in `published`.
-    out: VecDeque<(Out, usize, bool)>,
+    /// Queued messages with their plain length, their cost (what `pending` counts for
+    /// them) and `true` for scan output counted in `published`.
+    out: VecDeque<(Out, usize, usize, bool)>,
+    /// Bytes held for this connection: queued messages at their allocated size plus a
+    /// queue slot each (see [`cost`]), and messages at its compressor thread.
     pending: usize,
     /// Scan output not yet handed to tungstenite (req-workers add, we subtract).
     published: Option<Arc<AtomicUsize>>,
@@ -240,6 +245,7 @@ impl Io {
                             conn,
                             frame,
                             len,
+                            cost,
                             paced,
                             plain,
                             wire,
@@ -255,8 +261,8 @@ impl Io {
                             if c.closing {
                                 unpace(&c.published, paced, len);
                             } else {
-                                // Its plain length is in `pending` since it was handed over.
-                                c.out.push_back((Out::Framed(frame), len, paced));
+                                // Its cost is in `pending` since it was handed over.
+                                c.out.push_back((Out::Framed(frame), len, cost, paced));
                                 touched.insert(conn);
                             }
                         }
@@ -329,6 +335,9 @@ impl Io {
                 self.cfg.keepalive = cfg.relay.enable_tcp_keepalive;
                 self.cfg.max_pending =
                     usize::try_from(cfg.relay.max_pending_outbound_bytes).unwrap_or(usize::MAX);
+                self.cfg.max_total_pending =
+                    usize::try_from(cfg.relay.max_total_pending_outbound_bytes)
+                        .unwrap_or(usize::MAX);
                 self.tick(&mut conns);
             }
             // Forgotten connections (dropped this turn) free their encoders promptly.
@@ -599,13 +608,15 @@ impl Io {
     fn enqueue(&self, id: ConnId, c: &mut Conn, text: Vec<u8>, paced: bool) {
         match (&self.compressors, &c.phase) {
             (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => {
-                c.pending += text.len();
+                let cost = cost(text.capacity());
+                c.pending += cost;
                 comp.send(
                     id,
                     Job::Text {
                         conn: id,
                         text,
                         paced,
+                        cost,
                     },
                 );
             }
@@ -617,19 +628,23 @@ impl Io {
     /// connection's compressor thread when it has one (to keep its order).
     fn enqueue_spliced(&self, id: ConnId, c: &mut Conn, prefix: Vec<u8>, shared: Arc<SharedEvent>) {
         let len = prefix.len() + shared.plain_len + 1;
+        // The shared piece is held once for all recipients, but each owes its client the
+        // whole message: count that.
+        let cost = cost(prefix.capacity().max(len));
         match (&self.compressors, &c.phase) {
             (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => {
-                c.pending += len;
+                c.pending += cost;
                 comp.send(
                     id,
                     Job::Spliced {
                         conn: id,
                         prefix,
                         shared,
+                        cost,
                     },
                 );
             }
-            _ => queue_len(c, Out::Spliced(prefix, shared), len, false),
+            _ => queue_len(c, Out::Spliced(prefix, shared), len, cost, false),
         }
     }
 
@@ -735,6 +750,41 @@ impl Io {
             log::info!("[{id}] {why}, closing");
             self.drop_conn(id, conns);
         }
+        self.enforce_total_pending(conns);
+    }
+
+    /// The relay-wide outbound budget: many slow readers, each under the per-connection
+    /// cap, must not add up to more than the machine can hold. Past the budget the largest
+    /// backlogs go first, until the rest fits.
+    fn enforce_total_pending(&self, conns: &mut HashMap<ConnId, Conn>) {
+        if self.cfg.max_total_pending == 0 {
+            return;
+        }
+        let total: usize = conns.values().map(backlog).sum();
+        if total <= self.cfg.max_total_pending {
+            return;
+        }
+        let mut by_size: Vec<(usize, ConnId)> = conns
+            .iter()
+            .map(|(id, c)| (backlog(c), *id))
+            .filter(|(b, _)| *b > 0)
+            .collect();
+        by_size.sort_unstable_by(|a, b| b.cmp(a));
+        let mut left = total;
+        let mut closed = 0;
+        for (b, id) in by_size {
+            if left <= self.cfg.max_total_pending {
+                break;
+            }
+            left -= b;
+            closed += 1;
+            self.metrics.slow_client_terminations.inc();
+            self.drop_conn(id, conns);
+        }
+        log::warn!(
+            "outbound backlog {total} bytes over maxTotalPendingOutboundBytes: closed the \
+             {closed} largest"
+        );
     }
 
     fn drop_conn(&self, id: ConnId, conns: &mut HashMap<ConnId, Conn>) {
@@ -775,23 +825,34 @@ impl Io {
     }
 }
 
-fn queue(c: &mut Conn, text: Vec<u8>, paced: bool) {
-    let len = text.len();
-    queue_len(c, Out::Text(text), len, paced);
+/// Bookkeeping per queued message beyond its buffer: the queue slot and the allocator's
+/// header. A one-byte garbage message earns a ~48-byte NOTICE held in a 128-byte buffer;
+/// counting only its length let a peer that never reads hold ~4× the cap.
+const MSG_OVERHEAD: usize = std::mem::size_of::<(Out, usize, usize, bool)>() + 16;
+
+/// What a queued message of `capacity` allocated bytes holds.
+fn cost(capacity: usize) -> usize {
+    capacity + MSG_OVERHEAD
 }
 
-fn queue_len(c: &mut Conn, m: Out, len: usize, paced: bool) {
+fn queue(c: &mut Conn, text: Vec<u8>, paced: bool) {
+    let len = text.len();
+    let cost = cost(text.capacity());
+    queue_len(c, Out::Text(text), len, cost, paced);
+}
+
+fn queue_len(c: &mut Conn, m: Out, len: usize, cost: usize, paced: bool) {
     if c.closing {
         unpace(&c.published, paced, len);
         return;
     }
-    c.pending += len;
-    c.out.push_back((m, len, paced));
+    c.pending += cost;
+    c.out.push_back((m, len, cost, paced));
 }
 
 /// Drops what was queued (a closing connection sends nothing more but its close).
 fn stop_sending(c: &mut Conn) {
-    for (_, len, paced) in std::mem::take(&mut c.out) {
+    for (_, len, _, paced) in std::mem::take(&mut c.out) {
         unpace(&c.published, paced, len);
     }
     c.pending = 0;
@@ -845,7 +906,7 @@ fn flush(c: &mut Conn) -> bool {
         // bytes count as sent from here on (req-workers see their backlog shrink).
         let mut moved = false;
         while ws.wbuf.len() - ws.wpos < WBUF_TARGET {
-            let Some((m, len, paced)) = c.out.pop_front() else {
+            let Some((m, len, cost, paced)) = c.out.pop_front() else {
                 break;
             };
             match &m {
@@ -853,7 +914,7 @@ fn flush(c: &mut Conn) -> bool {
                 Out::Spliced(prefix, shared) => ws.enc.spliced(prefix, shared, b"]", &mut ws.wbuf),
                 Out::Framed(f) => ws.wbuf.extend_from_slice(f),
             }
-            c.pending = c.pending.saturating_sub(len);
+            c.pending = c.pending.saturating_sub(cost);
             unpace(&c.published, paced, len);
             moved = true;
         }

@@ -151,6 +151,8 @@ impl Relay {
                 .unwrap_or(usize::MAX),
             max_pending: usize::try_from(cfg.relay.max_pending_outbound_bytes)
                 .unwrap_or(usize::MAX),
+            max_total_pending: usize::try_from(cfg.relay.max_total_pending_outbound_bytes)
+                .unwrap_or(usize::MAX),
             auto_ping: (cfg.relay.auto_ping_seconds > 0)
                 .then(|| Duration::from_secs(cfg.relay.auto_ping_seconds)),
             keepalive: cfg.relay.enable_tcp_keepalive,

@@ -120,12 +120,13 @@ pub enum Outbound {
     Framed(Vec<Framed>),
 }
 
-/// One message framed by a compressor thread: `len` plain bytes of the connection's
-/// backlog, and the frame's plain/wire sizes for its stats.
+/// One message framed by a compressor thread: `len` plain bytes (for pacing), `cost` bytes
+/// of the connection's counted backlog, and the frame's plain/wire sizes for its stats.
 pub struct Framed {
     pub conn: ConnId,
     pub frame: Vec<u8>,
     pub len: usize,
+    pub cost: usize,
     pub paced: bool,
     pub plain: u64,
     pub wire: u64,

@@ -1,0 +1,139 @@
+//! What a client makes the relay hold for it is counted as held, per connection and for
+//! the relay as a whole (issue "Every byte a client makes the relay hold is counted").
+//! - A peer that never reads and sends one-byte garbage earns a ~48-byte NOTICE per frame,
+//!   each held in a 128-byte buffer plus a queue slot: counted by what it holds, 400k of
+//!   them pass the default 32 MB cap (counted by length they would take 700k).
+//! - Several such peers, each under the per-connection cap, are closed by the relay-wide
+//!   `maxTotalPendingOutboundBytes`, largest first.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::TestRelay;
+
+fn upgrade(addr: &str) -> TcpStream {
+    // A small receive buffer, so the kernel holds little of what the relay sends.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    let sa: std::net::SocketAddr = addr.parse().expect("addr");
+    sock.connect(&sa.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("request");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).expect("head"), 1, "closed during handshake");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+/// `count` masked one-byte text frames (`x`): each is garbage that earns a NOTICE.
+/// Returns false if the relay closed the connection before all were written.
+fn flood(s: &mut TcpStream, count: usize) -> bool {
+    let one = [0x81u8, 0x81, 0, 0, 0, 0, b'x'];
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+    s.set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    for _ in 0..count / 1000 {
+        if s.write_all(&batch).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn slow_terminations(addr: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find(|l| l.starts_with("strfry_slow_client_terminations_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("slow client metric")
+}
+
+/// Waits (bounded) for the metric to reach `want`.
+fn await_terminations(addr: &str, want: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = slow_terminations(addr);
+        if n >= want || Instant::now() > end {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn garbage_replies_count_what_they_hold() {
+    let r = TestRelay::start();
+    let addr = r.url.trim_start_matches("ws://").to_owned();
+    let mut s = upgrade(&addr);
+    flood(&mut s, 400_000);
+    assert_eq!(
+        await_terminations(&addr, 1),
+        1,
+        "400k unread NOTICEs (~75 MB held) did not trip the 32 MB cap"
+    );
+}
+
+#[test]
+fn the_relay_wide_budget_closes_the_largest_backlogs() {
+    // Per-connection cap off; 8 MB for everyone together.
+    let r = TestRelay::with(|c| {
+        c.relay.max_pending_outbound_bytes = 0;
+        c.relay.max_total_pending_outbound_bytes = 8 << 20;
+    });
+    let addr = r.url.trim_start_matches("ws://").to_owned();
+    let mut big = upgrade(&addr);
+    let mut small = upgrade(&addr);
+    // The kernel takes ~3 MB (60k NOTICEs) of each; past that the small one leaves ~4 MB
+    // held and the big one ~27 MB.
+    flood(&mut small, 80_000);
+    flood(&mut big, 200_000);
+    assert!(
+        await_terminations(&addr, 1) >= 1,
+        "no connection was closed"
+    );
+    // The big one went; the small one is still served.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 65536];
+    big.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut closed = false;
+    while Instant::now() < end && !closed {
+        match big.read(&mut buf) {
+            Ok(0) => closed = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => closed = true,
+        }
+    }
+    assert!(closed, "the largest backlog was not closed");
+    assert_eq!(slow_terminations(&addr), 1, "only the largest had to go");
+    small
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+        .expect("the small connection is still open");
+}
