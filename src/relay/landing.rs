@@ -204,7 +204,7 @@ fn nips_html(nips: &[u64], out: &mut String) {
 fn limits_html(cfg: &Config, out: &mut String) {
     let r = &cfg.relay;
     let auth = r.auth.enabled && !r.auth.service_url.is_empty();
-    let rows: [(&str, String); 8] = [
+    let rows: [(&str, String); 9] = [
         ("Largest message", human_bytes(r.max_websocket_payload_size)),
         ("Largest event", human_bytes(cfg.events.max_event_size)),
         ("Tags per event", count(cfg.events.max_num_tags)),
@@ -215,12 +215,12 @@ fn limits_html(cfg: &Config, out: &mut String) {
         ("Filters per REQ", count(r.max_req_filter_size)),
         ("Events per filter", count(r.max_filter_limit)),
         (
-            "Event age accepted",
-            format!(
-                "{} back, {} ahead",
-                human_secs(cfg.events.reject_events_older_than_seconds),
-                human_secs(cfg.events.reject_events_newer_than_seconds)
-            ),
+            "Oldest event accepted",
+            human_secs(cfg.events.reject_events_older_than_seconds),
+        ),
+        (
+            "Clock skew allowed",
+            human_secs(cfg.events.reject_events_newer_than_seconds),
         ),
         (
             "Authentication (NIP-42)",
@@ -306,13 +306,14 @@ fn human_bytes(n: u64) -> String {
 
 fn human_secs(s: u64) -> String {
     const DAY: u64 = 86_400;
-    match s {
-        s if s >= 365 * DAY => format!("{:.0} years", s as f64 / (365.0 * DAY as f64)),
-        s if s >= DAY => format!("{} days", s / DAY),
-        s if s >= 3600 => format!("{} h", s / 3600),
-        s if s >= 60 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
+    let (n, unit) = match s {
+        s if s >= 365 * DAY => (s / (365 * DAY), "year"),
+        s if s >= DAY => (s / DAY, "day"),
+        s if s >= 3600 => (s / 3600, "hour"),
+        s if s >= 60 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Standard base64 with padding (for CSP hashes).
@@ -421,6 +422,19 @@ mod tests {
         let l = Landing::new(&Config::default(), addr());
         assert_eq!(l.csp.matches("'sha256-").count(), 2, "{}", l.csp);
         assert!(!l.csp.contains("unsafe-inline"));
+        // No icon configured: nothing may be loaded from elsewhere, not even images.
+        assert!(l.csp.contains("img-src data:;"), "{}", l.csp);
+    }
+
+    #[test]
+    fn configured_icon_is_the_only_remote_image() {
+        let mut cfg = Config::default();
+        cfg.relay.info.icon = "https://cdn.example/icon.png".into();
+        let l = Landing::new(&cfg, addr());
+        let page = l.page(None, false);
+        assert!(page.contains("<img class=\"icon\" src=\"https://cdn.example/icon.png\""));
+        assert!(page.contains("rel=\"icon\" href=\"https://cdn.example/icon.png\""));
+        assert!(l.csp.contains("img-src data: https: http:;"), "{}", l.csp);
     }
 
     #[test]
@@ -445,6 +459,7 @@ mod tests {
         assert_eq!(human_bytes(131_072), "128 KiB");
         assert_eq!(human_bytes(65536), "64 KiB");
         assert_eq!(human_secs(94_608_000), "3 years");
-        assert_eq!(human_secs(900), "15 min");
+        assert_eq!(human_secs(900), "15 minutes");
+        assert_eq!(human_secs(60), "1 minute");
     }
 }
