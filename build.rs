@@ -13,8 +13,17 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // Only our own checkout counts (`.git` is a file in a linked worktree): a source tarball
+    // unpacked inside some other repository must not report that repository's commit.
+    let ours = Path::new(".git").exists();
+    let commit = ours
+        .then(|| git(&["rev-parse", "--short", "HEAD"]))
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=WOK_GIT_COMMIT={commit}");
+    if !ours {
+        return;
+    }
     // A new commit moves the branch's ref, a checkout moves HEAD. `--git-path` finds both in
     // a linked worktree too (HEAD is per worktree, refs are shared). Only existing files are
     // watched: cargo treats a missing one as always changed and would rebuild every time.
