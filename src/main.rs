@@ -12,7 +12,7 @@ use wok::logging;
 #[derive(Debug, Parser)]
 #[command(
     name = "wok",
-    version,
+    version = wok::LONG_VERSION,
     about = "A Nostr relay and toolbox, drop-in compatible with strfry",
     arg_required_else_help = true
 )]

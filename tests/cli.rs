@@ -107,3 +107,31 @@ fn set_before_and_after_the_command_both_apply() {
     assert!(text.contains("db = \"/tmp/wok-set-test/\""), "{text}");
     assert!(text.contains("port = 1234"), "{text}");
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = wok(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    // `wok 0.1.0 (abc1234)`, or `(unknown)` when built without git.
+    let rest = line
+        .strip_prefix(&format!("wok {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|r| r.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("unexpected --version output: {line:?}"));
+    assert!(
+        rest == "unknown" || (rest.len() >= 7 && rest.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{line:?}"
+    );
+    // Built from this checkout: the commit git reports here (when there is a checkout and
+    // git is available).
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".git");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && checkout.exists());
+    if let Some(head) = head {
+        assert_eq!(rest, text(&head.stdout).trim(), "{line:?}");
+    }
+}

@@ -28,13 +28,29 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// wok's defaults with strfry's two NIP-11 texts: what strfry's shipped config sets.
+fn strfry_defaults() -> Config {
+    let mut c = Config::default();
+    c.relay.info.name = "strfry default".into();
+    c.relay.info.description = "This is a strfry instance.".into();
+    c
+}
+
 #[test]
 fn strfry_shipped_conf_is_exactly_the_defaults() {
     let path = manifest_path("tests/data/strfry.conf");
     let text = std::fs::read_to_string(&path).expect("read tests/data/strfry.conf");
     let (cfg, warnings) = parse_str(&text, "strfry.conf").expect("strfry.conf parses");
     assert!(warnings.is_empty(), "unexpected warnings: {warnings:?}");
-    assert_eq!(cfg, Config::default());
+    // Every default is strfry's but the two texts that name the software.
+    assert_eq!(cfg, strfry_defaults());
+    assert_eq!(
+        (
+            cfg.relay.info.name.as_str(),
+            cfg.relay.info.description.as_str()
+        ),
+        ("strfry default", "This is a strfry instance.")
+    );
 
     // And through the file loader, with the source recorded.
     let loaded = load(&LoadOptions {
@@ -42,7 +58,7 @@ fn strfry_shipped_conf_is_exactly_the_defaults() {
         overrides: vec![],
     })
     .expect("load strfry.conf");
-    assert_eq!(loaded.config, Config::default());
+    assert_eq!(loaded.config, strfry_defaults());
     assert_eq!(loaded.source, ConfigSource::File(path));
     assert!(loaded.warnings.is_empty());
 }
@@ -473,10 +489,7 @@ fn get_display_uses_the_table() {
         cfg.get_display("relay.auth.enabled").as_deref(),
         Some("true")
     );
-    assert_eq!(
-        cfg.get_display("relay.info.name").as_deref(),
-        Some("strfry default")
-    );
+    assert_eq!(cfg.get_display("relay.info.name").as_deref(), Some("wok"));
     assert_eq!(
         cfg.get_display("relay.auth.restrictedReadKinds").as_deref(),
         Some("4, 1059")
@@ -560,9 +573,10 @@ fn defaults_match_the_reference() {
         ),
         ("", "4, 1059")
     );
+    // wok's own words where strfry's would misname the relay.
     assert_eq!(
         (r.info.name.as_str(), r.info.description.as_str()),
-        ("strfry default", "This is a strfry instance.")
+        ("wok", "A Nostr relay running wok.")
     );
     for s in [
         &r.info.pubkey,

@@ -2,7 +2,8 @@
 //!
 //! Each line is `rust_field: type = default => "strfryName", origin, reload, "doc";`
 //! * `type` is `u64`, `bool` or `String`;
-//! * `origin` is `strfry` (strfry's key, name and default) or `wok` (a wok-only key);
+//! * `origin` is `strfry` (strfry's key, name and default; only `relay.info.name` and
+//!   `relay.info.description` default to wok's own words) or `wok` (a wok-only key);
 //! * `reload` is `restart` (strfry's noReload, the R column: a change needs a
 //!   restart) or `live` (takes effect on hot reload);
 //! * `doc` is a one-line description, used for the rendered default config.
@@ -15,7 +16,8 @@ use super::schema::config_section;
 
 config_section! {
     path () prefix ()
-    /// wok's configuration: every strfry key under its strfry name, with strfry's default.
+    /// wok's configuration: every strfry key under its strfry name, with strfry's default
+    /// (but the relay's NIP-11 name and description, which name wok).
     pub struct Config {
         db: String = "./strfry-db/" => "db", strfry, restart,
             "Directory holding the LMDB database files (data.mdb and lock.mdb)";
@@ -92,9 +94,11 @@ config_section! {
             }
 
             [info: InfoConfig => "info", "The NIP-11 relay information document"] {
-                name: String = "strfry default" => "name", strfry, live,
+                // wok's own defaults (strfry's are "strfry default" and "This is a strfry
+                // instance."): a relay started without a config file must say what it is.
+                name: String = "wok" => "name", strfry, live,
                     "Short relay name (best kept under about 30 characters)";
-                description: String = "This is a strfry instance." => "description", strfry, live,
+                description: String = "A Nostr relay running wok." => "description", strfry, live,
                     "Free-form text describing the relay";
                 pubkey: String = "" => "pubkey", strfry, live,
                     "Operator's pubkey, npub or 64-character hex, for people who want to get in touch";

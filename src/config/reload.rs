@@ -65,7 +65,7 @@ mod tests {
             [
                 "'relay.port' changed but is a noReload field. Ignoring.",
                 "'relay.maxFilterLimit' changed from '500' to '10'",
-                "'relay.info.name' changed from 'strfry default' to 'b'",
+                "'relay.info.name' changed from 'wok' to 'b'",
                 "'relay.numThreads.ingester' changed but is a noReload field. Ignoring.",
             ]
         );

@@ -10,7 +10,8 @@ const HEADER: &str = "\
 ## wok configuration, in strfry.conf format
 ##
 ## wok reads strfry.conf files as they are: the same taoCONFIG syntax, the same
-## key names and the same defaults. Every key is listed below with its default.
+## key names and the same defaults, except that relay.info.name and
+## relay.info.description name wok. Every key is listed below with its default.
 ## Keys marked \"(restart required)\" take effect only when the relay restarts;
 ## the others are applied when the file is reloaded. `--set key=value` on the
 ## command line overrides this file.

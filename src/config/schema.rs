@@ -39,7 +39,8 @@ impl KeyType {
 /// Whether a key comes from strfry or is wok's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrigin {
-    /// A key strfry knows, with strfry's name and default.
+    /// A key strfry knows, with strfry's name and (but for `relay.info.name` and
+    /// `relay.info.description`) strfry's default.
     Strfry,
     /// A wok extension; strfry would ignore it.
     Wok,

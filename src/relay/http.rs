@@ -1,12 +1,13 @@
-//! Plain HTTP on the relay port: the WebSocket upgrade, NIP-11, `/metrics`, CORS and a
-//! landing page. Responses close the connection; only WebSockets stay open.
+//! Plain HTTP on the relay port: the WebSocket upgrade, NIP-11, `/metrics`, CORS, the
+//! landing page and its `/status`. Responses close the connection; only WebSockets stay open.
 
-use super::metrics::Metrics;
+use super::landing::{self, Landing};
+use super::Shared;
 
 /// What the HTTP side serves, rendered once from the config.
 pub struct HttpInfo {
     pub nip11: String,
-    pub landing: String,
+    pub landing: Landing,
 }
 
 const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Allow-Methods: GET, OPTIONS\r\n";
@@ -51,8 +52,13 @@ pub fn upgrade_response(key: &str, extensions: Option<&str>) -> Vec<u8> {
 }
 
 fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    response_with(status, content_type, "", body)
+}
+
+/// A response with `extra` header lines (each ending in CRLF).
+fn response_with(status: &str, content_type: &str, extra: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{CORS}Server: wok\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{CORS}{extra}Server: wok\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -84,15 +90,35 @@ pub fn wants_nip11(accept: &str) -> bool {
     })
 }
 
-pub fn respond(req: &httparse::Request<'_, '_>, info: &HttpInfo, metrics: &Metrics) -> Vec<u8> {
+pub fn respond(req: &httparse::Request<'_, '_>, info: &HttpInfo, shared: &Shared) -> Vec<u8> {
     let path = req.path.unwrap_or("/");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
     let get = || {
         if path == "/metrics" {
-            response("200 OK", "text/plain; version=0.0.4", &metrics.render())
+            response(
+                "200 OK",
+                "text/plain; version=0.0.4",
+                &shared.metrics.render(),
+            )
+        } else if path == "/status" {
+            response_with(
+                "200 OK",
+                "application/json",
+                "Cache-Control: no-store\r\n",
+                &landing::status_json(shared),
+            )
         } else if header(req, "accept").is_some_and(wants_nip11) {
             response("200 OK", "application/nostr+json", &info.nip11)
         } else {
-            response("200 OK", "text/html; charset=utf-8", &info.landing)
+            // Behind a TLS proxy the page's address is wss://.
+            let tls = header(req, "x-forwarded-proto")
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+            let page = info.landing.page(header(req, "host"), tls);
+            let extra = format!(
+                "Content-Security-Policy: {}\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
+                info.landing.csp
+            );
+            response_with("200 OK", "text/html; charset=utf-8", &extra, &page)
         }
     };
     match req.method {

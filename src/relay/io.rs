@@ -705,7 +705,7 @@ impl Io {
             }
             None => {
                 let resp = match self.http.read() {
-                    Ok(info) => http::respond(&req, &info, &self.metrics),
+                    Ok(info) => http::respond(&req, &info, &self.shared),
                     Err(_) => http::simple(500, "Internal Server Error"),
                 };
                 // Written by `flush`, as the socket takes it.

@@ -83,6 +83,22 @@ impl Metrics {
         }
     }
 
+    /// `nostr_client_messages_total{verb}` (0 for an unknown verb).
+    pub fn client_count(&self, verb: &str) -> u64 {
+        CLIENT_VERBS
+            .iter()
+            .position(|v| *v == verb)
+            .map_or(0, |i| self.client[i].get())
+    }
+
+    /// `nostr_relay_messages_total{verb}` (0 for an unknown verb).
+    pub fn relay_count(&self, verb: &str) -> u64 {
+        RELAY_VERBS
+            .iter()
+            .position(|v| *v == verb)
+            .map_or(0, |i| self.relay[i].get())
+    }
+
     /// Counts an outgoing message by its verb, read from the fixed `["VERB"` prefix every
     /// relay message starts with (the io thread classifies bytes; it does not parse JSON).
     pub fn relay_message(&self, text: &[u8]) {

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod http;
 pub mod ingester;
 pub mod io;
+pub mod landing;
 pub mod metrics;
 pub mod monitors;
 pub mod msg;
@@ -75,6 +76,8 @@ pub struct Shared {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub outbound: Arc<Outbound>,
+    /// When the relay started (uptime on the landing page).
+    pub started: std::time::Instant,
     config: RwLock<Arc<Config>>,
 }
 
@@ -144,7 +147,7 @@ impl Relay {
         );
         let http = Arc::new(RwLock::new(http::HttpInfo {
             nip11: nip11(&cfg),
-            landing: landing(&cfg),
+            landing: landing::Landing::new(&cfg, addr),
         }));
         let io_cfg = io::IoConfig {
             max_payload: usize::try_from(cfg.relay.max_websocket_payload_size)
@@ -167,6 +170,7 @@ impl Relay {
             store,
             metrics: metrics.clone(),
             outbound: outbound.clone(),
+            started: std::time::Instant::now(),
             config: RwLock::new(Arc::new(cfg)),
         });
 
@@ -342,7 +346,7 @@ impl Relay {
         // NIP-11 and the landing page follow the new values.
         if let Ok(mut h) = self.http.write() {
             h.nip11 = nip11(&effective);
-            h.landing = landing(&effective);
+            h.landing = landing::Landing::new(&effective, self.addr);
         }
         self.shared
             .store
@@ -380,15 +384,29 @@ fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// The NIP-11 document, from `relay.info.*` and what is enabled.
-pub fn nip11(cfg: &Config) -> String {
+/// The NIPs this relay serves with `cfg`, sorted (what NIP-11 and the landing page list,
+/// unless `relay.info.nips` replaces it).
+pub fn supported_nips(cfg: &Config) -> Vec<u64> {
     let r = &cfg.relay;
-    let mut nips: Vec<u64> = vec![1, 2, 4, 9, 11, 28, 40, 70];
+    // Always on: NIP-01 (with NIP-02's kind 3 and NIP-28's channel kinds as its
+    // replaceable/regular kinds), NIP-09 deletions, NIP-11, NIP-40 expiration (refused when
+    // already expired, never served, purged), NIP-70 protected events (refused unless their
+    // author has authenticated, so refused outright while AUTH cannot succeed).
+    let mut nips: Vec<u64> = vec![1, 2, 9, 11, 28, 40, 70];
+    let auth = r.auth.enabled && !r.auth.service_url.is_empty();
+    if auth {
+        nips.push(42);
+    }
+    // DMs (kind 4) and gift wraps (kind 1059, whose recipients may also delete them) are
+    // advertised only when their readers can fetch them: restricted kinds need AUTH.
+    let restricted = auth::restricted_kinds(cfg);
+    for (nip, kind) in [(4, 4), (59, 1059)] {
+        if auth || !restricted.contains(&kind) {
+            nips.push(nip);
+        }
+    }
     if r.max_filter_limit_count > 0 {
         nips.push(45);
-    }
-    if r.auth.enabled && !r.auth.service_url.is_empty() {
-        nips.push(42);
     }
     if r.negentropy.enabled {
         nips.push(77);
@@ -403,12 +421,18 @@ pub fn nip11(cfg: &Config) -> String {
     }
     nips.sort_unstable();
     nips.dedup();
+    nips
+}
+
+/// The NIP-11 document as a value, from `relay.info.*` and what is enabled.
+pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
+    let r = &cfg.relay;
     let mut doc = serde_json::json!({
         "name": r.info.name,
         "description": r.info.description,
         "software": "https://github.com/wok-relay/wok",
         "version": env!("CARGO_PKG_VERSION"),
-        "supported_nips": nips,
+        "supported_nips": supported_nips(cfg),
         "limitation": {
             "max_message_length": r.max_websocket_payload_size,
             "max_subscriptions": r.max_subs_per_connection,
@@ -432,19 +456,10 @@ pub fn nip11(cfg: &Config) -> String {
             doc[key] = serde_json::Value::String(val.clone());
         }
     }
-    doc.to_string()
+    doc
 }
 
-fn landing(cfg: &Config) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><h1>{}</h1><p>{}</p><p>This is a Nostr relay (wok). Connect with a Nostr client over WebSocket.</p></body></html>",
-        esc(&cfg.relay.info.name),
-        esc(&cfg.relay.info.name),
-        esc(&cfg.relay.info.description)
-    )
+/// The NIP-11 document, from `relay.info.*` and what is enabled.
+pub fn nip11(cfg: &Config) -> String {
+    nip11_doc(cfg).to_string()
 }
