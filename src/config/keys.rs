@@ -77,6 +77,12 @@ config_section! {
                 "Cap on how many events a COUNT request will tally; 0 turns COUNT off";
             max_subs_per_connection: u64 = 200 => "maxSubsPerConnection", strfry, live,
                 "Most subscriptions that one connection may keep open at once";
+            max_filter_values: u64 = 5_000 => "maxFilterValues", wok, live,
+                "wok only: most items in one filter's ids, authors, kinds or tag array (0 = no limit); a follow list is rarely over 2,000";
+            max_filter_values_per_connection: u64 = 50_000 => "maxFilterValuesPerConnection", wok, live,
+                "wok only: filter values (ids, authors, kinds, tag values; at least 1 per filter) one connection's open subscriptions may hold together (0 = no limit)";
+            max_filter_values_total: u64 = 5_000_000 => "maxFilterValuesTotal", wok, live,
+                "wok only: the same summed over every connection, bounding live-subscription memory (~150 bytes a value) (0 = no limit)";
             max_pending_outbound_bytes: u64 = 33_554_432 => "maxPendingOutboundBytes", strfry, live,
                 "Outgoing bytes that may pile up for one connection before it is closed as too slow (0 = no limit)";
             max_total_pending_outbound_bytes: u64 = 1_073_741_824 => "maxTotalPendingOutboundBytes", wok, live,

@@ -83,6 +83,16 @@ impl Filter {
 
     /// Parses one filter object. `max_tags` is `relay.maxTagsPerFilter`.
     pub fn from_json(v: Json<'_, '_>, max_tags: usize) -> Result<Filter, FilterError> {
+        Self::from_json_limited(v, max_tags, usize::MAX)
+    }
+
+    /// Like [`Filter::from_json`], refusing an `ids`, `authors`, `kinds` or tag array of
+    /// more than `max_values` items (`relay.maxFilterValues`), before it is copied.
+    pub fn from_json_limited(
+        v: Json<'_, '_>,
+        max_tags: usize,
+        max_values: usize,
+    ) -> Result<Filter, FilterError> {
         let Some(members) = v.object() else {
             return err("filter is not an object");
         };
@@ -93,6 +103,9 @@ impl Filter {
                 return err(format!("duplicate filter item: {key}"));
             }
             seen.push(key);
+            if val.array().is_some_and(|a| a.len() > max_values) {
+                return err(format!("too many values in {key} (max {max_values})"));
+            }
             match key {
                 "ids" => f.ids = Some(parse_hex32(val, key)?),
                 "authors" => f.authors = Some(parse_hex32(val, key)?),
@@ -133,6 +146,16 @@ impl Filter {
             || f.tags.iter().any(|t| t.values.is_empty())
             || f.since > f.until;
         Ok(f)
+    }
+
+    /// What a live subscription holds for this filter, in values: its ids, authors, kinds
+    /// and tag values, and at least 1 (a filter costs something even with none).
+    pub fn values(&self) -> usize {
+        let n = self.ids.as_ref().map_or(0, Vec::len)
+            + self.authors.as_ref().map_or(0, Vec::len)
+            + self.kinds.as_ref().map_or(0, Vec::len)
+            + self.tags.iter().map(|t| t.values.len()).sum::<usize>();
+        n.max(1)
     }
 
     /// Canonical JSON: keys sorted (`#x` tags, `authors`, `ids`, `kinds`, `limit`, `since`,

@@ -42,6 +42,8 @@ pub struct DecodeLimits {
     pub max_filters: usize,
     /// `relay.maxTagsPerFilter`
     pub max_tags_per_filter: usize,
+    /// `relay.maxFilterValues`: items in one `ids`/`authors`/`kinds`/tag array.
+    pub max_values_per_filter: usize,
 }
 
 impl Default for DecodeLimits {
@@ -50,6 +52,7 @@ impl Default for DecodeLimits {
             event: Limits::default(),
             max_filters: 200,
             max_tags_per_filter: 3,
+            max_values_per_filter: usize::MAX,
         }
     }
 }
@@ -181,7 +184,13 @@ fn decode_root(root: Json<'_, '_>, limits: &DecodeLimits) -> Result<ClientMsg, M
                 return Err(closed("arr too big".into()));
             }
             let filters = arr
-                .map(|f| Filter::from_json(f, limits.max_tags_per_filter))
+                .map(|f| {
+                    Filter::from_json_limited(
+                        f,
+                        limits.max_tags_per_filter,
+                        limits.max_values_per_filter,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| closed(e.0))?;
             Ok(if cmd == "REQ" {
@@ -247,8 +256,12 @@ fn decode_neg<'t, 'i>(
             if !fv.is_object() {
                 return Err(neg_err("invalid: negentropy filter must be an object"));
             }
-            let filter = Filter::from_json(fv, limits.max_tags_per_filter)
-                .map_err(|e| neg_err(&format!("invalid: bad filter: {e}")))?;
+            let filter = Filter::from_json_limited(
+                fv,
+                limits.max_tags_per_filter,
+                limits.max_values_per_filter,
+            )
+            .map_err(|e| neg_err(&format!("invalid: bad filter: {e}")))?;
             let msg = rest
                 .next()
                 .and_then(|m| m.as_str())

@@ -22,7 +22,7 @@ pub mod req_worker;
 pub mod writer;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,6 +78,9 @@ pub struct Shared {
     pub outbound: Arc<Outbound>,
     /// When the relay started (uptime on the landing page).
     pub started: std::time::Instant,
+    /// Filter values held by live and scanning subscriptions, all connections together
+    /// (`Filter::values`; kept by the req-workers against `relay.maxFilterValuesTotal`).
+    pub filter_values: AtomicUsize,
     config: RwLock<Arc<Config>>,
 }
 
@@ -95,6 +98,10 @@ impl Shared {
             event: cfg.event_limits(),
             max_filters: n(cfg.relay.max_req_filter_size),
             max_tags_per_filter: n(cfg.relay.max_tags_per_filter),
+            max_values_per_filter: match cfg.relay.max_filter_values {
+                0 => usize::MAX,
+                v => n(v),
+            },
         }
     }
 
@@ -171,6 +178,7 @@ impl Relay {
             metrics: metrics.clone(),
             outbound: outbound.clone(),
             started: std::time::Instant::now(),
+            filter_values: AtomicUsize::new(0),
             config: RwLock::new(Arc::new(cfg)),
         });
 
@@ -440,6 +448,8 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
             "max_limit": r.max_filter_limit,
             "max_event_tags": cfg.events.max_num_tags,
             "max_content_length": cfg.events.max_event_size,
+            "max_filter_values": r.max_filter_values,
+            "max_filter_values_per_connection": r.max_filter_values_per_connection,
             "auth_required": false,
         },
     });

@@ -4,7 +4,7 @@
 //! never delays a short one. After EOSE the subscription moves to the req-monitor with the
 //! snapshot its scan used, so nothing is missed or sent twice.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,9 @@ use crate::store::LevId;
 const WORK_CHUNK: u64 = 2_000;
 /// Events between back-pressure checks inside a slice.
 const PACE: usize = 16;
+
+/// Open subscriptions per connection, with the filter values each holds.
+type Subs = HashMap<ConnId, HashMap<SubId, usize>>;
 
 /// A REQ (limit cap) or a COUNT (count cap).
 enum Mode {
@@ -62,8 +65,9 @@ pub struct ReqWorker {
 impl ReqWorker {
     pub fn run(self) {
         let mut running: VecDeque<Running> = VecDeque::new();
-        // Every open subscription per connection (scanning or live), for the limit.
-        let mut subs: HashMap<ConnId, HashSet<SubId>> = HashMap::new();
+        // Every open subscription per connection (scanning or live) with its filter values,
+        // for the limits.
+        let mut subs: Subs = HashMap::new();
         loop {
             if running.is_empty() {
                 match self.rx.recv() {
@@ -94,21 +98,14 @@ impl ReqWorker {
                         let mut out = Vec::new();
                         message::closed(&mut out, r.sub_id.as_str(), "error: internal error");
                         self.io.text(r.conn, out);
-                        if let Some(s) = subs.get_mut(&r.conn) {
-                            s.remove(&r.sub_id);
-                        }
+                        self.release(&mut subs, r.conn, &r.sub_id);
                     }
                 }
             }
         }
     }
 
-    fn handle(
-        &self,
-        m: ReqMsg,
-        running: &mut VecDeque<Running>,
-        subs: &mut HashMap<ConnId, HashSet<SubId>>,
-    ) {
+    fn handle(&self, m: ReqMsg, running: &mut VecDeque<Running>, subs: &mut Subs) {
         let cfg = self.shared.config();
         match m {
             ReqMsg::Req {
@@ -119,7 +116,24 @@ impl ReqWorker {
             } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
                 let open = subs.entry(conn).or_default();
-                if open.contains(&sub_id) {
+                let replaces = open.contains_key(&sub_id);
+                if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
+                    let mut out = Vec::new();
+                    message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
+                    self.io.text(conn, out);
+                    return;
+                }
+                let values: usize = filters.iter().map(Filter::values).sum();
+                let old = open.get(&sub_id).copied().unwrap_or(0);
+                if let Err(why) = self.take_values(&cfg, open, old, values) {
+                    // The old subscription stays as it was: a refused replacement changes
+                    // nothing.
+                    let mut out = Vec::new();
+                    message::closed(&mut out, sub_id.as_str(), &why);
+                    self.io.text(conn, out);
+                    return;
+                }
+                if replaces {
                     // Same id again: the new REQ replaces the old subscription.
                     self.monitors.dispatch(
                         conn,
@@ -128,13 +142,8 @@ impl ReqWorker {
                             sub_id: sub_id.clone(),
                         },
                     );
-                } else if open.len() as u64 >= cfg.relay.max_subs_per_connection {
-                    let mut out = Vec::new();
-                    message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
-                    self.io.text(conn, out);
-                    return;
                 }
-                open.insert(sub_id.clone());
+                open.insert(sub_id.clone(), values);
                 self.start(
                     running,
                     conn,
@@ -155,7 +164,7 @@ impl ReqWorker {
                     .iter()
                     .filter(|r| r.conn == conn && r.count.is_some())
                     .count();
-                let open = subs.get(&conn).map_or(0, HashSet::len);
+                let open = subs.get(&conn).map_or(0, HashMap::len);
                 if (counting + open) as u64 >= cfg.relay.max_subs_per_connection {
                     let mut out = Vec::new();
                     message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
@@ -167,20 +176,74 @@ impl ReqWorker {
             }
             ReqMsg::Close { conn, sub_id } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
-                if let Some(s) = subs.get_mut(&conn) {
-                    s.remove(&sub_id);
-                }
+                self.release(subs, conn, &sub_id);
                 self.monitors
                     .dispatch(conn, MonitorMsg::Unsubscribe { conn, sub_id });
             }
             ReqMsg::ConnClosed { conn } => {
                 running.retain(|r| r.conn != conn);
-                subs.remove(&conn);
+                if let Some(open) = subs.remove(&conn) {
+                    self.give_back(open.values().sum());
+                }
                 // After any Subscribe this worker sent for the connection.
                 self.monitors
                     .dispatch(conn, MonitorMsg::ConnClosed { conn });
             }
         }
+    }
+
+    /// Accounts a subscription's `values` (replacing one that held `old`) against the
+    /// connection's and the relay's budgets; the reason for CLOSED when either is full.
+    fn take_values(
+        &self,
+        cfg: &crate::config::Config,
+        open: &HashMap<SubId, usize>,
+        old: usize,
+        values: usize,
+    ) -> Result<(), String> {
+        let r = &cfg.relay;
+        let mine: usize = open.values().sum::<usize>() - old + values;
+        let per_conn = usize::try_from(r.max_filter_values_per_connection).unwrap_or(usize::MAX);
+        if per_conn > 0 && mine > per_conn {
+            return Err(format!(
+                "rate-limited: this connection's subscriptions would hold {mine} filter values \
+                 (max {per_conn}); close some first"
+            ));
+        }
+        let total = usize::try_from(r.max_filter_values_total).unwrap_or(usize::MAX);
+        let fits =
+            self.shared
+                .filter_values
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    let next = held.saturating_sub(old).saturating_add(values);
+                    (total == 0 || next <= total || values <= old).then_some(next)
+                });
+        if fits.is_err() {
+            return Err(
+                "rate-limited: the relay holds as many subscriptions as it can; \
+                        try again later"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Forgets one subscription and gives its filter values back.
+    fn release(&self, subs: &mut Subs, conn: ConnId, sub_id: &SubId) {
+        if let Some(open) = subs.get_mut(&conn) {
+            if let Some(v) = open.remove(sub_id) {
+                self.give_back(v);
+            }
+        }
+    }
+
+    fn give_back(&self, values: usize) {
+        let _ =
+            self.shared
+                .filter_values
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    Some(held.saturating_sub(values))
+                });
     }
 
     fn start(
