@@ -77,15 +77,15 @@ fn db_path(dir: &Path) -> PathBuf {
 
 /// Runs the real binary on the DB in `dir`.
 fn wok(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wok"))
-        .arg("--set")
-        .arg(format!("db={}", db_path(dir).display()))
-        .args(["--set", "dbParams.mapsize=1073741824"])
-        .args(args)
-        .env_remove("STRFRY_CONFIG")
-        .current_dir(dir)
-        .output()
-        .expect("run wok")
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", db_path(dir).display()))
+            .args(["--set", "dbParams.mapsize=1073741824"])
+            .args(args)
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(dir),
+    )
 }
 
 fn ok(o: &Output) -> String {
@@ -324,7 +324,10 @@ fn drop_dictionary(db: &Path, id: DictId) {
         .delete(&mut wtxn, &u64::from(id).to_be_bytes())
         .expect("delete"));
     wtxn.commit().expect("commit");
-    env.prepare_for_closing().wait();
+    assert!(
+        env.prepare_for_closing().wait_timeout(WAIT),
+        "the LMDB environment is still open elsewhere"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! bounded waits (every read times out, so a broken relay fails a test instead of hanging).
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -429,4 +429,17 @@ pub fn rewrite(path: &Path, text: &str) {
         .and_then(|f| f.set_modified(mtime))
         .expect("set mtime");
     std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// The first line of `r` (a child's stdout), read in a thread so the wait is bounded; `r`
+/// is closed once the line is read, as `head -1` would.
+pub fn first_line(r: impl Read + Send + 'static, within: Duration) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(r).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("no line within {within:?}"))
 }
