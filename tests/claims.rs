@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{keys, now, sign, Client, TestRelay};
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use negentropy::{Negentropy, NegentropyStorageVector};
 use wok::nostr::{hex, Event};
 
 /// `n` kind-1 events, one second apart, ending a minute ago (oldest first).

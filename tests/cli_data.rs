@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -602,10 +602,10 @@ fn info_lists_version_count_and_tables() {
 /// Writes `$WOK_BENCH_COUNT` (default 100000) signed, varied kind-1 events to
 /// `$WOK_BENCH_OUT`: 500 authors, e/p/t tags, 20–400 bytes of content.
 #[test]
-#[ignore]
+#[ignore = "benchmark helper: needs WOK_BENCH_OUT"]
 fn bench_gen_events() {
     let Ok(path) = std::env::var("WOK_BENCH_OUT") else {
-        return;
+        panic!("WOK_BENCH_OUT is not set: nothing to write the events to");
     };
     let count: usize = std::env::var("WOK_BENCH_COUNT")
         .ok()
@@ -663,11 +663,11 @@ fn bench_gen_events() {
 /// Single-thread baseline for import: parse + id + signature of every line of
 /// `$WOK_BENCH_IN`, as one import worker does; prints events/s.
 #[test]
-#[ignore]
+#[ignore = "benchmark helper: needs WOK_BENCH_IN"]
 fn bench_verify_loop() {
     use wok::nostr::{verify, JsonParser};
     let Ok(path) = std::env::var("WOK_BENCH_IN") else {
-        return;
+        panic!("WOK_BENCH_IN is not set: nothing to verify");
     };
     let data = std::fs::read(path).expect("read");
     let mut parser = JsonParser::new();

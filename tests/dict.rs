@@ -411,7 +411,8 @@ fn a_relay_skips_unreadable_events_and_keeps_serving() {
 fn req_texts(c: &mut common::Client, sub: &str, filter: &str) -> Vec<String> {
     c.send(&format!("[\"REQ\",\"{sub}\",{filter}]"));
     let mut out = Vec::new();
-    loop {
+    let end = std::time::Instant::now() + common::UNTIL_LIMIT;
+    while std::time::Instant::now() < end {
         let t = c.recv_text_within(WAIT).expect("a message");
         if t.starts_with(&format!("[\"EOSE\",\"{sub}\"")) {
             return out;
@@ -423,6 +424,7 @@ fn req_texts(c: &mut common::Client, sub: &str, filter: &str) -> Vec<String> {
             out.push(ev.to_owned());
         }
     }
+    panic!("no EOSE for {sub} within {:?}", common::UNTIL_LIMIT);
 }
 
 #[test]
