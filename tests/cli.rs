@@ -1,14 +1,16 @@
 //! The real `wok` binary: global flags, exit codes and messages.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn wok(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wok"))
-        .args(args)
-        .env_remove("STRFRY_CONFIG")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run wok")
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .args(args)
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+    )
 }
 
 fn text(b: &[u8]) -> String {

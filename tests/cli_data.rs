@@ -1,7 +1,9 @@
 //! The data commands through the real binary: import, export, scan, delete, compact, info.
 //! Every test works in its own temporary directory with its own config file.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -43,21 +45,7 @@ impl Db {
     }
 
     fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wok");
-        let mut input = child.stdin.take().expect("stdin");
-        let data = stdin.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        let out = child.wait_with_output().expect("wait wok");
-        feeder.join().expect("feeder");
-        out
+        common::run_within(&mut self.cmd(args), stdin, common::RUN_LIMIT)
     }
 
     /// Runs and asserts success; returns (stdout, stderr).
@@ -404,19 +392,11 @@ fn export_into_a_closed_pipe_exits_zero() {
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("read a line");
+    let child = common::Running::new(child);
+    let first = common::first_line(stdout, common::RUN_LIMIT); // the read end closes here
     assert_eq!(first.trim_end(), json(&evs[0]));
-    drop(reader);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    let status = child.wait().expect("wait");
+    let out = child.output_within(common::RUN_LIMIT);
+    let (status, err) = (out.status, text(&out.stderr));
     assert!(status.success(), "{status:?}: {err}");
     assert!(!err.contains("error"), "{err}");
 }
@@ -622,10 +602,10 @@ fn info_lists_version_count_and_tables() {
 /// Writes `$WOK_BENCH_COUNT` (default 100000) signed, varied kind-1 events to
 /// `$WOK_BENCH_OUT`: 500 authors, e/p/t tags, 20–400 bytes of content.
 #[test]
-#[ignore]
+#[ignore = "benchmark helper: needs WOK_BENCH_OUT"]
 fn bench_gen_events() {
     let Ok(path) = std::env::var("WOK_BENCH_OUT") else {
-        return;
+        panic!("WOK_BENCH_OUT is not set: nothing to write the events to");
     };
     let count: usize = std::env::var("WOK_BENCH_COUNT")
         .ok()
@@ -683,11 +663,11 @@ fn bench_gen_events() {
 /// Single-thread baseline for import: parse + id + signature of every line of
 /// `$WOK_BENCH_IN`, as one import worker does; prints events/s.
 #[test]
-#[ignore]
+#[ignore = "benchmark helper: needs WOK_BENCH_IN"]
 fn bench_verify_loop() {
     use wok::nostr::{verify, JsonParser};
     let Ok(path) = std::env::var("WOK_BENCH_IN") else {
-        return;
+        panic!("WOK_BENCH_IN is not set: nothing to verify");
     };
     let data = std::fs::read(path).expect("read");
     let mut parser = JsonParser::new();

@@ -613,6 +613,7 @@ fn defaults_match_the_reference() {
     );
     assert!(r.negentropy.enabled);
     assert_eq!(r.negentropy.max_sync_events, 1_000_000);
+    assert_eq!(r.negentropy.idle_timeout_seconds, 300);
     let f = &r.filter_validation;
     assert!(!f.enabled && !f.require_author_or_tag);
     assert_eq!(

@@ -77,15 +77,15 @@ fn db_path(dir: &Path) -> PathBuf {
 
 /// Runs the real binary on the DB in `dir`.
 fn wok(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wok"))
-        .arg("--set")
-        .arg(format!("db={}", db_path(dir).display()))
-        .args(["--set", "dbParams.mapsize=1073741824"])
-        .args(args)
-        .env_remove("STRFRY_CONFIG")
-        .current_dir(dir)
-        .output()
-        .expect("run wok")
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", db_path(dir).display()))
+            .args(["--set", "dbParams.mapsize=1073741824"])
+            .args(args)
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(dir),
+    )
 }
 
 fn ok(o: &Output) -> String {
@@ -324,7 +324,10 @@ fn drop_dictionary(db: &Path, id: DictId) {
         .delete(&mut wtxn, &u64::from(id).to_be_bytes())
         .expect("delete"));
     wtxn.commit().expect("commit");
-    env.prepare_for_closing().wait();
+    assert!(
+        env.prepare_for_closing().wait_timeout(WAIT),
+        "the LMDB environment is still open elsewhere"
+    );
 }
 
 #[test]
@@ -408,7 +411,8 @@ fn a_relay_skips_unreadable_events_and_keeps_serving() {
 fn req_texts(c: &mut common::Client, sub: &str, filter: &str) -> Vec<String> {
     c.send(&format!("[\"REQ\",\"{sub}\",{filter}]"));
     let mut out = Vec::new();
-    loop {
+    let end = std::time::Instant::now() + common::UNTIL_LIMIT;
+    while std::time::Instant::now() < end {
         let t = c.recv_text_within(WAIT).expect("a message");
         if t.starts_with(&format!("[\"EOSE\",\"{sub}\"")) {
             return out;
@@ -420,6 +424,7 @@ fn req_texts(c: &mut common::Client, sub: &str, filter: &str) -> Vec<String> {
             out.push(ev.to_owned());
         }
     }
+    panic!("no EOSE for {sub} within {:?}", common::UNTIL_LIMIT);
 }
 
 #[test]

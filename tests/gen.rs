@@ -1,8 +1,9 @@
 //! The event generator (`wok::gen`, `wok gen`): determinism, validity, and that the mix
 //! really exercises replacement, deletion and expiry.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -315,9 +316,7 @@ fn wok_gen(args: &[&str]) -> Command {
 
 #[test]
 fn binary_prints_jsonl() {
-    let out = wok_gen(&["--count", "200", "--seed", "1"])
-        .output()
-        .expect("run wok gen");
+    let out = common::run(&mut wok_gen(&["--count", "200", "--seed", "1"]));
     assert!(
         out.status.success(),
         "{}",
@@ -344,15 +343,11 @@ fn binary_exits_quietly_on_closed_pipe() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn wok gen");
-    let mut first = String::new();
-    {
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read a line");
-    } // like `| head -1`: the read end closes here
+    let stdout = child.stdout.take().expect("stdout");
+    let child = common::Running::new(child);
+    let first = common::first_line(stdout, common::RUN_LIMIT); // the read end closes here
     assert!(first.starts_with("{\"id\":\""));
-    let out = child.wait_with_output().expect("wait");
+    let out = child.output_within(common::RUN_LIMIT);
     assert!(out.status.success(), "exit {:?}", out.status);
     assert!(
         out.stderr.is_empty(),

@@ -1,15 +1,16 @@
-//! `wok relay` as a process: config hot reload, SIGUSR1 drain, SIGTERM stop.
+//! `wok relay` as a process: config hot reload, SIGUSR1 drain, SIGTERM stop. Each step is
+//! awaited through the relay's own log lines, never a fixed delay.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+use common::Running;
+
+/// How long a relay process gets for any one step (start, reload, exit).
+const STEP: Duration = Duration::from_secs(15);
 
 fn nip11(port: u16) -> Option<serde_json::Value> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -21,64 +22,42 @@ fn nip11(port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(out.split("\r\n\r\n").nth(1)?).ok()
 }
 
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
-fn exit_within(child: &mut Child, d: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
 struct Proc {
-    child: Child,
+    relay: Running,
     _dir: tempfile::TempDir,
     conf: std::path::PathBuf,
     port: u16,
 }
 
+/// A relay on port 0 (no race for a free port): the port comes from its start-up line.
 fn spawn() -> Proc {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
     let conf = dir.path().join("strfry.conf");
     let db = dir.path().join("db");
-    let text = |name: &str| {
+    std::fs::write(
+        &conf,
         format!(
-            "db = \"{}\"\nrelay {{ port = {port}\n info {{ name = \"{name}\" }} }}\n",
+            "db = \"{}\"\nrelay {{ port = 0\n info {{ name = \"before\" }} }}\n",
             db.display()
-        )
-    };
-    std::fs::write(&conf, text("before")).expect("write conf");
-    let child = Command::new(env!("CARGO_BIN_EXE_wok"))
-        .args(["--config", conf.to_str().expect("utf8"), "relay"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for("the relay to listen", || nip11(port));
+        ),
+    )
+    .expect("write conf");
+    let relay = Running::spawn(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .args(["--config", conf.to_str().expect("utf8"), "relay"])
+            .env_remove("STRFRY_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let log = relay.await_stderr("relay listening on 127.0.0.1:", STEP);
+    let port = log
+        .split("relay listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {log}"));
     Proc {
-        child,
+        relay,
         _dir: dir,
         conf,
         port,
@@ -93,15 +72,17 @@ fn hot_reload_then_sigterm() {
         Some("before".into())
     );
     let text = std::fs::read_to_string(&p.conf).expect("read");
-    // mtime granularity: make sure the change is visible as a new mtime.
-    std::thread::sleep(Duration::from_millis(20));
-    std::fs::write(&p.conf, text.replace("before", "after")).expect("write");
-    wait_for("NIP-11 to show the reloaded name", || {
-        nip11(p.port).filter(|v| v["name"] == "after").map(|_| ())
-    });
-    signal(&p.child, "-TERM");
-    let status = exit_within(&mut p.child, Duration::from_secs(10)).expect("exits on SIGTERM");
-    assert!(status.success());
+    common::rewrite(&p.conf, &text.replace("before", "after"));
+    // Logged once applied.
+    p.relay
+        .await_stderr("'relay.info.name' changed from 'before' to 'after'", STEP);
+    assert_eq!(
+        nip11(p.port).map(|v| v["name"].clone()),
+        Some("after".into())
+    );
+    p.relay.signal("-TERM");
+    let status = p.relay.wait_within(STEP);
+    assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
 }
 
 #[test]
@@ -109,17 +90,18 @@ fn sigusr1_drains_until_the_last_client_leaves() {
     let mut p = spawn();
     let mut c = common::Client::connect(&format!("ws://127.0.0.1:{}", p.port));
     assert!(c.req("s", "{}").is_empty());
-    signal(&p.child, "-USR1");
+    p.relay.signal("-USR1");
+    // Logged once the listener is closed.
+    p.relay
+        .await_stderr("draining: no new connections; 1 open", STEP);
     // Still serving the connected client, but no new connections.
-    assert!(exit_within(&mut p.child, Duration::from_millis(500)).is_none());
     assert!(c.req("t", "{}").is_empty());
-    wait_for("the listener to close", || {
-        std::net::TcpStream::connect(("127.0.0.1", p.port))
-            .err()
-            .map(|_| ())
-    });
+    assert!(p.relay.exited().is_none(), "exited with a client connected");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err(),
+        "still accepting while draining"
+    );
     drop(c);
-    let status =
-        exit_within(&mut p.child, Duration::from_secs(10)).expect("exits after the last client");
-    assert!(status.success());
+    let status = p.relay.wait_within(STEP);
+    assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
 }

@@ -7,10 +7,12 @@
 //!   and what it receives right after the restart reaches the others.
 //! - The config is reloaded: adding a URL starts only its link, a broken file is ignored,
 //!   pluginUp (sourceType `Stored`) keeps events from going up.
+//!
+//! Nothing here waits a fixed time: processes are awaited through their log lines, and
+//! "never arrived" is shown by a later event on the same ordered path that did arrive.
 
 mod common;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,21 +21,8 @@ use std::time::{Duration, Instant};
 use common::{keys, note, Client, Running};
 use wok::nostr::Event;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a process gets to start, or to log what a step awaits.
+const STEP: Duration = Duration::from_secs(15);
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -48,7 +37,8 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(out.split("\r\n\r\n").nth(1)?.to_owned())
 }
 
-/// A `wok relay` process on a fixed port and DB, so it can be killed and started again.
+/// A `wok relay` process on its own DB. The first start takes port 0 (no race for a free
+/// port) and reads the port from the start-up line; a restart binds the same port again.
 struct Node {
     dir: tempfile::TempDir,
     port: u16,
@@ -58,11 +48,10 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
-        let port = free_port();
         let mut n = Node {
             dir: tempfile::tempdir().expect("tmp"),
-            port,
-            url: format!("ws://127.0.0.1:{port}"),
+            port: 0,
+            url: String::new(),
             proc: None,
         };
         n.launch();
@@ -74,19 +63,23 @@ impl Node {
     }
 
     fn launch(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_wok"))
-            .args(db_args(&self.db()))
-            .args(["--set", &format!("relay.port={}", self.port), "relay"])
-            .env_remove("STRFRY_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("wok relay");
-        self.proc = Some(Running(Some(child)));
-        let port = self.port;
-        wait_for("the relay to listen", Duration::from_secs(15), || {
-            http_get(port, "/")
-        });
+        let proc = Running::spawn(
+            Command::new(env!("CARGO_BIN_EXE_wok"))
+                .args(db_args(&self.db()))
+                .args(["--set", &format!("relay.port={}", self.port), "relay"])
+                .env_remove("STRFRY_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let log = proc.await_stderr("relay listening on 127.0.0.1:", STEP);
+        self.port = log
+            .split("relay listening on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {log}"));
+        self.url = format!("ws://127.0.0.1:{}", self.port);
+        self.proc = Some(proc);
     }
 
     /// SIGKILL: no clean shutdown.
@@ -105,12 +98,26 @@ impl Node {
             .unwrap_or_else(|| panic!("no {name} in {text}"))
     }
 
-    fn holds(&self, ids: &[&Event]) -> bool {
-        let list: Vec<String> = ids.iter().map(|e| format!("\"{}\"", e.id_hex())).collect();
+    /// Waits (bounded) until this relay holds every one of `evs`: one subscription by ids
+    /// returns those stored, then delivers the rest as they arrive.
+    fn await_holds(&self, evs: &[&Event], within: Duration) {
+        let list: Vec<String> = evs.iter().map(|e| format!("\"{}\"", e.id_hex())).collect();
         let mut c = self.client();
-        c.req("h", &format!("{{\"ids\":[{}]}}", list.join(",")))
-            .len()
-            == ids.len()
+        let mut seen: std::collections::BTreeSet<String> = c
+            .req("h", &format!("{{\"ids\":[{}]}}", list.join(",")))
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        let end = Instant::now() + within;
+        while seen.len() < evs.len() {
+            let left = end.saturating_duration_since(Instant::now());
+            let Some(m) = c.recv_within(left) else {
+                panic!("{} holds only {seen:?} of {list:?}", self.url);
+            };
+            if m[0] == "EVENT" && m[1] == "h" {
+                seen.extend(m[2]["id"].as_str().map(str::to_owned));
+            }
+        }
     }
 }
 
@@ -123,53 +130,40 @@ fn db_args(db: &Path) -> Vec<String> {
     ]
 }
 
-/// The router process on `node`'s DB, logging to a file (a pipe could fill and block it).
+/// The router process on `node`'s DB; its log is read as it comes (`Running` drains the
+/// pipe, so it cannot fill and block the router).
 struct Router {
-    _proc: Running,
+    proc: Running,
     conf: PathBuf,
-    log: PathBuf,
 }
 
 impl Router {
     fn start(node: &Node, conf_text: &str) -> Router {
         let conf = node.dir.path().join("router.conf");
-        let log = node.dir.path().join("router.log");
         std::fs::write(&conf, conf_text).expect("write router conf");
-        let child = Command::new(env!("CARGO_BIN_EXE_wok"))
-            .args(db_args(&node.db()))
-            .args(["router", conf.to_str().expect("utf8")])
-            .env_remove("STRFRY_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"))
-            .spawn()
-            .expect("wok router");
-        Router {
-            _proc: Running(Some(child)),
-            conf,
-            log,
-        }
+        let proc = Running::spawn(
+            Command::new(env!("CARGO_BIN_EXE_wok"))
+                .args(db_args(&node.db()))
+                .args(["router", conf.to_str().expect("utf8")])
+                .env_remove("STRFRY_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        Router { proc, conf }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.stderr_text()
     }
 
-    /// Rewrites the config so that its mtime visibly changes.
+    /// Waits (bounded) for `needle` in the log.
+    fn await_log(&self, needle: &str) -> String {
+        self.proc.await_stderr(needle, STEP)
+    }
+
+    /// Rewrites the config with a new mtime (what the router watches).
     fn rewrite(&self, text: &str) {
-        let before = std::fs::metadata(&self.conf)
-            .and_then(|m| m.modified())
-            .ok();
-        loop {
-            std::fs::write(&self.conf, text).expect("rewrite");
-            if std::fs::metadata(&self.conf)
-                .and_then(|m| m.modified())
-                .ok()
-                != before
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::rewrite(&self.conf, text);
     }
 }
 
@@ -268,7 +262,22 @@ fn every_event_reaches_every_relay_exactly_once_without_echoes() {
         for m in [&ma, &mb, &mc] {
             w.wait(m);
         }
-        w.pump(Duration::from_millis(300));
+    }
+    // A second copy, or an echo back to its source, would travel the same ordered links
+    // ahead of sentinels published now (each after every event above is in every DB): once
+    // every relay has every sentinel, anything extra has had its chance to show.
+    let (sa, sb, sc) = (
+        note(&k, "sentinel a"),
+        note(&k, "sentinel b"),
+        note(&k, "sentinel c"),
+    );
+    for (node, ev) in [(&a, &sa), (&b, &sb), (&c, &sc)] {
+        assert_eq!(node.client().publish(ev)[2], true);
+    }
+    for w in [&mut wa, &mut wb, &mut wc] {
+        for s in [&sa, &sb, &sc] {
+            w.wait(s);
+        }
     }
     for (name, w) in [("a", &wa), ("b", &wb), ("c", &wc)] {
         for ev in [&xa, &xb, &xc, &ma, &mb, &mc] {
@@ -278,7 +287,7 @@ fn every_event_reaches_every_relay_exactly_once_without_echoes() {
     // No event went back to where it came from: B and C never saw a duplicate.
     assert_eq!(b.metric("strfry_write_dups_total"), 0);
     assert_eq!(c.metric("strfry_write_dups_total"), 0);
-    assert!(router.log().contains("router: 1 groups, 2 links"));
+    router.await_log("router: 1 groups, 2 links");
 }
 
 #[test]
@@ -305,11 +314,7 @@ fn a_relay_killed_and_restarted_gets_what_it_missed() {
     assert_eq!(c.client().publish(&yc)[2], true);
     let all = [&ya, &yb, &yc];
     for node in [&a, &b, &c] {
-        wait_for(
-            &format!("{} to hold every event", node.url),
-            Duration::from_secs(30),
-            || node.holds(&all).then_some(()),
-        );
+        node.await_holds(&all, Duration::from_secs(30));
     }
     if std::env::var_os("WOK_TEST_LOG").is_some() {
         eprintln!("{}", router.log());
@@ -342,8 +347,9 @@ fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_both_plugins()
     let (open, private) = (note(&k, "open"), note(&k, "private"));
     assert_eq!(a.client().publish(&private)[2], true);
     assert_eq!(a.client().publish(&open)[2], true);
+    // Published first, on the same link: had it gone up, it would have arrived before
+    // `open`.
     wb.wait(&open);
-    wb.pump(Duration::from_millis(300));
     assert_eq!(wb.count(&private), 0, "pluginUp refused it");
     let saw = std::fs::read_to_string(dir.join("up-saw")).expect("pluginUp ran");
     assert!(saw.lines().all(|l| l == "Stored"), "{saw}");
@@ -352,33 +358,22 @@ fn reload_starts_only_new_links_ignores_a_broken_file_and_applies_both_plugins()
     let (unwanted, wanted) = (note(&k, "unwanted"), note(&k, "wanted"));
     assert_eq!(b.client().publish(&unwanted)[2], true);
     assert_eq!(b.client().publish(&wanted)[2], true);
+    // Likewise: `unwanted` would have come down before `wanted`.
     wa.wait(&wanted);
-    wa.pump(Duration::from_millis(300));
     assert_eq!(wa.count(&unwanted), 0, "pluginDown refused it");
     let saw = std::fs::read_to_string(dir.join("down-saw")).expect("pluginDown ran");
     assert!(saw.lines().all(|l| l == "Stream"), "{saw}");
 
     // A broken file is logged and ignored; the running links go on.
     router.rewrite("streams { mesh { dir = \"both\" ");
-    wait_for(
-        "the broken reload to be logged",
-        Duration::from_secs(10),
-        || {
-            router
-                .log()
-                .contains("keeping the running config")
-                .then_some(())
-        },
-    );
+    router.await_log("keeping the running config");
     let still = note(&k, "still linked");
     assert_eq!(a.client().publish(&still)[2], true);
     wb.wait(&still);
 
     // Adding C starts one link; B's is left alone.
     router.rewrite(&mesh_conf(&[&b.url, &c.url], &extra));
-    wait_for("the reload", Duration::from_secs(10), || {
-        router.log().contains("config reloaded").then_some(())
-    });
+    router.await_log("config reloaded");
     let mut wc = Watch::on(&c);
     link_is_live(&c, &mut wa, "c");
     let later = note(&k, "after the reload");
@@ -408,11 +403,8 @@ fn policy(dir: &Path, name: &str, word: &str) -> PathBuf {
         ),
     )
     .expect("plugin");
-    let ok = Command::new("chmod")
-        .args(["+x", path.to_str().expect("utf8")])
-        .status()
-        .expect("chmod");
-    assert!(ok.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
 }
 
@@ -421,12 +413,12 @@ fn a_bad_router_config_fails_at_start() {
     let dir = tempfile::tempdir().expect("tmp");
     let conf = dir.path().join("router.conf");
     std::fs::write(&conf, "streams { g { dir = \"down\" } }").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
-        .args(db_args(&dir.path().join("db")))
-        .args(["router", conf.to_str().expect("utf8")])
-        .env_remove("STRFRY_CONFIG")
-        .output()
-        .expect("run");
+    let out = common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .args(db_args(&dir.path().join("db")))
+            .args(["router", conf.to_str().expect("utf8")])
+            .env_remove("STRFRY_CONFIG"),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("urls is required"), "{err}");

@@ -26,7 +26,7 @@ fn both_directions_live() {
     let r = TestRelay::start();
     let local = tempfile::tempdir().expect("tmp");
     let store = open(local.path());
-    let child = common::Running(Some(
+    let child = common::Running::spawn(
         Command::new(env!("CARGO_BIN_EXE_wok"))
             .arg("--set")
             .arg(format!("db={}", local.path().display()))
@@ -40,10 +40,8 @@ fn both_directions_live() {
             ])
             .env_remove("STRFRY_CONFIG")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("wok stream"),
-    ));
+            .stderr(Stdio::piped()),
+    );
     let mut c = r.client();
     let k = keys(50);
 
@@ -64,31 +62,34 @@ fn both_directions_live() {
                 break;
             }
             drop(txn);
+            // Polled: another process writes this DB, and nothing tells us when.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     assert!(arrived, "no event came down");
 
-    // Up: written locally by this process, delivered to the relay.
+    // Up: written locally by this process, delivered to the relay. Subscribed first, so the
+    // arrival is awaited rather than polled for.
     let up = note(&keys(51), "up");
+    assert!(c
+        .req("u", &format!("{{\"ids\":[\"{}\"]}}", up.id_hex()))
+        .is_empty());
     store.write_batch(std::slice::from_ref(&up)).expect("write");
-    let end = Instant::now() + Duration::from_secs(20);
-    let mut seen = false;
-    while !seen && Instant::now() < end {
-        seen = !c
-            .req("u", &format!("{{\"ids\":[\"{}\"]}}", up.id_hex()))
-            .is_empty();
-        c.send(r#"["CLOSE","u"]"#);
-    }
-    assert!(seen, "the local event never reached the relay");
+    // The stream notices local writes by polling the DB: allow it more than one `WAIT`.
+    let got = c
+        .recv_within(Duration::from_secs(20))
+        .expect("the local event reached the relay");
+    assert_eq!(
+        (&got[0], &got[2]["id"]),
+        (&"EVENT".into(), &up.id_hex().into())
+    );
 
     // SIGTERM: a clean end with a summary. Exactly one event went up: what came down was
     // never echoed back.
-    let child = child.take();
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
+    child.signal("-TERM");
+    let out = child.output_within(Duration::from_secs(20));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
     assert!(
         err.contains("stream ended") && err.contains(" 1 up ("),
         "{err}"

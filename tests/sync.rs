@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::{keys, now, sign, TestRelay};
 use wok::nostr::{hex, Event};
@@ -58,15 +59,15 @@ fn ids(evs: &[Event]) -> BTreeSet<[u8; 32]> {
 
 /// Runs `wok sync <url> <args>` on the CLI database in `dir`.
 fn sync(dir: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wok"))
-        .arg("--set")
-        .arg(format!("db={}", dir.display()))
-        .args(["--set", "dbParams.mapsize=1073741824", "sync", url])
-        .args(args)
-        .env_remove("STRFRY_CONFIG")
-        .current_dir(dir)
-        .output()
-        .expect("run wok sync")
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", dir.display()))
+            .args(["--set", "dbParams.mapsize=1073741824", "sync", url])
+            .args(args)
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(dir),
+    )
 }
 
 fn ok(o: &Output) -> String {
@@ -188,27 +189,13 @@ fn two_relays_reconcile_through_a_cli_writing_into_one_of_them() {
 }
 
 #[test]
-fn relays_without_negentropy_and_silent_peers_fail_clearly() {
+fn relays_without_negentropy_and_unreachable_relays_fail_clearly() {
     let relay = TestRelay::with(|c| c.relay.negentropy.enabled = false);
     let cli = tempfile::tempdir().expect("tmp");
     let o = sync(cli.path(), &relay.url, &[]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("does not support negentropy"), "{err}");
-
-    // A peer that completes the handshake and then says nothing.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("ws://{}", listener.local_addr().expect("addr"));
-    let peer = std::thread::spawn(move || {
-        let (s, _) = listener.accept().expect("accept");
-        let mut ws = tungstenite::accept(s).expect("handshake");
-        // Read until the client gives up and goes away.
-        while ws.read().is_ok() {}
-    });
-    let o = sync(cli.path(), &url, &["--timeout", "1"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("timed out"));
-    peer.join().expect("peer");
 
     // Nobody listening.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -219,6 +206,98 @@ fn relays_without_negentropy_and_silent_peers_fail_clearly() {
     let o = sync(cli.path(), &format!("ws://127.0.0.1:{port}"), &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
+}
+
+/// A peer that completes the WebSocket handshake and then says nothing; it returns once
+/// the client has gone away (or after a minute, whatever happens).
+fn silent_peer() -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let peer = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(60);
+        listener.set_nonblocking(true).expect("nonblocking");
+        let s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < end => {
+                    // Polled: std's accept has no timeout.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("nobody came: {e}"),
+            }
+        };
+        s.set_nonblocking(false).expect("blocking");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let Ok(mut ws) = tungstenite::accept(s) else {
+            return;
+        };
+        // Read (answering nothing) until the client goes away.
+        while Instant::now() < end {
+            match ws.read() {
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    (url, peer)
+}
+
+#[test]
+fn a_relay_gone_silent_ends_the_sync_after_timeout_with_exit_1() {
+    let (url, peer) = silent_peer();
+    let cli = tempfile::tempdir().expect("tmp");
+    let started = Instant::now();
+    let o = common::run_within(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", cli.path().display()))
+            .args(["--set", "dbParams.mapsize=1073741824", "sync", &url])
+            .args(["--timeout", "1"])
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(cli.path()),
+        b"",
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "gave up early");
+    peer.join().expect("peer");
+}
+
+#[test]
+fn sync_timeout_defaults_to_60_seconds() {
+    let o = common::run(Command::new(env!("CARGO_BIN_EXE_wok")).args(["sync", "--help"]));
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--timeout "))
+        .unwrap_or_else(|| panic!("no --timeout in {help}"));
+    assert!(line.trim_end().ends_with("[default: 60]"), "{line}");
+}
+
+#[test]
+fn downloads_events_older_than_three_years() {
+    // The relay's own created_at window refuses these on publish; a DB may hold them all
+    // the same (imported history), and sync copies history as it is.
+    let years = 4 * 365 * 24 * 3600;
+    let old: Vec<Event> = (0..3)
+        .map(|i| sign(&keys(15), now() - years - i, 1, &[], &format!("old {i}")))
+        .collect();
+    let recent = events(2, "o");
+    let all: Vec<Event> = old.iter().chain(&recent).cloned().collect();
+    let relay = relay_with(&all, |_| {});
+    let cli = tempfile::tempdir().expect("tmp");
+    let err = ok(&sync(cli.path(), &relay.url, &[]));
+    assert!(err.contains("need 5, downloaded 5"), "{err}");
+    assert_eq!(stored_ids(cli.path()), ids(&all));
 }
 
 /// A one-connection TLS terminator on 127.0.0.1 in front of `relay_port`, with `cert`.
@@ -305,16 +384,16 @@ fn wss_with_a_private_ca_from_ssl_cert_file() {
     // Trusted through SSL_CERT_FILE: the sync works over TLS.
     let (port, front) = tls_front(relay_port, der.clone(), key.clone_key());
     let cli = tempfile::tempdir().expect("tmp");
-    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
-        .arg("--set")
-        .arg(format!("db={}", cli.path().display()))
-        .args(["--set", "dbParams.mapsize=1073741824", "sync"])
-        .arg(format!("wss://localhost:{port}"))
-        .env("SSL_CERT_FILE", &ca_file)
-        .env_remove("STRFRY_CONFIG")
-        .current_dir(cli.path())
-        .output()
-        .expect("wok sync");
+    let out = common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", cli.path().display()))
+            .args(["--set", "dbParams.mapsize=1073741824", "sync"])
+            .arg(format!("wss://localhost:{port}"))
+            .env("SSL_CERT_FILE", &ca_file)
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(cli.path()),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("need 120, downloaded 120"), "{err}");
@@ -322,16 +401,16 @@ fn wss_with_a_private_ca_from_ssl_cert_file() {
 
     // Not trusted: a clear failure.
     let (port, front) = tls_front(relay_port, der, key);
-    let out = Command::new(env!("CARGO_BIN_EXE_wok"))
-        .arg("--set")
-        .arg(format!("db={}", cli.path().display()))
-        .args(["--set", "dbParams.mapsize=1073741824", "sync"])
-        .arg(format!("wss://localhost:{port}"))
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("STRFRY_CONFIG")
-        .current_dir(cli.path())
-        .output()
-        .expect("wok sync");
+    let out = common::run(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", cli.path().display()))
+            .args(["--set", "dbParams.mapsize=1073741824", "sync"])
+            .arg(format!("wss://localhost:{port}"))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("STRFRY_CONFIG")
+            .current_dir(cli.path()),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate"), "{err}");

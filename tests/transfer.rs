@@ -3,33 +3,34 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{keys, now, sign, TestRelay};
+use common::{keys, now, run_within, sign, TestRelay, RUN_LIMIT};
 
 fn wok(args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wok"))
-        .args(args)
-        .env_remove("STRFRY_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wok");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("wait")
+    run_within(
+        Command::new(env!("CARGO_BIN_EXE_wok"))
+            .args(args)
+            .env_remove("STRFRY_CONFIG"),
+        stdin,
+        RUN_LIMIT,
+    )
+}
+
+/// An event's JSON, as `download` prints it.
+fn line(e: &wok::nostr::Event) -> String {
+    String::from_utf8_lossy(e.json()).into_owned()
 }
 
 #[test]
 fn upload_then_download_round_trip() {
     let r = TestRelay::start();
     let k = keys(40);
-    let t0 = now() - 1000;
+    // A minute apart, each half-way between two whole minutes before now: a `--range`
+    // edge falls between two events however many seconds pass before the download.
+    let t0 = now() - 300 * 60 + 30;
     let evs: Vec<_> = (0..300)
-        .map(|i| sign(&k, t0 + i, 1, &[], &format!("u{i}")))
+        .map(|i| sign(&k, t0 + i * 60, 1, &[], &format!("u{i}")))
         .collect();
     let mut input = Vec::new();
     for e in &evs {
@@ -65,19 +66,36 @@ fn upload_then_download_round_trip() {
         .lines()
         .map(str::to_owned)
         .collect();
-    let want: BTreeSet<String> = evs
-        .iter()
-        .map(|e| String::from_utf8_lossy(e.json()).into_owned())
-        .collect();
+    let want: BTreeSet<String> = evs.iter().map(line).collect();
     assert_eq!(got, want);
 
-    // --range: the last 100 seconds of the span only.
-    let out = wok(&["download", &r.url, "--range", "800-"], b"");
-    assert!(out.status.success());
-    // Events 200..300 are inside (a clock tick between signing and the download may move
-    // one across the edge).
-    let n = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert!((99..=101).contains(&n), "{n}");
+    // --range 6000-: since = (the download's now) - 6000 s. What that selects is computed
+    // for the earliest and latest now the download can have seen; they agree unless the
+    // download is half a minute late, and then the test says so instead of miscounting.
+    let inside = |now: u64| -> BTreeSet<String> {
+        evs.iter()
+            .filter(|e| e.created_at >= now - 6000)
+            .map(line)
+            .collect()
+    };
+    let before = inside(now());
+    let out = wok(&["download", &r.url, "--range", "6000-"], b"");
+    let after = inside(now());
+    assert_eq!(
+        before, after,
+        "the download took so long the range edge moved"
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(got.len(), 100, "events 200..300");
+    assert_eq!(got, before);
 }
 
 #[test]

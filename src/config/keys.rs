@@ -167,6 +167,8 @@ config_section! {
                     "Accept negentropy sync sessions (NEG-OPEN, NEG-MSG, NEG-CLOSE)";
                 max_sync_events: u64 = 1_000_000 => "maxSyncEvents", strfry, live,
                     "Most events one sync session may cover; larger sessions are refused";
+                idle_timeout_seconds: u64 = 300 => "idleTimeoutSeconds", wok, live,
+                    "wok only: a sync session unused this many seconds is freed (its memory with it) and its client gets NEG-ERR closed: idle timeout; 0 keeps sessions until the connection closes, as strfry does";
             }
 
             [filter_validation: FilterValidationConfig => "filterValidation", "Optional strict checks on REQ and COUNT filters"] {

@@ -478,6 +478,9 @@ mod tests {
             .filter(|k| k.origin == KeyOrigin::Wok)
             .map(|k| k.name)
             .collect();
-        assert_eq!(wok, ["events.compression"]);
+        assert_eq!(
+            wok,
+            ["events.compression", "relay.negentropy.idleTimeoutSeconds"]
+        );
     }
 }

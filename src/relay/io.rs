@@ -987,7 +987,8 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// The client address: from `relay.realIpHeader` when set (a single address, or an
-/// X-Forwarded-For list whose first entry is the client), else the socket's.
+/// X-Forwarded-For list, of which the last entry is used: see `parse_forwarded`), else the
+/// socket's.
 fn real_ip(req: &httparse::Request<'_, '_>, header: &str, socket: IpAddr) -> IpAddr {
     if header.is_empty() {
         return socket;
@@ -1012,15 +1013,14 @@ fn real_ip(req: &httparse::Request<'_, '_>, header: &str, socket: IpAddr) -> IpA
 /// `X-Forwarded-For` the client sent, so only the last entry can be trusted (the first is
 /// whatever the client claims). Accepts `[v6]:port` and `v4:port` forms.
 pub fn parse_forwarded(v: &str) -> Option<IpAddr> {
-    let first = v.rsplit(',').next()?.trim();
-    if let Ok(ip) = first.parse() {
+    let last = v.rsplit(',').next()?.trim();
+    if let Ok(ip) = last.parse() {
         return Some(ip);
     }
-    if let Ok(sa) = first.parse::<SocketAddr>() {
+    if let Ok(sa) = last.parse::<SocketAddr>() {
         return Some(sa.ip());
     }
-    first
-        .trim_start_matches('[')
+    last.trim_start_matches('[')
         .trim_end_matches(']')
         .parse()
         .ok()

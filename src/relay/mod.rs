@@ -348,9 +348,6 @@ impl Relay {
     pub fn reload(&self, new: crate::config::Config) {
         let old = self.shared.config();
         let (effective, changes) = crate::config::diff_reload(&old, &new);
-        for line in changes {
-            log::info!("{line}");
-        }
         // NIP-11 and the landing page follow the new values.
         if let Ok(mut h) = self.http.write() {
             h.nip11 = nip11(&effective);
@@ -362,6 +359,10 @@ impl Relay {
         match self.shared.config.write() {
             Ok(mut c) => *c = Arc::new(effective),
             Err(p) => *p.into_inner() = Arc::new(effective),
+        }
+        // Logged once applied, so a logged change is one already in effect.
+        for line in changes {
+            log::info!("{line}");
         }
     }
 

@@ -5,8 +5,9 @@
 //!
 //! Differences from strfry, on purpose: a client's own `limit` is honoured (capped at
 //! `maxSyncEvents + 1`); too many sessions on one connection is a `NEG-ERR` (strfry sends
-//! a NOTICE the client cannot tie to the session); sessions idle for `IDLE` are freed and
-//! the client is told (strfry keeps them until the connection closes).
+//! a NOTICE the client cannot tie to the session); sessions idle for
+//! `relay.negentropy.idleTimeoutSeconds` are freed and the client is told (strfry keeps them
+//! until the connection closes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,11 +26,18 @@ use crate::store::query::Query;
 
 /// Largest NEG-MSG the relay sends (strfry uses the same).
 pub const FRAME_SIZE_LIMIT: u64 = 500_000;
-/// A session untouched this long is freed.
-pub const IDLE: Duration = Duration::from_secs(300);
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Bounds of the idle sweep's period (a quarter of the idle timeout): at least every 10 s,
+/// so a reload that shortens the timeout soon applies, and not busier than every 50 ms.
+const SWEEP_MAX: Duration = Duration::from_secs(10);
+const SWEEP_MIN: Duration = Duration::from_millis(50);
 /// Collected sets one negentropy thread holds at once, in units of maxSyncEvents.
 const HELD_SETS_PER_THREAD: u64 = 4;
+
+/// How often to look for idle sessions: a session outlives its timeout by at most a
+/// quarter of it.
+fn sweep_period(idle: Option<Duration>) -> Duration {
+    idle.map_or(SWEEP_MAX, |i| (i / 4).clamp(SWEEP_MIN, SWEEP_MAX))
+}
 
 pub struct NegWorker {
     pub rx: Receiver<NegMsg>,
@@ -110,17 +118,33 @@ impl NegWorker {
     pub fn run(self) {
         let mut sessions = Sessions::default();
         let mut last_sweep = Instant::now();
+        let mut next_sweep = last_sweep + sweep_period(self.idle_timeout());
         loop {
-            match self.rx.recv_timeout(SWEEP_EVERY) {
-                Ok(m) => self.handle(m, &mut sessions),
+            let wait = next_sweep.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(m) => {
+                    self.handle(m, &mut sessions);
+                    // A reload may have shortened the timeout since the sweep was planned.
+                    next_sweep = next_sweep.min(last_sweep + sweep_period(self.idle_timeout()));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
+            if Instant::now() >= next_sweep {
+                let idle = self.idle_timeout();
+                if let Some(idle) = idle {
+                    self.sweep(&mut sessions, idle);
+                }
                 last_sweep = Instant::now();
-                self.sweep(&mut sessions);
+                next_sweep = last_sweep + sweep_period(idle);
             }
         }
+    }
+
+    /// `relay.negentropy.idleTimeoutSeconds` (live); `None` = sessions never expire.
+    fn idle_timeout(&self) -> Option<Duration> {
+        let secs = self.shared.config().relay.negentropy.idle_timeout_seconds;
+        (secs > 0).then(|| Duration::from_secs(secs))
     }
 
     fn handle(&self, m: NegMsg, sessions: &mut Sessions) {
@@ -328,13 +352,13 @@ impl NegWorker {
         Ok(Some(storage))
     }
 
-    fn sweep(&self, sessions: &mut Sessions) {
+    fn sweep(&self, sessions: &mut Sessions, timeout: Duration) {
         let idle: Vec<(ConnId, SubId)> = sessions
             .by_conn
             .iter()
             .flat_map(|(conn, subs)| {
                 subs.iter()
-                    .filter(|(_, s)| s.last_used.elapsed() >= IDLE)
+                    .filter(|(_, s)| s.last_used.elapsed() >= timeout)
                     .map(|(sub, _)| (*conn, sub.clone()))
             })
             .collect();

@@ -2,8 +2,12 @@
 //! bounded waits (every read times out, so a broken relay fails a test instead of hanging).
 #![allow(dead_code)]
 
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -15,6 +19,11 @@ use wok::relay::Relay;
 use wok::store::{Store, StoreOptions};
 
 pub const WAIT: Duration = Duration::from_secs(10);
+/// How long `Client::until` reads in all: a relay that keeps talking without ever sending
+/// what is awaited fails the test instead of holding it forever.
+pub const UNTIL_LIMIT: Duration = Duration::from_secs(120);
+/// How long a `wok` command run by a test may take before it counts as hung and is killed.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 pub struct TestRelay {
     pub relay: Option<Relay>,
@@ -131,13 +140,18 @@ impl Client {
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> (Vec<serde_json::Value>, serde_json::Value) {
         let mut before = Vec::new();
-        loop {
+        let end = Instant::now() + UNTIL_LIMIT;
+        while Instant::now() < end {
             let m = self.recv();
             if pred(&m) {
                 return (before, m);
             }
             before.push(m);
         }
+        panic!(
+            "the awaited message did not come within {UNTIL_LIMIT:?} ({} others did)",
+            before.len()
+        );
     }
 
     /// Sends a REQ and returns the stored events up to EOSE.
@@ -182,21 +196,250 @@ pub fn sign(k: &Keys, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &
     .expect("sign")
 }
 
+/// What a child writes to a pipe, read as it comes (a full pipe would block the child), with
+/// a condvar so a test can await a log line instead of polling for it.
+pub struct Captured {
+    /// The bytes so far, and whether the pipe reached EOF.
+    state: Mutex<(Vec<u8>, bool)>,
+    cv: Condvar,
+}
+
+impl Captured {
+    fn start(mut r: impl Read + Send + 'static) -> Arc<Captured> {
+        let c = Arc::new(Captured {
+            state: Mutex::new((Vec::new(), false)),
+            cv: Condvar::new(),
+        });
+        let w = c.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = r.read(&mut buf).unwrap_or(0);
+                let mut s = w.state.lock().unwrap_or_else(|p| p.into_inner());
+                if n == 0 {
+                    s.1 = true;
+                } else {
+                    s.0.extend_from_slice(&buf[..n]);
+                }
+                w.cv.notify_all();
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        c
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// Waits until `done` holds for the text so far (or the pipe closes); the text, and
+    /// whether `done` held.
+    fn wait_until(&self, within: Duration, done: impl Fn(&str, bool) -> bool) -> (String, bool) {
+        let end = Instant::now() + within;
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let text = String::from_utf8_lossy(&s.0).into_owned();
+            if done(&text, s.1) {
+                return (text, true);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || s.1 {
+                return (text, false);
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits (at most `within`) until the text contains `needle`, and returns the text;
+    /// panics with the text so far otherwise.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let (text, ok) = self.wait_until(within, |t, _| t.contains(needle));
+        assert!(ok, "no {needle:?} within {within:?} in:\n{text}");
+        text
+    }
+
+    /// Waits (at most `within`) for EOF; false if it did not come.
+    fn wait_eof(&self, within: Duration) -> bool {
+        self.wait_until(within, |_, eof| eof).1
+    }
+}
+
 /// A child process killed when dropped, so a failing assertion never leaves it running.
-pub struct Running(pub Option<std::process::Child>);
+/// Its piped stdout and stderr are read as they come (`Captured`).
+pub struct Running {
+    child: Option<Child>,
+    pub stdout: Option<Arc<Captured>>,
+    pub stderr: Option<Arc<Captured>>,
+}
 
 impl Running {
-    /// Takes the child back (to signal it and collect its output).
-    pub fn take(mut self) -> std::process::Child {
-        self.0.take().expect("child")
+    /// Spawns `cmd`.
+    pub fn spawn(cmd: &mut Command) -> Running {
+        Running::new(cmd.spawn().expect("spawn"))
+    }
+
+    /// Takes over `child`, capturing whichever of its stdout and stderr are still piped.
+    pub fn new(mut child: Child) -> Running {
+        Running {
+            stdout: child.stdout.take().map(Captured::start),
+            stderr: child.stderr.take().map(Captured::start),
+            child: Some(child),
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child")
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// Sends a signal (`"-TERM"`, `"-USR1"`, …) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill {sig} failed");
+    }
+
+    /// The exit status if the process has ended, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child().try_wait().expect("try_wait")
+    }
+
+    /// The exit status once the process ends, or `None` if it is still running after
+    /// `within`.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            // std has no wait with a timeout: poll, briefly.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The exit status; panics if the process has not ended within `within` (it is then
+    /// killed by the drop).
+    pub fn wait_within(&mut self, within: Duration) -> ExitStatus {
+        let s = self.exit_within(within);
+        s.unwrap_or_else(|| panic!("the process did not exit within {within:?}"))
+    }
+
+    /// Waits (bounded) for the end and for EOF on the captured pipes; their bytes.
+    pub fn output_within(mut self, within: Duration) -> Output {
+        let end = Instant::now() + within;
+        let status = self.wait_within(within);
+        let take = |c: &Option<Arc<Captured>>| {
+            c.as_ref().map_or_else(Vec::new, |c| {
+                // A grandchild holding the pipe open would keep it from EOF: bounded too.
+                let left = end.saturating_duration_since(Instant::now());
+                assert!(c.wait_eof(left), "output still open {within:?} after start");
+                c.bytes()
+            })
+        };
+        let stdout = take(&self.stdout);
+        let stderr = take(&self.stderr);
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// stderr so far (it must be piped).
+    pub fn stderr_text(&self) -> String {
+        self.stderr.as_ref().expect("stderr is not piped").text()
+    }
+
+    /// Waits (bounded) until stderr contains `needle`; all of stderr so far.
+    pub fn await_stderr(&self, needle: &str, within: Duration) -> String {
+        self.stderr
+            .as_ref()
+            .expect("stderr is not piped")
+            .wait_for(needle, within)
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
+        if let Some(c) = &mut self.child {
             let _ = c.kill();
+            // Reaps it: SIGKILL cannot be ignored, so this returns at once.
             let _ = c.wait();
         }
     }
+}
+
+/// Runs `cmd` to its end with `stdin` as its input and returns its output; a command still
+/// running after `within` is killed and fails the test.
+pub fn run_within(cmd: &mut Command, stdin: &[u8], within: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    // Fed from a thread: a child that writes before it has read everything must not
+    // deadlock against us. A child that stops reading gets EPIPE once it is killed.
+    std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    Running::new(child).output_within(within)
+}
+
+/// `run_within` with `RUN_LIMIT` and no input.
+pub fn run(cmd: &mut Command) -> Output {
+    run_within(cmd, b"", RUN_LIMIT)
+}
+
+/// Replaces `path` with `text` (atomically) and gives it an mtime one second after the old
+/// one, so a watcher comparing mtimes sees the change however coarse the file system's
+/// clock is: no sleeping for a new timestamp.
+pub fn rewrite(path: &Path, text: &str) {
+    let before = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let tmp = path.with_extension("rewrite-tmp");
+    std::fs::write(&tmp, text).expect("write");
+    let mtime = before.map_or_else(SystemTime::now, |t| t + Duration::from_secs(1));
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set mtime");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// The first line of `r` (a child's stdout), read in a thread so the wait is bounded; `r`
+/// is closed once the line is read, as `head -1` would.
+pub fn first_line(r: impl Read + Send + 'static, within: Duration) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(r).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("no line within {within:?}"))
 }
