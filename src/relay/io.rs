@@ -5,6 +5,7 @@
 //! stages send back through per-connection queues, compressing as it frames them. It never
 //! parses Nostr JSON (invariant 5).
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
@@ -16,6 +17,7 @@ use super::compressor::{Compressors, Job};
 use super::extension::{self, Agreed};
 use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
+use super::log_budget::LogBudget;
 use super::metrics::Metrics;
 use super::msg::{ConnId, Framed, IngesterMsg, Outbound, Pool};
 use crossbeam_channel::Receiver;
@@ -160,6 +162,8 @@ pub struct Io {
     pub shared: Arc<super::Shared>,
     /// See `IoSender::woken`.
     pub woken: Arc<AtomicBool>,
+    /// Per-connection log lines under a budget (see `log_budget`).
+    pub log_budget: RefCell<LogBudget>,
 }
 
 impl Io {
@@ -319,7 +323,9 @@ impl Io {
                 }
                 // Checked after writing what the socket would take: only a real backlog counts.
                 if self.cfg.max_pending > 0 && backlog(c) > self.cfg.max_pending {
-                    log::info!("[{id}] slow client: {} bytes pending, closing", backlog(c));
+                    if self.log_line() {
+                        log::info!("[{id}] slow client: {} bytes pending, closing", backlog(c));
+                    }
                     self.metrics.slow_client_terminations.inc();
                     self.drop_conn(id, &mut conns);
                     continue;
@@ -466,11 +472,14 @@ impl Io {
                     }
                     c.published = Some(published);
                     let yn = |b: bool| if b { 'Y' } else { 'N' };
-                    log::info!(
-                        "[{id}] connect from {ip} compression={} sliding={}",
-                        yn(deflate.is_some()),
-                        yn(deflate.is_some_and(|d| d.server_takeover))
-                    );
+                    self.log_budget.borrow_mut().opened(ip);
+                    if self.log_line() {
+                        log::info!(
+                            "[{id}] connect from {ip} compression={} sliding={}",
+                            yn(deflate.is_some()),
+                            yn(deflate.is_some_and(|d| d.server_takeover))
+                        );
+                    }
                     self.metrics.connections.inc();
                     self.ingesters
                         .dispatch(id, IngesterMsg::Connected { conn: id, ip });
@@ -699,7 +708,7 @@ impl Io {
                 }
                 HttpStep::Upgrade {
                     head_len,
-                    ip: real_ip(&req, &self.cfg.real_ip_header, c.ip),
+                    ip: real_ip(&req, &self.cfg.real_ip_header, c.ip, || self.log_line()),
                     deflate: deflate.map(|(a, _)| a),
                 }
             }
@@ -747,8 +756,13 @@ impl Io {
             }
         }
         for (id, why) in dead {
-            log::info!("[{id}] {why}, closing");
+            if self.log_line() {
+                log::info!("[{id}] {why}, closing");
+            }
             self.drop_conn(id, conns);
+        }
+        if let Some(line) = self.log_budget.borrow_mut().summary(Instant::now()) {
+            log::info!("{line}");
         }
         self.enforce_total_pending(conns);
     }
@@ -787,6 +801,11 @@ impl Io {
         );
     }
 
+    /// May a per-connection line be logged now (see `log_budget`)?
+    fn log_line(&self) -> bool {
+        self.log_budget.borrow_mut().allow(Instant::now())
+    }
+
     fn drop_conn(&self, id: ConnId, conns: &mut HashMap<ConnId, Conn>) {
         let Some(mut c) = conns.remove(&id) else {
             return;
@@ -806,14 +825,17 @@ impl Io {
                 let _ = self.poll.registry().deregister(&mut ws.stream);
                 // strfry's shape: wire bytes each way and what compression saved.
                 let (up, dn) = (ws.dec.traffic, ws.enc.traffic);
-                log::info!(
-                    "[{id}] disconnect from {}: UP: {} ({:.1}% compressed) DN: {} ({:.1}% compressed)",
-                    c.ip,
-                    human_bytes(up.wire),
-                    up.saved_pct(),
-                    human_bytes(dn.wire),
-                    dn.saved_pct()
-                );
+                self.log_budget.borrow_mut().closed();
+                if self.log_line() {
+                    log::info!(
+                        "[{id}] disconnect from {}: UP: {} ({:.1}% compressed) DN: {} ({:.1}% compressed)",
+                        c.ip,
+                        human_bytes(up.wire),
+                        up.saved_pct(),
+                        human_bytes(dn.wire),
+                        dn.saved_pct()
+                    );
+                }
                 self.metrics.connections.dec();
                 // Down the pipeline, behind anything this connection already sent: the
                 // ingester passes it to the req-worker, which passes it to the monitor, so
@@ -989,7 +1011,12 @@ fn human_bytes(n: u64) -> String {
 /// The client address: from `relay.realIpHeader` when set (a single address, or an
 /// X-Forwarded-For list, of which the last entry is used: see `parse_forwarded`), else the
 /// socket's.
-fn real_ip(req: &httparse::Request<'_, '_>, header: &str, socket: IpAddr) -> IpAddr {
+fn real_ip(
+    req: &httparse::Request<'_, '_>,
+    header: &str,
+    socket: IpAddr,
+    may_log: impl FnOnce() -> bool,
+) -> IpAddr {
     if header.is_empty() {
         return socket;
     }
@@ -1003,7 +1030,9 @@ fn real_ip(req: &httparse::Request<'_, '_>, header: &str, socket: IpAddr) -> IpA
     match std::str::from_utf8(h.value).ok().and_then(parse_forwarded) {
         Some(ip) => ip,
         None => {
-            log::warn!("could not parse {header} header, using socket address {socket}");
+            if may_log() {
+                log::warn!("could not parse {header} header, using socket address {socket}");
+            }
             socket
         }
     }

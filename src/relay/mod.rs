@@ -11,6 +11,7 @@ pub mod http;
 pub mod ingester;
 pub mod io;
 pub mod landing;
+pub mod log_budget;
 pub mod metrics;
 pub mod monitors;
 pub mod msg;
@@ -299,6 +300,10 @@ impl Relay {
             outbound,
             shared: shared.clone(),
             woken,
+            log_budget: std::cell::RefCell::new(log_budget::LogBudget::new(
+                log_budget::LINES_PER_SEC,
+                std::time::Instant::now(),
+            )),
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");
