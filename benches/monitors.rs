@@ -246,6 +246,23 @@ fn idle(c: &mut Criterion) {
         t0.elapsed(),
         out.len()
     );
+    // One connection's 40,000 filters on one tag value, closed beside the 1M others (each
+    // filter's removal scanned the whole posting list: quadratic).
+    let mut one_tag = Filter::all();
+    one_tag.tags = vec![TagFilter {
+        name: b't',
+        values: vec![b"nostr".to_vec()],
+    }];
+    for s in 0..200u32 {
+        let id = SubId::new(&format!("t{s}")).expect("sub");
+        flooded.subscribe(1_000_000, id, vec![one_tag.clone(); 200]);
+    }
+    let t0 = Instant::now();
+    flooded.close_conn(1_000_000);
+    eprintln!(
+        "closing a connection with 40k filters on one tag: {:?}",
+        t0.elapsed()
+    );
     for (name, m) in [("none", &mut base), ("flooded", &mut flooded)] {
         g.bench_function(format!("fresh_{name}"), |b| {
             b.iter(|| {

@@ -40,7 +40,7 @@
 
 use std::borrow::Borrow;
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use crate::nostr::filter::TagFilter;
@@ -166,6 +166,18 @@ struct Visit<'a, E: ?Sized, F> {
     moves: &'a mut Vec<(FilterIx, Place)>,
 }
 
+/// Removes every filter in `gone` from the posting lists of `keys`.
+fn unpost_all<K: Hash + Eq>(map: &mut Postings<K>, keys: HashSet<K>, gone: &HashSet<FilterIx>) {
+    for k in keys {
+        if let Some(list) = map.get_mut(&k) {
+            list.retain(|f| !gone.contains(f));
+            if list.is_empty() {
+                map.remove(&k);
+            }
+        }
+    }
+}
+
 /// All live subscriptions of a set of connections, indexed for matching new events.
 #[derive(Default)]
 pub struct Monitors {
@@ -247,9 +259,11 @@ impl Monitors {
     /// Removes every subscription of a connection.
     pub fn close_conn(&mut self, conn: ConnId) {
         if let Some(subs) = self.conns.remove(&conn) {
+            let mut filters = Vec::new();
             for sub in subs.into_values() {
-                self.drop_sub(sub);
+                filters.extend(self.take_sub(sub));
             }
+            self.free_filters_of(filters);
         }
     }
 
@@ -287,8 +301,8 @@ impl Monitors {
     {
         let mut moves = std::mem::take(&mut self.moves);
         self.find(ev, &mut f, &mut moves);
-        for &(ix, to) in &moves {
-            self.relocate(ix, to);
+        if !moves.is_empty() {
+            self.relocate(&moves);
         }
         moves.clear();
         self.moves = moves;
@@ -404,19 +418,25 @@ impl Monitors {
         }
     }
 
-    /// Moves a filter to another index (a no-op if it is already there or gone).
-    fn relocate(&mut self, ix: FilterIx, to: Place) {
-        let Some(Some(slot)) = self.filters.get(ix as usize) else {
-            return;
-        };
-        if slot.place == to {
-            return;
+    /// Moves filters to other indexes (a move to where a filter already is, or of a filter
+    /// that is gone, does nothing).
+    fn relocate(&mut self, moves: &[(FilterIx, Place)]) {
+        let moving: Vec<FilterIx> = moves
+            .iter()
+            .filter(|&&(ix, to)| {
+                matches!(self.filters.get(ix as usize), Some(Some(s)) if s.place != to)
+            })
+            .map(|&(ix, _)| ix)
+            .collect();
+        self.unindex_all(&moving);
+        for &(ix, to) in moves {
+            if let Some(Some(slot)) = self.filters.get_mut(ix as usize) {
+                if moving.contains(&ix) {
+                    slot.place = to;
+                    self.index(ix);
+                }
+            }
         }
-        self.unindex(ix);
-        if let Some(Some(slot)) = self.filters.get_mut(ix as usize) {
-            slot.place = to;
-        }
-        self.index(ix);
     }
 
     fn alloc_sub(&mut self, s: SubSlot) -> SubIx {
@@ -441,18 +461,73 @@ impl Monitors {
 
     /// Frees a subscription slot and its filters (already removed from `conns`).
     fn drop_sub(&mut self, sub: SubIx) {
+        let filters = self.take_sub(sub);
+        self.free_filters_of(filters);
+    }
+
+    /// Frees a subscription slot; its filters are still to be freed.
+    fn take_sub(&mut self, sub: SubIx) -> Vec<FilterIx> {
         let Some(s) = self.subs.get_mut(sub as usize).and_then(Option::take) else {
-            return;
+            return Vec::new();
         };
         self.free_subs.push(sub);
         self.n_subs -= 1;
-        for f in s.filters {
-            self.unindex(f);
+        s.filters
+    }
+
+    fn free_filters_of(&mut self, filters: Vec<FilterIx>) {
+        self.unindex_all(&filters);
+        for f in filters {
             if let Some(slot) = self.filters.get_mut(f as usize) {
                 *slot = None;
                 self.free_filters.push(f);
             }
         }
+    }
+
+    /// Takes filters out of wherever they are. Each posting list they are in is filtered
+    /// once, so removing many filters that share keys (a connection's 40k filters on one
+    /// tag, or a flood of stale filters moving out) costs the lists' lengths, not their
+    /// product.
+    fn unindex_all(&mut self, ixs: &[FilterIx]) {
+        // Few filters: one scan per list is cheapest. (Tests batch from 2, so the property
+        // test drives both paths.)
+        let batch_from = if cfg!(test) { 2 } else { 8 };
+        if ixs.len() < batch_from {
+            ixs.iter().for_each(|&f| self.unindex(f));
+            return;
+        }
+        let gone: HashSet<FilterIx> = ixs.iter().copied().collect();
+        let mut ids = HashSet::new();
+        let mut authors = HashSet::new();
+        let mut tags = HashSet::new();
+        let mut kinds = HashSet::new();
+        for &f in ixs {
+            let Some(Some(slot)) = self.filters.get(f as usize) else {
+                continue;
+            };
+            match slot.place {
+                Place::Past => {
+                    self.past.remove(&(slot.until, f));
+                }
+                Place::Future => {
+                    self.future.remove(&(slot.since, f));
+                }
+                Place::Indexed => match indexed_by(&slot.filter) {
+                    IndexedBy::Ids(v) => ids.extend(v.iter().copied()),
+                    IndexedBy::Authors(v) => authors.extend(v.iter().copied()),
+                    IndexedBy::Tag(t) => tags.extend(t.values.iter().map(|v| tag_key(t.name, v))),
+                    IndexedBy::Kinds(k) => kinds.extend(k.iter().copied()),
+                    IndexedBy::Others => {
+                        self.others.remove(&(slot.filter.since, f));
+                    }
+                },
+            }
+        }
+        unpost_all(&mut self.ids, ids, &gone);
+        unpost_all(&mut self.authors, authors, &gone);
+        unpost_all(&mut self.tags, tags, &gone);
+        unpost_all(&mut self.kinds, kinds, &gone);
     }
 
     fn index(&mut self, f: FilterIx) {
