@@ -166,14 +166,30 @@ struct Visit<'a, E: ?Sized, F> {
     moves: &'a mut Vec<(FilterIx, Place)>,
 }
 
-/// Removes every filter in `gone` from the posting lists of `keys`.
-fn unpost_all<K: Hash + Eq>(map: &mut Postings<K>, keys: HashSet<K>, gone: &HashSet<FilterIx>) {
-    for k in keys {
-        if let Some(list) = map.get_mut(&k) {
-            list.retain(|f| !gone.contains(f));
-            if list.is_empty() {
-                map.remove(&k);
+/// Up to this many filters leaving at once are removed one by one (a scan of each list
+/// they are in); more are removed in one pass per list. Tests switch at 2, so the property
+/// test drives both ways.
+const FEW: usize = if cfg!(test) { 2 } else { 8 };
+
+/// Removes filters from posting lists, given per key: a few by position each (a short
+/// scan), many in one pass over the list.
+fn unpost_all<K: Hash + Eq>(map: &mut Postings<K>, gone: HashMap<K, Vec<FilterIx>>) {
+    for (k, fs) in gone {
+        let Some(list) = map.get_mut(&k) else {
+            continue;
+        };
+        if fs.len() < FEW {
+            for f in fs {
+                if let Some(i) = list.iter().position(|&x| x == f) {
+                    list.swap_remove(i);
+                }
             }
+        } else {
+            let fs: HashSet<FilterIx> = fs.into_iter().collect();
+            list.retain(|f| !fs.contains(f));
+        }
+        if list.is_empty() {
+            map.remove(&k);
         }
     }
 }
@@ -430,8 +446,9 @@ impl Monitors {
             .collect();
         self.unindex_all(&moving);
         for &(ix, to) in moves {
+            // `unindex_all` left `place` as it was: this still picks exactly `moving`.
             if let Some(Some(slot)) = self.filters.get_mut(ix as usize) {
-                if moving.contains(&ix) {
+                if slot.place != to {
                     slot.place = to;
                     self.index(ix);
                 }
@@ -490,18 +507,14 @@ impl Monitors {
     /// tag, or a flood of stale filters moving out) costs the lists' lengths, not their
     /// product.
     fn unindex_all(&mut self, ixs: &[FilterIx]) {
-        // Few filters: one scan per list is cheapest. (Tests batch from 2, so the property
-        // test drives both paths.)
-        let batch_from = if cfg!(test) { 2 } else { 8 };
-        if ixs.len() < batch_from {
+        if ixs.len() < FEW {
             ixs.iter().for_each(|&f| self.unindex(f));
             return;
         }
-        let gone: HashSet<FilterIx> = ixs.iter().copied().collect();
-        let mut ids = HashSet::new();
-        let mut authors = HashSet::new();
-        let mut tags = HashSet::new();
-        let mut kinds = HashSet::new();
+        let mut ids: HashMap<[u8; 32], Vec<FilterIx>> = HashMap::new();
+        let mut authors: HashMap<[u8; 32], Vec<FilterIx>> = HashMap::new();
+        let mut tags: HashMap<Box<[u8]>, Vec<FilterIx>> = HashMap::new();
+        let mut kinds: HashMap<u64, Vec<FilterIx>> = HashMap::new();
         for &f in ixs {
             let Some(Some(slot)) = self.filters.get(f as usize) else {
                 continue;
@@ -514,20 +527,27 @@ impl Monitors {
                     self.future.remove(&(slot.since, f));
                 }
                 Place::Indexed => match indexed_by(&slot.filter) {
-                    IndexedBy::Ids(v) => ids.extend(v.iter().copied()),
-                    IndexedBy::Authors(v) => authors.extend(v.iter().copied()),
-                    IndexedBy::Tag(t) => tags.extend(t.values.iter().map(|v| tag_key(t.name, v))),
-                    IndexedBy::Kinds(k) => kinds.extend(k.iter().copied()),
+                    IndexedBy::Ids(v) => v.iter().for_each(|k| ids.entry(*k).or_default().push(f)),
+                    IndexedBy::Authors(v) => v
+                        .iter()
+                        .for_each(|k| authors.entry(*k).or_default().push(f)),
+                    IndexedBy::Tag(t) => t
+                        .values
+                        .iter()
+                        .for_each(|v| tags.entry(tag_key(t.name, v)).or_default().push(f)),
+                    IndexedBy::Kinds(k) => {
+                        k.iter().for_each(|k| kinds.entry(*k).or_default().push(f))
+                    }
                     IndexedBy::Others => {
                         self.others.remove(&(slot.filter.since, f));
                     }
                 },
             }
         }
-        unpost_all(&mut self.ids, ids, &gone);
-        unpost_all(&mut self.authors, authors, &gone);
-        unpost_all(&mut self.tags, tags, &gone);
-        unpost_all(&mut self.kinds, kinds, &gone);
+        unpost_all(&mut self.ids, ids);
+        unpost_all(&mut self.authors, authors);
+        unpost_all(&mut self.tags, tags);
+        unpost_all(&mut self.kinds, kinds);
     }
 
     fn index(&mut self, f: FilterIx) {
