@@ -18,6 +18,10 @@
 //! Each case runs `matches` (clones a `SubId` per recipient) and `for_each_match` (no
 //! clone).
 //!
+//! `idle_1m`: the same fresh event against 1M subscriptions that can never match it
+//! (`{"until":1}`, `{"kinds":[1],"until":1}`, `{"kinds":[1],"since":<far future>}`; issue 23's
+//! flood of never-matching filters), beside the same matcher with none of them.
+//!
 //! Quick run: `cargo bench --bench monitors -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
@@ -207,5 +211,68 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// 1M never-matching filters: the cost of a new event must not grow with them.
+fn idle(c: &mut Criterion) {
+    let s = setup();
+    let ev = s.fresh;
+    let mut g = c.benchmark_group("idle_1m");
+    let mut base = Monitors::new();
+    base.subscribe(1, SubId::new("live").expect("sub"), vec![Filter::all()]);
+    let mut flooded = Monitors::new();
+    flooded.subscribe(1, SubId::new("live").expect("sub"), vec![Filter::all()]);
+    let t0 = Instant::now();
+    for i in 0..1_000_000u64 {
+        let mut f = Filter::all();
+        match i % 3 {
+            0 => f.until = 1,
+            1 => {
+                f.kinds = Some(vec![1]);
+                f.until = 1;
+            }
+            _ => {
+                f.kinds = Some(vec![1]);
+                f.since = 4_000_000_000;
+            }
+        }
+        let sub = SubId::new(&format!("s{}", i % 200)).expect("sub");
+        flooded.subscribe(2 + i / 200, sub, vec![f]);
+    }
+    eprintln!("1M idle filters subscribed in {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    flooded.matches(&ev, &mut out);
+    eprintln!(
+        "first event through them: {:?}, {} recipient(s)",
+        t0.elapsed(),
+        out.len()
+    );
+    // One connection's 40,000 filters on one tag value, closed beside the 1M others (each
+    // filter's removal scanned the whole posting list: quadratic).
+    let mut one_tag = Filter::all();
+    one_tag.tags = vec![TagFilter {
+        name: b't',
+        values: vec![b"nostr".to_vec()],
+    }];
+    for s in 0..200u32 {
+        let id = SubId::new(&format!("t{s}")).expect("sub");
+        flooded.subscribe(1_000_000, id, vec![one_tag.clone(); 200]);
+    }
+    let t0 = Instant::now();
+    flooded.close_conn(1_000_000);
+    eprintln!(
+        "closing a connection with 40k filters on one tag: {:?}",
+        t0.elapsed()
+    );
+    for (name, m) in [("none", &mut base), ("flooded", &mut flooded)] {
+        g.bench_function(format!("fresh_{name}"), |b| {
+            b.iter(|| {
+                m.matches(black_box(&ev), &mut out);
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, idle);
 criterion_main!(benches);

@@ -8,7 +8,16 @@
 //! match (`never`) is not indexed at all (its subscription still exists and counts).
 //!
 //! An event is looked up by its id, its pubkey, each packed tag, its kind and the others;
-//! every candidate filter is then checked once. Most live filters have no condition besides
+//! every candidate filter is then checked once.
+//!
+//! **Time.** A filter whose time range an event falls outside of is taken out of that index
+//! when the call ends: past its `until` it moves to `past` (ordered by `until`, visited only
+//! by events dated at or before it: backdated ones), before its `since` to `future` (ordered
+//! by `since`, visited by events dated at or after it, which move it back to its index).
+//! New events are dated about now, so filters that cannot match them any more — paging REQs
+//! never closed, or a flood of `{"until":1}` — cost one visit each instead of one per event.
+//! Which index holds a filter only changes how it is found: every filter found is checked
+//! in full, so results are exact whatever the events' dates. Most live filters have no condition besides
 //! their indexed one and a time range (`{authors}`, `{#p}`, `{kinds}`, `{since}`), and for
 //! those reaching them through the index already settles everything but the time range, so
 //! they are checked from a small dense slot without reading the `Filter`; the others run the
@@ -31,7 +40,7 @@
 
 use std::borrow::Borrow;
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use crate::nostr::filter::TagFilter;
@@ -63,7 +72,20 @@ struct FilterSlot {
     /// The filter has no condition besides its indexed one and its time range, so an event
     /// reached through the index matches iff `since <= created_at <= until`.
     time_only: bool,
+    /// Which index holds it now.
+    place: Place,
     filter: Box<Filter>,
+}
+
+/// Where a filter is currently found (see the module docs on time).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Place {
+    /// Its posting lists (or the others set).
+    Indexed,
+    /// `past`, keyed by `until`.
+    Past,
+    /// `future`, keyed by `since`.
+    Future,
 }
 
 struct SubSlot {
@@ -136,6 +158,42 @@ where
     }
 }
 
+/// One match call's state, passed down to each candidate check.
+struct Visit<'a, E: ?Sized, F> {
+    ev: &'a E,
+    gen: u64,
+    f: &'a mut F,
+    moves: &'a mut Vec<(FilterIx, Place)>,
+}
+
+/// Up to this many filters leaving at once are removed one by one (a scan of each list
+/// they are in); more are removed in one pass per list. Tests switch at 2, so the property
+/// test drives both ways.
+const FEW: usize = if cfg!(test) { 2 } else { 8 };
+
+/// Removes filters from posting lists, given per key: a few by position each (a short
+/// scan), many in one pass over the list.
+fn unpost_all<K: Hash + Eq>(map: &mut Postings<K>, gone: HashMap<K, Vec<FilterIx>>) {
+    for (k, fs) in gone {
+        let Some(list) = map.get_mut(&k) else {
+            continue;
+        };
+        if fs.len() < FEW {
+            for f in fs {
+                if let Some(i) = list.iter().position(|&x| x == f) {
+                    list.swap_remove(i);
+                }
+            }
+        } else {
+            let fs: HashSet<FilterIx> = fs.into_iter().collect();
+            list.retain(|f| !fs.contains(f));
+        }
+        if list.is_empty() {
+            map.remove(&k);
+        }
+    }
+}
+
 /// All live subscriptions of a set of connections, indexed for matching new events.
 #[derive(Default)]
 pub struct Monitors {
@@ -153,6 +211,12 @@ pub struct Monitors {
     kinds: Postings<u64>,
     /// `(since, filter)`.
     others: BTreeSet<(u64, FilterIx)>,
+    /// `(until, filter)`: filters an event dated after their `until` has passed.
+    past: BTreeSet<(u64, FilterIx)>,
+    /// `(since, filter)`: filters an event dated before their `since` has reached.
+    future: BTreeSet<(u64, FilterIx)>,
+    /// Moves decided during a match call, applied when it ends (reused buffer).
+    moves: Vec<(FilterIx, Place)>,
 
     /// Bumped by every `matches` call (starts at 0, so fresh slots are never "seen").
     generation: Cell<u64>,
@@ -180,6 +244,7 @@ impl Monitors {
                 until: filter.until,
                 sub,
                 time_only: time_only(&filter),
+                place: Place::Indexed,
                 filter: Box::new(filter),
             });
             self.index(f);
@@ -210,9 +275,11 @@ impl Monitors {
     /// Removes every subscription of a connection.
     pub fn close_conn(&mut self, conn: ConnId) {
         if let Some(subs) = self.conns.remove(&conn) {
+            let mut filters = Vec::new();
             for sub in subs.into_values() {
-                self.drop_sub(sub);
+                filters.extend(self.take_sub(sub));
             }
+            self.free_filters_of(filters);
         }
     }
 
@@ -232,7 +299,7 @@ impl Monitors {
 
     /// Every (conn, sub_id) with at least one filter matching `ev`, each at most once,
     /// appended to `out` (cleared first), in no particular order.
-    pub fn matches<E: EventView + ?Sized>(&self, ev: &E, out: &mut Vec<(ConnId, SubId)>) {
+    pub fn matches<E: EventView + ?Sized>(&mut self, ev: &E, out: &mut Vec<(ConnId, SubId)>) {
         out.clear();
         self.for_each_match(ev, |conn, sub_id| out.push((conn, sub_id.clone())));
     }
@@ -240,22 +307,40 @@ impl Monitors {
     /// Like [`Monitors::matches`], but hands each recipient to `f` instead of cloning its
     /// sub id (which costs an allocation per recipient): the caller can write the sub id
     /// straight into the outgoing message.
-    pub fn for_each_match<E, F>(&self, ev: &E, mut f: F)
+    ///
+    /// Takes `&mut self` because filters the event's date shows to be out of range move
+    /// between indexes when the call ends.
+    pub fn for_each_match<E, F>(&mut self, ev: &E, mut f: F)
+    where
+        E: EventView + ?Sized,
+        F: FnMut(ConnId, &SubId),
+    {
+        let mut moves = std::mem::take(&mut self.moves);
+        self.find(ev, &mut f, &mut moves);
+        if !moves.is_empty() {
+            self.relocate(&moves);
+        }
+        moves.clear();
+        self.moves = moves;
+    }
+
+    fn find<E, F>(&self, ev: &E, f: &mut F, moves: &mut Vec<(FilterIx, Place)>)
     where
         E: EventView + ?Sized,
         F: FnMut(ConnId, &SubId),
     {
         let gen = self.generation.get() + 1;
         self.generation.set(gen);
-        let f = &mut f;
+        let mut c = Visit { ev, gen, f, moves };
+        let c = &mut c;
 
         if !self.ids.is_empty() {
             if let Some(list) = self.ids.get(ev.id()) {
-                self.visit(list, ev, gen, f);
+                self.visit(list, c);
             }
         }
         if let Some(list) = self.authors.get(ev.pubkey()) {
-            self.visit(list, ev, gen, f);
+            self.visit(list, c);
         }
         if !self.tags.is_empty() {
             let mut key = [0u8; TAG_KEY_MAX];
@@ -267,35 +352,48 @@ impl Monitors {
                 dst.copy_from_slice(value);
                 key[0] = name;
                 if let Some(list) = self.tags.get(&key[..1 + value.len()]) {
-                    self.visit(list, ev, gen, f);
+                    self.visit(list, c);
                 }
             }
         }
         if let Some(list) = self.kinds.get(&ev.kind()) {
-            self.visit(list, ev, gen, f);
+            self.visit(list, c);
         }
         if !self.others.is_empty() {
             let t = ev.created_at();
             for &(_, ix) in self.others.range(..=(t, FilterIx::MAX)) {
-                self.check(ix, ev, gen, f);
+                self.check(ix, c);
+            }
+        }
+        // Only backdated events reach past filters, and only events dated after a future
+        // filter's since reach it (which then goes back to its index).
+        if !self.past.is_empty() {
+            for &(_, ix) in self.past.range((ev.created_at(), 0)..) {
+                self.check(ix, c);
+            }
+        }
+        if !self.future.is_empty() {
+            for &(_, ix) in self.future.range(..=(ev.created_at(), FilterIx::MAX)) {
+                self.check(ix, c);
             }
         }
     }
 
-    fn visit<E, F>(&self, list: &[FilterIx], ev: &E, gen: u64, f: &mut F)
+    fn visit<E, F>(&self, list: &[FilterIx], c: &mut Visit<'_, E, F>)
     where
         E: EventView + ?Sized,
         F: FnMut(ConnId, &SubId),
     {
         for &ix in list {
-            self.check(ix, ev, gen, f);
+            self.check(ix, c);
         }
     }
 
     /// Evaluates one candidate filter unless this call already did, or already reported
-    /// its subscription.
+    /// its subscription. A filter found in its index whose time range the event misses is
+    /// queued to move to `past` or `future`.
     #[inline]
-    fn check<E, F>(&self, ix: FilterIx, ev: &E, gen: u64, f: &mut F)
+    fn check<E, F>(&self, ix: FilterIx, c: &mut Visit<'_, E, F>)
     where
         E: EventView + ?Sized,
         F: FnMut(ConnId, &SubId),
@@ -303,25 +401,58 @@ impl Monitors {
         let Some(Some(slot)) = self.filters.get(ix as usize) else {
             return;
         };
-        if slot.checked.get() == gen {
+        if slot.checked.get() == c.gen {
             return;
         }
-        slot.checked.set(gen);
+        slot.checked.set(c.gen);
+        let t = c.ev.created_at();
+        if t < slot.since || t > slot.until {
+            match slot.place {
+                Place::Indexed if t > slot.until => c.moves.push((ix, Place::Past)),
+                Place::Indexed => c.moves.push((ix, Place::Future)),
+                // Reached from `future`, so past its since: it is past its until too.
+                Place::Future => c.moves.push((ix, Place::Past)),
+                Place::Past => {}
+            }
+            return;
+        }
+        if slot.place == Place::Future {
+            c.moves.push((ix, Place::Indexed));
+        }
         let Some(Some(sub)) = self.subs.get(slot.sub as usize) else {
             return;
         };
-        if sub.reported.get() == gen {
+        if sub.reported.get() == c.gen {
             return;
         }
-        let matched = if slot.time_only {
-            let t = ev.created_at();
-            slot.since <= t && t <= slot.until
-        } else {
-            slot.filter.matches(ev)
-        };
+        // In range: reaching a time-only filter through its index settles the rest (a
+        // filter found in `past`/`future` was not reached through its index).
+        let matched = (slot.time_only && slot.place == Place::Indexed) || slot.filter.matches(c.ev);
         if matched {
-            sub.reported.set(gen);
-            f(sub.conn, &sub.sub_id);
+            sub.reported.set(c.gen);
+            (c.f)(sub.conn, &sub.sub_id);
+        }
+    }
+
+    /// Moves filters to other indexes (a move to where a filter already is, or of a filter
+    /// that is gone, does nothing).
+    fn relocate(&mut self, moves: &[(FilterIx, Place)]) {
+        let moving: Vec<FilterIx> = moves
+            .iter()
+            .filter(|&&(ix, to)| {
+                matches!(self.filters.get(ix as usize), Some(Some(s)) if s.place != to)
+            })
+            .map(|&(ix, _)| ix)
+            .collect();
+        self.unindex_all(&moving);
+        for &(ix, to) in moves {
+            // `unindex_all` left `place` as it was: this still picks exactly `moving`.
+            if let Some(Some(slot)) = self.filters.get_mut(ix as usize) {
+                if slot.place != to {
+                    slot.place = to;
+                    self.index(ix);
+                }
+            }
         }
     }
 
@@ -347,13 +478,23 @@ impl Monitors {
 
     /// Frees a subscription slot and its filters (already removed from `conns`).
     fn drop_sub(&mut self, sub: SubIx) {
+        let filters = self.take_sub(sub);
+        self.free_filters_of(filters);
+    }
+
+    /// Frees a subscription slot; its filters are still to be freed.
+    fn take_sub(&mut self, sub: SubIx) -> Vec<FilterIx> {
         let Some(s) = self.subs.get_mut(sub as usize).and_then(Option::take) else {
-            return;
+            return Vec::new();
         };
         self.free_subs.push(sub);
         self.n_subs -= 1;
-        for f in s.filters {
-            self.unindex(f);
+        s.filters
+    }
+
+    fn free_filters_of(&mut self, filters: Vec<FilterIx>) {
+        self.unindex_all(&filters);
+        for f in filters {
             if let Some(slot) = self.filters.get_mut(f as usize) {
                 *slot = None;
                 self.free_filters.push(f);
@@ -361,10 +502,69 @@ impl Monitors {
         }
     }
 
+    /// Takes filters out of wherever they are. Each posting list they are in is filtered
+    /// once, so removing many filters that share keys (a connection's 40k filters on one
+    /// tag, or a flood of stale filters moving out) costs the lists' lengths, not their
+    /// product.
+    fn unindex_all(&mut self, ixs: &[FilterIx]) {
+        if ixs.len() < FEW {
+            ixs.iter().for_each(|&f| self.unindex(f));
+            return;
+        }
+        let mut ids: HashMap<[u8; 32], Vec<FilterIx>> = HashMap::new();
+        let mut authors: HashMap<[u8; 32], Vec<FilterIx>> = HashMap::new();
+        let mut tags: HashMap<Box<[u8]>, Vec<FilterIx>> = HashMap::new();
+        let mut kinds: HashMap<u64, Vec<FilterIx>> = HashMap::new();
+        for &f in ixs {
+            let Some(Some(slot)) = self.filters.get(f as usize) else {
+                continue;
+            };
+            match slot.place {
+                Place::Past => {
+                    self.past.remove(&(slot.until, f));
+                }
+                Place::Future => {
+                    self.future.remove(&(slot.since, f));
+                }
+                Place::Indexed => match indexed_by(&slot.filter) {
+                    IndexedBy::Ids(v) => v.iter().for_each(|k| ids.entry(*k).or_default().push(f)),
+                    IndexedBy::Authors(v) => v
+                        .iter()
+                        .for_each(|k| authors.entry(*k).or_default().push(f)),
+                    IndexedBy::Tag(t) => t
+                        .values
+                        .iter()
+                        .for_each(|v| tags.entry(tag_key(t.name, v)).or_default().push(f)),
+                    IndexedBy::Kinds(k) => {
+                        k.iter().for_each(|k| kinds.entry(*k).or_default().push(f))
+                    }
+                    IndexedBy::Others => {
+                        self.others.remove(&(slot.filter.since, f));
+                    }
+                },
+            }
+        }
+        unpost_all(&mut self.ids, ids);
+        unpost_all(&mut self.authors, authors);
+        unpost_all(&mut self.tags, tags);
+        unpost_all(&mut self.kinds, kinds);
+    }
+
     fn index(&mut self, f: FilterIx) {
         let Some(Some(slot)) = self.filters.get(f as usize) else {
             return;
         };
+        match slot.place {
+            Place::Past => {
+                self.past.insert((slot.until, f));
+                return;
+            }
+            Place::Future => {
+                self.future.insert((slot.since, f));
+                return;
+            }
+            Place::Indexed => {}
+        }
         match indexed_by(&slot.filter) {
             IndexedBy::Ids(ids) => ids.iter().for_each(|k| post(&mut self.ids, *k, f)),
             IndexedBy::Authors(a) => a.iter().for_each(|k| post(&mut self.authors, *k, f)),
@@ -383,6 +583,17 @@ impl Monitors {
         let Some(Some(slot)) = self.filters.get(f as usize) else {
             return;
         };
+        match slot.place {
+            Place::Past => {
+                self.past.remove(&(slot.until, f));
+                return;
+            }
+            Place::Future => {
+                self.future.remove(&(slot.since, f));
+                return;
+            }
+            Place::Indexed => {}
+        }
         match indexed_by(&slot.filter) {
             IndexedBy::Ids(ids) => ids.iter().for_each(|k| unpost(&mut self.ids, k, f)),
             IndexedBy::Authors(a) => a.iter().for_each(|k| unpost(&mut self.authors, k, f)),
@@ -405,6 +616,8 @@ impl Monitors {
             + self.tags.len()
             + self.kinds.len()
             + self.others.len()
+            + self.past.len()
+            + self.future.len()
             + self.conns.len()
             + self.n_subs
             + self.filters.iter().filter(|f| f.is_some()).count()
@@ -651,7 +864,7 @@ mod tests {
         &POOL.events[i]
     }
 
-    fn recipients(m: &Monitors, ev: &Event) -> Vec<(ConnId, SubId)> {
+    fn recipients(m: &mut Monitors, ev: &Event) -> Vec<(ConnId, SubId)> {
         let mut out = vec![(99, sid(9))]; // cleared first
         m.matches(ev, &mut out);
         out.sort();
@@ -667,11 +880,11 @@ mod tests {
         let mut by_kind = Filter::all();
         by_kind.kinds = Some(vec![ev.kind + 1]);
         m.subscribe(1, sid(0), vec![by_author]);
-        assert_eq!(recipients(&m, ev), vec![(1, sid(0))]);
+        assert_eq!(recipients(&mut m, ev), vec![(1, sid(0))]);
         m.subscribe(1, sid(0), vec![by_kind]);
         assert_eq!(m.len(), 1);
         assert_eq!(m.sub_count(1), 1);
-        assert_eq!(recipients(&m, ev), vec![]);
+        assert_eq!(recipients(&mut m, ev), vec![]);
         // The old filter's entries are gone; only the kind one remains.
         assert_eq!(m.authors.len(), 0);
         assert_eq!(m.kinds.len(), 1);
@@ -720,9 +933,9 @@ mod tests {
         m.subscribe(7, sid(2), vec![tags]);
         m.subscribe(8, sid(1), vec![never]);
         assert_eq!(m.len(), 3);
-        assert_eq!(recipients(&m, &ev), vec![(7, sid(1)), (7, sid(2))]);
+        assert_eq!(recipients(&mut m, &ev), vec![(7, sid(1)), (7, sid(2))]);
         // Again: the generation counters are per call.
-        assert_eq!(recipients(&m, &ev), vec![(7, sid(1)), (7, sid(2))]);
+        assert_eq!(recipients(&mut m, &ev), vec![(7, sid(1)), (7, sid(2))]);
         m.close_conn(7);
         assert_eq!(m.len(), 1);
         assert_eq!(m.sub_count(8), 1);
@@ -743,9 +956,41 @@ mod tests {
         f.until = 9;
         m.subscribe(2, sid(0), vec![f]);
         assert_eq!(
-            recipients(&m, ev),
+            recipients(&mut m, ev),
             vec![(1, sid(0)), (1, sid(1)), (1, sid(3))]
         );
+    }
+
+    #[test]
+    fn filters_out_of_range_leave_their_index() {
+        // Events at 10 (0), 20 (4) and 30 (8).
+        let (e10, e20, e30) = (ev_tags(0), ev_tags(4), ev_tags(8));
+        let mut m = Monitors::new();
+        let mut old = Filter::all();
+        old.until = 15;
+        let mut kind_old = Filter::all();
+        kind_old.kinds = Some(vec![e20.kind]);
+        kind_old.until = 15;
+        let mut later = Filter::all();
+        later.kinds = Some(vec![e10.kind, e20.kind, e30.kind]);
+        later.since = 25;
+        m.subscribe(1, sid(0), vec![old]);
+        m.subscribe(1, sid(1), vec![kind_old]);
+        m.subscribe(1, sid(2), vec![later]);
+        // An event at 20 passes the two `until` filters and does not reach `since`: all
+        // three leave their indexes, and the next event at 20 visits none of them.
+        assert_eq!(recipients(&mut m, e20), vec![]);
+        assert_eq!((m.others.len(), m.kinds.len()), (0, 0));
+        assert_eq!((m.past.len(), m.future.len()), (2, 1));
+        assert_eq!(recipients(&mut m, e20), vec![]);
+        // A backdated event still finds the past ones; a later one brings `since` back.
+        assert_ne!(e10.kind, e20.kind);
+        assert_eq!(recipients(&mut m, e10), vec![(1, sid(0))]);
+        assert_eq!(recipients(&mut m, e30), vec![(1, sid(2))]);
+        assert_eq!((m.past.len(), m.future.len()), (2, 0));
+        assert!(!m.kinds.is_empty());
+        m.close_conn(1);
+        assert_eq!(m.footprint(), 0);
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl ReqMonitor {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            behind = match self.deliver_new(&mon, &floors, &mut last_seen) {
+            behind = match self.deliver_new(&mut mon, &floors, &mut last_seen) {
                 Ok(more) => more,
                 Err(e) => {
                     log::error!("live delivery failed: {e}");
@@ -142,7 +142,7 @@ impl ReqMonitor {
 
     fn deliver_new(
         &self,
-        mon: &Monitors,
+        mon: &mut Monitors,
         floors: &HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
         last_seen: &mut LevId,
     ) -> crate::store::Result<bool> {
@@ -189,7 +189,7 @@ impl ReqMonitor {
 
     fn ephemeral(
         &self,
-        mon: &Monitors,
+        mon: &mut Monitors,
         floors: &HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
         ev: &Event,
     ) {
