@@ -171,6 +171,13 @@ config_section! {
                     "wok only: a sync session unused this many seconds is freed (its memory with it) and its client gets NEG-ERR closed: idle timeout; 0 keeps sessions until the connection closes, as strfry does";
             }
 
+            [metrics: MetricsConfig => "metrics", "wok only: Prometheus metrics at GET /metrics on the relay port"] {
+                enabled: bool = true => "enabled", wok, live,
+                    "wok only: serve /metrics (404 when off)";
+                bearer_token: String = "" => "bearerToken", wok, live,
+                    "wok only: when set, /metrics answers 401 unless the request has Authorization: Bearer <token>; empty leaves it public (then block /metrics at your proxy)";
+            }
+
             [filter_validation: FilterValidationConfig => "filterValidation", "Optional strict checks on REQ and COUNT filters"] {
                 enabled: bool = false => "enabled", strfry, live,
                     "Apply the checks below to every REQ and COUNT";

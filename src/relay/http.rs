@@ -19,13 +19,57 @@ fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str>
         .and_then(|h| std::str::from_utf8(h.value).ok())
 }
 
-/// The `Sec-WebSocket-Key` of a valid upgrade request.
-pub fn websocket_key(req: &httparse::Request<'_, '_>) -> Option<String> {
-    let upgrade = header(req, "upgrade")?;
-    if !upgrade.eq_ignore_ascii_case("websocket") || req.method != Some("GET") {
-        return None;
+/// What an HTTP request asks of the WebSocket side.
+pub enum Upgrade {
+    /// A plain request (no `Upgrade: websocket`): NIP-11, the page, `/metrics`, …
+    Plain,
+    /// A valid upgrade, with its `Sec-WebSocket-Key`.
+    Valid(String),
+    /// An upgrade RFC 6455 §4.2.1 says to refuse, with the answer to send.
+    Refused(Vec<u8>),
+}
+
+/// Checks a request that asks for `Upgrade: websocket`: GET, a Host, version 13 (else 426
+/// naming it, §4.4) and a key of 16 base64-encoded bytes.
+pub fn websocket_upgrade(req: &httparse::Request<'_, '_>) -> Upgrade {
+    let wants = header(req, "upgrade").is_some_and(|u| {
+        u.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
+    if !wants {
+        return Upgrade::Plain;
     }
-    header(req, "sec-websocket-key").map(|k| k.trim().to_owned())
+    let bad = |why: &str| Upgrade::Refused(response("400 Bad Request", "text/plain", why));
+    if req.method != Some("GET") {
+        return bad("a WebSocket upgrade must be a GET");
+    }
+    if header(req, "host").is_none_or(|h| h.trim().is_empty()) {
+        return bad("a WebSocket upgrade needs a Host header");
+    }
+    if header(req, "sec-websocket-version").map(str::trim) != Some("13") {
+        return Upgrade::Refused(response_with(
+            "426 Upgrade Required",
+            "text/plain",
+            "Sec-WebSocket-Version: 13\r\n",
+            "only WebSocket version 13 is supported",
+        ));
+    }
+    match header(req, "sec-websocket-key").map(str::trim) {
+        Some(k) if is_websocket_key(k) => Upgrade::Valid(k.to_owned()),
+        _ => bad("Sec-WebSocket-Key must be 16 bytes in base64"),
+    }
+}
+
+/// 16 bytes in base64: 22 characters of the alphabet, the last carrying no stray bits,
+/// then `==`.
+fn is_websocket_key(k: &str) -> bool {
+    let b = k.as_bytes();
+    b.len() == 24
+        && b[22..] == *b"=="
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && b"AQgw".contains(&b[21])
 }
 
 /// Every value of a header that may repeat (`Sec-WebSocket-Extensions`), in order.
@@ -90,16 +134,45 @@ pub fn wants_nip11(accept: &str) -> bool {
     })
 }
 
+/// `/metrics`, as `relay.metrics.*` allows.
+fn metrics(req: &httparse::Request<'_, '_>, shared: &Shared) -> Vec<u8> {
+    let cfg = shared.config();
+    let m = &cfg.relay.metrics;
+    if !m.enabled {
+        return simple(404, "Not Found");
+    }
+    if !m.bearer_token.is_empty() {
+        let given = header(req, "authorization")
+            .and_then(|a| a.trim().strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), m.bearer_token.as_bytes()) {
+            return response_with(
+                "401 Unauthorized",
+                "text/plain",
+                "WWW-Authenticate: Bearer\r\n",
+                "Unauthorized",
+            );
+        }
+    }
+    response(
+        "200 OK",
+        "text/plain; version=0.0.4",
+        &shared.metrics.render(),
+    )
+}
+
+/// Compares secrets in time that depends only on their lengths.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn respond(req: &httparse::Request<'_, '_>, info: &HttpInfo, shared: &Shared) -> Vec<u8> {
     let path = req.path.unwrap_or("/");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let get = || {
         if path == "/metrics" {
-            response(
-                "200 OK",
-                "text/plain; version=0.0.4",
-                &shared.metrics.render(),
-            )
+            metrics(req, shared)
         } else if path == "/status" {
             response_with(
                 "200 OK",
@@ -134,7 +207,28 @@ pub fn respond(req: &httparse::Request<'_, '_>, info: &HttpInfo, shared: &Shared
 
 #[cfg(test)]
 mod tests {
-    use super::wants_nip11;
+    use super::{is_websocket_key, same_secret, wants_nip11};
+
+    #[test]
+    fn websocket_keys() {
+        assert!(is_websocket_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            "",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhlIHNhbXBsZSBub25j*Q==",
+            "dGhlIHNhbXBsZSBub25jZQ===",
+        ] {
+            assert!(!is_websocket_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
 
     #[test]
     fn accept_header_forms() {

@@ -691,8 +691,12 @@ impl Io {
                 return HttpStep::Close;
             }
         };
-        match http::websocket_key(&req) {
-            Some(key) => {
+        match http::websocket_upgrade(&req) {
+            http::Upgrade::Refused(resp) => {
+                *reply = resp;
+                HttpStep::Close
+            }
+            http::Upgrade::Valid(key) => {
                 let deflate = if self.cfg.compression {
                     extension::negotiate(
                         http::headers(&req, "sec-websocket-extensions"),
@@ -712,7 +716,7 @@ impl Io {
                     deflate: deflate.map(|(a, _)| a),
                 }
             }
-            None => {
+            http::Upgrade::Plain => {
                 let resp = match self.http.read() {
                     Ok(info) => http::respond(&req, &info, &self.shared),
                     Err(_) => http::simple(500, "Internal Server Error"),
