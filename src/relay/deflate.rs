@@ -166,7 +166,12 @@ impl Inflater {
                 return Err(InflateError::TooBig);
             }
             if status == Status::StreamEnd {
-                return Ok(true);
+                // Bytes after the final block belong to no message: refuse, not ignore.
+                return if done < input.len() {
+                    Err(InflateError::Corrupt)
+                } else {
+                    Ok(true)
+                };
             }
             let progressed = out.len() > before_out || self.d.total_in() > before_in;
             // All input taken and output space left over: nothing more is pending.
@@ -246,6 +251,23 @@ mod tests {
         }
         // The second copy is one back-reference with the window kept.
         assert!(a.len() * 4 < b.len(), "{} vs {}", a.len(), b.len());
+    }
+
+    #[test]
+    fn bytes_after_a_final_block_are_corrupt() {
+        // A whole raw deflate stream (BFINAL set), as a client may send one.
+        let mut c = flate2::Compress::new_with_window_bits(Compression::new(6), false, 15);
+        let mut z = Vec::with_capacity(256);
+        c.compress_vec(b"[\"REQ\",\"x\",{}]", &mut z, flate2::FlushCompress::Finish)
+            .expect("deflate");
+        let mut i = Inflater::new(true);
+        let mut out = Vec::new();
+        i.inflate(&z, 1 << 20, &mut out)
+            .expect("a final block alone is fine");
+        assert_eq!(out, b"[\"REQ\",\"x\",{}]");
+        z.extend_from_slice(b"junk");
+        out.clear();
+        assert_eq!(i.inflate(&z, 1 << 20, &mut out), Err(InflateError::Corrupt));
     }
 
     #[test]
