@@ -1,7 +1,10 @@
 //! Negentropy threads: NIP-77 sessions (`NEG-OPEN`, `NEG-MSG`, `NEG-CLOSE`). A session's
-//! set is the (created_at, id) of every event its filter matches, collected once at
-//! NEG-OPEN by the query engine in one read snapshot and kept sealed in memory; each
-//! NEG-MSG is one reconcile round by the `negentropy` crate (protocol V1).
+//! set is the (created_at, id) of every event its filter matches, collected at NEG-OPEN by
+//! the query engine at one snapshot and kept sealed in memory; each NEG-MSG is one
+//! reconcile round by the `negentropy` crate (protocol V1). Collecting runs in time slices
+//! of `relay.queryTimesliceBudgetMicroseconds`, the open collections taking turns with each
+//! other and with every message that arrives, so a large NEG-OPEN (or thousands of them)
+//! cannot hold up the thread's other sessions.
 //!
 //! Differences from strfry, on purpose: a client's own `limit` is honoured (capped at
 //! `maxSyncEvents + 1`); too many sessions on one connection is a `NEG-ERR` (strfry sends
@@ -9,7 +12,7 @@
 //! `relay.negentropy.idleTimeoutSeconds` are freed and the client is told (strfry keeps them
 //! until the connection closes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,7 @@ use super::{now, Shared};
 use crate::nostr::filter::EventView;
 use crate::nostr::{message, Filter, SubId};
 use crate::store::negtree::{TreeId, TreeView};
-use crate::store::query::Query;
+use crate::store::query::{Progress, Query};
 
 /// Largest NEG-MSG the relay sends (strfry uses the same).
 pub const FRAME_SIZE_LIMIT: u64 = 500_000;
@@ -32,6 +35,8 @@ const SWEEP_MAX: Duration = Duration::from_secs(10);
 const SWEEP_MIN: Duration = Duration::from_millis(50);
 /// Collected sets one negentropy thread holds at once, in units of maxSyncEvents.
 const HELD_SETS_PER_THREAD: u64 = 4;
+/// Query work units between clock checks inside a collecting slice.
+const WORK_CHUNK: u64 = 2_000;
 
 /// How often to look for idle sessions: a session outlives its timeout by at most a
 /// quarter of it.
@@ -67,10 +72,36 @@ enum SessionSet {
     },
 }
 
+/// A NEG-OPEN whose set is still being collected, a time slice at a time.
+struct Collecting {
+    conn: ConnId,
+    sub_id: SubId,
+    query: Query,
+    storage: NegentropyStorageVector,
+    items: u64,
+    /// More than this many items fails the session.
+    max: u64,
+    /// `max` was cut to what the thread had room for (decides the NEG-ERR reason).
+    short_of_room: bool,
+    auth: ReadAuth,
+    /// The client's first message, answered once the set is complete.
+    msg: Vec<u8>,
+}
+
+/// How a collecting slice ended.
+enum Slice {
+    Done,
+    Paused,
+    TooMany,
+}
+
 #[derive(Default)]
 struct Sessions {
     by_conn: HashMap<ConnId, HashMap<SubId, Session>>,
-    /// Items held by this thread's collected sets, against `HELD_ITEMS_PER_THREAD`.
+    /// NEG-OPENs still collecting, served in turns.
+    collecting: VecDeque<Collecting>,
+    /// Items held by this thread's collected sets plus the room reserved by the ones still
+    /// collecting (their `max`), against `HELD_SETS_PER_THREAD` × maxSyncEvents.
     held: u64,
 }
 
@@ -85,6 +116,16 @@ impl SessionSet {
 
 impl Sessions {
     fn remove(&mut self, conn: ConnId, sub: &SubId) -> bool {
+        if let Some(i) = self
+            .collecting
+            .iter()
+            .position(|c| c.conn == conn && &c.sub_id == sub)
+        {
+            if let Some(c) = self.collecting.remove(i) {
+                self.held -= c.max;
+            }
+            return true;
+        }
         let Some(subs) = self.by_conn.get_mut(&conn) else {
             return false;
         };
@@ -105,12 +146,21 @@ impl Sessions {
 
     fn count(&self, conn: ConnId) -> usize {
         self.by_conn.get(&conn).map_or(0, HashMap::len)
+            + self.collecting.iter().filter(|c| c.conn == conn).count()
     }
 
     fn close_conn(&mut self, conn: ConnId) {
         if let Some(subs) = self.by_conn.remove(&conn) {
             self.held -= subs.values().map(|s| s.set.held()).sum::<u64>();
         }
+        let held = &mut self.held;
+        self.collecting.retain(|c| {
+            let keep = c.conn != conn;
+            if !keep {
+                *held -= c.max;
+            }
+            keep
+        });
     }
 }
 
@@ -120,7 +170,12 @@ impl NegWorker {
         let mut last_sweep = Instant::now();
         let mut next_sweep = last_sweep + sweep_period(self.idle_timeout());
         loop {
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            // With collections under way, only look at the inbox between their slices.
+            let wait = if sessions.collecting.is_empty() {
+                next_sweep.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(m) => {
                     self.handle(m, &mut sessions);
@@ -129,6 +184,9 @@ impl NegWorker {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if let Some(c) = sessions.collecting.pop_front() {
+                self.collect_turn(c, &mut sessions);
             }
             if Instant::now() >= next_sweep {
                 let idle = self.idle_timeout();
@@ -170,8 +228,40 @@ impl NegWorker {
                 let room = max
                     .saturating_mul(HELD_SETS_PER_THREAD)
                     .saturating_sub(sessions.held);
-                let mut set = match self.open_set(filter, &auth, max, room) {
-                    Ok(set) => set,
+                let mut set = match self.tree_set(&filter, &auth) {
+                    Ok(Some(set)) => set,
+                    Ok(None) => {
+                        // Collected in turns (see `collect_turn`), its room reserved now.
+                        let cap = max.min(room);
+                        let snapshot = match self
+                            .shared
+                            .store
+                            .read_txn()
+                            .and_then(|t| self.shared.store.latest_lev_id(&t))
+                        {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::error!("negentropy snapshot failed: {e}");
+                                return self.err(conn, &sub_id, "error: internal error");
+                            }
+                        };
+                        let mut filter = filter;
+                        let limit = cap.saturating_add(1);
+                        filter.limit = Some(filter.limit.map_or(limit, |l| l.min(limit)));
+                        sessions.held += cap;
+                        sessions.collecting.push_back(Collecting {
+                            conn,
+                            sub_id,
+                            query: Query::new(vec![filter], u64::MAX, snapshot, now()),
+                            storage: NegentropyStorageVector::new(),
+                            items: 0,
+                            max: cap,
+                            short_of_room: room < max,
+                            auth,
+                            msg,
+                        });
+                        return;
+                    }
                     Err(reason) => return self.err(conn, &sub_id, reason),
                 };
                 if self.round(conn, &sub_id, &mut set, &msg) {
@@ -207,50 +297,123 @@ impl NegWorker {
         }
     }
 
-    /// The set a new session reconciles against, or the NEG-ERR reason it cannot have one.
-    /// A filter that is a built tree's (since/until aside) is served from the tree when this
-    /// reader may see everything in it; any other is collected by the query engine.
-    fn open_set(
+    /// A built tree serving `filter` (since/until aside) when this reader may see
+    /// everything in it; `None` when the set must be collected; the NEG-ERR reason on
+    /// failure.
+    fn tree_set(
         &self,
-        filter: Filter,
+        filter: &Filter,
         auth: &ReadAuth,
-        max_events: u64,
-        room: u64,
-    ) -> Result<SessionSet, &'static str> {
-        let internal = |what: &str, e: &dyn std::fmt::Display| {
-            log::error!("negentropy {what} failed: {e}");
-            "error: internal error"
+    ) -> Result<Option<SessionSet>, &'static str> {
+        if !auth.sees_all_of(filter) {
+            return Ok(None);
+        }
+        let store = &self.shared.store;
+        let tree = store
+            .read_txn()
+            .and_then(|txn| store.tree_for(&txn, filter))
+            .map_err(|e| {
+                log::error!("negentropy tree lookup failed: {e}");
+                "error: internal error"
+            })?;
+        Ok(tree.map(|tree| SessionSet::Tree {
+            tree,
+            filter: crate::store::negtree::tree_filter_text(filter),
+            since: filter.since,
+            until: filter.until,
+        }))
+    }
+
+    /// One turn of a collecting NEG-OPEN: a time slice of its query; then, when complete,
+    /// its first round, or its NEG-ERR; else back in line.
+    fn collect_turn(&self, mut c: Collecting, sessions: &mut Sessions) {
+        let outcome = match self.collect_slice(&mut c) {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!("[{}] negentropy query failed: {e}", c.conn);
+                sessions.held -= c.max;
+                return self.err(c.conn, &c.sub_id, "error: internal error");
+            }
         };
-        if auth.sees_all_of(&filter) {
-            let store = &self.shared.store;
-            let tree = store
-                .read_txn()
-                .and_then(|txn| store.tree_for(&txn, &filter))
-                .map_err(|e| internal("tree lookup", &e))?;
-            if let Some(tree) = tree {
-                return Ok(SessionSet::Tree {
-                    tree,
-                    filter: crate::store::negtree::tree_filter_text(&filter),
-                    since: filter.since,
-                    until: filter.until,
-                });
+        match outcome {
+            Slice::Paused => sessions.collecting.push_back(c),
+            Slice::TooMany => {
+                sessions.held -= c.max;
+                let reason = if c.short_of_room {
+                    "rate-limited: too many negentropy sessions in progress, try again later"
+                } else {
+                    "blocked: too many query results"
+                };
+                self.err(c.conn, &c.sub_id, reason);
+            }
+            Slice::Done => {
+                sessions.held -= c.max;
+                // Neither call can fail on a fresh vector sealed once.
+                let _ = c.storage.seal();
+                log::debug!("negentropy set: {} events", c.items);
+                let mut set = match Negentropy::owned(c.storage, FRAME_SIZE_LIMIT) {
+                    Ok(neg) => SessionSet::Vector {
+                        neg,
+                        items: c.items,
+                    },
+                    Err(e) => {
+                        log::error!("negentropy setup failed: {e}");
+                        return self.err(c.conn, &c.sub_id, "error: internal error");
+                    }
+                };
+                if self.round(c.conn, &c.sub_id, &mut set, &c.msg) {
+                    sessions.insert(
+                        c.conn,
+                        c.sub_id,
+                        Session {
+                            set,
+                            last_used: Instant::now(),
+                        },
+                    );
+                }
             }
         }
-        let storage = self
-            .collect(filter, max_events.min(room), auth)
-            .map_err(|e| internal("query", &e))?
-            .ok_or(if room < max_events {
-                "rate-limited: too many negentropy sessions in progress, try again later"
-            } else {
-                "blocked: too many query results"
-            })?;
-        let items = {
-            use negentropy::NegentropyStorageBase;
-            storage.size().unwrap_or(0) as u64
-        };
-        let neg =
-            Negentropy::owned(storage, FRAME_SIZE_LIMIT).map_err(|e| internal("setup", &e))?;
-        Ok(SessionSet::Vector { neg, items })
+    }
+
+    /// Adds what `c`'s filter matches (and its reader may read) to its set, for at most
+    /// one time slice, in a fresh read transaction (the query keeps its snapshot).
+    fn collect_slice(&self, c: &mut Collecting) -> crate::store::Result<Slice> {
+        let budget = Duration::from_micros(
+            self.shared
+                .config()
+                .relay
+                .query_timeslice_budget_microseconds
+                .max(100),
+        );
+        let store = &self.shared.store;
+        let txn = store.read_txn()?;
+        let start = Instant::now();
+        let mut levs = Vec::new();
+        loop {
+            levs.clear();
+            let auth = &c.auth;
+            let p = c
+                .query
+                .run_keeping(store, &txn, WORK_CHUNK, &mut levs, &|r| auth.may_read(r))?;
+            for &lev in &levs {
+                if let Some(rec) = store.record(&txn, lev)? {
+                    // Cannot fail on an unsealed vector.
+                    let _ = c
+                        .storage
+                        .insert(rec.created_at(), Id::from_byte_array(*rec.id()));
+                    c.items += 1;
+                }
+            }
+            if c.items > c.max {
+                return Ok(Slice::TooMany);
+            }
+            if p == Progress::Done {
+                return Ok(Slice::Done);
+            }
+            if start.elapsed() >= budget {
+                return Ok(Slice::Paused);
+            }
+        }
     }
 
     /// One reconcile round; false (after telling the client) if the session is over.
@@ -316,40 +479,6 @@ impl NegWorker {
                 false
             }
         }
-    }
-
-    /// The sealed (created_at, id) set of what `filter` matches and `auth` may read; `None`
-    /// when it holds more than `max` events.
-    fn collect(
-        &self,
-        mut filter: Filter,
-        max: u64,
-        auth: &ReadAuth,
-    ) -> crate::store::Result<Option<NegentropyStorageVector>> {
-        let store = &self.shared.store;
-        let txn = store.read_txn()?;
-        let snapshot = store.latest_lev_id(&txn)?;
-        let cap = max.saturating_add(1);
-        filter.limit = Some(filter.limit.map_or(cap, |l| l.min(cap)));
-        let mut query = Query::new(vec![filter], u64::MAX, snapshot, now());
-        let mut levs = Vec::new();
-        query.run_keeping(store, &txn, u64::MAX, &mut levs, &|r| auth.may_read(r))?;
-        if levs.len() as u64 > max {
-            return Ok(None);
-        }
-        let mut storage = NegentropyStorageVector::with_capacity(levs.len());
-        for lev in levs {
-            if let Some(rec) = store.record(&txn, lev)? {
-                // Neither call can fail on a fresh, unsealed vector.
-                let _ = storage.insert(rec.created_at(), Id::from_byte_array(*rec.id()));
-            }
-        }
-        let _ = storage.seal();
-        {
-            use negentropy::NegentropyStorageBase;
-            log::debug!("negentropy set: {} events", storage.size().unwrap_or(0));
-        }
-        Ok(Some(storage))
     }
 
     fn sweep(&self, sessions: &mut Sessions, timeout: Duration) {
