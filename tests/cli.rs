@@ -76,6 +76,19 @@ fn bad_files_fail_with_position_and_key() {
         text(&out.stderr)
     );
 
+    // A strfry key that does nothing in wok, set away from its default: warned about.
+    std::fs::write(&f, "events {\n  ephemeralEventsLifetimeSeconds = 60\n}\n").expect("write");
+    let out = wok(&["--config", f.to_str().expect("utf8"), "config", "check"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains(
+            "bad.conf:2: events.ephemeralEventsLifetimeSeconds has no effect in wok: ephemeral \
+             events are delivered live and never stored"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+
     std::fs::write(&f, "relay {\n  prot = 1\n}\n").expect("write");
     let out = wok(&["--config", f.to_str().expect("utf8"), "config", "check"]);
     assert!(out.status.success());

@@ -41,7 +41,7 @@ config_section! {
             reject_ephemeral_events_older_than_seconds: u64 = 60 => "rejectEphemeralEventsOlderThanSeconds", strfry, live,
                 "Refuse ephemeral events (kinds 20000-29999) older than this many seconds";
             ephemeral_events_lifetime_seconds: u64 = 300 => "ephemeralEventsLifetimeSeconds", strfry, live,
-                "Stored ephemeral events are purged once they are this many seconds old";
+                "No effect in wok, which delivers ephemeral events live and never stores them (strfry purges its stored ones after this many seconds)";
             max_num_tags: u64 = 2000 => "maxNumTags", strfry, live,
                 "Most tags a single event may carry";
             max_tag_val_size: u64 = 1024 => "maxTagValSize", strfry, live,

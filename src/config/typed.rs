@@ -21,6 +21,18 @@ pub(crate) fn from_tree(root: &Object) -> Result<(Config, Vec<String>), ConfigEr
     Ok((cfg, warnings.into_iter().map(|(_, w)| w).collect()))
 }
 
+/// Why a strfry key set away from its default does nothing in wok, if it does nothing.
+fn inert(key: &str, cfg: &Config) -> Option<&'static str> {
+    match key {
+        "events.ephemeralEventsLifetimeSeconds"
+            if cfg.events.ephemeral_events_lifetime_seconds != 300 =>
+        {
+            Some("has no effect in wok: ephemeral events are delivered live and never stored")
+        }
+        _ => None,
+    }
+}
+
 fn walk(
     obj: &Object,
     prefix: &str,
@@ -55,6 +67,12 @@ fn walk(
                 ConfigError::at(ErrorKind::Type, member.value.pos.clone(), msg).with_key(&dotted)
             })?;
             k.set(cfg, setting);
+            if let Some(why) = inert(&dotted, cfg) {
+                warnings.push((
+                    pos.clone(),
+                    format!("{}:{}: {dotted} {why}", pos.file, pos.line),
+                ));
+            }
             continue;
         }
         if sections().iter().any(|s| s.name == dotted) {

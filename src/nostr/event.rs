@@ -145,12 +145,12 @@ impl Event {
         let id = hex_field::<32>(field(0)?, "id", true)?;
         let pubkey = hex_field::<32>(field(1)?, "pubkey", true)?;
         let sig = hex_field::<64>(field(6)?, "sig", false)?;
-        let created_at = field(2)?
-            .as_u64()
-            .ok_or_else(|| Invalid::new("event created_at field was not an integer"))?;
-        let kind = field(3)?
-            .as_u64()
-            .ok_or_else(|| Invalid::new("event kind field was not an integer"))?;
+        let uint = |v: Json<'_, '_>, name: &str| {
+            v.as_u64()
+                .ok_or_else(|| Invalid::new(format!("event {name} field {}", v.not_u64_reason())))
+        };
+        let created_at = uint(field(2)?, "created_at")?;
+        let kind = uint(field(3)?, "kind")?;
         let content = field(5)?
             .as_str()
             .ok_or_else(|| Invalid::new("event content field was not a string"))?;
@@ -579,17 +579,31 @@ mod tests {
     fn strfry_reasons() {
         let base = ev_json("");
         assert_eq!(reason("[1]"), "event is not an object");
+        // strfry says "was not an integer" for all of these; the prefix is kept and the
+        // reason says what is wrong.
         assert_eq!(
             reason(&base.replace(r#""kind":1"#, r#""kind":-1"#)),
-            "event kind field was not an integer"
+            "event kind field was negative"
         );
         assert_eq!(
             reason(&base.replace(r#""kind":1"#, r#""kind":1.5"#)),
-            "event kind field was not an integer"
+            "event kind field was not a whole number"
         );
         assert_eq!(
             reason(&base.replace("1700000000", "\"1700000000\"")),
-            "event created_at field was not an integer"
+            "event created_at field was a string, not a number"
+        );
+        assert_eq!(
+            reason(&base.replace("1700000000", "-200")),
+            "event created_at field was negative"
+        );
+        assert_eq!(
+            reason(&base.replace("1700000000", "1e20")),
+            "event created_at field was out of range"
+        );
+        assert_eq!(
+            reason(&base.replace("1700000000", "null")),
+            "event created_at field was null, not a number"
         );
         assert_eq!(
             reason(&base.replace(r#""content":"hi\n""#, r#""content":1"#)),

@@ -131,9 +131,39 @@ pub fn decode(
         Some(b'[') => {}
         Some(_) => return Err(bad_msg("unparseable message")),
     }
-    match parser.parse(input, |root| decode_root(root, limits)) {
+    // Parsed from a copy (a memcpy beside the parse), so a broken message can be explained
+    // from the bytes the client sent.
+    let mut copy = std::mem::take(&mut parser.scratch);
+    copy.clear();
+    copy.extend_from_slice(input);
+    let r = parser.parse(&mut copy, |root| decode_root(root, limits));
+    if copy.capacity() <= SCRATCH_KEPT {
+        parser.scratch = copy;
+    }
+    match r {
         Ok(r) => r.map(Some),
-        Err(e) => Err(bad_msg(e)),
+        Err(e) => Err(explain(input, e)),
+    }
+}
+
+/// Largest message copy a parser keeps for the next message.
+const SCRATCH_KEPT: usize = 256 * 1024;
+
+/// The answer to a message that is not valid JSON: where it breaks (simd-json places some
+/// errors at byte 0), and an `OK` when it is an EVENT whose id can still be read.
+fn explain(input: &[u8], e: super::tape::JsonError) -> MsgError {
+    let simd = e.to_string();
+    if !simd.starts_with("invalid JSON at byte") {
+        // Depth and unicode errors already say what is wrong.
+        return bad_msg(simd);
+    }
+    let text = super::diagnose::json_error(input).unwrap_or(simd);
+    match super::diagnose::event_id(input) {
+        Some(id) => MsgError::BadEvent {
+            id,
+            reason: super::event::Invalid(text.into()),
+        },
+        None => bad_msg(text),
     }
 }
 
@@ -446,7 +476,19 @@ mod tests {
         );
         assert_eq!(
             reply("[1,"),
-            r#"["NOTICE","error: bad msg: invalid JSON at byte 2"]"#
+            r#"["NOTICE","error: bad msg: invalid JSON at byte 3: EOF while parsing a value, near `[1,`"]"#
+        );
+        // A broken EVENT whose id can be read gets its OK, with the true position (simd-json
+        // said byte 0).
+        let id = "ab".repeat(32);
+        let broken = format!("[\"EVENT\",{{\"id\":\"{id}\",\"content\":\"a\u{1}b\"}}]");
+        let at = broken.find('\u{1}').expect("control byte");
+        let r = reply(&broken);
+        assert!(
+            r.starts_with(&format!(
+                "[\"OK\",\"{id}\",false,\"invalid: invalid JSON at byte {at}: control character"
+            )),
+            "{r}"
         );
         assert_eq!(
             reply(r#"["REQ"]"#),
@@ -495,7 +537,7 @@ mod tests {
         assert_eq!(
             reply(&format!(r#"["EVENT",{bad}]"#)),
             format!(
-                r#"["OK","{}",false,"invalid: event kind field was not an integer"]"#,
+                r#"["OK","{}",false,"invalid: event kind field was a string, not a number"]"#,
                 ev.id_hex()
             )
         );

@@ -44,6 +44,22 @@ impl<'t, 'i> Json<'t, 'i> {
         }
     }
 
+    /// Why this is not what [`Json::as_u64`] takes, for error messages: "was negative",
+    /// "was not a whole number", "was out of range", "was a string, not a number", ….
+    pub fn not_u64_reason(&self) -> &'static str {
+        match self.head() {
+            Node::Static(StaticNode::I64(n)) if *n < 0 => "was negative",
+            Node::Static(StaticNode::F64(f)) if f.fract() == 0.0 && *f < 0.0 => "was negative",
+            Node::Static(StaticNode::F64(f)) if f.fract() == 0.0 => "was out of range",
+            Node::Static(StaticNode::F64(f)) if f.is_finite() => "was not a whole number",
+            Node::String(_) => "was a string, not a number",
+            Node::Static(StaticNode::Null) => "was null, not a number",
+            Node::Static(StaticNode::Bool(_)) => "was a boolean, not a number",
+            Node::Array { .. } | Node::Object { .. } => "was not a number",
+            _ => "was not an integer",
+        }
+    }
+
     pub fn as_bool(&self) -> Option<bool> {
         match self.head() {
             Node::Static(StaticNode::Bool(b)) => Some(*b),
@@ -171,6 +187,9 @@ impl std::fmt::Display for JsonError {
 pub struct JsonParser {
     buffers: Buffers,
     tape: Option<Tape<'static>>,
+    /// A copy of the message being parsed (simd-json parses in place; the caller's bytes
+    /// stay as sent, for error messages).
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl Default for JsonParser {
@@ -184,6 +203,7 @@ impl JsonParser {
         JsonParser {
             buffers: Buffers::with_max_depth(4096, MAX_DEPTH),
             tape: Some(Tape::null().reset()),
+            scratch: Vec::new(),
         }
     }
 
