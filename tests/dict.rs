@@ -407,6 +407,49 @@ fn a_relay_skips_unreadable_events_and_keeps_serving() {
     ours.stop();
 }
 
+#[test]
+fn sync_skips_and_reports_unreadable_events() {
+    let dir = db_with(&generated(200));
+    let s = Store::open(&db_path(dir.path()), &opts()).expect("store");
+    let id = compress_all(&s);
+    s.close();
+    drop_dictionary(&db_path(dir.path()), id);
+    // One readable event beside the 200 that lost their dictionary.
+    let fresh = sign(&keys(4), now(), 1, &[], "still readable");
+    let s = Store::open(&db_path(dir.path()), &opts()).expect("store");
+    s.write_batch(std::slice::from_ref(&fresh)).expect("write");
+    s.close();
+
+    let peer = TestRelay::start();
+    let out = wok(dir.path(), &["sync", &peer.url, "--dir", "up"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("uploaded 1"), "{err}");
+    // Every event the relay lacked but the fresh one lost its dictionary.
+    let have: u64 = err
+        .split("have ")
+        .nth(1)
+        .and_then(|w| w.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary");
+    let skipped: u64 = err
+        .split("warning: ")
+        .nth(1)
+        .and_then(|w| w.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a warning with the count");
+    assert!(have > 100, "{err}");
+    assert_eq!(skipped, have - 1, "{err}");
+    assert!(
+        err.contains("local events not uploaded: their payload could not be read"),
+        "{err}"
+    );
+    let mut c = peer.client();
+    let got = c.req("s", "{}");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["content"], "still readable");
+}
+
 /// The raw text of every EVENT up to EOSE for `sub`.
 fn req_texts(c: &mut common::Client, sub: &str, filter: &str) -> Vec<String> {
     c.send(&format!("[\"REQ\",\"{sub}\",{filter}]"));

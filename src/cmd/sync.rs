@@ -124,6 +124,13 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
                 "have {}, need {}, downloaded {}, uploaded {}",
                 s.have, s.need, s.downloaded, s.uploaded
             );
+            if s.up_unreadable > 0 {
+                eprintln!(
+                    "warning: {} local events not uploaded: their payload could not be read \
+                     (missing zstd dictionary or corrupt row; see the log)",
+                    s.up_unreadable
+                );
+            }
             log::info!(
                 "sync: {} rounds, {} bytes up, {} bytes down; {} downloads and {} uploads refused",
                 s.rounds,

@@ -18,7 +18,7 @@ use crate::relay::now;
 use crate::store::negtree::TreeView;
 use crate::store::query::{Progress, Query};
 use crate::store::write::Outcome;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dir {
@@ -57,6 +57,9 @@ pub struct SyncStats {
     /// verification, and uploads the relay refused.
     pub down_rejected: u64,
     pub up_rejected: u64,
+    /// Local events not sent because their payload could not be read (a missing zstd
+    /// dictionary, a corrupt row): skipped and reported, as the relay does.
+    pub up_unreadable: u64,
     pub rounds: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
@@ -303,11 +306,24 @@ impl Session<'_> {
                     .store
                     .lookup_id(&txn, &id)
                     .map_err(|e| format!("local read failed: {e}"))?;
-                let json = match lev {
-                    Some(lev) => self
-                        .store
-                        .payload(&txn, lev)
-                        .map_err(|e| format!("local read failed: {e}"))?,
+                let json = match lev.map(|lev| (lev, self.store.payload(&txn, lev))) {
+                    Some((_, Ok(json))) => json,
+                    Some((
+                        lev,
+                        Err(e @ (StoreError::MissingDictionary(_) | StoreError::Corrupt(_))),
+                    )) => {
+                        // One unreadable row must not stop the whole sync.
+                        self.stats.up_unreadable += 1;
+                        // Logged at 1, 2, 4, 8, … of them: visible without a flood.
+                        if self.stats.up_unreadable.is_power_of_two() {
+                            log::warn!(
+                                "levId {lev}: not uploaded, payload not readable ({} so far): {e}",
+                                self.stats.up_unreadable
+                            );
+                        }
+                        None
+                    }
+                    Some((_, Err(e))) => return Err(format!("local read failed: {e}")),
                     None => None,
                 };
                 // Deleted locally since the reconciliation: nothing to send.
