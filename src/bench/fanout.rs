@@ -222,9 +222,13 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
         .map_err(|_| "subscriber thread panicked")??;
     let secs = t.elapsed().as_secs_f64();
     let (mut after_ok, mut after_send) = (Vec::new(), Vec::new());
+    // A delivery can arrive before the publisher has read its OK: it counts as negative
+    // (clamping it to 0 made after-OK figures look better than they were).
+    let mut before_ok = 0usize;
     for (i, at) in &got {
         if let Some(ok) = ok_at.get(i) {
-            after_ok.push(at.saturating_duration_since(*ok).as_secs_f64() * 1e3);
+            after_ok.push(signed_ms(*at, *ok));
+            before_ok += usize::from(at < ok);
         }
         if let Some(s) = sent_at.get(i) {
             after_send.push(at.saturating_duration_since(*s).as_secs_f64() * 1e3);
@@ -236,6 +240,12 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
         "lost",
         expected.saturating_sub(got.len()) as f64,
         "events",
+    );
+    r.add(
+        "fanout",
+        "delivered_before_ok",
+        before_ok as f64,
+        "deliveries",
     );
     r.add("fanout", "after_ok_p50_ms", pct(&mut after_ok, 0.5), "ms");
     r.add("fanout", "after_ok_p99_ms", pct(&mut after_ok, 0.99), "ms");
@@ -257,7 +267,7 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
     let mut span: HashMap<u32, (f64, f64)> = HashMap::new();
     for (i, at) in &got {
         if let Some(ok) = ok_at.get(i) {
-            let ms = at.saturating_duration_since(*ok).as_secs_f64() * 1e3;
+            let ms = signed_ms(*at, *ok);
             let e = span.entry(*i).or_insert((f64::MAX, 0.0));
             e.0 = e.0.min(ms);
             e.1 = e.1.max(ms);
@@ -279,4 +289,26 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
     );
     watch.finish(r, "fanout", secs);
     Ok(())
+}
+
+/// `at - since` in milliseconds, negative when `at` came first.
+fn signed_ms(at: Instant, since: Instant) -> f64 {
+    if at >= since {
+        (at - since).as_secs_f64() * 1e3
+    } else {
+        -((since - at).as_secs_f64() * 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_before_the_ok_count_as_negative() {
+        let t = Instant::now();
+        let later = t + Duration::from_millis(3);
+        assert!((signed_ms(later, t) - 3.0).abs() < 1e-9);
+        assert!((signed_ms(t, later) + 3.0).abs() < 1e-9);
+    }
 }
