@@ -211,6 +211,52 @@ fn restricted_kinds_never_reach_live_subscribers_who_may_not_read_them() {
     );
 }
 
+#[test]
+fn a_closed_connection_does_not_lift_the_read_checks_of_others() {
+    // One thread per stage: a connection's close and a later REQ reach the monitor in the
+    // order the io thread saw them.
+    let r = TestRelay::with(|c| {
+        c.relay.num_threads.ingester = 1;
+        c.relay.num_threads.req_worker = 1;
+        c.relay.num_threads.req_monitor = 1;
+    });
+    let mut anon = r.client();
+    assert!(anon.req("live", r#"{"kinds":[1,4]}"#).is_empty());
+    let mut gone = r.client();
+    assert!(gone.req("live", r#"{"kinds":[1]}"#).is_empty());
+    // A clean close: once the relay ends the TCP connection, its close is on its way to
+    // the monitor (sent before the socket is dropped).
+    gone.ws.close(None).expect("close");
+    let end = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < end,
+            "the relay did not end the closed connection"
+        );
+        match gone.ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    // Behind the close: once this REQ is answered, the monitor has handled the close.
+    assert!(anon
+        .req("sync", &format!("{{\"ids\":[\"{}\"]}}", "0".repeat(64)))
+        .is_empty());
+    let (alice, bob) = (keys(77), keys(78));
+    let dm = sign(&alice, now(), 4, &[vec!["p", &hex_of(&bob)]], "hi bob");
+    let public = note(&alice, "public");
+    let mut w = r.client();
+    for e in [&dm, &public] {
+        assert_eq!(w.publish(e)[2], true);
+    }
+    assert_eq!(next_events(&mut anon, "live", 1), [public.id_hex()]);
+}
+
 /// An initiator with an empty set: returns the ids the relay lists for `filter`.
 fn negentropy_ids(c: &mut Client, sub: &str, filter: &str) -> BTreeSet<String> {
     let mut storage = NegentropyStorageVector::new();
@@ -358,12 +404,14 @@ fn the_replay_covers_the_gap_between_a_held_scan_and_live_exactly_once() {
             )
         })
         .collect();
+    // Committed in between too, but not matching the held REQ: never replayed to it.
+    let other = sign(&k, now(), 1, &[vec!["t", "new"]], "not held");
     let mut w = r.client();
-    for e in &new {
+    for e in new.iter().chain([&other]) {
         assert_eq!(w.publish(e)[2], true);
     }
-    let live: BTreeSet<String> = next_events(&mut probe, "probe", 3).into_iter().collect();
-    assert_eq!(live, id_set(&new));
+    let live: BTreeSet<String> = next_events(&mut probe, "probe", 4).into_iter().collect();
+    assert_eq!(live, id_set(new.iter().chain([&other])));
 
     let scanned = rest_of_scan(&mut s, "s", first);
     assert_eq!(scanned.len(), stored.len(), "the scan sent an event twice");
