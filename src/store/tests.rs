@@ -236,6 +236,15 @@ fn expiration_hides_then_purges() {
     assert_eq!(s.purge_expired(1000, 10).expect("purge"), 0);
     let txn = s.read_txn().expect("txn");
     assert_eq!(s.count(&txn).expect("count"), 1);
+    drop(txn);
+    // At most `max` per call: callers loop until a call returns less.
+    let due: Vec<Event> = (0..3)
+        .map(|i| ev(&k, 20 + i, 1, &[vec!["expiration", "2000"]], ""))
+        .collect();
+    s.write_batch(&due).expect("w");
+    assert_eq!(s.purge_expired(2000, 2).expect("purge"), 2);
+    assert_eq!(s.purge_expired(2000, 2).expect("purge"), 1);
+    assert_eq!(s.purge_expired(2000, 2).expect("purge"), 0);
 }
 
 #[test]
