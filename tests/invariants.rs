@@ -2,8 +2,9 @@
 //! against a mutation of the implementation that breaks it; see issue 22):
 //! - levIds are never reused: removing the newest event (`wok delete`) must not hide the
 //!   next event from live subscribers.
-//! - Restricted kinds never leak: not through live delivery (committed or ephemeral), not
-//!   through the replay after a scan, not through a NIP-77 set.
+//! - Restricted kinds never leak: not through live delivery (committed or ephemeral, also
+//!   after another connection closes), not through the replay after a scan, not through a
+//!   NIP-77 set, collected or served by a stored tree.
 //! - No gap, no duplicate between a REQ's scan and its live part, with the hand-over driven
 //!   deterministically (a scan held by back-pressure while the monitor moves past its
 //!   snapshot; a monitor that has not yet seen what the scan sent).
@@ -176,6 +177,9 @@ fn restricted_kinds_never_reach_live_subscribers_who_may_not_read_them() {
     let mut recipient = r.client();
     authenticate(&mut recipient, &bob);
     assert!(recipient.req("live", filter).is_empty());
+    let mut sender = r.client();
+    authenticate(&mut sender, &alice);
+    assert!(sender.req("live", filter).is_empty());
 
     let bob_hex = hex_of(&bob);
     let mut w = r.client();
@@ -194,6 +198,11 @@ fn restricted_kinds_never_reach_live_subscribers_who_may_not_read_them() {
         next_events(&mut recipient, "live", 3),
         [dm.id_hex(), wrap.id_hex(), public.id_hex()]
     );
+    // Its author may read a DM too (she is not p-tagged in it).
+    assert_eq!(
+        next_events(&mut sender, "live", 2),
+        [dm.id_hex(), public.id_hex()]
+    );
 
     // Ephemeral events: delivered by the monitors straight from the write-policy stage, in
     // the order one connection sent them.
@@ -209,6 +218,7 @@ fn restricted_kinds_never_reach_live_subscribers_who_may_not_read_them() {
         next_events(&mut recipient, "live", 2),
         [eph_wrap.id_hex(), eph_public.id_hex()]
     );
+    assert_eq!(next_events(&mut sender, "live", 1), [eph_public.id_hex()]);
 }
 
 #[test]
@@ -324,6 +334,53 @@ fn negentropy_never_lists_restricted_events_to_readers_who_may_not_read_them() {
     let mut recipient = r.client();
     authenticate(&mut recipient, &bob);
     assert_eq!(negentropy_ids(&mut recipient, "n", "{}"), id_set(&all));
+}
+
+#[test]
+fn stored_trees_serve_only_readers_who_may_see_all_of_them() {
+    let (alice, bob, carol) = (keys(79), keys(80), keys(81));
+    let t = now() - 100;
+    let notes: Vec<Event> = (0..5)
+        .map(|i| sign(&alice, t + i, 1, &[], &format!("public {i}")))
+        .collect();
+    let to_bob = sign(&alice, t + 10, 4, &[vec!["p", &hex_of(&bob)]], "hi bob");
+    let to_carol = sign(&alice, t + 11, 4, &[vec!["p", &hex_of(&carol)]], "hi carol");
+    let mut all = notes.clone();
+    all.extend([to_bob.clone(), to_carol.clone()]);
+    // maxSyncEvents 3 refuses a collected set of 5: only a tree can answer for the notes.
+    let r = TestRelay::with_store(
+        |c| {
+            c.relay.auth.service_url = SERVICE_URL.into();
+            c.relay.auth.restricted_read_kinds = "4, 1059".into();
+            c.relay.negentropy.max_sync_events = 3;
+        },
+        |s| {
+            s.write_batch(&all).expect("write");
+            for f in [r#"{"kinds":[1]}"#, r#"{"kinds":[4]}"#] {
+                let f = wok::nostr::JsonParser::new()
+                    .parse(&mut f.as_bytes().to_vec(), |v| {
+                        wok::nostr::Filter::from_json(v, 3)
+                    })
+                    .expect("json")
+                    .expect("filter");
+                let tree = s.add_tree(&f).expect("add tree");
+                s.build_tree(tree).expect("build tree");
+            }
+        },
+    );
+    // No restricted kind in the filter: the tree serves anyone.
+    let mut anon = r.client();
+    assert_eq!(
+        negentropy_ids(&mut anon, "n", r#"{"kinds":[1]}"#),
+        id_set(&notes)
+    );
+    // A DM tree holds other people's DMs: Bob's set is collected, with his alone.
+    let mut recipient = r.client();
+    authenticate(&mut recipient, &bob);
+    assert_eq!(
+        negentropy_ids(&mut recipient, "d", r#"{"kinds":[4]}"#),
+        id_set([&to_bob])
+    );
 }
 
 // ---- No gap, no duplicate between scan and live ----
