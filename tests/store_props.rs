@@ -1,6 +1,7 @@
 //! Property tests of the store on real LMDB: random event streams (replaceables with ties,
-//! deletions by e and a tags, gift wraps, expirations) written in random batches must leave
-//! exactly the live set a simple model predicts, with consistent indexes; and random filters
+//! deletions by e and a tags, gift wraps, expirations, expiration purges) written in random
+//! batches must leave exactly the live set a simple model predicts, at the levIds its counter
+//! gives, with consistent indexes; and random filters
 //! must return exactly what a brute-force scan returns, in NIP-01 order, whether the query
 //! runs in one go or pauses after every unit of work (resuming in a fresh transaction).
 
@@ -12,6 +13,7 @@ use wok::nostr::sign::Keys;
 use wok::nostr::tags::Tags;
 use wok::nostr::{hex, Event, Filter, JsonParser, Limits};
 use wok::store::query::{Progress, Query};
+use wok::store::write::Outcome;
 use wok::store::{Store, StoreOptions};
 
 const NOW: u64 = 115;
@@ -32,6 +34,8 @@ struct Spec {
     target: usize,
     expiration: Option<u64>,
     new_batch: bool,
+    /// After this event's batch, purge what has expired by `NOW` (no tombstones).
+    purge: bool,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -44,9 +48,10 @@ fn spec() -> impl Strategy<Value = Spec> {
         any::<usize>(),
         prop::option::weighted(0.15, 100..130u64),
         any::<bool>(),
+        prop::bool::weighted(0.15),
     )
         .prop_map(
-            |(author, kind, created_at, t, d, target, expiration, new_batch)| Spec {
+            |(author, kind, created_at, t, d, target, expiration, new_batch, purge)| Spec {
                 author,
                 kind,
                 created_at,
@@ -55,13 +60,22 @@ fn spec() -> impl Strategy<Value = Spec> {
                 target,
                 expiration,
                 new_batch,
+                purge,
             },
         )
 }
 
+/// What to do after writing an event: nothing, end the batch, or end it and purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Nothing,
+    Commit,
+    CommitAndPurge,
+}
+
 /// Turns specs into signed events; references point at earlier events.
-fn build(specs: &[Spec], ks: &[Keys]) -> Vec<(Event, bool)> {
-    let mut out: Vec<(Event, bool)> = Vec::new();
+fn build(specs: &[Spec], ks: &[Keys]) -> Vec<(Event, After)> {
+    let mut out: Vec<(Event, After)> = Vec::new();
     for s in specs {
         let k = &ks[s.author];
         let pk = hex::encode(&k.pubkey);
@@ -112,7 +126,12 @@ fn build(specs: &[Spec], ks: &[Keys]) -> Vec<(Event, bool)> {
                 &Limits::default(),
             )
             .expect("sign");
-        out.push((ev, s.new_batch));
+        let after = match (s.new_batch, s.purge) {
+            (_, true) => After::CommitAndPurge,
+            (true, false) => After::Commit,
+            (false, false) => After::Nothing,
+        };
+        out.push((ev, after));
     }
     out
 }
@@ -138,6 +157,19 @@ impl Model {
             if self.replace.get(&key) == Some(&lev) {
                 self.replace.remove(&key);
             }
+        }
+    }
+
+    /// The expiration purge: expired events go, leaving no tombstone.
+    fn purge(&mut self, now: u64) {
+        let due: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, e)| e.expiration.is_some_and(|x| x <= now))
+            .map(|(l, _)| *l)
+            .collect();
+        for l in due {
+            self.remove(l);
         }
     }
 
@@ -234,7 +266,7 @@ impl Model {
     }
 }
 
-fn filter_json(p: &FilterParts, events: &[(Event, bool)], ks: &[Keys]) -> String {
+fn filter_json(p: &FilterParts, events: &[(Event, After)], ks: &[Keys]) -> String {
     let (authors, kinds, t, e, since, until, limit) = p;
     let e_ref = e.map(|i| &events[i % events.len()].0);
     let (since, until, limit) = (*since, *until, *limit);
@@ -351,28 +383,44 @@ proptest! {
         let store = Store::open(dir.path(), &StoreOptions { map_size: 1 << 28, ..StoreOptions::default() }).expect("open");
         let mut model = Model::default();
         let mut batch: Vec<Event> = Vec::new();
-        for (i, (e, brk)) in events.iter().enumerate() {
+        for (i, (e, after)) in events.iter().enumerate() {
             batch.push(e.clone());
-            if *brk || i + 1 == events.len() {
-                store.write_batch(&batch).expect("write");
+            if *after != After::Nothing || i + 1 == events.len() {
+                // The store's levIds are the model's counter: never reused, even after the
+                // newest event was purged (strfry's max(levId)+1 would reuse it).
+                let outcomes = store.write_batch(&batch).expect("write");
+                let before = model.next;
                 model.apply(&batch);
+                let mut written: Vec<u64> = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        Outcome::Written(l) => Some(*l),
+                        _ => None,
+                    })
+                    .collect();
+                written.sort_unstable();
+                prop_assert_eq!(written, (before + 1..=model.next).collect::<Vec<u64>>());
                 batch.clear();
+            }
+            if *after == After::CommitAndPurge {
+                store.purge_expired(NOW, 1000).expect("purge");
+                model.purge(NOW);
             }
         }
 
         let txn = store.read_txn().expect("txn");
         let problems = store.check_consistency(&txn).expect("check");
         prop_assert!(problems.is_empty(), "{:?}", problems);
-        let mut stored: Vec<[u8; 32]> = store
+        // Every stored event sits at the levId the model gave it.
+        let stored: BTreeMap<u64, [u8; 32]> = store
             .all_lev_ids(&txn)
             .expect("levs")
             .into_iter()
-            .map(|l| *wok::nostr::EventView::id(&store.record(&txn, l).expect("r").expect("e")))
+            .map(|l| (l, *wok::nostr::EventView::id(&store.record(&txn, l).expect("r").expect("e"))))
             .collect();
-        stored.sort();
-        let mut live: Vec<[u8; 32]> = model.live.values().map(|e| e.id).collect();
-        live.sort();
+        let live: BTreeMap<u64, [u8; 32]> = model.live.iter().map(|(l, e)| (*l, e.id)).collect();
         prop_assert_eq!(stored, live);
+        prop_assert_eq!(store.latest_lev_id(&txn).expect("latest"), model.next);
         drop(txn);
 
         for parts in &fparts {

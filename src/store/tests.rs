@@ -236,6 +236,15 @@ fn expiration_hides_then_purges() {
     assert_eq!(s.purge_expired(1000, 10).expect("purge"), 0);
     let txn = s.read_txn().expect("txn");
     assert_eq!(s.count(&txn).expect("count"), 1);
+    drop(txn);
+    // At most `max` per call: callers loop until a call returns less.
+    let due: Vec<Event> = (0..3)
+        .map(|i| ev(&k, 20 + i, 1, &[vec!["expiration", "2000"]], ""))
+        .collect();
+    s.write_batch(&due).expect("w");
+    assert_eq!(s.purge_expired(2000, 2).expect("purge"), 2);
+    assert_eq!(s.purge_expired(2000, 2).expect("purge"), 1);
+    assert_eq!(s.purge_expired(2000, 2).expect("purge"), 0);
 }
 
 #[test]
@@ -256,6 +265,40 @@ fn ephemeral_is_not_stored_and_lev_ids_grow() {
         panic!("not written")
     };
     assert!(l3 > l1 + 1);
+}
+
+/// Invariant 4: removing the newest event without a tombstone (`wok delete`, the expiration
+/// purge) must not hand its levId to the next write, as strfry's `max(levId)+1` would.
+#[test]
+fn lev_ids_are_never_reused_after_the_newest_event_is_removed() {
+    let (_d, s) = temp_store();
+    let k = key(13);
+    let written = |e: &Event| match s.write_batch(&[e.clone()]).expect("w")[0] {
+        Outcome::Written(l) => l,
+        o => panic!("not written: {o:?}"),
+    };
+    let a = ev(&k, 10, 1, &[], "a");
+    let b = ev(&k, 11, 1, &[], "b");
+    let mut seen = vec![written(&a), written(&b)];
+    // `wok delete` of the newest event: no tombstone, so it can even be written again.
+    assert_eq!(s.delete_batch(&[seen[1]]).expect("delete"), 1);
+    let c = ev(&k, 12, 1, &[], "c");
+    let lc = written(&c);
+    assert!(seen.iter().all(|&l| lc > l), "{lc} reuses one of {seen:?}");
+    seen.push(lc);
+    let lb = written(&b);
+    assert!(seen.iter().all(|&l| lb > l), "{lb} reuses one of {seen:?}");
+    seen.push(lb);
+    // The purge of an expired newest event.
+    let d = ev(&k, 13, 1, &[vec!["expiration", "1000"]], "d");
+    seen.push(written(&d));
+    assert_eq!(s.purge_expired(1000, 10).expect("purge"), 1);
+    let e = ev(&k, 14, 1, &[], "e");
+    let le = written(&e);
+    assert!(seen.iter().all(|&l| le > l), "{le} reuses one of {seen:?}");
+    // Readers follow the counter: the latest levId is the one just written.
+    let txn = s.read_txn().expect("txn");
+    assert_eq!(s.latest_lev_id(&txn).expect("latest"), le);
 }
 
 #[test]
