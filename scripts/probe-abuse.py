@@ -12,7 +12,8 @@ prints one JSON line per scenario, then a table.
                  (sampled every 100 ms) and 5 s after closing them; how many connections the relay
                  closed (send error, or the socket no longer ESTABLISHED per TCP_INFO).
   tags           C connections each pipelining R REQs with one filter of V distinct `#t` values
-                 (each REQ under relay.maxWebsocketPayloadSize); EOSE vs CLOSED counts, RSS
+                 ("~" + base 36, so none matches a stored event; each REQ under the relay's
+                 maxWebsocketPayloadSize, 128 KiB); EOSE vs CLOSED counts, RSS
                  before/peak/after, a fresh small REQ's latency while they are held and right after
                  they close, relay CPU spent after closing. --tags-values takes a list: one run each.
   idle_filters   C connections x S subs x F filters {"until":1} (as many as accepted), then one
@@ -532,7 +533,7 @@ def sc_tags(relay, a, V):
     width = 1
     while 36**width < V:
         width += 1
-    vals = [b36(i, width) for i in range(V)]
+    vals = ["~" + b36(i, width) for i in range(V)]  # "~": no stored event has such a tag, no REQ returns events
     body = json.dumps({"#t": vals}, separators=(",", ":"))
     reqs = [[f'["REQ","t{c}_{i}",{body}]'.encode() for i in range(R)] for c in range(C)]
     req_bytes = max(len(r) for rs in reqs for r in rs)
@@ -557,7 +558,7 @@ def sc_tags(relay, a, V):
 
     def reader(c):
         pending = {f"t{c}_{i}" for i in range(R)}
-        for _ in range(100 * R + 1000):
+        for _ in range(600 * R + 1000):  # EVENTs too, should a REQ match stored events
             if not pending:
                 break
             try:
@@ -700,7 +701,7 @@ def sc_idle_filters(relay, a, ev_a, ev_b):
 
     def reader(c):
         pending = {f"i{c}_{i}" for i in range(S)}
-        for _ in range(100 * S + 1000):
+        for _ in range(600 * S + 1000):
             if not pending:
                 return
             try:

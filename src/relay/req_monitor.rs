@@ -168,10 +168,11 @@ impl ReqMonitor {
                 continue;
             }
             mon.matches(&rec, &mut recipients);
+            // Fail closed: a subscription without its floor and read check gets nothing.
             recipients.retain(|r| {
                 floors
                     .get(r)
-                    .is_none_or(|(floor, auth)| lev > *floor && auth.may_read(&rec))
+                    .is_some_and(|(floor, auth)| lev > *floor && auth.may_read(&rec))
             });
             if recipients.is_empty() {
                 continue;
@@ -195,7 +196,7 @@ impl ReqMonitor {
     ) {
         let mut recipients = Vec::new();
         mon.matches(ev, &mut recipients);
-        recipients.retain(|r| floors.get(r).is_none_or(|(_, auth)| auth.may_read(ev)));
+        recipients.retain(|r| floors.get(r).is_some_and(|(_, auth)| auth.may_read(ev)));
         if !recipients.is_empty() {
             self.io.send(Outbound::EventBatch {
                 json: Arc::from(ev.json()),
