@@ -219,6 +219,8 @@ fn idle(c: &mut Criterion) {
     let mut base = Monitors::new();
     base.subscribe(1, SubId::new("live").expect("sub"), vec![Filter::all()]);
     let mut flooded = Monitors::new();
+    // As the relay's monitor does before each subscription.
+    flooded.set_clock(NOW);
     flooded.subscribe(1, SubId::new("live").expect("sub"), vec![Filter::all()]);
     let t0 = Instant::now();
     for i in 0..1_000_000u64 {

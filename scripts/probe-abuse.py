@@ -9,7 +9,8 @@ prints one JSON line per scenario, then a table.
 
   garbage        C connections that never read, each sending K one-byte text frames ("x"), each of
                  which earns a NOTICE. Relay anonymous RSS (/proc/PID/status RssAnon) before, peak
-                 (sampled every 100 ms) and 5 s after closing them; how many connections the relay
+                 (sampled every 100 ms; "held" once the relay has read every sent byte and gone
+                 idle) and 5 s after closing them; how many connections the relay
                  closed (send error, or the socket no longer ESTABLISHED per TCP_INFO).
   tags           C connections each pipelining R REQs with one filter of V distinct `#t` values
                  ("~" + base 36, so none matches a stored event; each REQ under the relay's
@@ -18,9 +19,11 @@ prints one JSON line per scenario, then a table.
                  they close, relay CPU spent after closing. --tags-values takes a list: one run each.
   idle_filters   C connections x S subs x F filters {"until":1} (as many as accepted), then one
                  subscriber {"kinds":[1]} and an uploader publishing E kind-1 events (`wok gen
-                 --seed 2/3`, created in the last two days): seconds from first publish until every
+                 --seed 2, 3, ...`, created in the last two days): seconds from first publish until every
                  accepted event reached the subscriber, without the idle filters (baseline, same
-                 relay process, before they are opened) and with them.
+                 relay process, before they are opened) and with them; also to the first delivery.
+                 --idle-repeat N publishes N sets each way (medians); a delivery not complete within
+                 --delivery-timeout is reported with complete=false and the timeout as its time.
   connect_flood  N WebSocket connect + handshake + close cycles from T threads, as fast as possible;
                  growth of the relay's log (its stdout+stderr, redirected to a file) in bytes/s
                  during the flood, and in total including the 11 s after it (periodic summaries).
@@ -378,6 +381,39 @@ class RssSampler:
         return self.peak
 
 
+def tcp_queues(port):
+    """{(local port, remote port): (tx_queue, rx_queue)} of loopback TCP sockets touching port."""
+    out = {}
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in list(f)[1:]:
+                parts = line.split()
+                lp, rp = int(parts[1].split(":")[1], 16), int(parts[2].split(":")[1], 16)
+                if port in (lp, rp):
+                    tx, rx = parts[4].split(":")
+                    out[(lp, rp)] = (int(tx, 16), int(rx, 16))
+    except OSError:
+        pass
+    return out
+
+
+def wait_drained(relay, conns, max_s):
+    """Wait until every byte the clients sent has been read by the relay (client send queues and
+    the relay's receive queues empty, or the connection gone); returns seconds waited. On a busy
+    machine the relay may pause for a while, which an idle-CPU test alone mistakes for done."""
+    t0 = time.monotonic()
+    ours = [ws.sock.getsockname()[1] for ws in conns]
+    for _ in range(int(max_s / 0.1) + 1):
+        q = tcp_queues(relay.port)
+        busy = 0
+        for p in ours:
+            busy += q.get((p, relay.port), (0, 0))[0] + q.get((relay.port, p), (0, 0))[1]
+        if busy == 0 or time.monotonic() - t0 > max_s:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
 def r1(x):
     return None if x is None else round(x, 1)
 
@@ -499,6 +535,7 @@ def sc_garbage(relay, a):
     t0 = time.monotonic()
     run_threads([lambda i=i: flood(i) for i in range(C)], a.garbage_seconds + a.stall_seconds + 5)
     send_s = time.monotonic() - t0
+    drain_s = wait_drained(relay, conns, 120)
     idle_s = relay.wait_idle(60)
     states = [ws.tcp_state() for ws in conns]
     closed = sum(1 for i in range(C) if fate[i] == "send_error" or states[i] != TCP_ESTABLISHED)
@@ -513,7 +550,7 @@ def sc_garbage(relay, a):
     if "strfry_slow_client_terminations_total" in m1:
         slow = m1["strfry_slow_client_terminations_total"] - m0.get("strfry_slow_client_terminations_total", 0)
     return dict(
-        connections=C, frames_per_conn=K, frames_sent=sum(sent), send_s=round(send_s, 2), settle_s=round(idle_s, 2),
+        connections=C, frames_per_conn=K, frames_sent=sum(sent), send_s=round(send_s, 2), drain_s=round(drain_s, 2), settle_s=round(idle_s, 2),
         rss_before_mb=r1(rss0), rss_peak_mb=r1(peak), rss_peak_before_close_mb=r1(peak_held), rss_after_mb=r1(rss_after),
         closed_by_relay=closed, stalled=fate.count("stalled"), slow_client_terminations=slow,
     )
@@ -674,16 +711,20 @@ def deliver(relay, events, timeout):
             published=len(events), accepted=len(acc), refused=refused, delivered=len(delivered), complete=complete,
             ok_s=round(max((t for _, t in oks.values()), default=t0) - t0, 3),
             delivery_s=round((max(delivered) if complete and delivered else time.monotonic()) - t0, 3),
+            first_s=round(min(delivered) - t0, 3) if delivered else None,
         )
     finally:
         sub.close(polite=True)
         up.close(polite=True)
 
 
-def sc_idle_filters(relay, a, ev_a, ev_b):
+def sc_idle_filters(relay, a, sets):
     C, S, F = a.idle_conns, a.idle_subs, a.idle_filters
-    base = deliver(relay, ev_a, a.delivery_timeout)
-    log(f"  baseline: {base}")
+    n = len(sets) // 2
+    bases = []
+    for evs in sets[:n]:
+        bases.append(deliver(relay, evs, a.delivery_timeout))
+        log(f"  baseline: {bases[-1]}")
     rss0 = relay.rss_mb()
     filt = ",".join(['{"until":1}'] * F)
     conns = []
@@ -691,6 +732,10 @@ def sc_idle_filters(relay, a, ev_a, ev_b):
         conns.append(Ws(relay.port))
     eose, closed, reasons = [0] * C, [0] * C, {}
     deadline = time.monotonic() + a.idle_seconds
+    done = threading.Event()  # the readers keep reading (answering pings) until the end
+    alive = [True] * C
+    # bounded: registration, every delivery, slack
+    end = time.monotonic() + a.idle_seconds + len(sets) * (a.delivery_timeout + 70) + 120
 
     def sender(c):
         for i in range(S):
@@ -703,10 +748,11 @@ def sc_idle_filters(relay, a, ev_a, ev_b):
         pending = {f"i{c}_{i}" for i in range(S)}
         for _ in range(600 * S + 1000):
             if not pending:
-                return
+                break
             try:
                 m = conns[c].recv(deadline)
             except (OSError, WsClosed):
+                alive[c] = False
                 return
             if isinstance(m, list) and len(m) >= 2 and m[1] in pending:
                 pending.discard(m[1])
@@ -716,22 +762,60 @@ def sc_idle_filters(relay, a, ev_a, ev_b):
                     closed[c] += 1
                     why = str(m[2] if len(m) > 2 else "").split(":", 1)[0]
                     reasons[why] = reasons.get(why, 0) + 1
+        # then like a live client: read on, so the relay's pings get their pongs
+        for _ in range(int((end - time.monotonic()) / 0.5) + 2):
+            if done.is_set() or time.monotonic() > end:
+                return
+            try:
+                conns[c].recv(min(end, time.monotonic() + 0.5))
+            except socket.timeout:
+                continue
+            except (OSError, WsClosed):
+                alive[c] = False
+                return
 
     t0 = time.monotonic()
-    run_threads([lambda c=c: sender(c) for c in range(C)] + [lambda c=c: reader(c) for c in range(C)], a.idle_seconds + 10)
+    readers = [threading.Thread(target=reader, args=(c,), daemon=True) for c in range(C)]
+    for t in readers:
+        t.start()
+    run_threads([lambda c=c: sender(c) for c in range(C)], a.idle_seconds + 10)
+    for _ in range(int((a.idle_seconds + 10) / 0.05)):
+        if sum(eose) + sum(closed) >= C * S or time.monotonic() > deadline or not any(alive):
+            break
+        time.sleep(0.05)
     register_s = time.monotonic() - t0
     relay.wait_idle(60)
     rss1 = relay.rss_mb()
     log(f"  {sum(eose)} subs accepted ({sum(eose) * F} filters), {sum(closed)} refused, in {register_s:.1f} s")
-    loaded = deliver(relay, ev_b, a.delivery_timeout)
-    log(f"  loaded: {loaded}")
+    loads = []
+    for evs in sets[n:]:
+        loads.append(deliver(relay, evs, a.delivery_timeout))
+        log(f"  loaded: {loads[-1]}")
+
+    def med(runs, k):
+        vals = [r[k] for r in runs if r[k] is not None]
+        return round(statistics.median(vals), 3) if vals else None
+
+    base = dict(delivery_s=med(bases, "delivery_s"), first_s=med(bases, "first_s"), ok_s=med(bases, "ok_s"),
+                delivered=sum(r["delivered"] for r in bases), accepted=sum(r["accepted"] for r in bases),
+                refused=[r["refused"] for r in bases], complete=all(r["complete"] for r in bases))
+    loaded = dict(delivery_s=med(loads, "delivery_s"), first_s=med(loads, "first_s"), ok_s=med(loads, "ok_s"),
+                  delivered=sum(r["delivered"] for r in loads), accepted=sum(r["accepted"] for r in loads),
+                  refused=[r["refused"] for r in loads], complete=all(r["complete"] for r in loads))
+    still_open = sum(1 for c in range(C) if alive[c] and conns[c].tcp_state() == TCP_ESTABLISHED)
+    done.set()
+    for t in readers:
+        t.join(timeout=2)
     for ws in conns:
         ws.close(polite=True)
     return dict(
+        idle_conns_open_at_end=still_open,
         connections=C, subs_per_conn=S, filters_per_sub=F, subs_accepted=sum(eose), subs_refused=sum(closed),
         filters_accepted=sum(eose) * F, refused_reasons=reasons, register_s=round(register_s, 2),
         rss_before_mb=r1(rss0), rss_with_filters_mb=r1(rss1),
-        baseline_s=base["delivery_s"], loaded_s=loaded["delivery_s"],
+        repeats=n, baseline_s=base["delivery_s"], loaded_s=loaded["delivery_s"],
+        loaded_s_each=[r["delivery_s"] for r in loads], baseline_s_each=[r["delivery_s"] for r in bases],
+        baseline_first_s=base["first_s"], loaded_first_s=loaded["first_s"],
         ratio=round(loaded["delivery_s"] / base["delivery_s"], 2) if base["delivery_s"] else None,
         baseline_delivered=f'{base["delivered"]}/{base["accepted"]}', loaded_delivered=f'{loaded["delivered"]}/{loaded["accepted"]}',
         baseline_ok_s=base["ok_s"], loaded_ok_s=loaded["ok_s"], upload_refused=[base["refused"], loaded["refused"]], complete=base["complete"] and loaded["complete"],
@@ -775,17 +859,25 @@ def sc_connect_flood(relay, a):
 TABLE = {
     "garbage": ["rss_before_mb", "rss_peak_mb", "rss_after_mb", "closed_by_relay", "slow_client_terminations", "frames_sent", "send_s"],
     "tags": ["rss_before_mb", "rss_peak_mb", "rss_after_mb", "eose", "closed", "no_answer", "fresh_req_ms_held", "fresh_req_ms_after_close", "close_cpu_s"],
-    "idle_filters": ["filters_accepted", "register_s", "rss_with_filters_mb", "baseline_s", "loaded_s", "ratio", "baseline_delivered", "loaded_delivered"],
+    "idle_filters": ["filters_accepted", "idle_conns_open_at_end", "register_s", "rss_with_filters_mb", "baseline_s", "loaded_s", "ratio", "baseline_first_s", "loaded_first_s", "baseline_delivered", "loaded_delivered", "complete"],
     "connect_flood": ["ok", "cycles_per_s", "log_bytes_flood", "log_Bps_flood", "log_bytes_per_conn", "log_Bps_incl_11s", "log_lines_incl_11s"],
 }
 
 
 def median_of(vals):
     nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if all(isinstance(v, bool) for v in vals):
+        return f"{sum(vals)}/{len(vals)} true"
     if nums and len(nums) == len(vals):
         m = statistics.median(nums)
+        if isinstance(m, float) and m.is_integer() and all(isinstance(v, int) for v in nums):
+            return int(m)
         return round(m, 2) if isinstance(m, float) else m
-    return "/".join(str(v) for v in vals)
+    uniq = []
+    for v in vals:
+        if str(v) not in uniq:
+            uniq.append(str(v))
+    return " ; ".join(uniq)
 
 
 def table(rows):
@@ -800,9 +892,13 @@ def table(rows):
         if k not in keys:
             keys.append(k)
     out = []
-    head = ["scenario", "metric"] + [f"{l} (n={sum(1 for r in rows if r.get('label') == l and r['scenario'] == keys[0][0] and r.get('variant', '') == keys[0][1])})" if keys else str(l) for l in labels]
+    head = ["scenario", "metric"] + [str(l) for l in labels]
     out.append(head)
     for sc, var in keys:
+        line = [f"{sc} {var}".strip(), "runs (median of)"]
+        for l in labels:
+            line.append(str(sum(1 for r in rows if r.get("label") == l and r["scenario"] == sc and r.get("variant", "") == var and "error" not in r)))
+        out.append(line)
         for metric in TABLE.get(sc, []):
             line = [f"{sc} {var}".strip(), metric]
             for l in labels:
@@ -850,7 +946,8 @@ def main():
     p.add_argument("--idle-filters", type=int, default=200)
     p.add_argument("--idle-events", type=int, default=2000, help="events published (and delivered) per measurement")
     p.add_argument("--idle-seconds", type=float, default=120, help="deadline for opening the idle subscriptions")
-    p.add_argument("--delivery-timeout", type=float, default=120)
+    p.add_argument("--idle-repeat", type=int, default=1, help="publish this many event sets without and with the idle filters (medians)")
+    p.add_argument("--delivery-timeout", type=float, default=120, help="seconds; a delivery past it is reported incomplete")
     p.add_argument("--flood-cycles", type=int, default=3000)
     p.add_argument("--flood-threads", type=int, default=4)
     p.add_argument("--flood-seconds", type=float, default=60)
@@ -881,10 +978,9 @@ def main():
     try:
         db0 = os.path.join(work, "db0")
         make_db(wok, db0, a.events, work)
-        ev_a = ev_b = None
+        sets = []
         if "idle_filters" in only:
-            ev_a = kind1_events(wok, a.idle_events, 2, work)
-            ev_b = kind1_events(wok, a.idle_events, 3, work)
+            sets = [kind1_events(wok, a.idle_events, 2 + i, work) for i in range(2 * a.idle_repeat)]
         runs = []
         for s in only:
             if s == "tags":
@@ -893,7 +989,7 @@ def main():
             elif s == "garbage":
                 runs.append((s, "", lambda r: sc_garbage(r, a)))
             elif s == "idle_filters":
-                runs.append((s, "", lambda r: sc_idle_filters(r, a, ev_a, ev_b)))
+                runs.append((s, "", lambda r: sc_idle_filters(r, a, sets)))
             else:
                 runs.append((s, "", lambda r: sc_connect_flood(r, a)))
         for n, (s, var, fn) in enumerate(runs):

@@ -82,7 +82,7 @@ config_section! {
             max_filter_values_per_connection: u64 = 50_000 => "maxFilterValuesPerConnection", wok, live,
                 "wok only: filter values (ids, authors, kinds, tag values; at least 1 per filter) one connection's open subscriptions may hold together (0 = no limit)";
             max_filter_values_total: u64 = 5_000_000 => "maxFilterValuesTotal", wok, live,
-                "wok only: the same summed over every connection, bounding live-subscription memory (~150 bytes a value) (0 = no limit)";
+                "wok only: the same summed over every connection, bounding live-subscription memory (~150 bytes a value, ~350 an empty filter) (0 = no limit)";
             max_pending_outbound_bytes: u64 = 33_554_432 => "maxPendingOutboundBytes", strfry, live,
                 "Outgoing bytes that may pile up for one connection before it is closed as too slow (0 = no limit)";
             max_total_pending_outbound_bytes: u64 = 1_073_741_824 => "maxTotalPendingOutboundBytes", wok, live,

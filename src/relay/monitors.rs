@@ -217,6 +217,8 @@ pub struct Monitors {
     future: BTreeSet<(u64, FilterIx)>,
     /// Moves decided during a match call, applied when it ends (reused buffer).
     moves: Vec<(FilterIx, Place)>,
+    /// The relay's clock as last told (`set_clock`); 0 = not told.
+    clock: u64,
 
     /// Bumped by every `matches` call (starts at 0, so fresh slots are never "seen").
     generation: Cell<u64>,
@@ -244,7 +246,7 @@ impl Monitors {
                 until: filter.until,
                 sub,
                 time_only: time_only(&filter),
-                place: Place::Indexed,
+                place: self.first_place(&filter),
                 filter: Box::new(filter),
             });
             self.index(f);
@@ -280,6 +282,26 @@ impl Monitors {
                 filters.extend(self.take_sub(sub));
             }
             self.free_filters_of(filters);
+        }
+    }
+
+    /// Tells the index the time (the relay's clock), so new filters whose range has
+    /// already passed, or starts later, go straight to `past`/`future` instead of waiting
+    /// for an event to move them (1.2M `{"until":1}` filters cost their first event ~0.5 s).
+    /// Only a placement: results do not depend on it.
+    pub fn set_clock(&mut self, now: u64) {
+        self.clock = now;
+    }
+
+    fn first_place(&self, f: &Filter) -> Place {
+        if self.clock == 0 {
+            Place::Indexed
+        } else if f.until < self.clock {
+            Place::Past
+        } else if f.since > self.clock {
+            Place::Future
+        } else {
+            Place::Indexed
         }
     }
 
@@ -794,6 +816,7 @@ mod tests {
         Unsub(ConnId, u8),
         Close(ConnId),
         Event(usize),
+        Clock(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -803,6 +826,7 @@ mod tests {
             1 => (0..4u64, 0..4u8).prop_map(|(c, s)| Op::Unsub(c, s)),
             1 => (0..4u64).prop_map(Op::Close),
             4 => (0..36usize).prop_map(Op::Event),
+            1 => (0..40u64).prop_map(Op::Clock),
         ]
     }
 
@@ -833,6 +857,7 @@ mod tests {
                         model.retain(|(mc, _), _| *mc != c);
                         m.close_conn(c);
                     }
+                    Op::Clock(t) => m.set_clock(t),
                     Op::Event(i) => {
                         let ev = &POOL.events[i];
                         m.matches(ev, &mut out);
@@ -989,6 +1014,24 @@ mod tests {
         assert_eq!(recipients(&mut m, e30), vec![(1, sid(2))]);
         assert_eq!((m.past.len(), m.future.len()), (2, 0));
         assert!(!m.kinds.is_empty());
+        m.close_conn(1);
+        assert_eq!(m.footprint(), 0);
+    }
+
+    #[test]
+    fn a_told_clock_places_new_filters_at_once() {
+        let mut m = Monitors::new();
+        m.set_clock(25);
+        let mut old = Filter::all();
+        old.until = 15;
+        let mut later = Filter::all();
+        later.kinds = Some(vec![1]);
+        later.since = 40;
+        let now = Filter::all();
+        m.subscribe(1, sid(0), vec![old, later, now]);
+        assert_eq!((m.past.len(), m.future.len(), m.others.len()), (1, 1, 1));
+        // A backdated event still reaches the past one.
+        assert_eq!(recipients(&mut m, ev_tags(0)), vec![(1, sid(0))]);
         m.close_conn(1);
         assert_eq!(m.footprint(), 0);
     }

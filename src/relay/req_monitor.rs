@@ -95,6 +95,7 @@ impl ReqMonitor {
                     }
                 }
                 floors.insert((conn, sub_id.clone()), (snapshot, auth));
+                mon.set_clock(now());
                 mon.subscribe(conn, sub_id, filters);
             }
             MonitorMsg::Unsubscribe { conn, sub_id } => {
