@@ -2,7 +2,7 @@
 //! operators' log parsing keeps working. Command output goes to stdout, never here.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -12,6 +12,15 @@ struct StderrLogger {
 }
 
 static LOGGER: OnceLock<StderrLogger> = OnceLock::new();
+
+/// The progress bar a command is drawing on stderr, if any: log lines are written through it
+/// so they appear above the bar instead of being torn by its redraws.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Routes log lines around `bar` while it is drawn (`None` when it is gone).
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|p| p.into_inner()) = bar;
+}
 
 /// Parses `--verbosity`: strfry's (loguru's) `ERROR`, `WARN`, `INFO`, or a number
 /// (`0` = INFO, `1`+ = debug, `-1` = WARN, `-2` = ERROR); names are case-insensitive.
@@ -70,7 +79,14 @@ impl Log for StderrLogger {
             msg = r.args()
         );
         // One write per line so lines from different threads don't interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        };
+        let bar = BAR.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
     }
 
     fn flush(&self) {}
