@@ -240,6 +240,11 @@ impl Progress {
         }
     }
 
+    /// Whether a bar is being drawn (a terminal, no `--quiet`).
+    pub fn drawn(&self) -> bool {
+        self.inner.bar.is_some()
+    }
+
     pub fn items(&self) -> u64 {
         self.inner.items.load(Ordering::Relaxed)
     }

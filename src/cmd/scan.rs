@@ -65,6 +65,9 @@ pub fn run(args: &ScanArgs, g: &Globals) -> ExitCode {
             progress.finish();
             ExitCode::SUCCESS
         }
-        Err(e) => e.exit("scan"),
+        Err(e) => {
+            progress.clear();
+            e.exit("scan")
+        }
     }
 }
