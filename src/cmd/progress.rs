@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ struct Inner {
     bytes: Arc<AtomicU64>,
     bar: Option<ProgressBar>,
     /// What the bar's position follows (items unless the total is in bytes).
-    by_bytes: std::sync::atomic::AtomicBool,
+    by_bytes: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -93,14 +93,14 @@ impl Progress {
                 items,
                 bytes,
                 bar,
-                by_bytes: std::sync::atomic::AtomicBool::new(false),
+                by_bytes: AtomicBool::new(false),
             }),
         };
         if let Some(b) = &p.inner.bar {
             p.set_total(total);
             b.set_draw_target(ProgressDrawTarget::stderr());
-            // Drawn at once, not at the first tick: the user sees the command is working,
-            // and a short run still shows what it does.
+            // The first frame is drawn here: the ticker thread's could come only after a
+            // short command has finished.
             b.force_draw();
             b.enable_steady_tick(Duration::from_millis(200));
             wok::logging::set_progress_bar(Some(b.clone()));
