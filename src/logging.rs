@@ -2,7 +2,8 @@
 //! operators' log parsing keeps working. Command output goes to stdout, never here.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -12,6 +13,19 @@ struct StderrLogger {
 }
 
 static LOGGER: OnceLock<StderrLogger> = OnceLock::new();
+
+/// The progress bar a command is drawing on stderr, if any: log lines are written through it
+/// so they appear above the bar instead of being torn by its redraws.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+/// Whether `BAR` is set: the relay, which never draws one, logs without taking the lock.
+static BAR_SET: AtomicBool = AtomicBool::new(false);
+
+/// Routes log lines around `bar` while it is drawn (`None` when it is gone).
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    let mut slot = BAR.lock().unwrap_or_else(|p| p.into_inner());
+    BAR_SET.store(bar.is_some(), Ordering::Release);
+    *slot = bar;
+}
 
 /// Parses `--verbosity`: strfry's (loguru's) `ERROR`, `WARN`, `INFO`, or a number
 /// (`0` = INFO, `1`+ = debug, `-1` = WARN, `-2` = ERROR); names are case-insensitive.
@@ -70,7 +84,18 @@ impl Log for StderrLogger {
             msg = r.args()
         );
         // One write per line so lines from different threads don't interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        };
+        let bar = if BAR_SET.load(Ordering::Acquire) {
+            BAR.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        } else {
+            None
+        };
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
     }
 
     fn flush(&self) {}

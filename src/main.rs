@@ -30,6 +30,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "LEVEL", default_value = "INFO", value_parser = logging::parse_verbosity)]
     verbosity: LevelFilter,
 
+    /// No progress bars on stderr (they are drawn only when stderr is a terminal); the
+    /// one-line summary at the end is still printed
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
     let globals = cmd::Globals {
         config: cli.config,
         set: all_sets(&cli.set),
+        quiet: cli.quiet,
     };
     match &cli.command {
         Command::Config(c) => cmd::config::run(c, &globals),

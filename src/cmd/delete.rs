@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use super::progress::{Progress, Total};
 use super::util;
 use super::Globals;
 
@@ -52,29 +53,60 @@ pub fn run(args: &DeleteArgs, g: &Globals) -> ExitCode {
         return ExitCode::FAILURE;
     };
 
+    // Matching first (a spinner: the count is not known until the query ends), then the
+    // deletion, a bar over the matched events. Bytes are the stored payload sizes.
+    let what = if args.dry_run {
+        "delete --dry-run"
+    } else {
+        "delete"
+    };
+    let progress = Progress::start(g, what, "events", true, Total::Unknown);
+    progress.message("matching");
     let mut levs = Vec::new();
-    let collected = util::run_query(&store, filters, 1_000_000, |_, found| {
-        levs.extend_from_slice(found);
+    let mut sizes = Vec::new();
+    let collected = util::run_query(&store, filters, 1_000_000, |txn, found| {
+        let mut bytes = 0;
+        for &lev in found {
+            let size = store.raw_payload(txn, lev)?.map_or(0, |p| p.len() as u64);
+            levs.push(lev);
+            sizes.push(size);
+            bytes += size;
+        }
+        progress.add(found.len() as u64, bytes);
         Ok::<(), wok::store::StoreError>(())
     });
     if let Err(e) = collected {
+        progress.clear();
         eprintln!("error: delete: {e}");
         return ExitCode::FAILURE;
     }
     if args.dry_run {
         log::info!("Would delete {} events", levs.len());
+        progress.finish();
         return ExitCode::SUCCESS;
     }
-    let mut deleted = 0usize;
-    for chunk in levs.chunks(DELETE_CHUNK) {
+    progress.restart(Total::Items(levs.len() as u64));
+    progress.message("deleting");
+    for (chunk, chunk_sizes) in levs.chunks(DELETE_CHUNK).zip(sizes.chunks(DELETE_CHUNK)) {
         match store.delete_batch(chunk) {
-            Ok(n) => deleted += n,
+            Ok(n) => {
+                // Events another writer removed meanwhile are not deleted here; which ones
+                // is not reported, so their bytes are scaled out.
+                let bytes: u64 = chunk_sizes.iter().sum();
+                let bytes = bytes * n as u64 / chunk.len().max(1) as u64;
+                progress.add(n as u64, bytes);
+            }
             Err(e) => {
-                eprintln!("error: delete: {e} (after {deleted} events were deleted)");
+                progress.clear();
+                eprintln!(
+                    "error: delete: {e} (after {} events were deleted)",
+                    progress.items()
+                );
                 return ExitCode::FAILURE;
             }
         }
     }
-    log::info!("Deleted {deleted} events");
+    log::info!("Deleted {} events", progress.items());
+    progress.finish();
     ExitCode::SUCCESS
 }

@@ -1,13 +1,18 @@
 //! `wok dict stats | train | compress | decompress`: strfry's zstd-dictionary tools for the
 //! EventPayload table. Every subcommand works on the events matching `--filter` (default
 //! `{}`); rewrites commit every 10,000 events, so a long run can be stopped and resumed.
+//! strfry's output lines are kept as they are; progress and a summary line are added on
+//! stderr (`super::progress`).
 
 use std::process::ExitCode;
+
+use indicatif::HumanBytes;
 
 use wok::store::dict::{self, DictId};
 use wok::store::payload::{self, Payload};
 use wok::store::{LevId, Store, StoreError};
 
+use super::progress::{Progress, Total};
 use super::util;
 use super::Globals;
 
@@ -74,22 +79,36 @@ pub fn run(c: &DictCmd, g: &Globals) -> ExitCode {
     let Some((_cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
-    let res = matching(&store, filters).and_then(|levs| {
+    let what = match c {
+        DictCmd::Stats { .. } => "dict stats",
+        DictCmd::Train { .. } => "dict train",
+        DictCmd::Compress { .. } => "dict compress",
+        DictCmd::Decompress { .. } => "dict decompress",
+    };
+    // Matching has no known total (a spinner); each subcommand then restarts the bar over
+    // the events it reads or rewrites, counting their JSON bytes.
+    let p = Progress::start(g, what, "events", true, Total::Unknown);
+    p.message("matching");
+    let res = matching(&store, filters, &p).and_then(|levs| {
         log::info!("Filter matched {} records", levs.len());
         match c {
-            DictCmd::Stats { .. } => stats(&store, &levs),
+            DictCmd::Stats { .. } => stats(&store, &levs, &p).map(|()| String::new()),
             DictCmd::Train {
                 limit, dict_size, ..
-            } => train(&store, levs, *limit, *dict_size),
+            } => train(&store, levs, *limit, *dict_size, &p),
             DictCmd::Compress { dict_id, level, .. } => {
-                compress(&store, &levs, dict_id.unwrap_or(0), *level)
+                compress(&store, &levs, dict_id.unwrap_or(0), *level, &p)
             }
-            DictCmd::Decompress { .. } => rewrite(&store, &levs, None).map(|_| ()),
+            DictCmd::Decompress { .. } => rewrite(&store, &levs, None, &p).map(|_| String::new()),
         }
     });
     match res {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(extra) => {
+            p.finish_with(&extra);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            p.clear();
             eprintln!("error: dict: {e}");
             ExitCode::FAILURE
         }
@@ -97,17 +116,24 @@ pub fn run(c: &DictCmd, g: &Globals) -> ExitCode {
 }
 
 /// levIds of the matching events, in the query engine's order.
-fn matching(store: &Store, filters: Vec<wok::nostr::Filter>) -> Result<Vec<LevId>, String> {
+fn matching(
+    store: &Store,
+    filters: Vec<wok::nostr::Filter>,
+    p: &Progress,
+) -> Result<Vec<LevId>, String> {
     let mut levs = Vec::new();
     util::run_query(store, filters, 1_000_000, |_, found| {
         levs.extend_from_slice(found);
+        p.add(found.len() as u64, 0);
         Ok::<(), StoreError>(())
     })
     .map_err(|e| e.to_string())?;
     Ok(levs)
 }
 
-fn stats(store: &Store, levs: &[LevId]) -> Result<(), String> {
+fn stats(store: &Store, levs: &[LevId], p: &Progress) -> Result<(), String> {
+    p.restart(Total::Items(levs.len() as u64));
+    p.message("");
     let txn = store.read_txn().map_err(|e| e.to_string())?;
     // Every dictionary is listed, even one no event uses yet.
     let mut per_dict: std::collections::BTreeMap<DictId, u64> = store
@@ -126,6 +152,7 @@ fn stats(store: &Store, levs: &[LevId]) -> Result<(), String> {
             .map_err(|e| format!("levId {lev}: {e}"))?
             .map_or(0, |j| j.len() as u64);
         json_bytes += json;
+        p.add(1, json);
         match payload::parse(raw).map_err(|e| e.to_string())? {
             Payload::Raw(_) => stored_bytes += json,
             Payload::Zstd { dict, frame } => {
@@ -173,7 +200,8 @@ fn train(
     mut levs: Vec<LevId>,
     limit: Option<u64>,
     dict_size: u64,
-) -> Result<(), String> {
+    p: &Progress,
+) -> Result<String, String> {
     if levs.is_empty() {
         return Err("no events match the filter: nothing to train on".into());
     }
@@ -184,6 +212,8 @@ fn train(
             sample(&mut levs, limit);
         }
     }
+    p.restart(Total::Items(levs.len() as u64));
+    p.message("reading samples");
     let txn = store.read_txn().map_err(|e| e.to_string())?;
     let mut samples = Vec::new();
     let mut sizes = Vec::with_capacity(levs.len());
@@ -194,10 +224,12 @@ fn train(
         {
             samples.extend_from_slice(&json);
             sizes.push(json.len());
+            p.add(1, json.len() as u64);
         }
     }
     drop(txn);
     log::info!("Performing zstd training...");
+    p.message("zstd training");
     let size = usize::try_from(dict_size).unwrap_or(usize::MAX);
     let trained = dict::train(&samples, &sizes, size).map_err(|e| {
         format!(
@@ -208,7 +240,10 @@ fn train(
     let id = store.add_dictionary(&trained).map_err(|e| e.to_string())?;
     println!("Saved new dictionary, dictId = {id}");
     log::info!("dictionary {id}: {} bytes", trained.len());
-    Ok(())
+    Ok(format!(
+        ", dictionary {id} of {}",
+        HumanBytes(trained.len() as u64)
+    ))
 }
 
 /// Keeps a uniformly random `k` of `levs` (partial Fisher-Yates), seeded from the clock:
@@ -226,7 +261,13 @@ fn sample(levs: &mut Vec<LevId>, k: usize) {
     levs.truncate(k);
 }
 
-fn compress(store: &Store, levs: &[LevId], id: u64, level: i32) -> Result<(), String> {
+fn compress(
+    store: &Store,
+    levs: &[LevId],
+    id: u64,
+    level: i32,
+    p: &Progress,
+) -> Result<String, String> {
     let id = DictId::try_from(id).map_err(|_| format!("couldn't find dictId {id}"))?;
     let dict = {
         let txn = store.read_txn().map_err(|e| e.to_string())?;
@@ -238,18 +279,25 @@ fn compress(store: &Store, levs: &[LevId], id: u64, level: i32) -> Result<(), St
             Err(e) => return Err(e.to_string()),
         }
     };
-    let r = rewrite(store, levs, Some((&dict, level)))?;
+    let r = rewrite(store, levs, Some((&dict, level)), p)?;
     log::info!("Original event sizes: {}", r.json_bytes);
     log::info!("New event sizes:      {}", r.stored_bytes);
     log::info!("{} of {} events stored compressed", r.compressed, r.events);
-    Ok(())
+    Ok(format!(
+        ", {} stored compressed, now {}",
+        r.compressed,
+        HumanBytes(r.stored_bytes)
+    ))
 }
 
 fn rewrite(
     store: &Store,
     levs: &[LevId],
     to: Option<(&dict::Dictionary, i32)>,
+    p: &Progress,
 ) -> Result<dict::Recoded, String> {
+    p.restart(Total::Items(levs.len() as u64));
+    p.message("");
     let mut total = dict::Recoded::default();
     let mut done = 0usize;
     for chunk in levs.chunks(CHUNK) {
@@ -261,6 +309,7 @@ fn rewrite(
         total.compressed += r.compressed;
         total.json_bytes += r.json_bytes;
         total.stored_bytes += r.stored_bytes;
+        p.add(r.events, r.json_bytes);
         if done < levs.len() {
             log::info!("Progress: {done}/{}", levs.len());
         }

@@ -1,8 +1,10 @@
-//! `wok export`: every stored event as canonical JSONL on stdout, by created_at.
+//! `wok export`: every stored event as canonical JSONL on stdout, by created_at. Progress
+//! and the summary go to stderr only: stdout is exactly the JSONL.
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use super::progress::{Progress, Total};
 use super::util::{self, OutError};
 use super::Globals;
 
@@ -33,19 +35,26 @@ pub fn run(args: &ExportArgs, g: &Globals) -> ExitCode {
     let Some((_cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
-    match export(&store, args) {
-        Ok(n) => {
-            log::debug!("exported {n} events");
+    match export(&store, args, g) {
+        Ok(p) => {
+            p.finish();
             ExitCode::SUCCESS
         }
         Err(e) => e.exit("export"),
     }
 }
 
-fn export(store: &wok::store::Store, args: &ExportArgs) -> Result<u64, OutError> {
+fn export(store: &wok::store::Store, args: &ExportArgs, g: &Globals) -> Result<Progress, OutError> {
     let txn = store.read_txn()?;
+    // The DB's event count is the total only for a whole export; a time range has no
+    // count short of walking it.
+    let total = if args.since == 0 && args.until == u64::MAX {
+        Total::Items(store.count(&txn)?)
+    } else {
+        Total::Unknown
+    };
+    let progress = Progress::start(g, "export", "events", true, total);
     let mut out = util::stdout_writer();
-    let mut n = 0u64;
     for lev in store.by_created_at(&txn, args.since, args.until, args.reverse)? {
         let lev = lev?;
         // An index row without its payload would be corruption; skip rather than abort
@@ -55,8 +64,8 @@ fn export(store: &wok::store::Store, args: &ExportArgs) -> Result<u64, OutError>
             continue;
         };
         util::write_line(&mut out, &json)?;
-        n += 1;
+        progress.add(1, json.len() as u64 + 1);
     }
     out.flush()?;
-    Ok(n)
+    Ok(progress)
 }

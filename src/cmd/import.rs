@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,12 +24,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use indicatif::{ProgressBar, ProgressStyle};
 use wok::nostr::event::peek_id;
 use wok::nostr::{verify, Event, Invalid, JsonParser, Limits};
 use wok::store::write::Outcome;
 use wok::store::Store;
 
+use super::progress::{Progress, Total};
 use super::Globals;
 
 /// Bytes of input per chunk handed to a worker (whole lines; a chunk holds one very long
@@ -149,16 +149,22 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bar = progress_bar(&input);
+    // Bytes out of the input's size when stdin is a file, else a spinner.
+    let total = input
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(Total::Unknown, |m| Total::Bytes(m.len()));
+    let progress = Progress::start(g, "import", "lines", true, total);
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
 
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(workers * 2);
     let (done_tx, done_rx) = bounded::<Done>(DONE_QUEUE);
     let reader = {
-        let bar = bar.clone();
+        let progress = progress.clone();
         thread::Builder::new()
             .name("Reader".into())
-            .spawn(move || read_chunks(input, &chunk_tx, opts.max_line, bar.as_ref()))
+            .spawn(move || read_chunks(input, &chunk_tx, opts.max_line, &progress))
     };
     let reader = match reader {
         Ok(h) => h,
@@ -182,16 +188,14 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
     let mut w = Writer {
         store: &store,
         show_rejected: args.show_rejected,
-        bar,
+        progress: &progress,
         stats: Stats::default(),
         last_log: Instant::now(),
     };
     let batch = usize::try_from(args.write_batch).unwrap_or(usize::MAX);
     let written = w.run(&done_rx, batch);
-    if let Some(b) = &w.bar {
-        b.finish_and_clear();
-    }
     if let Err(e) = written {
+        progress.clear();
         // The reader may be blocked on stdin; exiting the process ends it.
         log::error!("import: {e}. {}", w.stats.summary());
         return ExitCode::FAILURE;
@@ -202,39 +206,15 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
     log::info!("Done. {}", w.stats.summary());
     match read {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            progress.finish();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             log::error!("import: reading stdin: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// A progress bar on stderr, only when stderr is a terminal: bytes out of the input's size
-/// when stdin is a file, else a spinner.
-fn progress_bar(input: &File) -> Option<ProgressBar> {
-    if !io::stderr().is_terminal() {
-        return None;
-    }
-    let size = input
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len());
-    let bar = match size {
-        Some(len) => ProgressBar::new(len).with_style(
-            ProgressStyle::with_template(
-                "{bar:20} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec} {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        ),
-    };
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
 }
 
 /// Reader thread: cuts the input into chunks of whole lines. A line longer than
@@ -244,7 +224,7 @@ fn read_chunks(
     mut input: File,
     tx: &Sender<Chunk>,
     max_line: usize,
-    bar: Option<&ProgressBar>,
+    progress: &Progress,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
     let mut seq = 0u64;
@@ -266,9 +246,7 @@ fn read_chunks(
     loop {
         let want = CHUNK_BYTES.saturating_sub(buf.len()).max(MIN_READ);
         let n = (&mut input).take(want as u64).read_to_end(&mut buf)?;
-        if let Some(b) = bar {
-            b.inc(n as u64);
-        }
+        progress.add(0, n as u64);
         let eof = n == 0;
 
         if let Some(skipped) = skipping {
@@ -462,7 +440,7 @@ fn strip_fried(line: &mut [u8]) -> Option<usize> {
 struct Writer<'s> {
     store: &'s Store,
     show_rejected: bool,
-    bar: Option<ProgressBar>,
+    progress: &'s Progress,
     stats: Stats,
     last_log: Instant,
 }
@@ -487,6 +465,7 @@ impl Writer<'_> {
                 if let Some(done) = reorder.remove(&next_seq) {
                     next_seq += 1;
                     self.stats.lines += done.lines;
+                    self.progress.add(done.lines, 0);
                     pending.extend(done.items);
                     continue;
                 }
@@ -535,7 +514,7 @@ impl Writer<'_> {
                     self.stats.rejected += 1;
                     if self.show_rejected {
                         let msg = format!("Rejected event {}: {}", ev.id_hex(), o.ok_reply().1);
-                        self.say(|| log::info!("{msg}"));
+                        log::info!("{msg}");
                     }
                 }
             }
@@ -547,16 +526,14 @@ impl Writer<'_> {
             self.stats.summary()
         );
         events.clear();
-        match &self.bar {
-            Some(b) => b.set_message(format!(
+        if self.progress.drawn() {
+            self.progress.message(format!(
                 "{} added, {} rejected, {} duplicates",
                 self.stats.added, self.stats.rejected, self.stats.dups
-            )),
-            None if self.last_log.elapsed() >= LOG_EVERY => {
-                self.last_log = Instant::now();
-                log::info!("{}", self.stats.summary());
-            }
-            None => {}
+            ));
+        } else if self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = Instant::now();
+            log::info!("{}", self.stats.summary());
         }
         Ok(())
     }
@@ -565,21 +542,13 @@ impl Writer<'_> {
         self.stats.rejected += 1;
         if r.always {
             let msg = format!("line {}: {}", r.line, r.reason);
-            self.say(|| log::warn!("{msg}"));
+            log::warn!("{msg}");
         } else if self.show_rejected {
             let msg = match &r.id {
                 Some(id) => format!("Rejected event {id}: {}", r.reason),
                 None => format!("Rejected event on line {}: {}", r.line, r.reason),
             };
-            self.say(|| log::info!("{msg}"));
-        }
-    }
-
-    /// Logs without tearing the progress bar.
-    fn say(&self, f: impl FnOnce()) {
-        match &self.bar {
-            Some(b) => b.suspend(f),
-            None => f(),
+            log::info!("{msg}");
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod gen;
 pub mod import;
 pub mod info;
 pub mod negentropy;
+pub mod progress;
 pub mod relay;
 pub mod router;
 pub mod scan;
@@ -21,11 +22,13 @@ mod util;
 
 use std::path::PathBuf;
 
-/// The global flags every command shares (strfry's `--config`, `--set`).
+/// The global flags every command shares (strfry's `--config`, `--set`; wok's `--quiet`).
 #[derive(Debug, Clone, Default)]
 pub struct Globals {
     pub config: Option<PathBuf>,
     pub set: Vec<String>,
+    /// No progress bars, even on a terminal (summary lines are still printed).
+    pub quiet: bool,
 }
 
 impl Globals {

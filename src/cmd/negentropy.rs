@@ -6,8 +6,9 @@
 use std::process::ExitCode;
 
 use wok::nostr::hex;
-use wok::store::negtree;
+use wok::store::negtree::{self, BuildStep};
 
+use super::progress::{Progress, Total};
 use super::util;
 use super::Globals;
 
@@ -86,13 +87,43 @@ pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        NegentropyCmd::Build { tree } => match store.build_tree(*tree) {
-            Ok(n) => {
-                println!("built tree {tree}: {n} events");
-                ExitCode::SUCCESS
+        NegentropyCmd::Build { tree } => {
+            // A bar over the stored events read, then over the tree rows written.
+            let p = Progress::start(g, "negentropy build", "events", false, Total::Unknown);
+            let (mut scanned, mut phase) = (0, 0);
+            let mut step = |s: BuildStep| match s {
+                BuildStep::Scanned { done, total } => {
+                    if phase == 0 {
+                        phase = 1;
+                        p.set_total(Total::Items(total));
+                        p.message("reading events");
+                    }
+                    scanned = done;
+                    p.set(done, 0);
+                }
+                BuildStep::Written { done, total } => {
+                    if phase == 1 {
+                        phase = 2;
+                        p.restart(Total::Items(total));
+                        p.message("writing the tree");
+                    }
+                    p.set(done, 0);
+                }
+                BuildStep::Committing => p.message("committing"),
+            };
+            match store.build_tree_with(*tree, &mut step) {
+                Ok(n) => {
+                    println!("built tree {tree}: {n} events");
+                    p.set(n, 0);
+                    p.finish_with(&format!(" of {scanned} read, into tree {tree}"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    p.clear();
+                    fail(e.to_string())
+                }
             }
-            Err(e) => fail(e.to_string()),
-        },
+        }
         NegentropyCmd::Remove { tree } => match store.remove_tree(*tree) {
             Ok(true) => {
                 println!("removed tree {tree}");

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use super::progress::{Progress, Total};
 use super::util::{self, OutError};
 use super::Globals;
 
@@ -33,31 +34,40 @@ pub fn run(args: &ScanArgs, g: &Globals) -> ExitCode {
     let Some((_cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
+    // A query's result size is not known until it has run: a spinner. --count reads no
+    // payloads, so it has no bytes to count.
+    let what = if args.count { "scan --count" } else { "scan" };
+    let progress = Progress::start(g, what, "events", !args.count, Total::Unknown);
     let mut out = util::stdout_writer();
-    let mut n = 0u64;
     let res = util::run_query(&store, filters, args.pause, |txn, levs| {
         if args.count {
-            n += levs.len() as u64;
+            progress.add(levs.len() as u64, 0);
             return Ok(());
         }
         for &lev in levs {
             // Deleted between slices: the engine skips those it sees; this covers the rest.
             if let Some(json) = store.payload(txn, lev)? {
                 util::write_line(&mut out, &json)?;
-                n += 1;
+                progress.add(1, json.len() as u64 + 1);
             }
         }
         Ok::<(), OutError>(())
     });
     let res = res.and_then(|()| {
         if args.count {
-            writeln!(out, "{n}")?;
+            writeln!(out, "{}", progress.items())?;
         }
         out.flush()?;
         Ok(())
     });
     match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => e.exit("scan"),
+        Ok(()) => {
+            progress.finish();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            progress.clear();
+            e.exit("scan")
+        }
     }
 }

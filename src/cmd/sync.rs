@@ -3,15 +3,15 @@
 //! to `both` (its README says down), and a `both` nobody asked for uploads a whole local
 //! database to someone else's relay. Uploading is something to ask for.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use wok::mesh::sync::{self, Dir, SyncOptions};
 use wok::mesh::ws::WsClient;
 use wok::nostr::hex;
 
+use super::progress::{Progress, Total};
 use super::util;
 use super::Globals;
 
@@ -64,9 +64,16 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
     let max_message = to_usize(
         (args.frame_size_limit.max(500_000) * 2 + 1024).max(cfg.events.max_event_size * 4),
     );
+    // How much there is to move is known only as the rounds go: a spinner. Items are the
+    // events moved either way, bytes the WebSocket bytes both ways.
+    let progress = Progress::start(g, "sync", "events", true, Total::Unknown);
+    progress.message(format!("connecting to {}", args.url));
     let mut ws = match WsClient::connect(&args.url, max_message) {
         Ok(ws) => ws,
-        Err(e) => return fail(e),
+        Err(e) => {
+            progress.clear();
+            return fail(e);
+        }
     };
     let opts = SyncOptions {
         dir: if args.print_missing {
@@ -84,15 +91,6 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
         source_type: "Sync",
         url: args.url.clone(),
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        b.enable_steady_tick(Duration::from_millis(200));
-        b
-    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = sync::run(
@@ -100,12 +98,11 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
         &mut ws,
         &opts,
         |s| {
-            if let Some(b) = &bar {
-                b.set_message(format!(
-                    "round {}: have {}, need {}, downloaded {}, uploaded {}",
-                    s.rounds, s.have, s.need, s.downloaded, s.uploaded
-                ));
-            }
+            progress.set(s.downloaded + s.uploaded, s.bytes_up + s.bytes_down);
+            progress.message(format!(
+                "round {}: have {}, need {}, down {}, up {}",
+                s.rounds, s.have, s.need, s.downloaded, s.uploaded
+            ));
         },
         |what, id| {
             if args.print_missing {
@@ -114,9 +111,7 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
         },
     );
     let _ = out.flush();
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    progress.clear();
     ws.close();
     match result {
         Ok(s) => {
@@ -139,6 +134,8 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
                 s.down_rejected,
                 s.up_rejected
             );
+            progress.set(s.downloaded + s.uploaded, s.bytes_up + s.bytes_down);
+            progress.finish();
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

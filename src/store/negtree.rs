@@ -138,6 +138,17 @@ fn write_agg(a: &Agg) -> [u8; 40] {
     v
 }
 
+/// How far `Store::build_tree_with` has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStep {
+    /// Stored events read, of the DB's count.
+    Scanned { done: u64, total: u64 },
+    /// The tree's item rows written, of those that matched.
+    Written { done: u64, total: u64 },
+    /// Committing the write transaction.
+    Committing,
+}
+
 /// One change to a tree, recorded during a write batch and applied at its end.
 #[derive(Clone, Copy)]
 pub(crate) struct TreeOp {
@@ -312,13 +323,27 @@ impl Store {
     /// Fills `tree` with every stored event its filter matches, in one write transaction
     /// (so it is exact when it commits), and marks it built. Returns its size.
     pub fn build_tree(&self, tree: TreeId) -> Result<u64> {
+        self.build_tree_with(tree, &mut |_| {})
+    }
+
+    /// `build_tree`, telling `progress` how far it has got (every few thousand events, for
+    /// `wok negentropy build`'s bar).
+    pub fn build_tree_with(
+        &self,
+        tree: TreeId,
+        progress: &mut dyn FnMut(BuildStep),
+    ) -> Result<u64> {
+        /// Events read, or item rows written, between two `progress` calls.
+        const STEP: usize = 4096;
         let mut txn = self.write_txn()?;
         let Some((_, _, filter)) = self.trees(&txn)?.into_iter().find(|(id, _, _)| *id == tree)
         else {
             return Err(super::StoreError::Corrupt(format!("no tree {tree}")));
         };
         self.clear_tree(&mut txn, tree)?;
+        let total = self.t.event.len(&txn)?;
         let mut ops = Vec::new();
+        let mut scanned = 0u64;
         for row in self.t.event.iter(&txn)? {
             let (_, v) = row?;
             let rec = super::Record::read(v)?;
@@ -331,12 +356,34 @@ impl Store {
                     add: true,
                 });
             }
+            scanned += 1;
+            if scanned % STEP as u64 == 0 {
+                progress(BuildStep::Scanned {
+                    done: scanned,
+                    total,
+                });
+            }
         }
+        progress(BuildStep::Scanned {
+            done: scanned,
+            total,
+        });
         let n = ops.len() as u64;
-        self.apply_tree_ops(&mut txn, &ops)?;
+        // In pieces only to report progress: each piece adds its items and aggregate deltas
+        // to what the earlier ones wrote, so the result is the same as one call.
+        let mut written = 0u64;
+        for piece in ops.chunks(STEP) {
+            self.apply_tree_ops(&mut txn, piece)?;
+            written += piece.len() as u64;
+            progress(BuildStep::Written {
+                done: written,
+                total: n,
+            });
+        }
         self.t
             .negentropy_tree
             .put(&mut txn, &built_key(tree), &[])?;
+        progress(BuildStep::Committing);
         txn.commit()?;
         Ok(n)
     }
