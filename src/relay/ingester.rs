@@ -10,7 +10,7 @@ use crossbeam_channel::Receiver;
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
-use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg};
+use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg, Ticket};
 use super::policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
@@ -47,9 +47,13 @@ impl Ingester {
             let txn = self.shared.store.read_txn().ok();
             for m in std::iter::once(first).chain(self.rx.try_iter()) {
                 match m {
-                    IngesterMsg::Text { conn, mut text } => {
+                    IngesterMsg::Text {
+                        conn,
+                        mut text,
+                        ticket,
+                    } => {
                         let s = sessions.entry(conn).or_default();
-                        self.handle(conn, s, &mut text, &mut parser, txn.as_deref());
+                        self.handle(conn, s, &mut text, ticket, &mut parser, txn.as_deref());
                     }
                     IngesterMsg::Connected { conn, ip } => {
                         sessions.insert(
@@ -138,9 +142,12 @@ impl Ingester {
         conn: ConnId,
         s: &mut Session,
         text: &mut [u8],
+        ticket: Ticket,
         parser: &mut JsonParser,
         txn: Option<&RoTxn>,
     ) {
+        // `ticket` goes on with the message when another stage finishes it; otherwise it is
+        // dropped here, after the answer is queued.
         let cfg = self.shared.config();
         let msg = match decode(text, parser, &self.shared.decode_limits(&cfg)) {
             Ok(Some(m)) => m,
@@ -153,7 +160,7 @@ impl Ingester {
         match msg {
             ClientMsg::Event(ev) => {
                 self.shared.metrics.client_message("EVENT");
-                self.event(conn, s, &cfg, ev, txn);
+                self.event(conn, s, &cfg, ev, ticket, txn);
             }
             ClientMsg::Req { sub_id, filters } => {
                 self.shared.metrics.client_message("REQ");
@@ -167,6 +174,7 @@ impl Ingester {
                         sub_id,
                         filters,
                         auth,
+                        ticket,
                     },
                 );
             }
@@ -196,12 +204,20 @@ impl Ingester {
                         sub_id,
                         filters,
                         auth,
+                        ticket,
                     },
                 );
             }
             ClientMsg::Close { sub_id } => {
                 self.shared.metrics.client_message("CLOSE");
-                self.reqs.dispatch(conn, ReqMsg::Close { conn, sub_id });
+                self.reqs.dispatch(
+                    conn,
+                    ReqMsg::Close {
+                        conn,
+                        sub_id,
+                        ticket,
+                    },
+                );
             }
             ClientMsg::Auth(ev) => {
                 self.shared.metrics.client_message("AUTH");
@@ -267,16 +283,32 @@ impl Ingester {
                         filter,
                         msg,
                         auth,
+                        ticket,
                     },
                 );
             }
             ClientMsg::NegMsg { sub_id, msg } => {
                 self.shared.metrics.client_message("NEG-MSG");
-                self.negs.dispatch(conn, NegMsg::Msg { conn, sub_id, msg });
+                self.negs.dispatch(
+                    conn,
+                    NegMsg::Msg {
+                        conn,
+                        sub_id,
+                        msg,
+                        ticket,
+                    },
+                );
             }
             ClientMsg::NegClose { sub_id } => {
                 self.shared.metrics.client_message("NEG-CLOSE");
-                self.negs.dispatch(conn, NegMsg::Close { conn, sub_id });
+                self.negs.dispatch(
+                    conn,
+                    NegMsg::Close {
+                        conn,
+                        sub_id,
+                        ticket,
+                    },
+                );
             }
         }
     }
@@ -287,6 +319,7 @@ impl Ingester {
         s: &mut Session,
         cfg: &Config,
         ev: Box<Event>,
+        ticket: Ticket,
         txn: Option<&RoTxn>,
     ) {
         let refuse = |reason: &str| {
@@ -347,6 +380,7 @@ impl Ingester {
                 event: ev,
                 ip: s.ip,
                 authed: s.authed,
+                ticket,
             },
         );
     }

@@ -19,7 +19,7 @@ use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::log_budget::LogBudget;
 use super::metrics::Metrics;
-use super::msg::{ConnId, Framed, IngesterMsg, Outbound, Pool};
+use super::msg::{ConnId, Framed, InFlight, IngesterMsg, Outbound, Pool};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -51,6 +51,22 @@ pub struct IoConfig {
     pub compression: bool,
     /// `relay.compression.slidingWindow`: keep deflate windows across messages.
     pub sliding_window: bool,
+    /// `relay.maxMessagesInFlightPerConnection` and `…BytesInFlight…` (0 = no limit).
+    pub max_inflight_msgs: u64,
+    pub max_inflight_bytes: u64,
+}
+
+impl IoConfig {
+    /// May a connection with `f` in flight hand over one more message of `len` bytes? One
+    /// message is always let through, so a message larger than the byte limit still goes.
+    fn may_take(&self, f: &InFlight, len: usize) -> bool {
+        let msgs = f.msgs.load(Ordering::Acquire) as u64;
+        let bytes = f.bytes.load(Ordering::Acquire) as u64;
+        (self.max_inflight_msgs == 0 || msgs < self.max_inflight_msgs)
+            && (self.max_inflight_bytes == 0
+                || msgs == 0
+                || bytes + len as u64 <= self.max_inflight_bytes)
+    }
 }
 
 /// A WebSocket connection's socket and framing state.
@@ -123,9 +139,13 @@ struct Conn {
     pinged: bool,
     /// When we started closing: the peer gets a short grace to answer, then it is dropped.
     closing_since: Option<Instant>,
-    /// A message read but not yet accepted by a full ingester inbox; reading this
-    /// connection resumes once it is delivered.
-    stalled: Option<IngesterMsg>,
+    /// A message read but not yet handed over, because the connection is at its in-flight
+    /// limit or its ingester's inbox is full; reading resumes once it is delivered.
+    stalled: Option<Vec<u8>>,
+    /// Its messages read and not yet finished by the stages (see `msg::Ticket`).
+    inflight: Arc<InFlight>,
+    /// Held at the in-flight limit (counted once per pause in `read_pauses`).
+    paused: bool,
     /// Its read budget ran out with input left: read again on the next turn.
     more_to_read: bool,
     closing: bool,
@@ -344,6 +364,8 @@ impl Io {
                 self.cfg.max_total_pending =
                     usize::try_from(cfg.relay.max_total_pending_outbound_bytes)
                         .unwrap_or(usize::MAX);
+                self.cfg.max_inflight_msgs = cfg.relay.max_messages_in_flight_per_connection;
+                self.cfg.max_inflight_bytes = cfg.relay.max_bytes_in_flight_per_connection;
                 self.tick(&mut conns);
             }
             // Forgotten connections (dropped this turn) free their encoders promptly.
@@ -395,6 +417,8 @@ impl Io {
                             pinged: false,
                             closing_since: None,
                             stalled: None,
+                            inflight: InFlight::new(self.metrics.clone()),
+                            paused: false,
                             more_to_read: false,
                             closing: false,
                         },
@@ -486,10 +510,11 @@ impl Io {
                 }
             }
         }
-        // A message the ingester had no room for: deliver it before reading more.
-        if let Some(m) = c.stalled.take() {
-            if let Err(m) = self.ingesters.try_dispatch(id, m) {
-                c.stalled = Some(m);
+        // A message held back (in-flight limit or full ingester): deliver it before
+        // reading more.
+        if let Some(text) = c.stalled.take() {
+            if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, text) {
+                c.stalled = Some(text);
                 return;
             }
         }
@@ -536,11 +561,8 @@ impl Io {
                     // A connection we are closing is read only to drain it.
                     if !c.closing {
                         // A flooding client waits in its own socket buffer; others go on.
-                        if let Err(m) = self
-                            .ingesters
-                            .try_dispatch(id, IngesterMsg::Text { conn: id, text })
-                        {
-                            c.stalled = Some(m);
+                        if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, text) {
+                            c.stalled = Some(text);
                             break;
                         }
                     }
@@ -609,6 +631,41 @@ impl Io {
         }
         for m in replies {
             self.enqueue(id, c, m, false);
+        }
+    }
+
+    /// Hands one client message to the connection's ingester with its place in flight, or
+    /// gives it back when the connection is at its in-flight limit or the ingester's inbox
+    /// is full: the caller then stops reading the connection (TCP slows the sender) and
+    /// retries every millisecond.
+    fn deliver(
+        &self,
+        id: ConnId,
+        inflight: &Arc<InFlight>,
+        paused: &mut bool,
+        text: Vec<u8>,
+    ) -> Result<(), Vec<u8>> {
+        if !self.cfg.may_take(inflight, text.len()) {
+            if !*paused {
+                *paused = true;
+                self.metrics.read_pauses.inc();
+            }
+            return Err(text);
+        }
+        *paused = false;
+        let ticket = inflight.ticket(text.len());
+        match self.ingesters.try_dispatch(
+            id,
+            IngesterMsg::Text {
+                conn: id,
+                text,
+                ticket,
+            },
+        ) {
+            Ok(()) => Ok(()),
+            // Its ticket is dropped with the wrapper: the count goes back down.
+            Err(IngesterMsg::Text { text, .. }) => Err(text),
+            Err(_) => Ok(()),
         }
     }
 

@@ -30,6 +30,9 @@ impl Gauge {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -65,6 +68,13 @@ pub struct Metrics {
     pub auth_success: Counter,
     pub auth_failure: Counter,
     pub authenticated: Gauge,
+    /// Client messages read and not yet finished, all connections together (see
+    /// `msg::Ticket`), and their bytes.
+    pub inflight_messages: Gauge,
+    pub inflight_bytes: Gauge,
+    /// Times a connection stopped being read because its messages in flight were at the
+    /// per-connection limit.
+    pub read_pauses: Counter,
     /// `nostr_client_messages_total{verb}`, indexed like `CLIENT_VERBS`.
     client: [Counter; 8],
     /// `nostr_relay_messages_total{verb}`, indexed like `RELAY_VERBS`.
@@ -170,6 +180,15 @@ impl Metrics {
         line(
             "wok_write_commit_microseconds_total",
             self.commit_time_us.get().to_string(),
+        );
+        line(
+            "wok_inflight_messages",
+            self.inflight_messages.get().to_string(),
+        );
+        line("wok_inflight_bytes", self.inflight_bytes.get().to_string());
+        line(
+            "wok_conn_read_pauses_total",
+            self.read_pauses.get().to_string(),
         );
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(

@@ -155,6 +155,9 @@ impl NegWorker {
                 filter,
                 msg,
                 auth,
+                // Held to the end of the arm: the message leaves the count in flight once
+                // its answer is queued.
+                ticket: _done,
             } => {
                 // NIP-77: opening an open id closes the old session first.
                 sessions.remove(conn, &sub_id);
@@ -185,7 +188,12 @@ impl NegWorker {
                     );
                 }
             }
-            NegMsg::Msg { conn, sub_id, msg } => {
+            NegMsg::Msg {
+                conn,
+                sub_id,
+                msg,
+                ticket: _done,
+            } => {
                 let Some(s) = sessions
                     .by_conn
                     .get_mut(&conn)
@@ -198,7 +206,11 @@ impl NegWorker {
                     sessions.remove(conn, &sub_id);
                 }
             }
-            NegMsg::Close { conn, sub_id } => {
+            NegMsg::Close {
+                conn,
+                sub_id,
+                ticket: _done,
+            } => {
                 sessions.remove(conn, &sub_id);
             }
             NegMsg::ConnClosed { conn } => {

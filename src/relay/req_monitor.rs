@@ -84,6 +84,7 @@ impl ReqMonitor {
                 filters,
                 snapshot,
                 auth,
+                ticket,
             } => {
                 let mut out = Vec::with_capacity(32 + sub_id.as_str().len());
                 message::eose(&mut out, &sub_id);
@@ -96,6 +97,8 @@ impl ReqMonitor {
                 }
                 floors.insert((conn, sub_id.clone()), (snapshot, auth));
                 mon.subscribe(conn, sub_id, filters);
+                // EOSE and the replay are queued: the REQ is finished.
+                drop(ticket);
             }
             MonitorMsg::Unsubscribe { conn, sub_id } => {
                 mon.unsubscribe(conn, &sub_id);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::auth::ReadAuth;
-use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg};
+use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::{now, Shared};
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
@@ -45,6 +45,9 @@ struct Running {
     auth: ReadAuth,
     /// The connection's pending outbound bytes (back-pressure).
     outbound: Option<Arc<AtomicUsize>>,
+    /// The REQ's place in its connection's count in flight, handed to the monitor with the
+    /// subscription (or dropped with a COUNT's answer, or when replaced or closed).
+    ticket: Ticket,
 }
 
 impl Running {
@@ -113,6 +116,7 @@ impl ReqWorker {
                 sub_id,
                 filters,
                 auth,
+                ticket,
             } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
                 let open = subs.entry(conn).or_default();
@@ -144,20 +148,18 @@ impl ReqWorker {
                     );
                 }
                 open.insert(sub_id.clone(), values);
-                self.start(
-                    running,
-                    conn,
-                    sub_id,
-                    filters,
-                    auth,
-                    Mode::Req(cfg.relay.max_filter_limit),
-                );
+                let mode = Mode::Req(cfg.relay.max_filter_limit);
+                // New queries go first: they preempt scans that already had a slice.
+                if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {
+                    running.push_front(r);
+                }
             }
             ReqMsg::Count {
                 conn,
                 sub_id,
                 filters,
                 auth,
+                ticket,
             } => {
                 // A running COUNT takes a slot too, so COUNTs cannot flood a worker.
                 let counting = running
@@ -172,9 +174,16 @@ impl ReqWorker {
                     return;
                 }
                 let cap = cfg.relay.max_filter_limit_count.saturating_add(1);
-                self.start(running, conn, sub_id, filters, auth, Mode::Count(cap));
+                let mode = Mode::Count(cap);
+                if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {
+                    running.push_front(r);
+                }
             }
-            ReqMsg::Close { conn, sub_id } => {
+            ReqMsg::Close {
+                conn,
+                sub_id,
+                ticket: _done,
+            } => {
                 running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
                 self.release(subs, conn, &sub_id);
                 self.monitors
@@ -246,15 +255,16 @@ impl ReqWorker {
                 });
     }
 
+    /// A new query, with the snapshot it scans up to; `None` (CLOSED sent) on a DB error.
     fn start(
         &self,
-        running: &mut VecDeque<Running>,
         conn: ConnId,
         sub_id: SubId,
         filters: Vec<Filter>,
         auth: ReadAuth,
         mode: Mode,
-    ) {
+        ticket: Ticket,
+    ) -> Option<Running> {
         let (cap, count) = match mode {
             Mode::Req(cap) => (cap, None),
             Mode::Count(cap) => (cap, Some(0)),
@@ -271,7 +281,7 @@ impl ReqWorker {
                 let mut out = Vec::new();
                 message::closed(&mut out, sub_id.as_str(), "error: internal error");
                 self.io.text(conn, out);
-                return;
+                return None;
             }
         };
         // Pause every few events so back-pressure is checked often (see `slice`).
@@ -282,8 +292,7 @@ impl ReqWorker {
             .lock()
             .ok()
             .and_then(|m| m.get(&conn).cloned());
-        // New queries go first: they preempt scans that already had a slice.
-        running.push_front(Running {
+        Some(Running {
             conn,
             sub_id,
             filters,
@@ -292,7 +301,8 @@ impl ReqWorker {
             count,
             auth,
             outbound,
-        });
+            ticket,
+        })
     }
 
     /// Above this many pending outbound bytes a connection's scans pause (they resume as
@@ -376,6 +386,7 @@ impl ReqWorker {
                         filters: r.filters,
                         snapshot: r.snapshot,
                         auth: r.auth,
+                        ticket: r.ticket,
                     },
                 );
             }

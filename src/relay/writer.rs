@@ -46,8 +46,14 @@ impl Writer {
             };
             let mut batch = vec![first];
             batch.extend(self.rx.try_iter().take(MAX_BATCH - 1));
-            let (conns, events): (Vec<u64>, Vec<Event>) =
-                batch.into_iter().map(|m| (m.conn, *m.event)).unzip();
+            let mut tickets = Vec::with_capacity(batch.len());
+            let (conns, events): (Vec<u64>, Vec<Event>) = batch
+                .into_iter()
+                .map(|m| {
+                    tickets.push(m.ticket);
+                    (m.conn, *m.event)
+                })
+                .unzip();
             let m = &self.shared.metrics;
             let t = Instant::now();
             let result = self.write(&events);
@@ -84,6 +90,8 @@ impl Writer {
                     }
                 }
             }
+            // Every OK is queued: the events leave their connections' counts in flight.
+            drop(tickets);
         }
     }
 
