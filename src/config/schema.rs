@@ -480,7 +480,16 @@ mod tests {
             .collect();
         assert_eq!(
             wok,
-            ["events.compression", "relay.negentropy.idleTimeoutSeconds"]
+            [
+                "events.compression",
+                "relay.maxFilterValues",
+                "relay.maxFilterValuesPerConnection",
+                "relay.maxFilterValuesTotal",
+                "relay.maxTotalPendingOutboundBytes",
+                "relay.maxMessagesInFlightPerConnection",
+                "relay.maxBytesInFlightPerConnection",
+                "relay.negentropy.idleTimeoutSeconds",
+            ]
         );
     }
 }

@@ -10,6 +10,7 @@ use crossbeam_channel::Receiver;
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
+use super::fair::Turns;
 use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg, Ticket};
 use super::policy::PolicyMsg;
 use super::{now, Shared};
@@ -17,6 +18,17 @@ use crate::config::Config;
 use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
 use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
+
+/// Messages checked for duplicates under one read transaction before a fresh one is begun.
+const TXN_MESSAGES: usize = 1024;
+
+fn conn_of(m: &IngesterMsg) -> ConnId {
+    match m {
+        IngesterMsg::Text { conn, .. }
+        | IngesterMsg::Connected { conn, .. }
+        | IngesterMsg::Closed { conn } => *conn,
+    }
+}
 
 /// NIP-42 state of one connection (owned by the ingester its messages go to).
 #[derive(Default)]
@@ -40,40 +52,73 @@ impl Ingester {
     pub fn run(self) {
         let mut parser = JsonParser::new();
         let mut sessions: HashMap<ConnId, Session> = HashMap::new();
+        // The inbox sorted by connection, served in turns (fair share): a connection's one
+        // message waits for one message of each busy connection, not for their backlogs.
+        let mut turns: Turns<IngesterMsg> = Turns::default();
         while let Ok(first) = self.rx.recv() {
-            // Take the whole inbox per wake-up, with one read transaction for its duplicate
-            // checks (DESIGN §1): beginning one per event takes LMDB's reader-table lock
-            // every time.
-            let txn = self.shared.store.read_txn().ok();
-            for m in std::iter::once(first).chain(self.rx.try_iter()) {
-                match m {
-                    IngesterMsg::Text {
-                        conn,
-                        mut text,
-                        ticket,
-                    } => {
-                        let s = sessions.entry(conn).or_default();
-                        self.handle(conn, s, &mut text, ticket, &mut parser, txn.as_deref());
-                    }
-                    IngesterMsg::Connected { conn, ip } => {
-                        sessions.insert(
-                            conn,
-                            Session {
-                                ip: Some(ip),
-                                ..Session::default()
-                            },
-                        );
-                    }
-                    IngesterMsg::Closed { conn } => {
-                        // Only authenticated connections leave the gauge (strfry decrements
-                        // it for every disconnect).
-                        if sessions.remove(&conn).is_some_and(|s| s.authed.is_some()) {
-                            self.shared.metrics.authenticated.dec();
-                        }
-                        self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
-                        self.negs.dispatch(conn, NegMsg::ConnClosed { conn });
-                    }
+            turns.push(conn_of(&first), first);
+            // One read transaction for the duplicate checks of many messages (DESIGN §1):
+            // beginning one per event takes LMDB's reader-table lock every time.
+            let mut txn = self.shared.store.read_txn().ok();
+            let mut served = 0;
+            loop {
+                // What arrived meanwhile joins the turns before the next round.
+                for m in self.rx.try_iter() {
+                    turns.push(conn_of(&m), m);
                 }
+                if turns.is_empty() {
+                    break;
+                }
+                if served >= TXN_MESSAGES {
+                    // One read transaction per thread at a time: end the old one first.
+                    txn.take();
+                    txn = self.shared.store.read_txn().ok();
+                    served = 0;
+                }
+                for _ in 0..turns.conns() {
+                    let Some((_, m)) = turns.pop() else {
+                        break;
+                    };
+                    served += 1;
+                    self.serve(m, &mut sessions, &mut parser, txn.as_deref());
+                }
+            }
+        }
+    }
+
+    fn serve(
+        &self,
+        m: IngesterMsg,
+        sessions: &mut HashMap<ConnId, Session>,
+        parser: &mut JsonParser,
+        txn: Option<&RoTxn>,
+    ) {
+        match m {
+            IngesterMsg::Text {
+                conn,
+                mut text,
+                ticket,
+            } => {
+                let s = sessions.entry(conn).or_default();
+                self.handle(conn, s, &mut text, ticket, parser, txn);
+            }
+            IngesterMsg::Connected { conn, ip } => {
+                sessions.insert(
+                    conn,
+                    Session {
+                        ip: Some(ip),
+                        ..Session::default()
+                    },
+                );
+            }
+            IngesterMsg::Closed { conn } => {
+                // Only authenticated connections leave the gauge (strfry decrements
+                // it for every disconnect).
+                if sessions.remove(&conn).is_some_and(|s| s.authed.is_some()) {
+                    self.shared.metrics.authenticated.dec();
+                }
+                self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
+                self.negs.dispatch(conn, NegMsg::ConnClosed { conn });
             }
         }
     }

@@ -36,6 +36,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Queued messages are framed (and compressed) into a connection's write buffer while it
 /// holds less than this; the rest wait in `out`, where they count as pending.
 const WBUF_TARGET: usize = 64 * 1024;
+/// Stage messages (`Outbound`) taken per turn of the loop before sockets are served again.
+const OUTBOUND_PER_TURN: usize = 1024;
 /// Bytes read from one connection per turn of the loop.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -209,8 +211,11 @@ impl Io {
                     break;
                 }
             }
-            // While some connection waits on a full ingester, look again soon.
-            let timeout = if stalled.is_empty() {
+            // Stage output left over from the last turn: only look at the sockets. While some
+            // connection waits (in-flight limit, full ingester), look again soon.
+            let timeout = if !self.rx.is_empty() {
+                Duration::ZERO
+            } else if stalled.is_empty() {
                 Duration::from_secs(1)
             } else {
                 Duration::from_millis(1)
@@ -248,7 +253,9 @@ impl Io {
             }
             // Clear before draining: a message sent after this point wakes us again.
             self.woken.store(false, Ordering::Release);
-            for m in self.rx.try_iter() {
+            // A bounded share per turn: under a flood the stages produce as fast as this
+            // drains, and every socket (reads too) waits until the turn ends.
+            for m in self.rx.try_iter().take(OUTBOUND_PER_TURN) {
                 match m {
                     Outbound::Send { conn, text } => {
                         self.metrics.relay_message(&text);

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod compressor;
 pub mod deflate;
 pub mod extension;
+pub mod fair;
 pub mod frame;
 pub mod http;
 pub mod ingester;
