@@ -287,6 +287,17 @@ fn a_connection_past_its_in_flight_limit_is_paused_and_loses_nothing() {
         metric(&r.url, "wok_conn_read_pauses_total") > 0,
         "the connection was never paused"
     );
+    // Each event's wait is counted once per stage it passed through.
+    for stage in ["ingester", "writePolicy", "writer"] {
+        let waited = metric(
+            &r.url,
+            &format!("wok_queue_waited_total{{stage=\"{stage}\"}}"),
+        );
+        assert!(
+            waited >= evs.len() as i64,
+            "{stage}: {waited} waits counted"
+        );
+    }
     // Every message finished: nothing is left counted in flight. (The COUNT's own place is
     // given back just after its answer is queued, so allow a moment; each look is an HTTP
     // round trip through the io thread.)

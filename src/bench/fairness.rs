@@ -1,5 +1,8 @@
 //! Fairness (issue 20): F flooding connections push EVENTs and `{"kinds":[1],"limit":50}`
-//! REQs as fast as the relay takes them, never waiting for answers (a reader thread per
+//! REQs as fast as the relay takes them, never waiting for answers. The EVENTs are the
+//! relay's own stored data (`wok gen --count N --seed S`, as `query` assumes), so they are
+//! duplicates, as in the measurement that opened the issue; `--fresh` sends new ones instead
+//! (then the writer and live fanout carry the flood too) (a reader thread per
 //! connection throws the answers away, so they are not closed as slow readers), while a
 //! polite client on its own connection sends one REQ (time to EOSE) and one EVENT (time to
 //! OK) at a time. The polite figures are taken unloaded first, then under the flood; the
@@ -23,8 +26,13 @@ use crate::nostr::Event;
 pub struct FairnessOptions {
     pub url: String,
     pub flooders: usize,
-    /// Fresh events each flooder sends (then it sends them again, as duplicates).
+    /// Events each flooder sends (then it sends them again).
     pub flood_events: usize,
+    /// The relay's data: `wok gen --count N --seed S`.
+    pub count: usize,
+    pub data_seed: u64,
+    /// Flood with never-seen events instead of the stored ones.
+    pub fresh: bool,
     /// Polite REQs (and as many EVENTs) per phase.
     pub polite: usize,
     /// Flood time before the polite client starts measuring.
@@ -49,7 +57,18 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
             span_secs: 590,
         })
     };
-    let flood_evs = gen(o.seed, o.flood_events.max(1) * flooders);
+    let want = o.flood_events.max(1) * flooders;
+    let flood_evs = if o.fresh {
+        gen(o.seed, want)
+    } else {
+        let mut stored = crate::gen::generate(&GenConfig {
+            seed: o.data_seed,
+            count: o.count,
+            ..GenConfig::default()
+        });
+        stored.truncate(want);
+        stored
+    };
     let polite_evs = gen(o.seed.wrapping_add(1_000_003), o.polite.max(1) * 2);
     let mut polite = connect(&o.url, Duration::from_secs(1))?;
 
@@ -60,7 +79,8 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
     let answered = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
-    for (f, evs) in flood_evs.chunks(o.flood_events.max(1)).enumerate() {
+    let per = flood_evs.len().div_ceil(flooders).max(1);
+    for (f, evs) in flood_evs.chunks(per).enumerate() {
         let bytes = flood_bytes(f, evs);
         let stream = raw_connect(&o.url)?;
         let reader = stream.try_clone().map_err(|e| format!("clone: {e}"))?;
@@ -293,15 +313,18 @@ fn read_loop(mut s: TcpStream, stop: &AtomicBool, answered: &AtomicU64) {
             Ok(n) => {
                 let old = carry.len();
                 carry.extend_from_slice(&buf[..n]);
-                let mut found = 0;
-                for m in MARKS {
-                    // Only marks ending in the new bytes: the others were counted before.
-                    found += carry
-                        .windows(m.len())
-                        .enumerate()
-                        .filter(|(i, w)| i + m.len() > old && w == &m)
-                        .count() as u64;
-                }
+                // Only marks ending in the new bytes: the others were counted before. (A
+                // scan for '[' first keeps this thread cheap beside the relay it measures.)
+                let found = carry
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'[')
+                    .filter(|(i, _)| {
+                        MARKS
+                            .iter()
+                            .any(|m| i + m.len() > old && carry[*i..].starts_with(m))
+                    })
+                    .count() as u64;
                 answered.fetch_add(found, Ordering::Relaxed);
                 carry.drain(..carry.len().saturating_sub(MARKS[1].len() - 1));
             }

@@ -11,6 +11,7 @@ use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
 use super::fair::Turns;
+use super::metrics::Stage;
 use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg, Ticket};
 use super::policy::PolicyMsg;
 use super::{now, Shared};
@@ -97,8 +98,9 @@ impl Ingester {
             IngesterMsg::Text {
                 conn,
                 mut text,
-                ticket,
+                mut ticket,
             } => {
+                ticket.waited(Stage::Ingester);
                 let s = sessions.entry(conn).or_default();
                 self.handle(conn, s, &mut text, ticket, parser, txn);
             }

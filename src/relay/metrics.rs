@@ -53,6 +53,26 @@ const RELAY_VERBS: [&str; 9] = [
     "EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT", "AUTH", "NEG-MSG", "NEG-ERR",
 ];
 
+/// The stages a client message waits in, for `wok_queue_wait_*{stage}`.
+#[derive(Clone, Copy)]
+pub enum Stage {
+    Ingester,
+    WritePolicy,
+    Writer,
+    ReqWorker,
+    ReqMonitor,
+    Negentropy,
+}
+
+const STAGES: [&str; 6] = [
+    "ingester",
+    "writePolicy",
+    "writer",
+    "reqWorker",
+    "reqMonitor",
+    "negentropy",
+];
+
 #[derive(Default)]
 pub struct Metrics {
     pub connections: Gauge,
@@ -75,6 +95,10 @@ pub struct Metrics {
     /// Times a connection stopped being read because its messages in flight were at the
     /// per-connection limit.
     pub read_pauses: Counter,
+    /// Per stage (`STAGES`): client messages taken up, and the microseconds they waited in
+    /// its queue (the mean wait is their ratio between two scrapes).
+    queue_waited: [Counter; 6],
+    queue_wait_us: [Counter; 6],
     /// `nostr_client_messages_total{verb}`, indexed like `CLIENT_VERBS`.
     client: [Counter; 8],
     /// `nostr_relay_messages_total{verb}`, indexed like `RELAY_VERBS`.
@@ -87,6 +111,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn queue_wait(&self, stage: Stage, waited: std::time::Duration) {
+        let i = stage as usize;
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.queue_waited[i].inc();
+        self.queue_wait_us[i].add(us);
+    }
+
     pub fn client_message(&self, verb: &'static str) {
         if let Some(i) = CLIENT_VERBS.iter().position(|v| *v == verb) {
             self.client[i].inc();
@@ -213,6 +244,18 @@ impl Metrics {
             for (stage, f) in q.iter() {
                 let _ = writeln!(s, "wok_queue_depth{{stage=\"{stage}\"}} {}", f());
             }
+        }
+        for (i, stage) in STAGES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "wok_queue_waited_total{{stage=\"{stage}\"}} {}",
+                self.queue_waited[i].get()
+            );
+            let _ = writeln!(
+                s,
+                "wok_queue_wait_microseconds_total{{stage=\"{stage}\"}} {}",
+                self.queue_wait_us[i].get()
+            );
         }
         s
     }

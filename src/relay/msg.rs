@@ -40,6 +40,7 @@ impl InFlight {
         Ticket {
             of: self.clone(),
             bytes,
+            since: std::time::Instant::now(),
         }
     }
 }
@@ -52,6 +53,26 @@ impl InFlight {
 pub struct Ticket {
     of: Arc<InFlight>,
     bytes: usize,
+    /// When the message entered the queue it is leaving now (see `waited`).
+    since: std::time::Instant,
+}
+
+impl Ticket {
+    /// A stage takes the message up: counts the time it waited in that stage's queue
+    /// (`wok_queue_wait_*`), and starts the clock for the next one.
+    pub fn waited(&mut self, stage: super::metrics::Stage) {
+        let now = std::time::Instant::now();
+        self.of
+            .metrics
+            .queue_wait(stage, now.saturating_duration_since(self.since));
+        self.since = now;
+    }
+
+    /// Starts the clock for the next queue without counting (after work that is not
+    /// waiting, such as a scan).
+    pub fn restart(&mut self) {
+        self.since = std::time::Instant::now();
+    }
 }
 
 impl Drop for Ticket {

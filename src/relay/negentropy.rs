@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::auth::ReadAuth;
+use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, NegMsg};
 use super::{now, Shared};
 use crate::nostr::filter::EventView;
@@ -157,8 +158,9 @@ impl NegWorker {
                 auth,
                 // Held to the end of the arm: the message leaves the count in flight once
                 // its answer is queued.
-                ticket: _done,
+                mut ticket,
             } => {
+                ticket.waited(Stage::Negentropy);
                 // NIP-77: opening an open id closes the old session first.
                 sessions.remove(conn, &sub_id);
                 let cfg = self.shared.config();
@@ -192,8 +194,9 @@ impl NegWorker {
                 conn,
                 sub_id,
                 msg,
-                ticket: _done,
+                mut ticket,
             } => {
+                ticket.waited(Stage::Negentropy);
                 let Some(s) = sessions
                     .by_conn
                     .get_mut(&conn)

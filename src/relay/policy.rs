@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Pool, Ticket, WriterMsg};
 use super::plugin::{Plugin, Request, Verdict};
 use super::{now, Shared};
@@ -35,7 +36,8 @@ pub struct Policy {
 impl Policy {
     pub fn run(self) {
         let mut plugin = Plugin::new();
-        for m in self.rx.iter() {
+        for mut m in self.rx.iter() {
+            m.ticket.waited(Stage::WritePolicy);
             let cfg = self.shared.config();
             let wp = &cfg.relay.write_policy;
             if wp.plugin.trim().is_empty() {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::auth::ReadAuth;
+use super::metrics::Stage;
 use super::monitors::Monitors;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound};
 use super::{now, Shared};
@@ -84,8 +85,9 @@ impl ReqMonitor {
                 filters,
                 snapshot,
                 auth,
-                ticket,
+                mut ticket,
             } => {
+                ticket.waited(Stage::ReqMonitor);
                 let mut out = Vec::with_capacity(32 + sub_id.as_str().len());
                 message::eose(&mut out, &sub_id);
                 self.io.text(conn, out);

@@ -16,6 +16,7 @@ use crossbeam_channel::Receiver;
 
 use super::auth::ReadAuth;
 use super::fair::Turns;
+use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::{now, Shared};
 use crate::nostr::message;
@@ -52,6 +53,8 @@ struct Running {
     /// The REQ's place in its connection's count in flight, handed to the monitor with the
     /// subscription (or dropped with a COUNT's answer, or when replaced or closed).
     ticket: Ticket,
+    /// Has had a slice (its wait in this worker's queue is counted at the first).
+    started: bool,
 }
 
 impl Running {
@@ -96,6 +99,10 @@ impl ReqWorker {
                 }
                 continue;
             };
+            if !r.started {
+                r.started = true;
+                r.ticket.waited(Stage::ReqWorker);
+            }
             match self.slice(&mut r) {
                 Ok(true) => self.finish(r),
                 // Behind its connection's other queries, and the connection behind the others.
@@ -305,6 +312,7 @@ impl ReqWorker {
             auth,
             outbound,
             ticket,
+            started: false,
         })
     }
 
@@ -368,7 +376,9 @@ impl ReqWorker {
         }
     }
 
-    fn finish(&self, r: Running) {
+    fn finish(&self, mut r: Running) {
+        // The scan was work, not waiting: the monitor's queue wait starts now.
+        r.ticket.restart();
         let mut out = Vec::with_capacity(64);
         match r.count {
             Some(n) => {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
+use super::metrics::Stage;
 use super::msg::{IoSender, MonitorMsg, Pool, WriterMsg};
 use super::Shared;
 use crate::nostr::message;
@@ -49,7 +50,8 @@ impl Writer {
             let mut tickets = Vec::with_capacity(batch.len());
             let (conns, events): (Vec<u64>, Vec<Event>) = batch
                 .into_iter()
-                .map(|m| {
+                .map(|mut m| {
+                    m.ticket.waited(Stage::Writer);
                     tickets.push(m.ticket);
                     (m.conn, *m.event)
                 })
