@@ -6,6 +6,7 @@
 //! Relay-side cost is sampled from /proc for a given pid (CPU seconds, RSS).
 
 pub mod conns;
+pub mod fairness;
 pub mod fanout;
 pub mod ingest;
 pub mod query;

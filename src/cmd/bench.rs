@@ -58,6 +58,34 @@ enum Scenario {
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
     },
+    /// F connections flooding EVENTs and REQs without waiting; a polite client's REQ→EOSE
+    /// and EVENT→OK times, unloaded and under the flood
+    Fairness {
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        flooders: usize,
+        /// Events per flooder (sent again once used up)
+        #[arg(long, default_value_t = 5_000)]
+        flood_events: usize,
+        /// The --count the relay's data was generated with (the flood's EVENTs)
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// The --seed the relay's data was generated with
+        #[arg(long, default_value_t = 1)]
+        data_seed: u64,
+        /// Flood with never-seen events (the writer and live fanout then carry it too)
+        #[arg(long)]
+        fresh: bool,
+        /// Polite REQs (and EVENTs) per phase
+        #[arg(long, default_value_t = 200)]
+        polite: usize,
+        /// Seconds of flood before the polite client measures
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Seed of the polite client's (and --fresh) events: a new one per run
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+    },
     /// K idle connections holding one subscription each
     Conns {
         url: String,
@@ -115,6 +143,31 @@ pub fn run(args: &BenchArgs) -> ExitCode {
                 subs: *subs,
                 events: *events,
                 rate: *rate,
+                pid,
+            },
+            &mut r,
+        ),
+        Scenario::Fairness {
+            url,
+            flooders,
+            flood_events,
+            count,
+            data_seed,
+            fresh,
+            polite,
+            warmup,
+            seed,
+        } => bench::fairness::run(
+            &bench::fairness::FairnessOptions {
+                url: url.clone(),
+                flooders: *flooders,
+                flood_events: *flood_events,
+                count: *count,
+                data_seed: *data_seed,
+                fresh: *fresh,
+                polite: *polite,
+                warmup: std::time::Duration::from_secs_f64(warmup.clamp(0.0, 600.0)),
+                seed: *seed,
                 pid,
             },
             &mut r,

@@ -87,6 +87,10 @@ config_section! {
                 "Outgoing bytes that may pile up for one connection before it is closed as too slow (0 = no limit)";
             max_total_pending_outbound_bytes: u64 = 1_073_741_824 => "maxTotalPendingOutboundBytes", wok, live,
                 "wok only: outgoing bytes held for all connections together; past it the connections with the largest backlogs are closed, largest first (0 = no limit)";
+            max_messages_in_flight_per_connection: u64 = 256 => "maxMessagesInFlightPerConnection", wok, live,
+                "wok only: client messages one connection may have read but not yet answered (an EVENT until its OK, a REQ until EOSE); past it the connection is not read until some finish, so TCP slows the sender (0 = no limit)";
+            max_bytes_in_flight_per_connection: u64 = 4_194_304 => "maxBytesInFlightPerConnection", wok, live,
+                "wok only: the same counted in message bytes; one message is always let through, however large (0 = no limit)";
 
             [auth: AuthConfig => "auth", "NIP-42 client authentication"] {
                 enabled: bool = true => "enabled", strfry, live,

@@ -486,6 +486,8 @@ mod tests {
                 "relay.maxFilterValuesPerConnection",
                 "relay.maxFilterValuesTotal",
                 "relay.maxTotalPendingOutboundBytes",
+                "relay.maxMessagesInFlightPerConnection",
+                "relay.maxBytesInFlightPerConnection",
                 "relay.negentropy.idleTimeoutSeconds",
                 "relay.metrics.enabled",
                 "relay.metrics.bearerToken",

@@ -10,13 +10,26 @@ use crossbeam_channel::Receiver;
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
-use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg};
+use super::fair::Turns;
+use super::metrics::Stage;
+use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg, Ticket};
 use super::policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
 use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
 use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
+
+/// Messages checked for duplicates under one read transaction before a fresh one is begun.
+const TXN_MESSAGES: usize = 1024;
+
+fn conn_of(m: &IngesterMsg) -> ConnId {
+    match m {
+        IngesterMsg::Text { conn, .. }
+        | IngesterMsg::Connected { conn, .. }
+        | IngesterMsg::Closed { conn } => *conn,
+    }
+}
 
 /// NIP-42 state of one connection (owned by the ingester its messages go to).
 #[derive(Default)]
@@ -40,36 +53,74 @@ impl Ingester {
     pub fn run(self) {
         let mut parser = JsonParser::new();
         let mut sessions: HashMap<ConnId, Session> = HashMap::new();
+        // The inbox sorted by connection, served in turns (fair share): a connection's one
+        // message waits for one message of each busy connection, not for their backlogs.
+        let mut turns: Turns<IngesterMsg> = Turns::default();
         while let Ok(first) = self.rx.recv() {
-            // Take the whole inbox per wake-up, with one read transaction for its duplicate
-            // checks (DESIGN §1): beginning one per event takes LMDB's reader-table lock
-            // every time.
-            let txn = self.shared.store.read_txn().ok();
-            for m in std::iter::once(first).chain(self.rx.try_iter()) {
-                match m {
-                    IngesterMsg::Text { conn, mut text } => {
-                        let s = sessions.entry(conn).or_default();
-                        self.handle(conn, s, &mut text, &mut parser, txn.as_deref());
-                    }
-                    IngesterMsg::Connected { conn, ip } => {
-                        sessions.insert(
-                            conn,
-                            Session {
-                                ip: Some(ip),
-                                ..Session::default()
-                            },
-                        );
-                    }
-                    IngesterMsg::Closed { conn } => {
-                        // Only authenticated connections leave the gauge (strfry decrements
-                        // it for every disconnect).
-                        if sessions.remove(&conn).is_some_and(|s| s.authed.is_some()) {
-                            self.shared.metrics.authenticated.dec();
-                        }
-                        self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
-                        self.negs.dispatch(conn, NegMsg::ConnClosed { conn });
-                    }
+            turns.push(conn_of(&first), first);
+            // One read transaction for the duplicate checks of many messages (DESIGN §1):
+            // beginning one per event takes LMDB's reader-table lock every time.
+            let mut txn = self.shared.store.read_txn().ok();
+            let mut served = 0;
+            loop {
+                // What arrived meanwhile joins the turns before the next round.
+                for m in self.rx.try_iter() {
+                    turns.push(conn_of(&m), m);
                 }
+                if turns.is_empty() {
+                    break;
+                }
+                if served >= TXN_MESSAGES {
+                    // One read transaction per thread at a time: end the old one first.
+                    txn.take();
+                    txn = self.shared.store.read_txn().ok();
+                    served = 0;
+                }
+                for _ in 0..turns.conns() {
+                    let Some((_, m)) = turns.pop() else {
+                        break;
+                    };
+                    served += 1;
+                    self.serve(m, &mut sessions, &mut parser, txn.as_deref());
+                }
+            }
+        }
+    }
+
+    fn serve(
+        &self,
+        m: IngesterMsg,
+        sessions: &mut HashMap<ConnId, Session>,
+        parser: &mut JsonParser,
+        txn: Option<&RoTxn>,
+    ) {
+        match m {
+            IngesterMsg::Text {
+                conn,
+                mut text,
+                mut ticket,
+            } => {
+                ticket.waited(Stage::Ingester);
+                let s = sessions.entry(conn).or_default();
+                self.handle(conn, s, &mut text, ticket, parser, txn);
+            }
+            IngesterMsg::Connected { conn, ip } => {
+                sessions.insert(
+                    conn,
+                    Session {
+                        ip: Some(ip),
+                        ..Session::default()
+                    },
+                );
+            }
+            IngesterMsg::Closed { conn } => {
+                // Only authenticated connections leave the gauge (strfry decrements
+                // it for every disconnect).
+                if sessions.remove(&conn).is_some_and(|s| s.authed.is_some()) {
+                    self.shared.metrics.authenticated.dec();
+                }
+                self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });
+                self.negs.dispatch(conn, NegMsg::ConnClosed { conn });
             }
         }
     }
@@ -138,9 +189,12 @@ impl Ingester {
         conn: ConnId,
         s: &mut Session,
         text: &mut [u8],
+        ticket: Ticket,
         parser: &mut JsonParser,
         txn: Option<&RoTxn>,
     ) {
+        // `ticket` goes on with the message when another stage finishes it; otherwise it is
+        // dropped here, after the answer is queued.
         let cfg = self.shared.config();
         let msg = match decode(text, parser, &self.shared.decode_limits(&cfg)) {
             Ok(Some(m)) => m,
@@ -153,7 +207,7 @@ impl Ingester {
         match msg {
             ClientMsg::Event(ev) => {
                 self.shared.metrics.client_message("EVENT");
-                self.event(conn, s, &cfg, ev, txn);
+                self.event(conn, s, &cfg, ev, ticket, txn);
             }
             ClientMsg::Req { sub_id, filters } => {
                 self.shared.metrics.client_message("REQ");
@@ -167,6 +221,7 @@ impl Ingester {
                         sub_id,
                         filters,
                         auth,
+                        ticket,
                     },
                 );
             }
@@ -196,12 +251,20 @@ impl Ingester {
                         sub_id,
                         filters,
                         auth,
+                        ticket,
                     },
                 );
             }
             ClientMsg::Close { sub_id } => {
                 self.shared.metrics.client_message("CLOSE");
-                self.reqs.dispatch(conn, ReqMsg::Close { conn, sub_id });
+                self.reqs.dispatch(
+                    conn,
+                    ReqMsg::Close {
+                        conn,
+                        sub_id,
+                        ticket,
+                    },
+                );
             }
             ClientMsg::Auth(ev) => {
                 self.shared.metrics.client_message("AUTH");
@@ -267,16 +330,32 @@ impl Ingester {
                         filter,
                         msg,
                         auth,
+                        ticket,
                     },
                 );
             }
             ClientMsg::NegMsg { sub_id, msg } => {
                 self.shared.metrics.client_message("NEG-MSG");
-                self.negs.dispatch(conn, NegMsg::Msg { conn, sub_id, msg });
+                self.negs.dispatch(
+                    conn,
+                    NegMsg::Msg {
+                        conn,
+                        sub_id,
+                        msg,
+                        ticket,
+                    },
+                );
             }
             ClientMsg::NegClose { sub_id } => {
                 self.shared.metrics.client_message("NEG-CLOSE");
-                self.negs.dispatch(conn, NegMsg::Close { conn, sub_id });
+                self.negs.dispatch(
+                    conn,
+                    NegMsg::Close {
+                        conn,
+                        sub_id,
+                        ticket,
+                    },
+                );
             }
         }
     }
@@ -287,6 +366,7 @@ impl Ingester {
         s: &mut Session,
         cfg: &Config,
         ev: Box<Event>,
+        ticket: Ticket,
         txn: Option<&RoTxn>,
     ) {
         let refuse = |reason: &str| {
@@ -347,6 +427,7 @@ impl Ingester {
                 event: ev,
                 ip: s.ip,
                 authed: s.authed,
+                ticket,
             },
         );
     }

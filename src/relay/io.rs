@@ -19,7 +19,7 @@ use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::log_budget::LogBudget;
 use super::metrics::Metrics;
-use super::msg::{ConnId, Framed, IngesterMsg, Outbound, Pool};
+use super::msg::{ConnId, Framed, InFlight, IngesterMsg, Outbound, Pool};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -36,6 +36,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Queued messages are framed (and compressed) into a connection's write buffer while it
 /// holds less than this; the rest wait in `out`, where they count as pending.
 const WBUF_TARGET: usize = 64 * 1024;
+/// Stage messages (`Outbound`) taken per turn of the loop before sockets are served again.
+const OUTBOUND_PER_TURN: usize = 1024;
 /// Bytes read from one connection per turn of the loop.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -51,6 +53,22 @@ pub struct IoConfig {
     pub compression: bool,
     /// `relay.compression.slidingWindow`: keep deflate windows across messages.
     pub sliding_window: bool,
+    /// `relay.maxMessagesInFlightPerConnection` and `…BytesInFlight…` (0 = no limit).
+    pub max_inflight_msgs: u64,
+    pub max_inflight_bytes: u64,
+}
+
+impl IoConfig {
+    /// May a connection with `f` in flight hand over one more message of `len` bytes? One
+    /// message is always let through, so a message larger than the byte limit still goes.
+    fn may_take(&self, f: &InFlight, len: usize) -> bool {
+        let msgs = f.msgs.load(Ordering::Acquire) as u64;
+        let bytes = f.bytes.load(Ordering::Acquire) as u64;
+        (self.max_inflight_msgs == 0 || msgs < self.max_inflight_msgs)
+            && (self.max_inflight_bytes == 0
+                || msgs == 0
+                || bytes + len as u64 <= self.max_inflight_bytes)
+    }
 }
 
 /// A WebSocket connection's socket and framing state.
@@ -123,9 +141,13 @@ struct Conn {
     pinged: bool,
     /// When we started closing: the peer gets a short grace to answer, then it is dropped.
     closing_since: Option<Instant>,
-    /// A message read but not yet accepted by a full ingester inbox; reading this
-    /// connection resumes once it is delivered.
-    stalled: Option<IngesterMsg>,
+    /// A message read but not yet handed over, because the connection is at its in-flight
+    /// limit or its ingester's inbox is full; reading resumes once it is delivered.
+    stalled: Option<Vec<u8>>,
+    /// Its messages read and not yet finished by the stages (see `msg::Ticket`).
+    inflight: Arc<InFlight>,
+    /// Held at the in-flight limit (counted once per pause in `read_pauses`).
+    paused: bool,
     /// Its read budget ran out with input left: read again on the next turn.
     more_to_read: bool,
     closing: bool,
@@ -189,8 +211,11 @@ impl Io {
                     break;
                 }
             }
-            // While some connection waits on a full ingester, look again soon.
-            let timeout = if stalled.is_empty() {
+            // Stage output left over from the last turn: only look at the sockets. While some
+            // connection waits (in-flight limit, full ingester), look again soon.
+            let timeout = if !self.rx.is_empty() {
+                Duration::ZERO
+            } else if stalled.is_empty() {
                 Duration::from_secs(1)
             } else {
                 Duration::from_millis(1)
@@ -228,7 +253,9 @@ impl Io {
             }
             // Clear before draining: a message sent after this point wakes us again.
             self.woken.store(false, Ordering::Release);
-            for m in self.rx.try_iter() {
+            // A bounded share per turn: under a flood the stages produce as fast as this
+            // drains, and every socket (reads too) waits until the turn ends.
+            for m in self.rx.try_iter().take(OUTBOUND_PER_TURN) {
                 match m {
                     Outbound::Send { conn, text } => {
                         self.metrics.relay_message(&text);
@@ -344,6 +371,8 @@ impl Io {
                 self.cfg.max_total_pending =
                     usize::try_from(cfg.relay.max_total_pending_outbound_bytes)
                         .unwrap_or(usize::MAX);
+                self.cfg.max_inflight_msgs = cfg.relay.max_messages_in_flight_per_connection;
+                self.cfg.max_inflight_bytes = cfg.relay.max_bytes_in_flight_per_connection;
                 self.tick(&mut conns);
             }
             // Forgotten connections (dropped this turn) free their encoders promptly.
@@ -395,6 +424,8 @@ impl Io {
                             pinged: false,
                             closing_since: None,
                             stalled: None,
+                            inflight: InFlight::new(self.metrics.clone()),
+                            paused: false,
                             more_to_read: false,
                             closing: false,
                         },
@@ -486,10 +517,11 @@ impl Io {
                 }
             }
         }
-        // A message the ingester had no room for: deliver it before reading more.
-        if let Some(m) = c.stalled.take() {
-            if let Err(m) = self.ingesters.try_dispatch(id, m) {
-                c.stalled = Some(m);
+        // A message held back (in-flight limit or full ingester): deliver it before
+        // reading more.
+        if let Some(text) = c.stalled.take() {
+            if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, text) {
+                c.stalled = Some(text);
                 return;
             }
         }
@@ -536,11 +568,8 @@ impl Io {
                     // A connection we are closing is read only to drain it.
                     if !c.closing {
                         // A flooding client waits in its own socket buffer; others go on.
-                        if let Err(m) = self
-                            .ingesters
-                            .try_dispatch(id, IngesterMsg::Text { conn: id, text })
-                        {
-                            c.stalled = Some(m);
+                        if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, text) {
+                            c.stalled = Some(text);
                             break;
                         }
                     }
@@ -609,6 +638,41 @@ impl Io {
         }
         for m in replies {
             self.enqueue(id, c, m, false);
+        }
+    }
+
+    /// Hands one client message to the connection's ingester with its place in flight, or
+    /// gives it back when the connection is at its in-flight limit or the ingester's inbox
+    /// is full: the caller then stops reading the connection (TCP slows the sender) and
+    /// retries every millisecond.
+    fn deliver(
+        &self,
+        id: ConnId,
+        inflight: &Arc<InFlight>,
+        paused: &mut bool,
+        text: Vec<u8>,
+    ) -> Result<(), Vec<u8>> {
+        if !self.cfg.may_take(inflight, text.len()) {
+            if !*paused {
+                *paused = true;
+                self.metrics.read_pauses.inc();
+            }
+            return Err(text);
+        }
+        *paused = false;
+        let ticket = inflight.ticket(text.len());
+        match self.ingesters.try_dispatch(
+            id,
+            IngesterMsg::Text {
+                conn: id,
+                text,
+                ticket,
+            },
+        ) {
+            Ok(()) => Ok(()),
+            // Its ticket is dropped with the wrapper: the count goes back down.
+            Err(IngesterMsg::Text { text, .. }) => Err(text),
+            Err(_) => Ok(()),
         }
     }
 

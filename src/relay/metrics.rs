@@ -30,6 +30,9 @@ impl Gauge {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -50,6 +53,26 @@ const RELAY_VERBS: [&str; 9] = [
     "EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT", "AUTH", "NEG-MSG", "NEG-ERR",
 ];
 
+/// The stages a client message waits in, for `wok_queue_wait_*{stage}`.
+#[derive(Clone, Copy)]
+pub enum Stage {
+    Ingester,
+    WritePolicy,
+    Writer,
+    ReqWorker,
+    ReqMonitor,
+    Negentropy,
+}
+
+const STAGES: [&str; 6] = [
+    "ingester",
+    "writePolicy",
+    "writer",
+    "reqWorker",
+    "reqMonitor",
+    "negentropy",
+];
+
 #[derive(Default)]
 pub struct Metrics {
     pub connections: Gauge,
@@ -65,6 +88,17 @@ pub struct Metrics {
     pub auth_success: Counter,
     pub auth_failure: Counter,
     pub authenticated: Gauge,
+    /// Client messages read and not yet finished, all connections together (see
+    /// `msg::Ticket`), and their bytes.
+    pub inflight_messages: Gauge,
+    pub inflight_bytes: Gauge,
+    /// Times a connection stopped being read because its messages in flight were at the
+    /// per-connection limit.
+    pub read_pauses: Counter,
+    /// Per stage (`STAGES`): client messages taken up, and the microseconds they waited in
+    /// its queue (the mean wait is their ratio between two scrapes).
+    queue_waited: [Counter; 6],
+    queue_wait_us: [Counter; 6],
     /// `nostr_client_messages_total{verb}`, indexed like `CLIENT_VERBS`.
     client: [Counter; 8],
     /// `nostr_relay_messages_total{verb}`, indexed like `RELAY_VERBS`.
@@ -77,6 +111,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn queue_wait(&self, stage: Stage, waited: std::time::Duration) {
+        let i = stage as usize;
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.queue_waited[i].inc();
+        self.queue_wait_us[i].add(us);
+    }
+
     pub fn client_message(&self, verb: &'static str) {
         if let Some(i) = CLIENT_VERBS.iter().position(|v| *v == verb) {
             self.client[i].inc();
@@ -171,6 +212,15 @@ impl Metrics {
             "wok_write_commit_microseconds_total",
             self.commit_time_us.get().to_string(),
         );
+        line(
+            "wok_inflight_messages",
+            self.inflight_messages.get().to_string(),
+        );
+        line("wok_inflight_bytes", self.inflight_bytes.get().to_string());
+        line(
+            "wok_conn_read_pauses_total",
+            self.read_pauses.get().to_string(),
+        );
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(
                 s,
@@ -194,6 +244,18 @@ impl Metrics {
             for (stage, f) in q.iter() {
                 let _ = writeln!(s, "wok_queue_depth{{stage=\"{stage}\"}} {}", f());
             }
+        }
+        for (i, stage) in STAGES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "wok_queue_waited_total{{stage=\"{stage}\"}} {}",
+                self.queue_waited[i].get()
+            );
+            let _ = writeln!(
+                s,
+                "wok_queue_wait_microseconds_total{{stage=\"{stage}\"}} {}",
+                self.queue_wait_us[i].get()
+            );
         }
         s
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod compressor;
 pub mod deflate;
 pub mod extension;
+pub mod fair;
 pub mod frame;
 pub mod http;
 pub mod ingester;
@@ -170,6 +171,8 @@ impl Relay {
             real_ip_header: cfg.relay.real_ip_header.clone(),
             compression: cfg.relay.compression.enabled,
             sliding_window: cfg.relay.compression.sliding_window,
+            max_inflight_msgs: cfg.relay.max_messages_in_flight_per_connection,
+            max_inflight_bytes: cfg.relay.max_bytes_in_flight_per_connection,
         };
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).

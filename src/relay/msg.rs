@@ -2,6 +2,7 @@
 //! the io thread is additionally woken through its `mio::Waker`.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -12,12 +13,84 @@ use crate::store::LevId;
 
 pub type ConnId = u64;
 
+/// One connection's client messages read but not yet finished by the stages (fair share:
+/// past `relay.maxMessagesInFlightPerConnection` or `…BytesInFlight…` the io thread stops
+/// reading the connection until this drains).
+pub struct InFlight {
+    pub msgs: AtomicUsize,
+    pub bytes: AtomicUsize,
+    metrics: Arc<super::metrics::Metrics>,
+}
+
+impl InFlight {
+    pub fn new(metrics: Arc<super::metrics::Metrics>) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            msgs: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            metrics,
+        })
+    }
+
+    /// Takes one message of `bytes` into the count; its ticket gives it back when dropped.
+    pub fn ticket(self: &Arc<Self>, bytes: usize) -> Ticket {
+        self.msgs.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.metrics.inflight_messages.inc();
+        self.metrics.inflight_bytes.add(bytes as i64);
+        Ticket {
+            of: self.clone(),
+            bytes,
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+/// One client message's place in its connection's in-flight count. It travels with the
+/// message from stage to stage and is dropped by whichever stage finishes it — after the
+/// answer is queued (OK, EOSE, CLOSED, COUNT, NEG-MSG, NOTICE), or when the message is
+/// refused, replaced or its connection closes. Dropping is the only way the count goes
+/// down, so no path can leak a place (and pause a connection for good).
+pub struct Ticket {
+    of: Arc<InFlight>,
+    bytes: usize,
+    /// When the message entered the queue it is leaving now (see `waited`).
+    since: std::time::Instant,
+}
+
+impl Ticket {
+    /// A stage takes the message up: counts the time it waited in that stage's queue
+    /// (`wok_queue_wait_*`), and starts the clock for the next one.
+    pub fn waited(&mut self, stage: super::metrics::Stage) {
+        let now = std::time::Instant::now();
+        self.of
+            .metrics
+            .queue_wait(stage, now.saturating_duration_since(self.since));
+        self.since = now;
+    }
+
+    /// Starts the clock for the next queue without counting (after work that is not
+    /// waiting, such as a scan).
+    pub fn restart(&mut self) {
+        self.since = std::time::Instant::now();
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.of.msgs.fetch_sub(1, Ordering::AcqRel);
+        self.of.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.of.metrics.inflight_messages.dec();
+        self.of.metrics.inflight_bytes.add(-(self.bytes as i64));
+    }
+}
+
 /// io → ingester.
 pub enum IngesterMsg {
     /// One complete WebSocket text message.
     Text {
         conn: ConnId,
         text: Vec<u8>,
+        ticket: Ticket,
     },
     Connected {
         conn: ConnId,
@@ -32,6 +105,7 @@ pub enum IngesterMsg {
 pub struct WriterMsg {
     pub conn: ConnId,
     pub event: Box<Event>,
+    pub ticket: Ticket,
 }
 
 /// ingester / io → req-worker.
@@ -41,16 +115,19 @@ pub enum ReqMsg {
         sub_id: SubId,
         filters: Vec<Filter>,
         auth: ReadAuth,
+        ticket: Ticket,
     },
     Count {
         conn: ConnId,
         sub_id: SubId,
         filters: Vec<Filter>,
         auth: ReadAuth,
+        ticket: Ticket,
     },
     Close {
         conn: ConnId,
         sub_id: SubId,
+        ticket: Ticket,
     },
     ConnClosed {
         conn: ConnId,
@@ -65,15 +142,18 @@ pub enum NegMsg {
         filter: Filter,
         msg: Vec<u8>,
         auth: ReadAuth,
+        ticket: Ticket,
     },
     Msg {
         conn: ConnId,
         sub_id: SubId,
         msg: Vec<u8>,
+        ticket: Ticket,
     },
     Close {
         conn: ConnId,
         sub_id: SubId,
+        ticket: Ticket,
     },
     ConnClosed {
         conn: ConnId,
@@ -89,6 +169,8 @@ pub enum MonitorMsg {
         filters: Vec<Filter>,
         snapshot: LevId,
         auth: ReadAuth,
+        /// The REQ's place in flight: given back once EOSE is queued.
+        ticket: Ticket,
     },
     Unsubscribe {
         conn: ConnId,

@@ -20,6 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::auth::ReadAuth;
+use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, NegMsg};
 use super::{now, Shared};
 use crate::nostr::filter::EventView;
@@ -213,7 +214,11 @@ impl NegWorker {
                 filter,
                 msg,
                 auth,
+                // Held to the end of the arm: the message leaves the count in flight once
+                // its answer is queued.
+                mut ticket,
             } => {
+                ticket.waited(Stage::Negentropy);
                 // NIP-77: opening an open id closes the old session first.
                 sessions.remove(conn, &sub_id);
                 let cfg = self.shared.config();
@@ -275,7 +280,13 @@ impl NegWorker {
                     );
                 }
             }
-            NegMsg::Msg { conn, sub_id, msg } => {
+            NegMsg::Msg {
+                conn,
+                sub_id,
+                msg,
+                mut ticket,
+            } => {
+                ticket.waited(Stage::Negentropy);
                 let Some(s) = sessions
                     .by_conn
                     .get_mut(&conn)
@@ -288,7 +299,11 @@ impl NegWorker {
                     sessions.remove(conn, &sub_id);
                 }
             }
-            NegMsg::Close { conn, sub_id } => {
+            NegMsg::Close {
+                conn,
+                sub_id,
+                ticket: _done,
+            } => {
                 sessions.remove(conn, &sub_id);
             }
             NegMsg::ConnClosed { conn } => {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::msg::{ConnId, IoSender, MonitorMsg, Pool, WriterMsg};
+use super::metrics::Stage;
+use super::msg::{ConnId, IoSender, MonitorMsg, Pool, Ticket, WriterMsg};
 use super::plugin::{Plugin, Request, Verdict};
 use super::{now, Shared};
 use crate::nostr::{hex, message, Event};
@@ -21,6 +22,7 @@ pub struct PolicyMsg {
     pub event: Box<Event>,
     pub ip: Option<IpAddr>,
     pub authed: Option<[u8; 32]>,
+    pub ticket: Ticket,
 }
 
 pub struct Policy {
@@ -34,12 +36,13 @@ pub struct Policy {
 impl Policy {
     pub fn run(self) {
         let mut plugin = Plugin::new();
-        for m in self.rx.iter() {
+        for mut m in self.rx.iter() {
+            m.ticket.waited(Stage::WritePolicy);
             let cfg = self.shared.config();
             let wp = &cfg.relay.write_policy;
             if wp.plugin.trim().is_empty() {
                 plugin.stop();
-                self.route_accepted(m.conn, m.event);
+                self.route_accepted(m.conn, m.event, m.ticket);
                 continue;
             }
             let (source_type, source_info) = match m.ip {
@@ -66,7 +69,7 @@ impl Policy {
                 self.io.text(m.conn, out);
             };
             match verdict {
-                Verdict::Accept(_) => self.route_accepted(m.conn, m.event),
+                Verdict::Accept(_) => self.route_accepted(m.conn, m.event, m.ticket),
                 Verdict::Reject(msg) => {
                     let msg = if msg.is_empty() {
                         "blocked: rejected by the write policy"
@@ -83,7 +86,7 @@ impl Policy {
 
     /// Where an accepted event goes: an ephemeral one to every monitor (and its OK at once:
     /// it is never stored), any other to the writer, which answers after commit.
-    fn route_accepted(&self, conn: ConnId, event: Box<Event>) {
+    fn route_accepted(&self, conn: ConnId, event: Box<Event>, ticket: Ticket) {
         if event.class() == crate::nostr::kinds::KindClass::Ephemeral {
             let ev: Arc<Event> = Arc::from(event);
             for tx in self.monitors.all() {
@@ -93,7 +96,11 @@ impl Policy {
             message::ok(&mut out, ev.id_hex(), true, "");
             self.io.text(conn, out);
         } else {
-            let _ = self.writer.send(WriterMsg { conn, event });
+            let _ = self.writer.send(WriterMsg {
+                conn,
+                event,
+                ticket,
+            });
         }
     }
 }

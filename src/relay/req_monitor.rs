@@ -14,6 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::auth::ReadAuth;
+use super::metrics::Stage;
 use super::monitors::Monitors;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound};
 use super::{now, Shared};
@@ -84,7 +85,9 @@ impl ReqMonitor {
                 filters,
                 snapshot,
                 auth,
+                mut ticket,
             } => {
+                ticket.waited(Stage::ReqMonitor);
                 let mut out = Vec::with_capacity(32 + sub_id.as_str().len());
                 message::eose(&mut out, &sub_id);
                 self.io.text(conn, out);
@@ -97,6 +100,8 @@ impl ReqMonitor {
                 floors.insert((conn, sub_id.clone()), (snapshot, auth));
                 mon.set_clock(now());
                 mon.subscribe(conn, sub_id, filters);
+                // EOSE and the replay are queued: the REQ is finished.
+                drop(ticket);
             }
             MonitorMsg::Unsubscribe { conn, sub_id } => {
                 mon.unsubscribe(conn, &sub_id);

@@ -1,10 +1,13 @@
 //! Req-worker threads: the stored part of REQ and COUNT. Each query runs in time slices of
-//! `relay.queryTimesliceBudgetMicroseconds`, each in a fresh read transaction; a new REQ
-//! goes to the front and runs before any query that has already had a slice, so a long scan
-//! never delays a short one. After EOSE the subscription moves to the req-monitor with the
-//! snapshot its scan used, so nothing is missed or sent twice.
+//! `relay.queryTimesliceBudgetMicroseconds`, each in a fresh read transaction. Connections
+//! take turns (`fair::Turns`): one slice of one query per connection per turn, so a
+//! connection's new REQ waits for at most one slice of each other busy connection, however
+//! many queries they have queued; within a connection a new REQ goes before its queries
+//! that already had a slice, so its own long scan never delays its short one. After EOSE
+//! the subscription moves to the req-monitor with the snapshot its scan used, so nothing
+//! is missed or sent twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +15,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::auth::ReadAuth;
-use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg};
+use super::fair::Turns;
+use super::metrics::Stage;
+use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::{now, Shared};
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
@@ -45,6 +50,11 @@ struct Running {
     auth: ReadAuth,
     /// The connection's pending outbound bytes (back-pressure).
     outbound: Option<Arc<AtomicUsize>>,
+    /// The REQ's place in its connection's count in flight, handed to the monitor with the
+    /// subscription (or dropped with a COUNT's answer, or when replaced or closed).
+    ticket: Ticket,
+    /// Has had a slice (its wait in this worker's queue is counted at the first).
+    started: bool,
 }
 
 impl Running {
@@ -64,7 +74,7 @@ pub struct ReqWorker {
 
 impl ReqWorker {
     pub fn run(self) {
-        let mut running: VecDeque<Running> = VecDeque::new();
+        let mut running: Turns<Running> = Turns::default();
         // Every open subscription per connection (scanning or live) with its filter values,
         // for the limits.
         let mut subs: Subs = HashMap::new();
@@ -80,7 +90,7 @@ impl ReqWorker {
             }
             // Back-pressure: skip queries whose connection has not drained its backlog.
             let hwm = self.high_water_mark();
-            let Some(pos) = running.iter().position(|r| r.backlog() < hwm) else {
+            let Some((_, mut r)) = running.pop_where(|_, r| r.backlog() < hwm) else {
                 // Everything is waiting for slow readers: wait for a message or a moment.
                 match self.rx.recv_timeout(Duration::from_millis(5)) {
                     Ok(m) => self.handle(m, &mut running, &mut subs),
@@ -89,23 +99,26 @@ impl ReqWorker {
                 }
                 continue;
             };
-            if let Some(mut r) = running.remove(pos) {
-                match self.slice(&mut r) {
-                    Ok(true) => self.finish(r),
-                    Ok(false) => running.push_back(r),
-                    Err(e) => {
-                        log::error!("[{}] query failed: {e}", r.conn);
-                        let mut out = Vec::new();
-                        message::closed(&mut out, r.sub_id.as_str(), "error: internal error");
-                        self.io.text(r.conn, out);
-                        self.release(&mut subs, r.conn, &r.sub_id);
-                    }
+            if !r.started {
+                r.started = true;
+                r.ticket.waited(Stage::ReqWorker);
+            }
+            match self.slice(&mut r) {
+                Ok(true) => self.finish(r),
+                // Behind its connection's other queries, and the connection behind the others.
+                Ok(false) => running.push(r.conn, r),
+                Err(e) => {
+                    log::error!("[{}] query failed: {e}", r.conn);
+                    let mut out = Vec::new();
+                    message::closed(&mut out, r.sub_id.as_str(), "error: internal error");
+                    self.io.text(r.conn, out);
+                    self.release(&mut subs, r.conn, &r.sub_id);
                 }
             }
         }
     }
 
-    fn handle(&self, m: ReqMsg, running: &mut VecDeque<Running>, subs: &mut Subs) {
+    fn handle(&self, m: ReqMsg, running: &mut Turns<Running>, subs: &mut Subs) {
         let cfg = self.shared.config();
         match m {
             ReqMsg::Req {
@@ -113,8 +126,9 @@ impl ReqWorker {
                 sub_id,
                 filters,
                 auth,
+                ticket,
             } => {
-                running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
+                running.retain_conn(conn, |r| r.sub_id != sub_id);
                 let open = subs.entry(conn).or_default();
                 let replaces = open.contains_key(&sub_id);
                 if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
@@ -144,25 +158,23 @@ impl ReqWorker {
                     );
                 }
                 open.insert(sub_id.clone(), values);
-                self.start(
-                    running,
-                    conn,
-                    sub_id,
-                    filters,
-                    auth,
-                    Mode::Req(cfg.relay.max_filter_limit),
-                );
+                let mode = Mode::Req(cfg.relay.max_filter_limit);
+                // A new query goes before its connection's scans that already had a slice.
+                if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {
+                    running.push_front(conn, r);
+                }
             }
             ReqMsg::Count {
                 conn,
                 sub_id,
                 filters,
                 auth,
+                ticket,
             } => {
                 // A running COUNT takes a slot too, so COUNTs cannot flood a worker.
                 let counting = running
-                    .iter()
-                    .filter(|r| r.conn == conn && r.count.is_some())
+                    .iter_conn(conn)
+                    .filter(|r| r.count.is_some())
                     .count();
                 let open = subs.get(&conn).map_or(0, HashMap::len);
                 if (counting + open) as u64 >= cfg.relay.max_subs_per_connection {
@@ -172,16 +184,23 @@ impl ReqWorker {
                     return;
                 }
                 let cap = cfg.relay.max_filter_limit_count.saturating_add(1);
-                self.start(running, conn, sub_id, filters, auth, Mode::Count(cap));
+                let mode = Mode::Count(cap);
+                if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {
+                    running.push_front(conn, r);
+                }
             }
-            ReqMsg::Close { conn, sub_id } => {
-                running.retain(|r| !(r.conn == conn && r.sub_id == sub_id));
+            ReqMsg::Close {
+                conn,
+                sub_id,
+                ticket: _done,
+            } => {
+                running.retain_conn(conn, |r| r.sub_id != sub_id);
                 self.release(subs, conn, &sub_id);
                 self.monitors
                     .dispatch(conn, MonitorMsg::Unsubscribe { conn, sub_id });
             }
             ReqMsg::ConnClosed { conn } => {
-                running.retain(|r| r.conn != conn);
+                running.remove_conn(conn);
                 if let Some(open) = subs.remove(&conn) {
                     self.give_back(open.values().sum());
                 }
@@ -246,15 +265,16 @@ impl ReqWorker {
                 });
     }
 
+    /// A new query, with the snapshot it scans up to; `None` (CLOSED sent) on a DB error.
     fn start(
         &self,
-        running: &mut VecDeque<Running>,
         conn: ConnId,
         sub_id: SubId,
         filters: Vec<Filter>,
         auth: ReadAuth,
         mode: Mode,
-    ) {
+        ticket: Ticket,
+    ) -> Option<Running> {
         let (cap, count) = match mode {
             Mode::Req(cap) => (cap, None),
             Mode::Count(cap) => (cap, Some(0)),
@@ -271,7 +291,7 @@ impl ReqWorker {
                 let mut out = Vec::new();
                 message::closed(&mut out, sub_id.as_str(), "error: internal error");
                 self.io.text(conn, out);
-                return;
+                return None;
             }
         };
         // Pause every few events so back-pressure is checked often (see `slice`).
@@ -282,8 +302,7 @@ impl ReqWorker {
             .lock()
             .ok()
             .and_then(|m| m.get(&conn).cloned());
-        // New queries go first: they preempt scans that already had a slice.
-        running.push_front(Running {
+        Some(Running {
             conn,
             sub_id,
             filters,
@@ -292,7 +311,9 @@ impl ReqWorker {
             count,
             auth,
             outbound,
-        });
+            ticket,
+            started: false,
+        })
     }
 
     /// Above this many pending outbound bytes a connection's scans pause (they resume as
@@ -355,7 +376,9 @@ impl ReqWorker {
         }
     }
 
-    fn finish(&self, r: Running) {
+    fn finish(&self, mut r: Running) {
+        // The scan was work, not waiting: the monitor's queue wait starts now.
+        r.ticket.restart();
         let mut out = Vec::with_capacity(64);
         match r.count {
             Some(n) => {
@@ -376,6 +399,7 @@ impl ReqWorker {
                         filters: r.filters,
                         snapshot: r.snapshot,
                         auth: r.auth,
+                        ticket: r.ticket,
                     },
                 );
             }

@@ -1,12 +1,15 @@
 //! The writer: the only thread that opens write transactions (invariant 2). Group commit
-//! without timers: each transaction takes everything queued since the last one; `OK` goes
-//! out only after the commit returns (invariant 3), then the monitors are told.
+//! without timers: each transaction takes everything queued since the last one (up to
+//! MAX_BATCH, taken from connections in turns); `OK` goes out only after the commit returns
+//! (invariant 3), then the monitors are told.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
+use super::fair::Turns;
+use super::metrics::Stage;
 use super::msg::{IoSender, MonitorMsg, Pool, WriterMsg};
 use super::Shared;
 use crate::nostr::message;
@@ -32,6 +35,9 @@ impl Writer {
         // would otherwise sit in the negentropy trees until the first timer.
         self.purge();
         let mut last_purge = Instant::now();
+        // What is queued, by connection: a batch takes events from connections in turns,
+        // so past MAX_BATCH one connection's backlog cannot fill every batch (fair share).
+        let mut waiting: Turns<WriterMsg> = Turns::default();
         loop {
             // Expired events are purged here, the one place that writes (strfry's cron
             // thread does it every 9 s).
@@ -39,15 +45,33 @@ impl Writer {
                 last_purge = Instant::now();
                 self.purge();
             }
-            let first = match self.rx.recv_timeout(PURGE_EVERY) {
-                Ok(m) => m,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-            };
-            let mut batch = vec![first];
-            batch.extend(self.rx.try_iter().take(MAX_BATCH - 1));
-            let (conns, events): (Vec<u64>, Vec<Event>) =
-                batch.into_iter().map(|m| (m.conn, *m.event)).unzip();
+            if waiting.is_empty() {
+                match self.rx.recv_timeout(PURGE_EVERY) {
+                    Ok(m) => waiting.push(m.conn, m),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            // The inbox is bounded, so taking all of it is too.
+            for m in self.rx.try_iter() {
+                waiting.push(m.conn, m);
+            }
+            let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
+            while batch.len() < MAX_BATCH {
+                let Some((_, m)) = waiting.pop() else {
+                    break;
+                };
+                batch.push(m);
+            }
+            let mut tickets = Vec::with_capacity(batch.len());
+            let (conns, events): (Vec<u64>, Vec<Event>) = batch
+                .into_iter()
+                .map(|mut m| {
+                    m.ticket.waited(Stage::Writer);
+                    tickets.push(m.ticket);
+                    (m.conn, *m.event)
+                })
+                .unzip();
             let m = &self.shared.metrics;
             let t = Instant::now();
             let result = self.write(&events);
@@ -84,6 +108,8 @@ impl Writer {
                     }
                 }
             }
+            // Every OK is queued: the events leave their connections' counts in flight.
+            drop(tickets);
         }
     }
 

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Fair share (issue 20): a polite client's REQ→EOSE and EVENT→OK times, unloaded and while
+# F connections flood EVENTs and REQs without waiting (`wok bench fairness`), plus the
+# flooders' answered messages per second. Compares relays run the same way:
+#
+#   cargo build --release
+#   scripts/bench-fairness.sh                                   # this wok alone
+#   WOK_BASE=/path/to/older/wok scripts/bench-fairness.sh       # an older wok beside it
+#   STRFRY_BIN=/path/to/strfry scripts/bench-fairness.sh        # and/or strfry
+#
+# Every relay gets the same minimal config (defaults for every limit, loopback, its own
+# port) and, every round, a fresh copy of the same preloaded DB (`wok gen --count $COUNT
+# --seed 1`). Relays alternate A,B,A,B over $ROUNDS rounds (at least 3); the table shows
+# medians and every sample goes to $OUT (JSON lines). WOK_SET="key=value ..." is passed to
+# the wok relays as --set options (e.g. relay.maxMessagesInFlightPerConnection=0);
+# BENCH_ARGS is added to the bench's (e.g. "--fresh --flooders 4").
+# $WOK is always the bench client. Loopback only; nothing is built or downloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WOK=${WOK:-$PWD/target/release/wok}
+BASE=${WOK_BASE:-}
+STRFRY=${STRFRY_BIN:-}
+ROUNDS=${ROUNDS:-3}
+COUNT=${COUNT:-100000}
+OUT=${OUT:-$PWD/bench-fairness.jsonl}
+ARGS=${BENCH_ARGS:-}
+[ -x "$WOK" ] || { echo "build wok first: cargo build --release" >&2; exit 1; }
+[ "$ROUNDS" -ge 3 ] || { echo "ROUNDS must be at least 3" >&2; exit 1; }
+T=$(mktemp -d)
+relay_pid=""
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+: >"$OUT"
+
+relays=(wok)
+[ -n "$BASE" ] && relays+=(base)
+[ -n "$STRFRY" ] && relays+=(strfry)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+conf() { # dbdir port -> config path
+  local c="$T/relay-$2.conf"
+  cat >"$c" <<EOF
+db = "$1/"
+dbParams { mapsize = 10995116277760 }
+relay {
+  bind = "127.0.0.1"
+  port = $2
+  nofiles = 0
+  info { name = "bench" }
+}
+EOF
+  echo "$c"
+}
+
+bin() { case $1 in wok) echo "$WOK" ;; base) echo "$BASE" ;; strfry) echo "$STRFRY" ;; esac; }
+sets() { # wok relays only
+  [ "$1" = strfry ] && return 0
+  for kv in ${WOK_SET:-}; do printf -- '--set\n%s\n' "$kv"; done
+}
+
+"$WOK" gen --count "$COUNT" --seed 1 >"$T/data.jsonl"
+for r in "${relays[@]}"; do
+  mkdir -p "$T/pre-$r"
+  "$(bin "$r")" --config "$(conf "$T/pre-$r" 1)" import <"$T/data.jsonl" >/dev/null 2>&1
+done
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  for r in "${relays[@]}"; do
+    rm -rf "$T/run" && cp -r "$T/pre-$r" "$T/run"
+    port=$(free_port)
+    c=$(conf "$T/run" "$port")
+    mapfile -t extra < <(sets "$r")
+    "$(bin "$r")" --config "$c" "${extra[@]}" relay >"$T/relay.log" 2>&1 &
+    relay_pid=$!
+    for _ in $(seq 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    "$WOK" bench fairness "ws://127.0.0.1:$port" --pid "$relay_pid" --seed $((100 + round)) \
+      --count "$COUNT" --data-seed 1 --json $ARGS | python3 -c '
+import json, sys
+relay, rnd = sys.argv[1], int(sys.argv[2])
+for line in sys.stdin:
+    if line.startswith("{"):
+        d = json.loads(line); d["relay"] = relay; d["round"] = rnd
+        print(json.dumps(d))
+' "$r" "$round" >>"$OUT" || echo "round $round $r: bench failed" >&2
+    kill "$relay_pid" 2>/dev/null || true
+    wait "$relay_pid" 2>/dev/null || true
+    relay_pid=""
+  done
+done
+
+python3 - "$OUT" "${relays[@]}" <<'EOF'
+import json, statistics, sys
+path, relays = sys.argv[1], sys.argv[2:]
+vals = {}
+for line in open(path):
+    d = json.loads(line)
+    vals.setdefault((d["name"], d["relay"]), []).append(d["value"])
+names = []
+for (n, _) in vals:
+    if n not in names:
+        names.append(n)
+print("%-26s" % "median of rounds" + "".join("%14s" % r for r in relays))
+for n in names:
+    row = "%-26s" % n
+    for r in relays:
+        v = vals.get((n, r))
+        row += "%14.2f" % statistics.median(v) if v else "%14s" % "-"
+    print(row)
+EOF
