@@ -41,8 +41,7 @@ enum Mode {
 struct Running {
     conn: ConnId,
     sub_id: SubId,
-    /// Kept for the monitor (the query consumes its own copy).
-    filters: Vec<Filter>,
+    /// Owns the filters; handed to the monitor when the scan ends (one copy, not two).
     query: Query,
     snapshot: LevId,
     /// `Some(n)` for COUNT: events counted so far.
@@ -295,7 +294,7 @@ impl ReqWorker {
             }
         };
         // Pause every few events so back-pressure is checked often (see `slice`).
-        let query = Query::new(filters.clone(), cap, snapshot, now()).pace(PACE);
+        let query = Query::new(filters, cap, snapshot, now()).pace(PACE);
         let outbound = self
             .shared
             .outbound
@@ -305,7 +304,6 @@ impl ReqWorker {
         Some(Running {
             conn,
             sub_id,
-            filters,
             query,
             snapshot,
             count,
@@ -396,7 +394,7 @@ impl ReqWorker {
                     MonitorMsg::Subscribe {
                         conn: r.conn,
                         sub_id: r.sub_id,
-                        filters: r.filters,
+                        filters: r.query.into_filters(),
                         snapshot: r.snapshot,
                         auth: r.auth,
                         ticket: r.ticket,

@@ -98,6 +98,12 @@ impl Query {
         }
     }
 
+    /// The filters it was made with (those that can match anything), for whoever takes
+    /// over after the scan (the live monitor): no second copy is kept meanwhile.
+    pub fn into_filters(self) -> Vec<Filter> {
+        self.scans.into_iter().map(|s| s.filter).collect()
+    }
+
     /// Makes each `run` pause after emitting `n` events, so a caller that must watch a
     /// socket's backlog can check it often enough.
     pub fn pace(mut self, n: usize) -> Query {
