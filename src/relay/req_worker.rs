@@ -127,7 +127,6 @@ impl ReqWorker {
                 auth,
                 ticket,
             } => {
-                running.retain_conn(conn, |r| r.sub_id != sub_id);
                 let open = subs.entry(conn).or_default();
                 let replaces = open.contains_key(&sub_id);
                 if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
@@ -146,6 +145,9 @@ impl ReqWorker {
                     self.io.text(conn, out);
                     return;
                 }
+                // Only an accepted REQ stops the old one's scan: a refused replacement leaves
+                // it running, to its EOSE.
+                running.retain_conn(conn, |r| r.sub_id != sub_id);
                 if replaces {
                     // Same id again: the new REQ replaces the old subscription.
                     self.monitors.dispatch(
