@@ -10,7 +10,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -19,27 +18,6 @@ use std::time::{Duration, Instant};
 use common::TestRelay;
 use wok::gen::GenConfig;
 use wok::nostr::Event;
-
-fn upgrade(url: &str) -> TcpStream {
-    let addr = url.trim_start_matches("ws://");
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("request");
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).expect("read head"), 1, "closed in handshake");
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    s
-}
 
 /// A masked text frame (zero mask: the payload stays as it is).
 fn text_frame(out: &mut Vec<u8>, payload: &[u8]) {
@@ -80,7 +58,7 @@ fn flood(
     done: Arc<AtomicUsize>,
     answered: mpsc::Sender<()>,
 ) -> Flooder {
-    let mut w = upgrade(url);
+    let mut w = common::raw_upgrade(url, None);
     w.set_write_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
     let mut r = w.try_clone().expect("clone");
@@ -237,26 +215,6 @@ fn a_polite_req_is_answered_promptly_during_a_flood() {
     );
 }
 
-/// One /metrics value.
-fn metric(url: &str, name: &str) -> i64 {
-    let addr = url.trim_start_matches("ws://");
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-}
-
 #[test]
 fn a_connection_past_its_in_flight_limit_is_paused_and_loses_nothing() {
     let r = TestRelay::with(|c| c.relay.max_messages_in_flight_per_connection = 4);
@@ -284,17 +242,17 @@ fn a_connection_past_its_in_flight_limit_is_paused_and_loses_nothing() {
     let (_, m) = c.until(|m| m[0] == "COUNT");
     assert_eq!(m[2]["count"], evs.len(), "every event is stored");
     assert!(
-        metric(&r.url, "wok_conn_read_pauses_total") > 0,
+        common::metric(&r.url, "wok_conn_read_pauses_total") > 0,
         "the connection was never paused"
     );
     // Each event's wait is counted once per stage it passed through.
     for stage in ["ingester", "writePolicy", "writer"] {
-        let waited = metric(
+        let waited = common::metric(
             &r.url,
             &format!("wok_queue_waited_total{{stage=\"{stage}\"}}"),
         );
         assert!(
-            waited >= evs.len() as i64,
+            waited >= evs.len() as u64,
             "{stage}: {waited} waits counted"
         );
     }
@@ -302,9 +260,9 @@ fn a_connection_past_its_in_flight_limit_is_paused_and_loses_nothing() {
     // given back just after its answer is queued, so allow a moment; each look is an HTTP
     // round trip through the io thread.)
     let end = Instant::now() + Duration::from_secs(5);
-    let mut left = metric(&r.url, "wok_inflight_messages");
+    let mut left = common::metric(&r.url, "wok_inflight_messages");
     while left != 0 && Instant::now() < end {
-        left = metric(&r.url, "wok_inflight_messages");
+        left = common::metric(&r.url, "wok_inflight_messages");
     }
     assert_eq!(left, 0, "messages still counted in flight");
 }

@@ -13,7 +13,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -100,20 +99,6 @@ fn hex_of(k: &Keys) -> String {
 
 fn id_set<'a>(evs: impl IntoIterator<Item = &'a Event>) -> BTreeSet<String> {
     evs.into_iter().map(|e| e.id_hex().to_string()).collect()
-}
-
-/// A metric's value from `/metrics`.
-fn metric(r: &TestRelay, name: &str) -> u64 {
-    let addr = r.url.trim_start_matches("ws://");
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
 }
 
 // ---- levIds are never reused ----
@@ -550,7 +535,7 @@ fn live_delivery_never_repeats_what_the_scan_sent() {
 fn a_live_subscriber_whose_backlog_passes_the_cap_is_dropped() {
     let r = TestRelay::with(|c| c.relay.max_pending_outbound_bytes = 256 * 1024);
     let name = "strfry_slow_client_terminations_total";
-    let before = metric(&r, name);
+    let before = common::metric(&r.url, name);
     let mut slow = small_window_client(&r.url);
     assert!(slow.req("live", r#"{"kinds":[1]}"#).is_empty());
     // From here `slow` reads nothing: its live backlog grows with every event.
@@ -558,7 +543,7 @@ fn a_live_subscriber_whose_backlog_passes_the_cap_is_dropped() {
     let pad = "s".repeat(50_000);
     let mut w = r.client();
     let mut published = 0usize;
-    while metric(&r, name) == before {
+    while common::metric(&r.url, name) == before {
         // 30 MB: a few times what the sockets between us can hold.
         assert!(
             published < 600,
@@ -579,7 +564,7 @@ fn a_live_subscriber_whose_backlog_passes_the_cap_is_dropped() {
         }
         published += batch.len();
     }
-    assert_eq!(metric(&r, name), before + 1);
+    assert_eq!(common::metric(&r.url, name), before + 1);
     // The relay closed the connection: what was in flight drains, then the stream ends.
     let end = Instant::now() + WAIT;
     loop {

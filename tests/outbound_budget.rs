@@ -14,31 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::TestRelay;
 
-fn upgrade(addr: &str) -> TcpStream {
-    // A small receive buffer, so the kernel holds little of what the relay sends.
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    sock.set_recv_buffer_size(4096).expect("rcvbuf");
-    let sa: std::net::SocketAddr = addr.parse().expect("addr");
-    sock.connect(&sa.into()).expect("connect");
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("request");
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).expect("head"), 1, "closed during handshake");
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    s
-}
+const SLOW: &str = "strfry_slow_client_terminations_total";
 
 /// `count` masked one-byte text frames (`x`): each is garbage that earns a NOTICE.
 /// Returns false if the relay closed the connection before all were written.
@@ -55,29 +31,11 @@ fn flood(s: &mut TcpStream, count: usize) -> bool {
     true
 }
 
-fn slow_terminations(addr: &str) -> u64 {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .find(|l| l.starts_with("strfry_slow_client_terminations_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .expect("slow client metric")
-}
-
 /// Waits (bounded) for the metric to reach `want`.
 fn await_terminations(addr: &str, want: u64) -> u64 {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        let n = slow_terminations(addr);
+        let n = common::metric(addr, SLOW);
         if n >= want || Instant::now() > end {
             return n;
         }
@@ -89,7 +47,7 @@ fn await_terminations(addr: &str, want: u64) -> u64 {
 fn garbage_replies_count_what_they_hold() {
     let r = TestRelay::start();
     let addr = r.url.trim_start_matches("ws://").to_owned();
-    let mut s = upgrade(&addr);
+    let mut s = common::raw_upgrade(&addr, Some(4096));
     flood(&mut s, 400_000);
     assert_eq!(
         await_terminations(&addr, 1),
@@ -106,8 +64,8 @@ fn the_relay_wide_budget_closes_the_largest_backlogs() {
         c.relay.max_total_pending_outbound_bytes = 8 << 20;
     });
     let addr = r.url.trim_start_matches("ws://").to_owned();
-    let mut big = upgrade(&addr);
-    let mut small = upgrade(&addr);
+    let mut big = common::raw_upgrade(&addr, Some(4096));
+    let mut small = common::raw_upgrade(&addr, Some(4096));
     // The kernel takes ~3 MB (60k NOTICEs) of each; past that the small one leaves ~4 MB
     // held and the big one ~27 MB.
     flood(&mut small, 80_000);
@@ -132,7 +90,7 @@ fn the_relay_wide_budget_closes_the_largest_backlogs() {
         }
     }
     assert!(closed, "the largest backlog was not closed");
-    assert_eq!(slow_terminations(&addr), 1, "only the largest had to go");
+    assert_eq!(common::metric(&addr, SLOW), 1, "only the largest had to go");
     small
         .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
         .expect("the small connection is still open");

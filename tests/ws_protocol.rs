@@ -13,35 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::TestRelay;
 
-fn upgrade(url: &str) -> TcpStream {
-    let addr = url.trim_start_matches("ws://");
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("request");
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut b).expect("read head"),
-            1,
-            "closed during handshake"
-        );
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
-}
-
 /// A masked client frame (the mask is zero, which leaves the payload as it is).
 fn frame(op: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);
@@ -53,7 +24,7 @@ fn frame(op: u8, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn a_protocol_error_closes_with_1002_and_ends_promptly() {
     let r = TestRelay::start();
-    let mut s = upgrade(&r.url);
+    let mut s = common::raw_upgrade(&r.url, None);
     // Unmasked text frame.
     s.write_all(&[0x81, 0x02, b'h', b'i']).expect("write");
     let mut got = [0u8; 4];
@@ -79,7 +50,7 @@ fn a_protocol_error_closes_with_1002_and_ends_promptly() {
 #[test]
 fn a_ping_flood_is_answered_with_the_latest_pong_only() {
     let r = TestRelay::start();
-    let mut s = upgrade(&r.url);
+    let mut s = common::raw_upgrade(&r.url, None);
     let mut frames = Frames::default();
     // Each round is one 40 KB write (4,000 pings) on an idle connection, which reaches the
     // relay's socket buffer whole and is read in one turn (under the 256 KiB read budget):

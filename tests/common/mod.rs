@@ -443,3 +443,66 @@ pub fn first_line(r: impl Read + Send + 'static, within: Duration) -> String {
     rx.recv_timeout(within)
         .unwrap_or_else(|_| panic!("no line within {within:?}"))
 }
+
+/// A raw WebSocket connection to `url` (`ws://host:port` or `host:port`), read up to the
+/// end of its 101, for tests that write frames by hand. `rcvbuf` shrinks the socket's
+/// receive buffer before connecting, so the kernel holds little of what the relay sends.
+pub fn raw_upgrade(url: &str, rcvbuf: Option<usize>) -> TcpStream {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("ws://");
+    let sa: std::net::SocketAddr = addr.parse().expect("addr");
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    if let Some(n) = rcvbuf {
+        sock.set_recv_buffer_size(n).expect("rcvbuf");
+    }
+    sock.connect(&sa.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("request");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).expect("read head"),
+            1,
+            "closed during handshake"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// One value from the relay's `/metrics` (`name` as written there, labels included).
+pub fn metric(url: &str, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("ws://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+}
