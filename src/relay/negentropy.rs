@@ -238,12 +238,7 @@ impl NegWorker {
                     Ok(None) => {
                         // Collected in turns (see `collect_turn`), its room reserved now.
                         let cap = max.min(room);
-                        let snapshot = match self
-                            .shared
-                            .store
-                            .read_txn()
-                            .and_then(|t| self.shared.store.latest_lev_id(&t))
-                        {
+                        let snapshot = match self.shared.store.snapshot() {
                             Ok(s) => s,
                             Err(e) => {
                                 log::error!("negentropy snapshot failed: {e}");

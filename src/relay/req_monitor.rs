@@ -35,7 +35,7 @@ pub struct ReqMonitor {
 impl ReqMonitor {
     pub fn run(self) {
         let store = &self.shared.store;
-        let mut last_seen = match store.read_txn().and_then(|t| store.latest_lev_id(&t)) {
+        let mut last_seen = match store.snapshot() {
             Ok(l) => l,
             Err(e) => {
                 log::error!("monitor cannot read the DB: {e}");

@@ -280,12 +280,7 @@ impl ReqWorker {
             Mode::Req(cap) => (cap, None),
             Mode::Count(cap) => (cap, Some(0)),
         };
-        let snapshot = match self
-            .shared
-            .store
-            .read_txn()
-            .and_then(|t| self.shared.store.latest_lev_id(&t))
-        {
+        let snapshot = match self.shared.store.snapshot() {
             Ok(s) => s,
             Err(e) => {
                 log::error!("snapshot failed: {e}");

@@ -332,6 +332,13 @@ impl Store {
         Ok(self.meta(txn)?.next_lev_id.saturating_sub(1))
     }
 
+    /// [`Store::latest_lev_id`] in a read transaction of its own: the snapshot a new query
+    /// or live subscription starts from.
+    pub fn snapshot(&self) -> Result<LevId> {
+        let txn = self.read_txn()?;
+        self.latest_lev_id(&txn)
+    }
+
     /// The packed record of `lev`, if it exists.
     pub fn record<'t>(&self, txn: &'t RoTxn, lev: LevId) -> Result<Option<Record<'t>>> {
         match self.t.event.get(txn, &keys::lev_key(lev))? {
