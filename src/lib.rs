@@ -4,6 +4,7 @@ pub mod gen;
 pub mod logging;
 pub mod mesh;
 pub mod nostr;
+pub mod policy;
 pub mod relay;
 pub mod store;
 

@@ -46,7 +46,7 @@ const REQ_FILTER: &str = r#"{"kinds":[1],"limit":50}"#;
 const FLOOD_SUBS: usize = 4;
 
 pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
-    let now = crate::relay::now();
+    let now = crate::policy::now();
     let flooders = o.flooders.max(1);
     let gen = |seed: u64, count: usize| {
         crate::gen::generate(&GenConfig {

@@ -73,7 +73,7 @@ fn seq_of(payload: &[u8], mark: &[u8]) -> Option<u32> {
 }
 
 pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
-    let nonce = crate::relay::now() % 1_000_000_007;
+    let nonce = crate::policy::now() % 1_000_000_007;
     let tag = format!("wb{nonce}");
     let (subs, n_events) = (o.subs.max(1), o.events.max(1));
     let rate = o.rate.max(0.1);
@@ -185,7 +185,7 @@ pub fn run(o: &FanoutOptions, r: &mut Report) -> Result<(), String> {
         let narrow = format!("{tag}-{}", i % 10);
         let ev = keys
             .sign(
-                crate::relay::now(),
+                crate::policy::now(),
                 1,
                 Tags::from_vecs(&[vec!["t", tag.as_str()], vec!["t", narrow.as_str()]]),
                 &format!("{tag}-{i}"),

@@ -22,7 +22,7 @@ pub struct IngestOptions {
 }
 
 pub fn run(o: &IngestOptions, r: &mut Report) -> Result<(), String> {
-    let now = crate::relay::now();
+    let now = crate::policy::now();
     let events = crate::gen::generate(&GenConfig {
         seed: o.seed,
         count: o.events,

@@ -7,7 +7,7 @@ use wok::nostr::{Filter, JsonParser};
 use wok::store::query::{Progress, Query};
 use wok::store::{LevId, Store};
 
-pub use wok::relay::now;
+pub use wok::policy::now;
 
 /// Parses a `--filter`/`<filter>` argument: one filter object or an array of them. No
 /// `maxTagsPerFilter` cap (these are operator tools, like strfry's).

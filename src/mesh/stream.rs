@@ -22,8 +22,8 @@ use super::sync::{Dir, SyncOptions};
 use super::ws::{Recv, WsClient};
 use crate::nostr::filter::EventView;
 use crate::nostr::{hex, verify, Event, Filter, JsonParser, Limits};
-use crate::relay::now;
-use crate::relay::plugin::{Plugin, Request, Verdict};
+use crate::policy::now;
+use crate::policy::plugin::{Plugin, Request, Verdict};
 use crate::store::{LevId, Store};
 
 pub struct StreamOptions {

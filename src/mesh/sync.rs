@@ -14,7 +14,7 @@ use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::ws::{Recv, WsClient};
 use crate::nostr::{hex, verify, Event, Filter, JsonParser, Limits};
-use crate::relay::now;
+use crate::policy::now;
 use crate::store::negtree::TreeView;
 use crate::store::query::{Progress, Query};
 use crate::store::write::Outcome;
@@ -182,7 +182,7 @@ fn run_with<T: negentropy::NegentropyStorageBase>(
         parser: JsonParser::new(),
         seen: HashSet::new(),
         requested: HashSet::new(),
-        plugin: crate::relay::plugin::Plugin::new(),
+        plugin: crate::policy::plugin::Plugin::new(),
     };
     s.send(format!(
         "[\"NEG-OPEN\",\"{NEG_SUB}\",{},\"{}\"]",
@@ -215,7 +215,7 @@ struct Session<'a> {
     seen: HashSet<[u8; 32]>,
     /// Ids asked for by download REQs and not yet received.
     requested: HashSet<[u8; 32]>,
-    plugin: crate::relay::plugin::Plugin,
+    plugin: crate::policy::plugin::Plugin,
 }
 
 impl Session<'_> {
@@ -468,7 +468,7 @@ impl Session<'_> {
                 let v = plugin.judge(
                     &opts.plugin,
                     opts.plugin_timeout,
-                    &crate::relay::plugin::Request {
+                    &crate::policy::plugin::Request {
                         event_json: e.json(),
                         id_hex: e.id_hex(),
                         received_at: now,
@@ -477,7 +477,7 @@ impl Session<'_> {
                         authed: None,
                     },
                 );
-                matches!(v, crate::relay::plugin::Verdict::Accept(_))
+                matches!(v, crate::policy::plugin::Verdict::Accept(_))
             });
             self.stats.down_rejected += (before - batch.len()) as u64;
         }

@@ -13,7 +13,7 @@ use super::auth::{self, ReadAuth};
 use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg, Ticket};
-use super::policy::PolicyMsg;
+use super::write_policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
 use crate::nostr::kinds;

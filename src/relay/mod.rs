@@ -17,17 +17,16 @@ pub mod metrics;
 pub mod monitors;
 pub mod msg;
 pub mod negentropy;
-pub mod plugin;
-pub mod policy;
 pub mod req_monitor;
 pub mod req_worker;
+pub mod write_policy;
 pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded};
 
@@ -38,13 +37,7 @@ use crate::store::Store;
 use metrics::Metrics;
 use msg::{IoSender, Pool};
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::policy::now;
 
 /// The JSON of a stored event, for sending; `None` when it is gone or cannot be decoded.
 /// An undecodable payload (its zstd dictionary missing, say) is logged and skipped, so one
@@ -231,7 +224,7 @@ impl Relay {
         }
         drop(policies);
         for (i, rx) in pol_rx.into_iter().enumerate() {
-            let s = policy::Policy {
+            let s = write_policy::Policy {
                 rx,
                 shared: shared.clone(),
                 io: io_sender.clone(),

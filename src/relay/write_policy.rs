@@ -13,9 +13,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Pool, Ticket, WriterMsg};
-use super::plugin::{Plugin, Request, Verdict};
 use super::{now, Shared};
 use crate::nostr::{hex, message, Event};
+use crate::policy::plugin::{Plugin, Request, Verdict};
 
 pub struct PolicyMsg {
     pub conn: ConnId,
