@@ -159,7 +159,7 @@ fn main() {
         wok::gen::generate(&GenConfig {
             seed,
             count,
-            start: wok::relay::now() - 300 * 86_400,
+            start: wok::policy::now() - 300 * 86_400,
             span_secs: 280 * 86_400,
             ..GenConfig::default()
         })

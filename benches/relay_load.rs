@@ -125,7 +125,7 @@ fn main() {
         seed: 7,
         count: n_events,
         authors: 500,
-        start: wok::relay::now() - 30 * 86_400,
+        start: wok::policy::now() - 30 * 86_400,
         span_secs: 29 * 86_400,
     });
 

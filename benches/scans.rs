@@ -64,7 +64,7 @@ fn bench_scans(c: &mut Criterion) {
         g.bench_function(*name, |b| {
             b.iter(|| {
                 let txn = store.read_txn().expect("txn");
-                let mut q = Query::new(vec![f.clone()], 500, u64::MAX, wok::relay::now());
+                let mut q = Query::new(vec![f.clone()], 500, u64::MAX, wok::policy::now());
                 let mut out = Vec::new();
                 q.run(&store, &txn, u64::MAX, &mut out).expect("run");
                 black_box(out.len())

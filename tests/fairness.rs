@@ -123,7 +123,7 @@ const FLOOD_EVENTS: usize = 4_000;
 
 #[test]
 fn a_polite_req_is_answered_promptly_during_a_flood() {
-    let now = wok::relay::now();
+    let now = wok::policy::now();
     let stored = wok::gen::generate(&GenConfig {
         seed: 1,
         count: 3_000,

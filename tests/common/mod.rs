@@ -178,7 +178,7 @@ pub fn keys(n: u8) -> Keys {
 }
 
 pub fn now() -> u64 {
-    wok::relay::now()
+    wok::policy::now()
 }
 
 pub fn note(k: &Keys, content: &str) -> Event {
