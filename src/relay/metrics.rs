@@ -24,6 +24,9 @@ impl Counter {
 pub struct Gauge(AtomicI64);
 
 impl Gauge {
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
@@ -95,6 +98,13 @@ pub struct Metrics {
     /// Times a connection stopped being read because its messages in flight were at the
     /// per-connection limit.
     pub read_pauses: Counter,
+    /// Turns of the io thread's loop and the microseconds they took (on and off the CPU):
+    /// a mean turn of milliseconds means every connection waits that long for its reads
+    /// and writes, so the io thread (or the CPU) is the bottleneck.
+    pub io_turns: Counter,
+    pub io_turn_us: Counter,
+    /// Stage messages waiting for the io thread at the start of a turn, the latest seen.
+    pub io_backlog: Gauge,
     /// Per stage (`STAGES`): client messages taken up, and the microseconds they waited in
     /// its queue (the mean wait is their ratio between two scrapes).
     queue_waited: [Counter; 6],
@@ -221,6 +231,12 @@ impl Metrics {
             "wok_conn_read_pauses_total",
             self.read_pauses.get().to_string(),
         );
+        line("wok_io_turns_total", self.io_turns.get().to_string());
+        line(
+            "wok_io_turn_microseconds_total",
+            self.io_turn_us.get().to_string(),
+        );
+        line("wok_io_backlog_messages", self.io_backlog.get().to_string());
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(
                 s,
