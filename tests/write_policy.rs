@@ -128,3 +128,62 @@ fn a_plugin_that_cannot_start_refuses_clearly() {
     assert_eq!(m[2], false);
     assert_eq!(m[3], "error: internal error");
 }
+
+/// Fair share in the write-policy stage: with a slow plugin, one connection's burst does not
+/// queue another connection's event behind all of it; the other is judged after at most one
+/// more of the burst's (the stage serves connections in turns).
+#[test]
+fn a_burst_does_not_queue_another_connection_behind_it_at_a_slow_plugin() {
+    const SLOW: &str = r#"#!/usr/bin/env python3
+import json, sys, time
+for line in sys.stdin:
+    ev = json.loads(line)["event"]
+    time.sleep(0.02)
+    print(json.dumps({"id": ev["id"], "action": "accept"}), flush=True)
+"#;
+    const BURST: usize = 30;
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = script(dir.path(), "slow.py", SLOW);
+    let cmd = p.to_str().expect("utf8").to_owned();
+    let r = TestRelay::with(move |c| {
+        c.relay.write_policy.plugin = cmd;
+        c.relay.write_policy.timeout_seconds = 5;
+        // One ingester, so one write-policy thread judges both connections.
+        c.relay.num_threads.ingester = 1;
+    });
+    let k = keys(32);
+    let mut burst = r.client();
+    let mut other = r.client();
+    // The plugin is running (its start-up is not part of the race).
+    assert_eq!(burst.publish(&note(&k, "warm-up"))[2], true);
+    for i in 0..BURST {
+        burst.send_event(&note(&k, &format!("burst {i}")));
+    }
+    // The burst is at the plugin: its first answer is back, the rest queued behind it.
+    let first = burst.recv();
+    assert_eq!(first[0], "OK", "{first}");
+    let ok = other.publish(&note(&keys(33), "polite"));
+    assert_eq!(ok[2], true, "{ok}");
+    // Burst answers already sent when the polite one came back (they were judged first),
+    // plus the two or three a slow plugin judges while we read them for 50 ms.
+    let mut before = 1;
+    let t = std::time::Instant::now();
+    while let Some(m) = burst.recv_within(std::time::Duration::from_millis(50)) {
+        assert_eq!(m[0], "OK", "{m}");
+        before += 1;
+        if t.elapsed() >= std::time::Duration::from_millis(50) {
+            break;
+        }
+    }
+    assert!(
+        before <= 8,
+        "{before} of the burst's {BURST} events were judged before the other connection's one"
+    );
+    let mut all = before;
+    while all < BURST {
+        let m = burst.recv();
+        assert_eq!(m[0], "OK", "{m}");
+        assert_eq!(m[2], true, "{m}");
+        all += 1;
+    }
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Pool, Ticket, WriterMsg};
 use super::{now, Shared};
@@ -36,7 +37,23 @@ pub struct Policy {
 impl Policy {
     pub fn run(self) {
         let mut plugin = Plugin::new();
-        for mut m in self.rx.iter() {
+        // Connections served in turns (fair share): with a plugin each event costs a round
+        // trip to it, so one connection's burst must not queue the others behind it.
+        let mut waiting: Turns<PolicyMsg> = Turns::default();
+        loop {
+            if waiting.is_empty() {
+                match self.rx.recv() {
+                    Ok(m) => waiting.push(m.conn, m),
+                    Err(_) => return,
+                }
+            }
+            // The inbox is bounded, so taking all of it is too.
+            for m in self.rx.try_iter() {
+                waiting.push(m.conn, m);
+            }
+            let Some((_, mut m)) = waiting.pop() else {
+                continue;
+            };
             m.ticket.waited(Stage::WritePolicy);
             let cfg = self.shared.config();
             let wp = &cfg.relay.write_policy;
