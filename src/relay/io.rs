@@ -1169,8 +1169,12 @@ mod tests {
         let (s, _) = l.accept().expect("accept");
         // Room for more than one write budget in flight, so the budget (not the socket)
         // is what stops the first flush.
-        socket2::SockRef::from(&s).set_send_buffer_size(1 << 20).expect("sndbuf");
-        socket2::SockRef::from(&peer).set_recv_buffer_size(1 << 20).expect("rcvbuf");
+        socket2::SockRef::from(&s)
+            .set_send_buffer_size(1 << 20)
+            .expect("sndbuf");
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(1 << 20)
+            .expect("rcvbuf");
         s.set_nonblocking(true).expect("nonblocking");
         let ws = Ws {
             stream: TcpStream::from_std(s),
@@ -1214,7 +1218,8 @@ mod tests {
         let msg = vec![b'x'; 16 * 1024];
         let n = 64;
         for _ in 0..n {
-            c.out.push_back((Out::Text(msg.clone()), msg.len(), msg.len(), false));
+            c.out
+                .push_back((Out::Text(msg.clone()), msg.len(), msg.len(), false));
         }
         let reader = std::thread::spawn(move || {
             let mut got = 0usize;
