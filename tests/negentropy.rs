@@ -135,8 +135,8 @@ fn errors_leave_the_connection_working() {
         },
     );
     let mut c = r.client();
-    // Too many results for maxSyncEvents.
-    c.send("[\"NEG-OPEN\",\"big\",{},\"6100000200\"]");
+    // Too many results for maxSyncEvents (a filter no stored tree answers is collected).
+    c.send("[\"NEG-OPEN\",\"big\",{\"kinds\":[1]},\"6100000200\"]");
     // NIP-77's three elements exactly (strfry once sent a 4th).
     assert_eq!(
         c.recv(),
@@ -314,10 +314,10 @@ fn collected_sets_share_a_bounded_budget() {
     );
     let mut c = r.client();
     for i in 0..5 {
-        c.send(&format!("[\"NEG-OPEN\",\"s{i}\",{{}},\"61\"]"));
+        c.send(&format!("[\"NEG-OPEN\",\"s{i}\",{{\"kinds\":[1]}},\"61\"]"));
         assert_eq!(c.recv()[0], "NEG-MSG", "session {i}");
     }
-    c.send("[\"NEG-OPEN\",\"s5\",{},\"61\"]");
+    c.send("[\"NEG-OPEN\",\"s5\",{\"kinds\":[1]},\"61\"]");
     assert_eq!(
         c.recv(),
         serde_json::json!([
@@ -328,6 +328,91 @@ fn collected_sets_share_a_bounded_budget() {
     );
     // Closing one frees its items.
     c.send("[\"NEG-CLOSE\",\"s0\"]");
-    c.send("[\"NEG-OPEN\",\"s5\",{},\"61\"]");
+    c.send("[\"NEG-OPEN\",\"s5\",{\"kinds\":[1]},\"61\"]");
     assert_eq!(c.recv()[0], "NEG-MSG");
+}
+
+/// With restricted kinds (the default `4, 1059`), an unauthenticated `{}` NEG-OPEN is
+/// answered from the public tree (tree 2: every event but those kinds), exactly, and kept
+/// exact by the write path; maxSyncEvents (which limits only collected sets) shows which
+/// path answered. Without that tree (an older DB) the set is collected, as before, until
+/// `wok negentropy build` registers and builds it.
+#[test]
+fn an_unauthenticated_full_sync_is_served_from_the_public_tree() {
+    let notes = events(300, 7);
+    let dm = |i: usize| {
+        let to = hex::encode(&keys(9).pubkey);
+        sign(
+            &keys(1),
+            now() - 5_000 + i as u64,
+            4,
+            &[vec!["p", &to]],
+            "secret",
+        )
+    };
+    let dms: Vec<Event> = (0..20).map(dm).collect();
+    let r = TestRelay::with_store(
+        |c| c.relay.negentropy.max_sync_events = 100,
+        |s| {
+            s.write_batch(&notes).expect("write");
+            s.write_batch(&dms).expect("write");
+        },
+    );
+    let mut c = r.client();
+    let (have, need, _) = reconcile(&mut c, "p", "{}", &[], 4096);
+    assert!(have.is_empty());
+    assert_eq!(
+        need,
+        ids(&notes.iter().collect::<Vec<_>>()),
+        "every public event and no DM"
+    );
+    // New events: the note joins the tree, the DM stays out of it.
+    let late = sign(&keys(2), now(), 1, &[], "late");
+    assert_eq!(c.publish(&late)[2], true);
+    assert_eq!(c.publish(&dm(99))[2], true);
+    let (_, need, _) = reconcile(&mut c, "q", "{}", &[], 4096);
+    assert_eq!(need.len(), notes.len() + 1);
+    assert!(need.contains(&late.id));
+
+    // Without the public tree the same sync is collected (and here over maxSyncEvents) ...
+    let wok = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wok"))
+            .arg("--set")
+            .arg(format!("db={}", r.dir.path().display()))
+            .args(["--set", "dbParams.mapsize=1073741824"])
+            .args(args)
+            .env_remove("STRFRY_CONFIG")
+            .output()
+            .expect("wok");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = wok(&["negentropy", "list"]);
+    assert!(listed.contains("{} except kinds 4,1059"), "{listed}");
+    wok(&["negentropy", "remove", "2"]);
+    c.send("[\"NEG-OPEN\",\"c\",{},\"61\"]");
+    assert_eq!(
+        c.recv(),
+        serde_json::json!(["NEG-ERR", "c", "blocked: too many query results"])
+    );
+    // ... until `wok negentropy build` registers and builds it again.
+    let built = wok(&["negentropy", "build"]);
+    assert!(built.contains("public"), "{built}");
+    let (_, need, _) = reconcile(&mut c, "r", "{}", &[], 4096);
+    assert_eq!(need.len(), notes.len() + 1);
+    // Another restricted set than the tree's: it no longer holds exactly what this reader
+    // may see, so the set is collected again.
+    let mut cfg = wok::config::Config::default();
+    cfg.relay.negentropy.max_sync_events = 100;
+    cfg.relay.auth.restricted_read_kinds = "4".into();
+    r.relay.as_ref().expect("relay").reload(cfg);
+    c.send("[\"NEG-OPEN\",\"d\",{},\"61\"]");
+    assert_eq!(
+        c.recv(),
+        serde_json::json!(["NEG-ERR", "d", "blocked: too many query results"])
+    );
 }

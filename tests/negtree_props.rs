@@ -52,13 +52,18 @@ fn filter(s: &str) -> Filter {
 
 /// (created_at, id) of every stored event `f` matches, sorted.
 fn stored(store: &Store, f: &Filter) -> Vec<(u64, [u8; 32])> {
+    stored_except(store, f, &[])
+}
+
+/// `stored`, leaving out the events of `except` kinds (what a public tree holds).
+fn stored_except(store: &Store, f: &Filter, except: &[u64]) -> Vec<(u64, [u8; 32])> {
     let txn = store.read_txn().expect("txn");
     let mut v: Vec<_> = store
         .all_lev_ids(&txn)
         .expect("levs")
         .into_iter()
         .filter_map(|l| store.record(&txn, l).expect("read"))
-        .filter(|r| f.matches(r))
+        .filter(|r| f.matches(r) && !except.contains(&r.kind()))
         .map(|r| (r.created_at(), *r.id()))
         .collect();
     v.sort();
@@ -75,7 +80,17 @@ fn vector(items: &[(u64, [u8; 32])]) -> NegentropyStorageVector {
 }
 
 fn check_tree(store: &Store, tree: u64, f: &Filter, probe: u64) -> Result<(), TestCaseError> {
-    let want = stored(store, f);
+    check_tree_except(store, tree, f, &[], probe)
+}
+
+fn check_tree_except(
+    store: &Store,
+    tree: u64,
+    f: &Filter,
+    except: &[u64],
+    probe: u64,
+) -> Result<(), TestCaseError> {
+    let want = stored_except(store, f, except);
     let txn = store.read_txn().expect("txn");
     let view = TreeView::new(store, &txn, tree, 0, u64::MAX).expect("view");
     let vec = vector(&want);
@@ -189,6 +204,9 @@ proptest! {
         let f2 = filter(&format!(r#"{{"kinds":[1],"authors":["{}"]}}"#, hex::encode(&ks[0].pubkey)));
         let t2 = store.add_tree(&f2).expect("add");
         store.build_tree(t2).expect("build");
+        // Tree 3 is public: `{}` but kind 0 (as if kind 0 were a restricted read kind).
+        let t3 = store.add_tree_except(&Filter::all(), &[0]).expect("add");
+        store.build_tree(t3).expect("build");
         let mut written: Vec<Event> = Vec::new();
         let mut salt = 0u32;
         for s in steps {
@@ -234,6 +252,7 @@ proptest! {
         }
         check_tree(&store, 1, &Filter::all(), probe)?;
         check_tree(&store, t2, &f2, probe)?;
+        check_tree_except(&store, t3, &Filter::all(), &[0], probe)?;
     }
 }
 

@@ -20,11 +20,17 @@ pub enum NegentropyCmd {
     Add {
         /// A filter object
         filter: String,
+        /// Leave out the restricted read kinds (relay.auth.restrictedReadKinds): a public
+        /// tree, which answers readers without AUTH
+        #[arg(long)]
+        except_restricted: bool,
     },
-    /// Fill a tree with every stored event its filter matches
+    /// Fill a tree with every stored event its filter matches; without a TREE_ID, first
+    /// register the public `{}` tree if the config restricts some kinds and it is missing,
+    /// then build every tree that is not built
     Build {
         #[arg(value_name = "TREE_ID")]
-        tree: u64,
+        tree: Option<u64>,
     },
     /// Remove a tree
     Remove {
@@ -34,7 +40,7 @@ pub enum NegentropyCmd {
 }
 
 pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
-    let Some((_cfg, store)) = g.open_store() else {
+    let Some((cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
     let fail = |msg: String| {
@@ -51,7 +57,7 @@ pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(e.to_string()),
             };
-            for (id, filter, _) in trees {
+            for (id, filter, ..) in trees {
                 println!("tree {id}");
                 println!("  filter: {filter}");
                 match store.tree_built(&txn, id) {
@@ -70,7 +76,10 @@ pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        NegentropyCmd::Add { filter } => {
+        NegentropyCmd::Add {
+            filter,
+            except_restricted,
+        } => {
             let mut filters = match util::parse_filters(filter) {
                 Ok(f) => f,
                 Err(e) => return fail(format!("bad filter: {e}")),
@@ -78,7 +87,12 @@ pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
             if filters.len() != 1 {
                 return fail("a tree has one filter object".into());
             }
-            match store.add_tree(&filters.remove(0)) {
+            let except = if *except_restricted {
+                wok::relay::auth::restricted_kinds(&cfg)
+            } else {
+                Vec::new()
+            };
+            match store.add_tree_except(&filters.remove(0), &except) {
                 Ok(id) => {
                     println!("created tree {id}");
                     println!("to populate, run: wok negentropy build {id}");
@@ -87,43 +101,23 @@ pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        NegentropyCmd::Build { tree } => {
-            // A bar over the stored events read, then over the tree rows written.
-            let p = Progress::start(g, "negentropy build", "events", false, Total::Unknown);
-            let (mut scanned, mut phase) = (0, 0);
-            let mut step = |s: BuildStep| match s {
-                BuildStep::Scanned { done, total } => {
-                    if phase == 0 {
-                        phase = 1;
-                        p.set_total(Total::Items(total));
-                        p.message("reading events");
-                    }
-                    scanned = done;
-                    p.set(done, 0);
-                }
-                BuildStep::Written { done, total } => {
-                    if phase == 1 {
-                        phase = 2;
-                        p.restart(Total::Items(total));
-                        p.message("writing the tree");
-                    }
-                    p.set(done, 0);
-                }
-                BuildStep::Committing => p.message("committing"),
+        NegentropyCmd::Build { tree: None } => {
+            let trees = match default_trees(&cfg, &store) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
             };
-            match store.build_tree_with(*tree, &mut step) {
-                Ok(n) => {
-                    println!("built tree {tree}: {n} events");
-                    p.set(n, 0);
-                    p.finish_with(&format!(" of {scanned} read, into tree {tree}"));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    p.clear();
-                    fail(e.to_string())
+            if trees.is_empty() {
+                println!("every tree is built");
+            }
+            for tree in trees {
+                let code = build(g, &store, tree);
+                if code != ExitCode::SUCCESS {
+                    return code;
                 }
             }
+            ExitCode::SUCCESS
         }
+        NegentropyCmd::Build { tree: Some(tree) } => build(g, &store, *tree),
         NegentropyCmd::Remove { tree } => match store.remove_tree(*tree) {
             Ok(true) => {
                 println!("removed tree {tree}");
@@ -132,5 +126,75 @@ pub fn run(cmd: &NegentropyCmd, g: &Globals) -> ExitCode {
             Ok(false) => fail(format!("no tree {tree}")),
             Err(e) => fail(e.to_string()),
         },
+    }
+}
+
+/// The public `{}` tree registered if the config restricts some kinds and it is missing
+/// (an existing DB gets it this way), then every tree not yet built.
+fn default_trees(cfg: &wok::config::Config, store: &wok::store::Store) -> Result<Vec<u64>, String> {
+    let restricted = wok::relay::auth::restricted_kinds(cfg);
+    let has_public = {
+        let txn = store.read_txn().map_err(|e| e.to_string())?;
+        let want = negtree::tree_text("{}", &restricted);
+        store
+            .trees(&txn)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|(_, text, ..)| *text == want)
+    };
+    if !restricted.is_empty() && !has_public {
+        let id = store.add_tree_except(&wok::nostr::Filter::all(), &restricted)?;
+        println!("created tree {id} (public: every event but kinds {restricted:?})");
+    }
+    let txn = store.read_txn().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (id, ..) in store.trees(&txn).map_err(|e| e.to_string())? {
+        if !store.tree_built(&txn, id).map_err(|e| e.to_string())? {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// `wok negentropy build TREE_ID`, with its bar and summary.
+fn build(g: &Globals, store: &wok::store::Store, tree: u64) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("error: negentropy: {msg}");
+        ExitCode::FAILURE
+    };
+    // A bar over the stored events read, then over the tree rows written.
+    let p = Progress::start(g, "negentropy build", "events", false, Total::Unknown);
+    let (mut scanned, mut phase) = (0, 0);
+    let mut step = |s: BuildStep| match s {
+        BuildStep::Scanned { done, total } => {
+            if phase == 0 {
+                phase = 1;
+                p.set_total(Total::Items(total));
+                p.message("reading events");
+            }
+            scanned = done;
+            p.set(done, 0);
+        }
+        BuildStep::Written { done, total } => {
+            if phase == 1 {
+                phase = 2;
+                p.restart(Total::Items(total));
+                p.message("writing the tree");
+            }
+            p.set(done, 0);
+        }
+        BuildStep::Committing => p.message("committing"),
+    };
+    match store.build_tree_with(tree, &mut step) {
+        Ok(n) => {
+            println!("built tree {tree}: {n} events");
+            p.set(n, 0);
+            p.finish_with(&format!(" of {scanned} read, into tree {tree}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            p.clear();
+            fail(e.to_string())
+        }
     }
 }

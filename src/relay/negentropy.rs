@@ -66,7 +66,8 @@ enum SessionSet {
     /// A stored tree, read afresh for every message (nothing held between messages).
     Tree {
         tree: TreeId,
-        /// The tree's filter when the session opened: checked on every message.
+        /// The tree's text (filter and left-out kinds) when the session opened: checked on
+        /// every message.
         filter: String,
         since: u64,
         until: u64,
@@ -307,28 +308,39 @@ impl NegWorker {
         }
     }
 
-    /// A built tree serving `filter` (since/until aside) when this reader may see
-    /// everything in it; `None` when the set must be collected; the NEG-ERR reason on
+    /// A built tree serving `filter` (since/until aside) that holds exactly what this
+    /// reader may see of it; `None` when the set must be collected; the NEG-ERR reason on
     /// failure.
     fn tree_set(
         &self,
         filter: &Filter,
         auth: &ReadAuth,
     ) -> Result<Option<SessionSet>, &'static str> {
-        if !auth.sees_all_of(filter) {
+        // A reader who sees everything the filter matches: the exact tree. One who may see
+        // no restricted event (no AUTH) and everything else: the public tree that leaves
+        // exactly those kinds out. Anyone else (an authenticated reader of only their own
+        // DMs) has the set collected.
+        let except: &[u64] = if auth.sees_all_of(filter) {
+            &[]
+        } else if auth.authed.is_none() {
+            &auth.restricted
+        } else {
             return Ok(None);
-        }
+        };
         let store = &self.shared.store;
         let tree = store
             .read_txn()
-            .and_then(|txn| store.tree_for(&txn, filter))
+            .and_then(|txn| store.tree_for_except(&txn, filter, except))
             .map_err(|e| {
                 log::error!("negentropy tree lookup failed: {e}");
                 "error: internal error"
             })?;
         Ok(tree.map(|tree| SessionSet::Tree {
             tree,
-            filter: crate::store::negtree::tree_filter_text(filter),
+            filter: crate::store::negtree::tree_text(
+                &crate::store::negtree::tree_filter_text(filter),
+                except,
+            ),
             since: filter.since,
             until: filter.until,
         }))

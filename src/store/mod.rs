@@ -91,6 +91,9 @@ pub struct StoreOptions {
     pub no_read_ahead: bool,
     /// `events.compression`: store new events compressed with the newest dictionary.
     pub compress_new_events: bool,
+    /// The restricted read kinds: a new DB gets, beside tree 1 (`{}`), a public tree that
+    /// leaves them out, so unauthenticated `{}` syncs need not collect the whole DB.
+    pub restricted_kinds: Vec<u64>,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +103,7 @@ impl Default for StoreOptions {
             max_readers: 256,
             no_read_ahead: false,
             compress_new_events: false,
+            restricted_kinds: Vec::new(),
         }
     }
 }
@@ -111,6 +115,7 @@ impl StoreOptions {
             max_readers: u32::try_from(cfg.db_params.maxreaders).unwrap_or(u32::MAX),
             no_read_ahead: cfg.db_params.no_read_ahead,
             compress_new_events: cfg.events.compression,
+            restricted_kinds: crate::relay::auth::restricted_kinds(cfg),
         }
     }
 }
@@ -251,6 +256,21 @@ impl Store {
                     .t
                     .negentropy_tree
                     .put(&mut wtxn, &negtree::built_key(1), &[])?;
+                // Tree 2: what a reader without AUTH may see, when some kinds are restricted.
+                if !opts.restricted_kinds.is_empty() {
+                    store.t.negentropy_filter.put(
+                        &mut wtxn,
+                        &keys::lev_key(2),
+                        &record::encode_negentropy_filter(&negtree::tree_text(
+                            "{}",
+                            &opts.restricted_kinds,
+                        )),
+                    )?;
+                    store
+                        .t
+                        .negentropy_tree
+                        .put(&mut wtxn, &negtree::built_key(2), &[])?;
+                }
             }
             Some(m) if m.db_version != DB_VERSION => {
                 return Err(StoreError::Version(format!(

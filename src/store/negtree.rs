@@ -31,8 +31,50 @@ use super::{Result, Store};
 use crate::nostr::Filter;
 
 pub type TreeId = u64;
-/// The trees and their parsed filters.
-pub type TreeFilters = Arc<Vec<(TreeId, Filter)>>;
+/// A registered tree: its id, text (see `tree_text`), parsed filter and left-out kinds.
+pub type TreeRow = (TreeId, String, Filter, Vec<u64>);
+/// The trees, their parsed filters and the kinds they leave out.
+pub type TreeFilters = Arc<Vec<(TreeId, Filter, Vec<u64>)>>;
+
+/// A tree's text is its canonical filter, then for a public tree this marker and the kinds
+/// it leaves out (`{} except kinds 4,1059`): the events an unauthenticated reader may see
+/// when those are the restricted read kinds. Kept in the filter text rather than a new
+/// schema field so that an older wok, which cannot honour the exclusion, refuses the tree
+/// (unreadable filter) instead of filling it with restricted events.
+const EXCEPT: &str = " except kinds ";
+
+/// The stored text of a tree for `filter_text` leaving out `except` (sorted, deduplicated).
+pub fn tree_text(filter_text: &str, except: &[u64]) -> String {
+    let mut kinds = except.to_vec();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if kinds.is_empty() {
+        return filter_text.to_owned();
+    }
+    let list: Vec<String> = kinds.iter().map(u64::to_string).collect();
+    format!("{filter_text}{EXCEPT}{}", list.join(","))
+}
+
+/// A tree's text split into its filter text and the kinds it leaves out; `None` if the
+/// kind list is malformed.
+fn split_tree_text(text: &str) -> Option<(&str, Vec<u64>)> {
+    match text.split_once(EXCEPT) {
+        None => Some((text, Vec::new())),
+        Some((f, kinds)) => {
+            let k: Option<Vec<u64>> = kinds.split(',').map(|x| x.parse().ok()).collect();
+            Some((f, k?))
+        }
+    }
+}
+
+/// Does a tree for `filter` leaving out `except` hold `ev`?
+pub fn tree_holds<E: crate::nostr::filter::EventView + ?Sized>(
+    filter: &Filter,
+    except: &[u64],
+    ev: &E,
+) -> bool {
+    filter.matches(ev) && !except.contains(&ev.kind())
+}
 
 const ITEM: u8 = 0;
 const BUILT: u8 = 0xFF;
@@ -159,16 +201,22 @@ pub(crate) struct TreeOp {
 }
 
 impl Store {
-    /// Every registered tree and its filter (the canonical JSON and the parsed filter).
-    pub fn trees(&self, txn: &RoTxn) -> Result<Vec<(TreeId, String, Filter)>> {
+    /// Every registered tree: its text (see `tree_text`), parsed filter and left-out kinds.
+    pub fn trees(&self, txn: &RoTxn) -> Result<Vec<TreeRow>> {
         let mut out = Vec::new();
         for (tree, text) in self.tree_texts(txn)? {
-            let mut bytes = text.as_bytes().to_vec();
-            let parsed = crate::nostr::JsonParser::new()
-                .parse(&mut bytes, |j| Filter::from_json(j, usize::MAX));
+            let parsed = split_tree_text(&text).and_then(|(f, except)| {
+                let mut bytes = f.as_bytes().to_vec();
+                match crate::nostr::JsonParser::new()
+                    .parse(&mut bytes, |j| Filter::from_json(j, usize::MAX))
+                {
+                    Ok(Ok(f)) => Some((f, except)),
+                    _ => None,
+                }
+            });
             match parsed {
-                Ok(Ok(f)) => out.push((tree, text, f)),
-                _ => {
+                Some((f, except)) => out.push((tree, text, f, except)),
+                None => {
                     return Err(super::StoreError::Corrupt(format!(
                         "negentropy tree {tree} has an unreadable filter: {text}"
                     )))
@@ -205,7 +253,7 @@ impl Store {
         let trees: TreeFilters = Arc::new(
             self.trees(txn)?
                 .into_iter()
-                .map(|(id, _, f)| (id, f))
+                .map(|(id, _, f, except)| (id, f, except))
                 .collect(),
         );
         if let Ok(mut cache) = self.tree_cache.lock() {
@@ -278,10 +326,22 @@ impl Store {
     /// The built tree whose filter is `f` without since/until, if any: NEG-OPENs and syncs
     /// for `f` can be answered from it (a filter with a limit never is).
     pub fn tree_for(&self, txn: &RoTxn, f: &Filter) -> Result<Option<TreeId>> {
+        self.tree_for_except(txn, f, &[])
+    }
+
+    /// The built tree for `f` (since/until aside) leaving out exactly the kinds `except`: a
+    /// reader who may see no event of those kinds, and every other event, is answered from
+    /// it exactly.
+    pub fn tree_for_except(
+        &self,
+        txn: &RoTxn,
+        f: &Filter,
+        except: &[u64],
+    ) -> Result<Option<TreeId>> {
         if f.limit.is_some() {
             return Ok(None);
         }
-        let bare = tree_filter_text(f);
+        let bare = tree_text(&tree_filter_text(f), except);
         for (tree, text) in self.tree_texts(txn)? {
             if text == bare && self.tree_built(txn, tree)? {
                 return Ok(Some(tree));
@@ -293,20 +353,30 @@ impl Store {
     /// Registers a tree for `filter` (canonicalised); it starts empty and unbuilt, and the
     /// write path keeps it up to date from now on.
     pub fn add_tree(&self, filter: &Filter) -> std::result::Result<TreeId, String> {
+        self.add_tree_except(filter, &[])
+    }
+
+    /// `add_tree` for a tree that leaves out the events of `except` kinds (a public tree:
+    /// `except` is the restricted read kinds).
+    pub fn add_tree_except(
+        &self,
+        filter: &Filter,
+        except: &[u64],
+    ) -> std::result::Result<TreeId, String> {
         if filter.since != 0 || filter.until != u64::MAX || filter.limit.is_some() {
             return Err("a tree filter cannot have since, until or limit".into());
         }
         if filter.never {
             return Err("this filter can never match anything".into());
         }
-        let text = filter.to_json();
+        let text = tree_text(&filter.to_json(), except);
         let fail = |e: super::StoreError| e.to_string();
         let mut txn = self.write_txn().map_err(fail)?;
         let trees = self.trees(&txn).map_err(fail)?;
-        if let Some((id, _, _)) = trees.iter().find(|(_, t, _)| *t == text) {
+        if let Some((id, ..)) = trees.iter().find(|(_, t, ..)| *t == text) {
             return Err(format!("tree {id} already has filter {text}"));
         }
-        let id = trees.iter().map(|(id, _, _)| *id).max().unwrap_or(0) + 1;
+        let id = trees.iter().map(|(id, ..)| *id).max().unwrap_or(0) + 1;
         self.t
             .negentropy_filter
             .put(
@@ -336,7 +406,8 @@ impl Store {
         /// Events read, or item rows written, between two `progress` calls.
         const STEP: usize = 4096;
         let mut txn = self.write_txn()?;
-        let Some((_, _, filter)) = self.trees(&txn)?.into_iter().find(|(id, _, _)| *id == tree)
+        let Some((_, _, filter, except)) =
+            self.trees(&txn)?.into_iter().find(|(id, ..)| *id == tree)
         else {
             return Err(super::StoreError::Corrupt(format!("no tree {tree}")));
         };
@@ -347,7 +418,7 @@ impl Store {
         for row in self.t.event.iter(&txn)? {
             let (_, v) = row?;
             let rec = super::Record::read(v)?;
-            if filter.matches(&rec) {
+            if tree_holds(&filter, &except, &rec) {
                 use crate::nostr::filter::EventView;
                 ops.push(TreeOp {
                     tree,

@@ -438,8 +438,8 @@ impl Pending {
     }
 
     fn tree_change<E: EventView + ?Sized>(&mut self, ev: &E, add: bool) {
-        for (tree, filter) in self.trees.iter() {
-            if filter.matches(ev) {
+        for (tree, filter, except) in self.trees.iter() {
+            if super::negtree::tree_holds(filter, except, ev) {
                 self.tree_ops.push(TreeOp {
                     tree: *tree,
                     created_at: ev.created_at(),

@@ -56,7 +56,8 @@ impl TestRelay {
             dir.path(),
             &StoreOptions {
                 map_size: 1 << 30,
-                ..StoreOptions::default()
+                // As `wok relay` opens it: with the public negentropy tree.
+                ..StoreOptions::from_config(&cfg)
             },
         )
         .expect("store");
