@@ -142,8 +142,22 @@ impl Ingester {
     }
 
     fn read_auth(&self, cfg: &Config, s: &Session) -> ReadAuth {
+        thread_local! {
+            /// The restricted kinds parsed from the config text they came from: parsed again
+            /// only when a reload changes that text, not per REQ.
+            static RESTRICTED: std::cell::RefCell<(String, Arc<Vec<u64>>)> =
+                std::cell::RefCell::new((String::new(), Arc::new(Vec::new())));
+        }
+        let text = &cfg.relay.auth.restricted_read_kinds;
+        let restricted = RESTRICTED.with_borrow_mut(|(t, kinds)| {
+            if t != text {
+                t.clone_from(text);
+                *kinds = Arc::new(auth::restricted_kinds(cfg));
+            }
+            kinds.clone()
+        });
         ReadAuth {
-            restricted: Arc::new(auth::restricted_kinds(cfg)),
+            restricted,
             authed: s.authed,
             involved_only: cfg.relay.auth.restrict_read_to_involved_pubkey,
         }
