@@ -281,10 +281,14 @@ impl Io {
                             touched.insert(conn);
                         }
                     }
-                    Outbound::SendPaced { conn, text } => {
-                        self.metrics.relay_message(&text);
+                    Outbound::SendPaced { conn, texts } => {
+                        for text in &texts {
+                            self.metrics.relay_message(text);
+                        }
                         if let Some(c) = conns.get_mut(&conn) {
-                            self.enqueue(conn, c, text, true);
+                            for text in texts {
+                                self.enqueue(conn, c, text, true);
+                            }
                             touched.insert(conn);
                         }
                     }

@@ -189,9 +189,10 @@ pub enum MonitorMsg {
 pub enum Outbound {
     /// One text message for one connection.
     Send { conn: ConnId, text: Vec<u8> },
-    /// Stored-scan output: counted in the connection's published backlog until it is
+    /// Stored-scan output, a slice's messages at once (one channel message and wake-up
+    /// per slice, not per event): counted in the connection's published backlog until
     /// handed to the socket layer, so req-workers can pause (back-pressure).
-    SendPaced { conn: ConnId, text: Vec<u8> },
+    SendPaced { conn: ConnId, texts: Vec<Vec<u8>> },
     /// One event for many subscriptions: the io thread frames
     /// `["EVENT","<sub>",` + json + `]` per recipient, never re-encoding the JSON.
     EventBatch {

@@ -345,6 +345,7 @@ impl ReqWorker {
             match &mut r.count {
                 Some(n) => *n += levs.len() as u64,
                 None => {
+                    let mut texts = Vec::with_capacity(levs.len());
                     for &lev in &levs {
                         if let Some(json) = super::stored_json(store, &txn, lev)? {
                             let mut out = Vec::with_capacity(json.len() + 80);
@@ -353,11 +354,14 @@ impl ReqWorker {
                             if let Some(p) = &r.outbound {
                                 p.fetch_add(out.len(), Ordering::Relaxed);
                             }
-                            self.io.send(Outbound::SendPaced {
-                                conn: r.conn,
-                                text: out,
-                            });
+                            texts.push(out);
                         }
+                    }
+                    if !texts.is_empty() {
+                        self.io.send(Outbound::SendPaced {
+                            conn: r.conn,
+                            texts,
+                        });
                     }
                 }
             }
