@@ -53,3 +53,55 @@ fn a_small_neg_open_is_answered_before_a_large_one_sent_first() {
     assert_eq!(second[0], "NEG-MSG", "{second}");
     assert_eq!(second[1], "big");
 }
+
+/// Collections take turns by connection, not by session: a connection with two large
+/// collections under way does not get two slices for each one another connection gets, so
+/// that connection's single collection of the same size finishes first (by session, it
+/// would finish last).
+#[test]
+fn collections_take_turns_by_connection() {
+    let k = keys(8);
+    let t0 = now() - 100_000;
+    let evs: Vec<_> = (0..20_000u64)
+        .map(|i| sign(&k, t0 + i, 1, &[], &format!("m{i}")))
+        .collect();
+    let r = TestRelay::with_store(
+        |c| {
+            c.relay.num_threads.negentropy = 1;
+            c.relay.query_timeslice_budget_microseconds = 100;
+        },
+        |s| {
+            s.write_batch(&evs).expect("write");
+        },
+    );
+    let msg = first_message();
+    let open = |sub: &str| format!("[\"NEG-OPEN\",\"{sub}\",{{\"kinds\":[1]}},\"{msg}\"]");
+    let mut busy = r.client();
+    let mut other = r.client();
+    // At most HELD_SETS_PER_THREAD (4) collections at once on the thread: 2 + 1.
+    busy.send(&open("b0"));
+    busy.send(&open("b1"));
+    // Both are on the thread before the other's one: a round trip on the same connection
+    // (the ingester hands messages on in order) proves they were read.
+    busy.send("[\"COUNT\",\"sync\",{\"ids\":[]}]");
+    let m = busy.recv();
+    assert_eq!(m[0], "COUNT", "{m}");
+    let reader = std::thread::spawn(move || {
+        let m = busy.recv();
+        assert_eq!(m[0], "NEG-MSG", "{m}");
+        let first = std::time::Instant::now();
+        let m = busy.recv();
+        assert_eq!(m[0], "NEG-MSG", "{m}");
+        first
+    });
+    other.send(&open("o"));
+    let m = other.recv();
+    let theirs = std::time::Instant::now();
+    assert_eq!(m[0], "NEG-MSG", "{m}");
+    let busy_first = reader.join().expect("reader");
+    assert!(
+        theirs < busy_first,
+        "the busy connection's first collection finished {:?} before the other's one",
+        theirs - busy_first
+    );
+}

@@ -160,6 +160,18 @@ pub enum NegMsg {
     },
 }
 
+impl NegMsg {
+    /// The connection it belongs to (the negentropy threads serve connections in turns).
+    pub fn conn(&self) -> ConnId {
+        match self {
+            NegMsg::Open { conn, .. }
+            | NegMsg::Msg { conn, .. }
+            | NegMsg::Close { conn, .. }
+            | NegMsg::ConnClosed { conn } => *conn,
+        }
+    }
+}
+
 /// req-worker / writer / ingester → req-monitor.
 pub enum MonitorMsg {
     /// Install a live subscription whose stored part was scanned up to `snapshot`.

@@ -12,7 +12,7 @@
 //! `relay.negentropy.idleTimeoutSeconds` are freed and the client is told (strfry keeps them
 //! until the connection closes).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::auth::ReadAuth;
+use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, NegMsg};
 use super::{now, Shared};
@@ -100,8 +101,9 @@ enum Slice {
 #[derive(Default)]
 struct Sessions {
     by_conn: HashMap<ConnId, HashMap<SubId, Session>>,
-    /// NEG-OPENs still collecting, served in turns.
-    collecting: VecDeque<Collecting>,
+    /// NEG-OPENs still collecting, served in turns by connection (one with ten open
+    /// collections gets one slice per round, like one with one).
+    collecting: Turns<Collecting>,
     /// Items held by this thread's collected sets plus the room reserved by the ones still
     /// collecting (their `max`), against `HELD_SETS_PER_THREAD` × maxSyncEvents.
     held: u64,
@@ -118,14 +120,16 @@ impl SessionSet {
 
 impl Sessions {
     fn remove(&mut self, conn: ConnId, sub: &SubId) -> bool {
-        if let Some(i) = self
-            .collecting
-            .iter()
-            .position(|c| c.conn == conn && &c.sub_id == sub)
-        {
-            if let Some(c) = self.collecting.remove(i) {
-                self.held -= c.max;
+        let mut freed = None;
+        self.collecting.retain_conn(conn, |c| {
+            let keep = &c.sub_id != sub;
+            if !keep {
+                freed = Some(c.max);
             }
+            keep
+        });
+        if let Some(max) = freed {
+            self.held -= max;
             return true;
         }
         let Some(subs) = self.by_conn.get_mut(&conn) else {
@@ -147,22 +151,15 @@ impl Sessions {
     }
 
     fn count(&self, conn: ConnId) -> usize {
-        self.by_conn.get(&conn).map_or(0, HashMap::len)
-            + self.collecting.iter().filter(|c| c.conn == conn).count()
+        self.by_conn.get(&conn).map_or(0, HashMap::len) + self.collecting.iter_conn(conn).count()
     }
 
     fn close_conn(&mut self, conn: ConnId) {
         if let Some(subs) = self.by_conn.remove(&conn) {
             self.held -= subs.values().map(|s| s.set.held()).sum::<u64>();
         }
-        let held = &mut self.held;
-        self.collecting.retain(|c| {
-            let keep = c.conn != conn;
-            if !keep {
-                *held -= c.max;
-            }
-            keep
-        });
+        self.held -= self.collecting.iter_conn(conn).map(|c| c.max).sum::<u64>();
+        self.collecting.remove_conn(conn);
     }
 }
 
@@ -171,23 +168,31 @@ impl NegWorker {
         let mut sessions = Sessions::default();
         let mut last_sweep = Instant::now();
         let mut next_sweep = last_sweep + sweep_period(self.idle_timeout());
+        // The inbox by connection, served in turns (fair share): a connection with a
+        // burst of NEG-MSGs delays another's by at most one of them.
+        let mut inbox: Turns<NegMsg> = Turns::default();
         loop {
-            // With collections under way, only look at the inbox between their slices.
-            let wait = if sessions.collecting.is_empty() {
+            // With work under way, only look at the inbox between turns.
+            let wait = if sessions.collecting.is_empty() && inbox.is_empty() {
                 next_sweep.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
             };
             match self.rx.recv_timeout(wait) {
-                Ok(m) => {
-                    self.handle(m, &mut sessions);
-                    // A reload may have shortened the timeout since the sweep was planned.
-                    next_sweep = next_sweep.min(last_sweep + sweep_period(self.idle_timeout()));
-                }
+                Ok(m) => inbox.push(m.conn(), m),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if let Some(c) = sessions.collecting.pop_front() {
+            // The inbox is bounded, so taking all of it is too.
+            for m in self.rx.try_iter() {
+                inbox.push(m.conn(), m);
+            }
+            if let Some((_, m)) = inbox.pop() {
+                self.handle(m, &mut sessions);
+                // A reload may have shortened the timeout since the sweep was planned.
+                next_sweep = next_sweep.min(last_sweep + sweep_period(self.idle_timeout()));
+            }
+            if let Some((_, c)) = sessions.collecting.pop() {
                 self.collect_turn(c, &mut sessions);
             }
             if Instant::now() >= next_sweep {
@@ -250,17 +255,20 @@ impl NegWorker {
                         let limit = cap.saturating_add(1);
                         filter.limit = Some(filter.limit.map_or(limit, |l| l.min(limit)));
                         sessions.held += cap;
-                        sessions.collecting.push_back(Collecting {
+                        sessions.collecting.push(
                             conn,
-                            sub_id,
-                            query: Query::new(vec![filter], u64::MAX, snapshot, now()),
-                            storage: NegentropyStorageVector::new(),
-                            items: 0,
-                            max: cap,
-                            short_of_room: room < max,
-                            auth,
-                            msg,
-                        });
+                            Collecting {
+                                conn,
+                                sub_id,
+                                query: Query::new(vec![filter], u64::MAX, snapshot, now()),
+                                storage: NegentropyStorageVector::new(),
+                                items: 0,
+                                max: cap,
+                                short_of_room: room < max,
+                                auth,
+                                msg,
+                            },
+                        );
                         return;
                     }
                     Err(reason) => return self.err(conn, &sub_id, reason),
@@ -358,7 +366,7 @@ impl NegWorker {
             }
         };
         match outcome {
-            Slice::Paused => sessions.collecting.push_back(c),
+            Slice::Paused => sessions.collecting.push(c.conn, c),
             Slice::TooMany => {
                 sessions.held -= c.max;
                 let reason = if c.short_of_room {
