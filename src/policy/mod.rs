@@ -4,6 +4,7 @@
 //! path: state is per thread or lock-free.
 
 pub mod plugin;
+pub mod pow;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

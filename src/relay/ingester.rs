@@ -408,6 +408,10 @@ impl Ingester {
                 });
             }
         }
+        // NIP-13 before the signature: counting zero bits is cheaper than a verify.
+        if let Err(e) = crate::policy::pow::check(cfg, &ev) {
+            return refuse(&e);
+        }
         if let Err(e) = verify::check_event(&ev) {
             if cfg.relay.logging.invalid_events {
                 log::info!(

@@ -421,6 +421,10 @@ pub fn supported_nips(cfg: &Config) -> Vec<u64> {
     if r.negentropy.enabled {
         nips.push(77);
     }
+    // NIP-13 only while some kind must carry proof of work.
+    if r.pow.min_difficulty > 0 || !r.pow.kind_difficulty.trim().is_empty() {
+        nips.push(13);
+    }
     if !r.info.nips.trim().is_empty() {
         match serde_json::from_str::<Vec<u64>>(&r.info.nips) {
             Ok(v) => nips = v,
@@ -455,6 +459,9 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
             "auth_required": false,
         },
     });
+    if r.pow.min_difficulty > 0 {
+        doc["limitation"]["min_pow_difficulty"] = serde_json::json!(r.pow.min_difficulty);
+    }
     for (key, val) in [
         ("pubkey", &r.info.pubkey),
         ("self", &r.info.self_pubkey),
