@@ -77,6 +77,10 @@ const STAGES: [&str; 6] = [
 pub struct Metrics {
     pub connections: Gauge,
     pub slow_client_terminations: Counter,
+    /// Connections refused or closed because their IP is blocked (NIP-86 `blockip`).
+    pub blocked_connections: Counter,
+    /// EVENTs refused by access control (bans, kind lists, allowlist / web of trust).
+    pub access_refused: Counter,
     pub write_events: Counter,
     pub write_rejected: Counter,
     pub write_dups: Counter,
@@ -174,6 +178,14 @@ impl Metrics {
         line(
             "strfry_slow_client_terminations_total",
             self.slow_client_terminations.get().to_string(),
+        );
+        line(
+            "wok_blocked_connections_total",
+            self.blocked_connections.get().to_string(),
+        );
+        line(
+            "wok_access_refused_total",
+            self.access_refused.get().to_string(),
         );
         line(
             "strfry_write_events_total",
