@@ -313,3 +313,112 @@ fn state_survives_a_restart() {
     assert!(why.starts_with("blocked:"), "{why}");
     assert_eq!(common::nip11_of(&relay.url)["name"], "Kept");
 }
+
+/// `wok admin …` with the DB of `relay` (offline) or extra args; its output.
+fn wok_admin(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wok"));
+    c.arg("--set")
+        .arg(format!("db={}/", dir.display()))
+        .arg("admin")
+        .args(args)
+        .env_remove("STRFRY_CONFIG")
+        .env_remove("WOK_ADMIN_KEY")
+        .current_dir(dir);
+    common::run_within(&mut c, b"", common::RUN_LIMIT)
+}
+
+fn stdout_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn wok_admin_against_a_running_relay() {
+    let relay = managed(|_| {});
+    let dir = relay.dir.path().to_path_buf();
+    let target = keys(11);
+    let secret = hex::encode(&[42u8; 32]);
+    let npub_free = hex::encode(&target.pubkey);
+    let o = wok_admin(
+        &dir,
+        &[
+            "--url",
+            &relay.url,
+            "--key",
+            &secret,
+            "banpubkey",
+            &npub_free,
+            "spam",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_eq!(stdout_of(&o).trim(), "true");
+    let mut c = relay.client();
+    let (ok, why) = ok_of(&mut c, &note(&target, "hi"));
+    assert!(!ok);
+    assert!(why.starts_with("blocked:"), "{why}");
+    let o = wok_admin(
+        &dir,
+        &["--url", &relay.url, "--key", &secret, "listbannedpubkeys"],
+    );
+    assert!(stdout_of(&o).contains(&npub_free), "{}", stdout_of(&o));
+    // Not an admin: 403, non-zero exit, said on stderr.
+    let o = wok_admin(
+        &dir,
+        &[
+            "--url",
+            &relay.url,
+            "--key",
+            &hex::encode(&[7u8; 32]),
+            "listbannedpubkeys",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr_of(&o).contains("403"), "{}", stderr_of(&o));
+    // No key.
+    let o = wok_admin(&dir, &["--url", &relay.url, "supportedmethods"]);
+    assert!(!o.status.success());
+    assert!(stderr_of(&o).contains("--key"), "{}", stderr_of(&o));
+    // A JSON-RPC error is an error too.
+    let o = wok_admin(
+        &dir,
+        &["--url", &relay.url, "--key", &secret, "allowkind", "x"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr_of(&o).contains("kind number"), "{}", stderr_of(&o));
+}
+
+/// `wok admin` offline, on the DB a relay is serving: the relay sees the change (it polls
+/// the management generation every 100 ms; the wait is bounded).
+#[test]
+fn wok_admin_offline_reaches_a_running_relay() {
+    let relay = managed(|_| {});
+    let dir = relay.dir.path().to_path_buf();
+    let mut victim = connect_from(&relay.url, "127.0.0.3");
+    let o = wok_admin(&dir, &["blockip", "127.0.0.3", "from the shell"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(closed_by_relay(&mut victim), "offline blockip not applied");
+    let o = wok_admin(&dir, &["changerelayname", "Offline name"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let end = Instant::now() + WAIT;
+    while common::nip11_of(&relay.url)["name"] != "Offline name" {
+        assert!(Instant::now() < end, "offline rename not applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = wok_admin(&dir, &["listblockedips"]);
+    let v: Value = serde_json::from_str(&stdout_of(&o)).expect("JSON on stdout");
+    assert_eq!(
+        v,
+        json!([{ "ip": "127.0.0.3", "reason": "from the shell" }])
+    );
+    let o = wok_admin(&dir, &["nosuchmethod"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr_of(&o).contains("unknown method"),
+        "{}",
+        stderr_of(&o)
+    );
+}
