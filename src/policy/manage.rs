@@ -75,16 +75,15 @@ pub struct HttpCall {
     pub body: Vec<u8>,
 }
 
-/// The URLs a NIP-98 `u` tag may name for a request to `path` with `host`: `http://` and
-/// `https://` with the Host header (a TLS proxy in front may or may not say
-/// `X-Forwarded-Proto`), and `relay.auth.serviceUrl` with its scheme mapped to HTTP
-/// (`wss` → `https`) and the request's path, for a proxy that rewrites Host.
+/// The URLs a NIP-98 `u` tag may name for a request to `path`. With
+/// `relay.auth.serviceUrl` set, only that relay's address counts (its scheme mapped to
+/// HTTP, `wss` → `https`; the service URL itself or its host with the request's path), so
+/// a token signed for another relay cannot be replayed here by sending its Host header;
+/// behind a proxy this also holds whatever Host the proxy passes on. Without it, the Host
+/// header decides, as `http://` or `https://` (a TLS proxy in front may or may not say
+/// `X-Forwarded-Proto`).
 pub fn request_urls(host: Option<&str>, path: &str, service_url: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(h) = host.map(str::trim).filter(|h| !h.is_empty()) {
-        out.push(format!("http://{h}{path}"));
-        out.push(format!("https://{h}{path}"));
-    }
     let s = service_url.trim();
     if !s.is_empty() {
         let http = if let Some(rest) = s.strip_prefix("wss://") {
@@ -94,12 +93,16 @@ pub fn request_urls(host: Option<&str>, path: &str, service_url: &str) -> Vec<St
         } else {
             s.to_owned()
         };
-        // The service URL's own path, and the request's path on its host.
         out.push(http.clone());
         if let Some((scheme, rest)) = http.split_once("://") {
             let host = rest.split('/').next().unwrap_or(rest);
             out.push(format!("{scheme}://{host}{path}"));
         }
+        return out;
+    }
+    if let Some(h) = host.map(str::trim).filter(|h| !h.is_empty()) {
+        out.push(format!("http://{h}{path}"));
+        out.push(format!("https://{h}{path}"));
     }
     out
 }
@@ -387,21 +390,18 @@ mod tests {
 
     #[test]
     fn urls_compare_loosely() {
-        let urls = request_urls(Some("Relay.example:7777"), "/", "wss://relay.example/");
-        for u in [
-            "http://relay.example:7777",
-            "https://relay.example:7777/",
-            "https://relay.example",
-            "HTTPS://RELAY.EXAMPLE/",
-        ] {
-            assert!(
-                urls.iter().any(|c| normalise_url(c) == normalise_url(u)),
-                "{u} in {urls:?}"
-            );
-        }
-        assert!(!urls
-            .iter()
-            .any(|c| normalise_url(c) == normalise_url("https://evil.example/")));
+        let matches =
+            |urls: &[String], u: &str| urls.iter().any(|c| normalise_url(c) == normalise_url(u));
+        let by_host = request_urls(Some("Relay.example:7777"), "/", "");
+        assert!(matches(&by_host, "http://relay.example:7777"));
+        assert!(matches(&by_host, "https://relay.example:7777/"));
+        assert!(!matches(&by_host, "https://evil.example/"));
+        // With serviceUrl, only it counts, whatever the Host header says.
+        let by_service = request_urls(Some("evil.example"), "/", "wss://relay.example/");
+        assert!(matches(&by_service, "https://relay.example"));
+        assert!(matches(&by_service, "HTTPS://RELAY.EXAMPLE/"));
+        assert!(!matches(&by_service, "https://evil.example/"));
+        assert!(!matches(&by_service, "http://relay.example/"));
     }
 
     #[test]
