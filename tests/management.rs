@@ -207,9 +207,20 @@ fn relay_info_changes_show_in_nip11() {
         json!(["https://example.com/i.png"]),
     );
     let doc = common::nip11_of(&relay.url);
+    assert!(doc["supported_nips"]
+        .as_array()
+        .expect("nips")
+        .contains(&json!(86)));
+    assert_eq!(doc["limitation"]["restricted_writes"], false);
     assert_eq!(doc["name"], "Managed");
     assert_eq!(doc["description"], "Run over NIP-86");
     assert_eq!(doc["icon"], "https://example.com/i.png");
+    // An allowlist entry restricts writes: NIP-11 says so.
+    call(&relay, "allowpubkey", json!([hex::encode(&keys(1).pubkey)]));
+    assert_eq!(
+        common::nip11_of(&relay.url)["limitation"]["restricted_writes"],
+        true
+    );
 }
 
 /// A WebSocket client whose socket is bound to `ip` (127.0.0.x).

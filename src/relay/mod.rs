@@ -412,8 +412,19 @@ fn http_info(
     addr: SocketAddr,
 ) -> http::HttpInfo {
     let cfg = with_info_overrides(cfg, a);
+    let mut doc = nip11_doc(&cfg);
+    // What a client must know before writing or reading (NIP-11 `limitation`); the
+    // allowlist in the DB counts too.
+    let restricted = a.restricted(crate::policy::access::write_mode(&cfg));
+    let pow = &cfg.relay.pow;
+    doc["limitation"]["restricted_writes"] = serde_json::json!(
+        restricted || pow.min_difficulty > 0 || !pow.kind_difficulty.trim().is_empty()
+    );
+    if restricted && cfg.relay.management.restrict_reads {
+        doc["limitation"]["auth_required"] = serde_json::json!(true);
+    }
     http::HttpInfo {
-        nip11: nip11(&cfg),
+        nip11: doc.to_string(),
         landing: landing::Landing::new(&cfg, addr),
     }
 }
@@ -475,6 +486,10 @@ pub fn supported_nips(cfg: &Config) -> Vec<u64> {
     }
     if r.negentropy.enabled {
         nips.push(77);
+    }
+    // NIP-86 once someone may manage the relay.
+    if !r.management.admin_pubkeys.trim().is_empty() {
+        nips.push(86);
     }
     // NIP-13 only while some kind must carry proof of work.
     if r.pow.min_difficulty > 0 || !r.pow.kind_difficulty.trim().is_empty() {
