@@ -76,6 +76,8 @@ fn pow_accepts_refuses_and_explains() {
     let article = mined(6, 30023, 12, 12);
     assert_eq!(ok_of(&mut c, &article), (true, String::new()));
 
+    // Every refusal above is counted.
+    assert!(common::metric(&relay.url, "wok_pow_refused_total") >= 3);
     // NIP-11 shows the minimum and NIP-13.
     let doc = common::nip11_of(&relay.url);
     assert_eq!(doc["limitation"]["min_pow_difficulty"], 10);

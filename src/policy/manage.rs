@@ -203,19 +203,32 @@ pub fn serve(store: &Store, cfg: &Config, call_in: &HttpCall, now: u64) -> (Answ
     };
     let req: Value = match serde_json::from_slice(&call_in.body) {
         Ok(v) => v,
-        Err(e) => return (rpc(json!({ "error": format!("invalid JSON: {e}") })), false),
+        Err(e) => {
+            return (
+                rpc(json!({ "result": null, "error": format!("invalid JSON: {e}") })),
+                false,
+            )
+        }
     };
     let Some(method) = req["method"].as_str() else {
-        return (rpc(json!({ "error": "missing method" })), false);
+        return (
+            rpc(json!({ "result": null, "error": "missing method" })),
+            false,
+        );
     };
     let params = match &req["params"] {
         Value::Null => Vec::new(),
         Value::Array(a) => a.clone(),
-        _ => return (rpc(json!({ "error": "params must be an array" })), false),
+        _ => {
+            return (
+                rpc(json!({ "result": null, "error": "params must be an array" })),
+                false,
+            )
+        }
     };
     match call(store, method, &params) {
         Ok(result) => (rpc(json!({ "result": result })), true),
-        Err(e) => (rpc(json!({ "error": e })), false),
+        Err(e) => (rpc(json!({ "result": null, "error": e })), false),
     }
 }
 

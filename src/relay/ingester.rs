@@ -453,6 +453,7 @@ impl Ingester {
         }
         // NIP-13 before the signature: counting zero bits is cheaper than a verify.
         if let Err(e) = crate::policy::pow::check(cfg, &ev) {
+            self.shared.metrics.pow_refused.inc();
             return refuse(&e);
         }
         if let Err(e) = verify::check_event(&ev) {

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub blocked_connections: Counter,
     /// EVENTs refused by access control (bans, kind lists, allowlist / web of trust).
     pub access_refused: Counter,
+    /// EVENTs refused for too little NIP-13 proof of work.
+    pub pow_refused: Counter,
     pub write_events: Counter,
     pub write_rejected: Counter,
     pub write_dups: Counter,
@@ -187,6 +189,7 @@ impl Metrics {
             "wok_access_refused_total",
             self.access_refused.get().to_string(),
         );
+        line("wok_pow_refused_total", self.pow_refused.get().to_string());
         line(
             "strfry_write_events_total",
             self.write_events.get().to_string(),
