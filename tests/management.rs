@@ -433,3 +433,40 @@ fn wok_admin_offline_reaches_a_running_relay() {
         stderr_of(&o)
     );
 }
+
+/// Behind a proxy the blocked address is the one in `relay.realIpHeader`: its upgrade is
+/// refused with 403 while other clients through the same proxy address get in.
+#[test]
+fn blocked_real_ip_behind_a_proxy_is_refused() {
+    let relay = managed(|c| c.relay.real_ip_header = "x-real-ip".into());
+    call(&relay, "blockip", json!(["203.0.113.9"]));
+    let upgrade = |real: &str| {
+        let (status, _, _) = http_request(
+            &relay.url,
+            "GET",
+            "/",
+            &format!(
+                "X-Real-IP: {real}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            ),
+            b"",
+        );
+        status
+    };
+    assert_eq!(upgrade("203.0.113.9"), 403);
+    // http_request reads to EOF, so an accepted upgrade would hang: check the head only.
+    let addr = relay.url.trim_start_matches("ws://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nX-Real-IP: 203.0.113.10\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("write");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("read");
+    assert_eq!(&head, b"HTTP/1.1 101");
+}
