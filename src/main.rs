@@ -78,6 +78,9 @@ enum Command {
     /// Manage stored negentropy trees: list, add <filter>, build <id>, remove <id>
     #[command(subcommand)]
     Negentropy(cmd::negentropy::NegentropyCmd),
+    /// NIP-86 relay management: bans, allowlists, kinds, blocked IPs, relay info, on the DB
+    /// or (--url) on a running relay
+    Admin(cmd::admin::AdminArgs),
 }
 
 /// Every `--set` of the command line, in order. clap keeps only the occurrences after the
@@ -139,5 +142,6 @@ fn main() -> ExitCode {
         Command::Router(a) => cmd::router::run(a, &globals),
         Command::Download(a) => cmd::transfer::download(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
+        Command::Admin(a) => cmd::admin::run(a, &globals),
     }
 }

@@ -1,6 +1,7 @@
 //! One file per subcommand. Each takes the global options and returns the process exit
 //! code; errors are printed here, never panicked.
 
+pub mod admin;
 pub mod bench;
 pub mod compact;
 pub mod config;

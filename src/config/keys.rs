@@ -182,6 +182,24 @@ config_section! {
                     "wok only: when set, /metrics answers 401 unless the request has Authorization: Bearer <token>; empty leaves it public (then block /metrics at your proxy)";
             }
 
+            [pow: PowConfig => "pow", "wok only: NIP-13 proof of work demanded of new events"] {
+                min_difficulty: u64 = 0 => "minDifficulty", wok, live,
+                    "wok only: leading zero bits an event id must have (NIP-13), checked before the signature; 0 asks for none. Also shown in NIP-11 as limitation.min_pow_difficulty";
+                kind_difficulty: String = "" => "kindDifficulty", wok, live,
+                    "wok only: per-kind overrides of minDifficulty as kind:bits pairs, e.g. \"1:20, 7:0\" (kind 1 needs 20 bits, kind 7 none); empty applies minDifficulty to every kind";
+            }
+
+            [management: ManagementConfig => "management", "wok only: access control and the NIP-86 relay management API"] {
+                admin_pubkeys: String = "" => "adminPubkeys", wok, live,
+                    "wok only: comma-separated hex pubkeys or npubs allowed to use NIP-86 management (HTTP POST, NIP-98 auth); empty turns the API off (every call is 403)";
+                write_access: String = "public" => "writeAccess", wok, live,
+                    "wok only: who may publish: public (anyone not banned), allowlist (admins and pubkeys added with allowpubkey), or wot (admins, allowlisted pubkeys and everyone the admins follow in their kind-3 lists)";
+                restrict_reads: bool = false => "restrictReads", wok, live,
+                    "wok only: with writeAccess allowlist or wot, REQ, COUNT and NEG-OPEN also need NIP-42 AUTH as a pubkey that may write";
+                max_body_bytes: u64 = 65_536 => "maxBodyBytes", wok, live,
+                    "wok only: largest NIP-86 request body; a larger one is answered 413 unread";
+            }
+
             [filter_validation: FilterValidationConfig => "filterValidation", "Optional strict checks on REQ and COUNT filters"] {
                 enabled: bool = false => "enabled", strfry, live,
                     "Apply the checks below to every REQ and COUNT";

@@ -491,6 +491,12 @@ mod tests {
                 "relay.negentropy.idleTimeoutSeconds",
                 "relay.metrics.enabled",
                 "relay.metrics.bearerToken",
+                "relay.pow.minDifficulty",
+                "relay.pow.kindDifficulty",
+                "relay.management.adminPubkeys",
+                "relay.management.writeAccess",
+                "relay.management.restrictReads",
+                "relay.management.maxBodyBytes",
             ]
         );
     }

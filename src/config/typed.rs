@@ -33,6 +33,27 @@ fn inert(key: &str, cfg: &Config) -> Option<&'static str> {
     }
 }
 
+/// What is wrong with a value its key's type allows but its meaning does not (wok's
+/// structured string keys), so `config check` and a reload catch it instead of the relay.
+fn bad_value(key: &str, cfg: &Config) -> Option<String> {
+    let m = &cfg.relay.management;
+    match key {
+        "relay.management.writeAccess" => {
+            crate::policy::access::WriteMode::parse(&m.write_access).err()
+        }
+        "relay.management.adminPubkeys" => crate::policy::access::parse_admins(&m.admin_pubkeys)
+            .1
+            .first()
+            .map(|e| format!("relay.management.adminPubkeys: {e}")),
+        "relay.pow.kindDifficulty" => {
+            crate::policy::pow::parse_kind_difficulty(&cfg.relay.pow.kind_difficulty)
+                .err()
+                .map(|e| format!("relay.pow.kindDifficulty: {e}"))
+        }
+        _ => None,
+    }
+}
+
 fn walk(
     obj: &Object,
     prefix: &str,
@@ -67,6 +88,12 @@ fn walk(
                 ConfigError::at(ErrorKind::Type, member.value.pos.clone(), msg).with_key(&dotted)
             })?;
             k.set(cfg, setting);
+            if let Some(msg) = bad_value(&dotted, cfg) {
+                return Err(
+                    ConfigError::at(ErrorKind::Type, member.value.pos.clone(), msg)
+                        .with_key(&dotted),
+                );
+            }
             if let Some(why) = inert(&dotted, cfg) {
                 warnings.push((
                     pos.clone(),
@@ -197,6 +224,32 @@ mod tests {
 
     fn load(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
         from_tree(&parse(text, "s.conf")?)
+    }
+
+    #[test]
+    fn structured_wok_values_are_checked() {
+        for (text, says) in [
+            (
+                "relay { management { writeAccess = \"friends\" } }",
+                "not public, allowlist or wot",
+            ),
+            (
+                "relay { management { adminPubkeys = \"npub1nope\" } }",
+                "adminPubkeys",
+            ),
+            (
+                "relay { pow { kindDifficulty = \"1=20\" } }",
+                "kindDifficulty",
+            ),
+        ] {
+            let e = load(text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let (cfg, _) = load(
+            "relay { management { writeAccess = \"wot\" } pow { kindDifficulty = \"1:20\" } }",
+        )
+        .expect("valid");
+        assert_eq!(cfg.relay.management.write_access, "wot");
     }
 
     #[test]

@@ -98,6 +98,38 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .clone()
 }
 
+/// A plain or TLS connection to `host:port` (for one HTTP request: `wok admin --url`), with
+/// `timeout` on connect and on every read and write.
+pub fn open_stream(host: &str, port: u16, tls: bool, timeout: Duration) -> Result<Conn, String> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let mut last = format!("cannot resolve {host}");
+    for addr in addrs {
+        let stream = match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                last = format!("cannot connect to {host}:{port}: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_read_timeout(Some(timeout));
+        let _ = stream.set_write_timeout(Some(timeout));
+        if !tls {
+            return Ok(Conn::Plain(stream));
+        }
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("bad host name {host}: {e}"))?;
+        let session = rustls::ClientConnection::new(tls_config()?, name)
+            .map_err(|e| format!("TLS setup for {host}: {e}"))?;
+        return Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(
+            session, stream,
+        ))));
+    }
+    Err(last)
+}
+
 impl WsClient {
     /// Connects to a `ws://` or `wss://` URL.
     pub fn connect(url: &str, max_message: usize) -> Result<WsClient, String> {

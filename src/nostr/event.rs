@@ -55,7 +55,7 @@ impl Default for TimeWindow {
 pub struct Invalid(pub Cow<'static, str>);
 
 impl Invalid {
-    fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(reason: impl Into<Cow<'static, str>>) -> Self {
         Invalid(reason.into())
     }
 

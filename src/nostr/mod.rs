@@ -1,6 +1,7 @@
 //! The Nostr core: events, filters and client/relay messages. Pure (sans-IO): no sockets,
 //! no LMDB, no clock; everything here is testable and fuzzable on its own.
 
+pub mod bech32;
 pub mod diagnose;
 pub mod event;
 pub mod filter;

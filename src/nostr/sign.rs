@@ -53,6 +53,40 @@ impl Keys {
             limits,
         )
     }
+
+    /// Mines NIP-13 proof of work: signs the event with a `["nonce", n, target]` tag added,
+    /// `n` counting up until the id has at least `target` leading zero bits (ids only are
+    /// hashed in the loop; the signature is made once). `commit` is the target written in
+    /// the tag (normally `target`; tests commit to less to check relays refuse it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mine(
+        &self,
+        created_at: u64,
+        kind: u64,
+        tags: &[Vec<String>],
+        content: &str,
+        target: u32,
+        commit: u32,
+        limits: &Limits,
+    ) -> Result<Event, Invalid> {
+        let mut content_json = Vec::new();
+        write_str(&mut content_json, content);
+        let mut pk_hex = Vec::with_capacity(64);
+        hex::encode_into(&self.pubkey, &mut pk_hex);
+        let mut tags_json = Vec::new();
+        for n in 0u64.. {
+            let mut all = tags.to_vec();
+            all.push(vec!["nonce".into(), n.to_string(), commit.to_string()]);
+            let t = Tags::from_vecs(&all);
+            tags_json.clear();
+            write_tags(&mut tags_json, &t);
+            let id = id_hash(&pk_hex, created_at, kind, &tags_json, &content_json);
+            if crate::policy::pow::difficulty(&id) >= target {
+                return self.sign(created_at, kind, t, content, limits);
+            }
+        }
+        Err(Invalid::new("no nonce found".to_string()))
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! relay's internals. Checks here are O(1) per message and take no global lock on the hot
 //! path: state is per thread or lock-free.
 
+pub mod access;
+pub mod manage;
 pub mod plugin;
+pub mod pow;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -10,7 +10,7 @@ pub struct HttpInfo {
     pub landing: Landing,
 }
 
-const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Allow-Methods: GET, OPTIONS\r\n";
+const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n";
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
     req.headers
@@ -114,6 +114,56 @@ fn head_only(mut r: Vec<u8>) -> Vec<u8> {
         r.truncate(i + 4);
     }
     r
+}
+
+/// A NIP-86 answer (`manage::Answer`) as an HTTP response.
+pub fn rpc_answer(status: u16, content_type: &str, body: &str) -> Vec<u8> {
+    let line = match status {
+        200 => "200 OK",
+        401 => "401 Unauthorized",
+        403 => "403 Forbidden",
+        411 => "411 Length Required",
+        413 => "413 Payload Too Large",
+        415 => "415 Unsupported Media Type",
+        503 => "503 Service Unavailable",
+        _ => "500 Internal Server Error",
+    };
+    let extra = if status == 401 {
+        "WWW-Authenticate: Nostr\r\n"
+    } else {
+        ""
+    };
+    response_with(line, content_type, extra, body)
+}
+
+/// Is this a NIP-86 management call (a POST of `application/nostr+json+rpc`)?
+pub fn is_management(req: &httparse::Request<'_, '_>) -> bool {
+    req.method == Some("POST")
+        && header(req, "content-type").is_some_and(|t| {
+            t.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case(crate::policy::manage::CONTENT_TYPE)
+            })
+        })
+}
+
+/// The parts of a management request the management thread needs.
+pub fn management_call(
+    req: &httparse::Request<'_, '_>,
+    body: &[u8],
+    service_url: &str,
+) -> crate::policy::manage::HttpCall {
+    let path = req.path.unwrap_or("/");
+    crate::policy::manage::HttpCall {
+        urls: crate::policy::manage::request_urls(header(req, "host"), path, service_url),
+        authorization: header(req, "authorization").map(str::to_owned),
+        body: body.to_vec(),
+    }
+}
+
+/// `Content-Length` of a request, if present and a number.
+pub fn content_length(req: &httparse::Request<'_, '_>) -> Option<usize> {
+    header(req, "content-length").and_then(|v| v.trim().parse().ok())
 }
 
 pub fn simple(code: u16, reason: &str) -> Vec<u8> {

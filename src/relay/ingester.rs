@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
 use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
+use crate::policy::access;
 
 /// Messages checked for duplicates under one read transaction before a fresh one is begun.
 const TXN_MESSAGES: usize = 1024;
@@ -181,6 +182,9 @@ impl Ingester {
             );
             return None;
         }
+        if !self.may_read(conn, s, cfg, |why| self.closed(conn, sub_id, why)) {
+            return None;
+        }
         let auth = self.read_auth(cfg, s);
         if s.authed.is_none() && auth.fully_restricted(filters) {
             self.ensure_challenge(conn, s);
@@ -192,6 +196,30 @@ impl Ingester {
             return None;
         }
         Some(auth)
+    }
+
+    /// `relay.management.restrictReads`: members only (answered through `refuse`).
+    fn may_read(
+        &self,
+        conn: ConnId,
+        s: &mut Session,
+        cfg: &Config,
+        refuse: impl FnOnce(&str),
+    ) -> bool {
+        let verdict = self
+            .shared
+            .access
+            .with(|a| access::may_read(cfg, a, s.authed.as_ref()));
+        match verdict {
+            Ok(()) => true,
+            Err(why) => {
+                if s.authed.is_none() {
+                    self.ensure_challenge(conn, s);
+                }
+                refuse(why);
+                false
+            }
+        }
     }
 
     fn closed(&self, conn: ConnId, sub: &SubId, reason: &str) {
@@ -325,6 +353,11 @@ impl Ingester {
                 msg,
             } => {
                 self.shared.metrics.client_message("NEG-OPEN");
+                if !self.may_read(conn, s, &cfg, |why| {
+                    self.reply(conn, |o| message::neg_err(o, sub_id.as_str(), why))
+                }) {
+                    return;
+                }
                 let auth = self.read_auth(&cfg, s);
                 if s.authed.is_none() && auth.fully_restricted(std::slice::from_ref(&filter)) {
                     self.ensure_challenge(conn, s);
@@ -389,6 +422,16 @@ impl Ingester {
         if let Err(e) = ev.check_time(now(), &self.shared.time_window(cfg)) {
             return refuse(&e.to_string());
         }
+        // Bans, kind lists and who may write: a few hash lookups in this thread's snapshot.
+        let mode = access::write_mode(cfg);
+        if let Err(why) = self
+            .shared
+            .access
+            .with(|a| a.may_write(mode, &ev.id, &ev.pubkey, ev.kind))
+        {
+            self.shared.metrics.access_refused.inc();
+            return refuse(&why);
+        }
         if ev.kind == kinds::KIND_AUTH {
             return refuse("invalid: kind 22242 is only for AUTH");
         }
@@ -421,6 +464,11 @@ impl Ingester {
                     message::ok(o, ev.id_hex(), true, "duplicate: have this event")
                 });
             }
+        }
+        // NIP-13 before the signature: counting zero bits is cheaper than a verify.
+        if let Err(e) = crate::policy::pow::check(cfg, &ev) {
+            self.shared.metrics.pow_refused.inc();
+            return refuse(&e);
         }
         if let Err(e) = verify::check_event(&ev) {
             if cfg.relay.logging.invalid_events {

@@ -117,6 +117,8 @@ enum Phase {
         stream: TcpStream,
         buf: Vec<u8>,
         reply: Vec<u8>,
+        /// Handed to the management thread (NIP-86); its answer comes as `HttpReply`.
+        awaiting: bool,
     },
     Ws(Box<Ws>),
     /// Only while switching from Http to Ws.
@@ -182,6 +184,8 @@ pub struct Io {
     /// Threads that compress for connections with context takeover.
     pub compressors: Option<Compressors>,
     pub ingesters: Pool<IngesterMsg>,
+    /// NIP-86 calls go to the management thread (they write to LMDB).
+    pub manage: crossbeam_channel::Sender<super::management::ManageMsg>,
     pub http: Arc<std::sync::RwLock<HttpInfo>>,
     pub metrics: Arc<Metrics>,
     pub cfg: IoConfig,
@@ -210,6 +214,8 @@ impl Io {
         // Connections to flush this iteration (reused: the loop runs per wake-up).
         let mut touched: HashSet<ConnId> = HashSet::new();
         let mut listening = true;
+        // Access-control version last acted on (blocked IPs closed).
+        let mut access_seen = self.shared.access.version();
         while !self.shutdown.load(Ordering::Relaxed) {
             if self.draining.load(Ordering::Relaxed) {
                 if listening {
@@ -319,6 +325,19 @@ impl Io {
                             }
                         }
                     }
+                    Outbound::HttpReply { conn, bytes } => {
+                        if let Some(c) = conns.get_mut(&conn) {
+                            if let Phase::Http {
+                                reply, awaiting, ..
+                            } = &mut c.phase
+                            {
+                                *reply = bytes;
+                                *awaiting = false;
+                                c.closing = true;
+                                touched.insert(conn);
+                            }
+                        }
+                    }
                     Outbound::EventBatch { json, recipients } => {
                         self.metrics.relay_events(recipients.len() as u64);
                         // Compressed once, on first need, for every recipient that uses no
@@ -353,6 +372,13 @@ impl Io {
                         }
                     }
                 }
+            }
+            // A management change (NIP-86, `wok admin`) may have blocked IPs that are
+            // connected: they go now.
+            let v = self.shared.access.version();
+            if v != access_seen {
+                access_seen = v;
+                self.close_blocked(&mut conns);
             }
             // This turn's messages for compressed connections, one batch per thread.
             if let Some(comp) = &self.compressors {
@@ -421,6 +447,11 @@ impl Io {
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
+                    // A blocked IP is dropped unanswered (the socket closes here).
+                    if self.shared.access.with(|a| a.ip_blocked(addr.ip())) {
+                        self.metrics.blocked_connections.inc();
+                        continue;
+                    }
                     let id = *next_id;
                     *next_id += 1;
                     // Without NODELAY small replies wait for delayed ACKs (~40 ms).
@@ -443,6 +474,7 @@ impl Io {
                                 stream,
                                 buf: Vec::new(),
                                 reply: Vec::new(),
+                                awaiting: false,
                             },
                             ip: addr.ip(),
                             out: VecDeque::new(),
@@ -470,6 +502,27 @@ impl Io {
         }
     }
 
+    /// Closes every connection whose IP is now blocked.
+    fn close_blocked(&self, conns: &mut HashMap<ConnId, Conn>) {
+        let blocked: Vec<ConnId> = self.shared.access.with(|a| {
+            if a.blocked_ips.is_empty() {
+                return Vec::new();
+            }
+            conns
+                .iter()
+                .filter(|(_, c)| a.ip_blocked(c.ip))
+                .map(|(id, _)| *id)
+                .collect()
+        });
+        for id in blocked {
+            if self.log_line() {
+                log::info!("[{id}] IP blocked, closing");
+            }
+            self.metrics.blocked_connections.inc();
+            self.drop_conn(id, conns);
+        }
+    }
+
     fn on_readable(&self, id: ConnId, c: &mut Conn) {
         c.more_to_read = false;
         // Before the upgrade the HTTP timeout runs from accept: a peer trickling its request
@@ -480,11 +533,13 @@ impl Io {
         }
         // A plain HTTP request already answered (its reply may still be draining) is not
         // read again: re-parsing the same buffered request would queue its reply twice.
-        if c.closing && matches!(c.phase, Phase::Http { .. }) {
+        if matches!(c.phase, Phase::Http { awaiting: true, .. })
+            || (c.closing && matches!(c.phase, Phase::Http { .. }))
+        {
             return;
         }
         if let Phase::Http { .. } = c.phase {
-            match self.read_http(c) {
+            match self.read_http(id, c) {
                 HttpStep::Wait => return,
                 HttpStep::Close => {
                     c.closing = true;
@@ -751,10 +806,19 @@ impl Io {
     }
 
     /// Reads and answers a plain HTTP request, or recognises a WebSocket upgrade.
-    fn read_http(&self, c: &mut Conn) -> HttpStep {
-        let Phase::Http { stream, buf, reply } = &mut c.phase else {
+    fn read_http(&self, id: ConnId, c: &mut Conn) -> HttpStep {
+        let Phase::Http {
+            stream,
+            buf,
+            reply,
+            awaiting,
+        } = &mut c.phase
+        else {
             return HttpStep::Close;
         };
+        // A request head, and a NIP-86 body after it.
+        let max_body = usize::try_from(self.shared.config().relay.management.max_body_bytes)
+            .unwrap_or(usize::MAX);
         let mut chunk = [0u8; 4096];
         let mut eof = false;
         loop {
@@ -768,7 +832,7 @@ impl Io {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => return HttpStep::Close,
             }
-            if buf.len() > MAX_HTTP_HEAD {
+            if buf.len() > MAX_HTTP_HEAD + max_body {
                 *reply = http::simple(431, "Request Header Fields Too Large");
                 return HttpStep::Close;
             }
@@ -778,6 +842,10 @@ impl Io {
         let head_len = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if eof => return HttpStep::Close,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HTTP_HEAD => {
+                *reply = http::simple(431, "Request Header Fields Too Large");
+                return HttpStep::Close;
+            }
             Ok(httparse::Status::Partial) => return HttpStep::Wait,
             Err(_) => {
                 *reply = http::simple(400, "Bad Request");
@@ -787,6 +855,15 @@ impl Io {
         match http::websocket_upgrade(&req) {
             http::Upgrade::Refused(resp) => {
                 *reply = resp;
+                HttpStep::Close
+            }
+            http::Upgrade::Valid(_)
+                if self.shared.access.with(|a| {
+                    a.ip_blocked(real_ip(&req, &self.cfg.real_ip_header, c.ip, || false))
+                }) =>
+            {
+                self.metrics.blocked_connections.inc();
+                *reply = http::simple(403, "Forbidden");
                 HttpStep::Close
             }
             http::Upgrade::Valid(key) => {
@@ -807,6 +884,47 @@ impl Io {
                     head_len,
                     ip: real_ip(&req, &self.cfg.real_ip_header, c.ip, || self.log_line()),
                     deflate: deflate.map(|(a, _)| a),
+                }
+            }
+            http::Upgrade::Plain if http::is_management(&req) => {
+                let ip = real_ip(&req, &self.cfg.real_ip_header, c.ip, || false);
+                if self.shared.access.with(|a| a.ip_blocked(ip)) {
+                    *reply = http::simple(403, "Forbidden");
+                    return HttpStep::Close;
+                }
+                let Some(len) = http::content_length(&req) else {
+                    *reply = http::rpc_answer(411, "text/plain", "a Content-Length is required");
+                    return HttpStep::Close;
+                };
+                if len > max_body {
+                    *reply = http::rpc_answer(
+                        413,
+                        "text/plain",
+                        &format!("request body over relay.management.maxBodyBytes ({max_body})"),
+                    );
+                    return HttpStep::Close;
+                }
+                if buf.len() < head_len + len {
+                    return if eof { HttpStep::Close } else { HttpStep::Wait };
+                }
+                let call = http::management_call(
+                    &req,
+                    &buf[head_len..head_len + len],
+                    &self.shared.config().relay.auth.service_url,
+                );
+                // Never blocks: a full inbox is a 503.
+                match self
+                    .manage
+                    .try_send(super::management::ManageMsg { conn: id, call })
+                {
+                    Ok(()) => {
+                        *awaiting = true;
+                        HttpStep::Wait
+                    }
+                    Err(_) => {
+                        *reply = http::rpc_answer(503, "text/plain", "management busy");
+                        HttpStep::Close
+                    }
                 }
             }
             http::Upgrade::Plain => {

@@ -80,6 +80,12 @@ const STAGES: [&str; 6] = [
 pub struct Metrics {
     pub connections: Gauge,
     pub slow_client_terminations: Counter,
+    /// Connections refused or closed because their IP is blocked (NIP-86 `blockip`).
+    pub blocked_connections: Counter,
+    /// EVENTs refused by access control (bans, kind lists, allowlist / web of trust).
+    pub access_refused: Counter,
+    /// EVENTs refused for too little NIP-13 proof of work.
+    pub pow_refused: Counter,
     pub write_events: Counter,
     pub write_rejected: Counter,
     pub write_dups: Counter,
@@ -185,6 +191,15 @@ impl Metrics {
             "strfry_slow_client_terminations_total",
             self.slow_client_terminations.get().to_string(),
         );
+        line(
+            "wok_blocked_connections_total",
+            self.blocked_connections.get().to_string(),
+        );
+        line(
+            "wok_access_refused_total",
+            self.access_refused.get().to_string(),
+        );
+        line("wok_pow_refused_total", self.pow_refused.get().to_string());
         line(
             "strfry_write_events_total",
             self.write_events.get().to_string(),

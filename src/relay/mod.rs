@@ -13,6 +13,7 @@ pub mod ingester;
 pub mod io;
 pub mod landing;
 pub mod log_budget;
+pub mod management;
 pub mod metrics;
 pub mod monitors;
 pub mod msg;
@@ -76,6 +77,8 @@ pub struct Shared {
     /// Filter values held by live and scanning subscriptions, all connections together
     /// (`Filter::values`; kept by the req-workers against `relay.maxFilterValuesTotal`).
     pub filter_values: AtomicUsize,
+    /// Access control and bans (`policy::access`), read per message from a per-thread copy.
+    pub access: Arc<crate::policy::access::Access>,
     config: RwLock<Arc<Config>>,
 }
 
@@ -147,10 +150,11 @@ impl Relay {
             threads(nt.req_monitor),
             threads(nt.negentropy),
         );
-        let http = Arc::new(RwLock::new(http::HttpInfo {
-            nip11: nip11(&cfg),
-            landing: landing::Landing::new(&cfg, addr),
-        }));
+        let access = Arc::new(
+            crate::policy::access::Access::load(&store, &cfg)
+                .map_err(|e| std::io::Error::other(format!("management table: {e}")))?,
+        );
+        let http = Arc::new(RwLock::new(http_info(&cfg, &access.snapshot(), addr)));
         let io_cfg = io::IoConfig {
             max_payload: usize::try_from(cfg.relay.max_websocket_payload_size)
                 .unwrap_or(usize::MAX),
@@ -176,6 +180,7 @@ impl Relay {
             outbound: outbound.clone(),
             started: std::time::Instant::now(),
             filter_values: AtomicUsize::new(0),
+            access,
             config: RwLock::new(Arc::new(cfg)),
         });
 
@@ -278,6 +283,16 @@ impl Relay {
                 .map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4)),
             &io_sender,
         )?);
+        // NIP-86 calls, handed over by io (bounded: a flood of calls gets 503, not memory).
+        let (manage_tx, manage_rx) = bounded(256);
+        let m = management::Management {
+            rx: manage_rx,
+            shared: shared.clone(),
+            io: io_sender.clone(),
+            http: http.clone(),
+            addr,
+        };
+        stages.push(spawn("Management".into(), Box::new(move || m.run()))?);
         drop(io_sender);
 
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -288,6 +303,7 @@ impl Relay {
             rx: io_rx,
             compressors,
             ingesters,
+            manage: manage_tx,
             http: http.clone(),
             metrics,
             cfg: io_cfg,
@@ -350,10 +366,7 @@ impl Relay {
         let old = self.shared.config();
         let (effective, changes) = crate::config::diff_reload(&old, &new);
         // NIP-11 and the landing page follow the new values.
-        if let Ok(mut h) = self.http.write() {
-            h.nip11 = nip11(&effective);
-            h.landing = landing::Landing::new(&effective, self.addr);
-        }
+        render_http(&self.http, &effective, &self.shared, self.addr);
         self.shared
             .store
             .set_compress_new_events(effective.events.compression);
@@ -374,6 +387,59 @@ impl Relay {
         for t in self.stages.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// `cfg` with the NIP-11 fields NIP-86 overrode (`changerelayname` …) in place.
+fn with_info_overrides(cfg: &Config, a: &crate::policy::access::Snapshot) -> Config {
+    let mut c = cfg.clone();
+    if let Some(v) = &a.name {
+        c.relay.info.name.clone_from(v);
+    }
+    if let Some(v) = &a.description {
+        c.relay.info.description.clone_from(v);
+    }
+    if let Some(v) = &a.icon {
+        c.relay.info.icon.clone_from(v);
+    }
+    c
+}
+
+/// NIP-11 and the landing page from the config and the management overrides.
+fn http_info(
+    cfg: &Config,
+    a: &crate::policy::access::Snapshot,
+    addr: SocketAddr,
+) -> http::HttpInfo {
+    let cfg = with_info_overrides(cfg, a);
+    let mut doc = nip11_doc(&cfg);
+    // What a client must know before writing or reading (NIP-11 `limitation`); the
+    // allowlist in the DB counts too.
+    let restricted = a.restricted(crate::policy::access::write_mode(&cfg));
+    let pow = &cfg.relay.pow;
+    doc["limitation"]["restricted_writes"] = serde_json::json!(
+        restricted || pow.min_difficulty > 0 || !pow.kind_difficulty.trim().is_empty()
+    );
+    if restricted && cfg.relay.management.restrict_reads {
+        doc["limitation"]["auth_required"] = serde_json::json!(true);
+    }
+    http::HttpInfo {
+        nip11: doc.to_string(),
+        landing: landing::Landing::new(&cfg, addr),
+    }
+}
+
+/// Re-renders what the HTTP side serves (after a reload or a management change).
+pub(crate) fn render_http(
+    h: &RwLock<http::HttpInfo>,
+    cfg: &Config,
+    shared: &Shared,
+    addr: SocketAddr,
+) {
+    let info = http_info(cfg, &shared.access.snapshot(), addr);
+    match h.write() {
+        Ok(mut h) => *h = info,
+        Err(p) => *p.into_inner() = info,
     }
 }
 
@@ -421,6 +487,14 @@ pub fn supported_nips(cfg: &Config) -> Vec<u64> {
     if r.negentropy.enabled {
         nips.push(77);
     }
+    // NIP-86 once someone may manage the relay.
+    if !r.management.admin_pubkeys.trim().is_empty() {
+        nips.push(86);
+    }
+    // NIP-13 only while some kind must carry proof of work.
+    if r.pow.min_difficulty > 0 || !r.pow.kind_difficulty.trim().is_empty() {
+        nips.push(13);
+    }
     if !r.info.nips.trim().is_empty() {
         match serde_json::from_str::<Vec<u64>>(&r.info.nips) {
             Ok(v) => nips = v,
@@ -455,6 +529,9 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
             "auth_required": false,
         },
     });
+    if r.pow.min_difficulty > 0 {
+        doc["limitation"]["min_pow_difficulty"] = serde_json::json!(r.pow.min_difficulty);
+    }
     for (key, val) in [
         ("pubkey", &r.info.pubkey),
         ("self", &r.info.self_pubkey),

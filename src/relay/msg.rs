@@ -213,6 +213,9 @@ pub enum Outbound {
     },
     /// Messages a compressor thread framed (see `compressor`), in order per connection.
     Framed(Vec<Framed>),
+    /// The answer to a plain HTTP request served off the io thread (NIP-86 management):
+    /// written, then the connection closes.
+    HttpReply { conn: ConnId, bytes: Vec<u8> },
 }
 
 /// One message framed by a compressor thread: `len` plain bytes (for pacing), `cost` bytes
@@ -241,6 +244,13 @@ impl IoSender {
     pub fn send(&self, m: Outbound) {
         // A send fails only when the io thread has exited (shutdown): nothing to tell.
         if self.tx.send(m).is_ok() && !self.woken.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Makes the io thread take a turn (it re-reads shared state, such as access control).
+    pub fn wake(&self) {
+        if !self.woken.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
     }

@@ -79,6 +79,19 @@ impl Writer {
             m.write_batches.inc();
             match result {
                 Ok(outcomes) => {
+                    // A new follow list may be an admin's (web of trust): the writer set is
+                    // refreshed before anyone hears OK, so a follow is a writer at once.
+                    if events
+                        .iter()
+                        .zip(&outcomes)
+                        .any(|(e, o)| e.kind == 3 && matches!(o, Outcome::Written(_)))
+                    {
+                        let cfg = self.shared.config();
+                        if let Err(e) = self.shared.access.refresh(&self.shared.store, &cfg, false)
+                        {
+                            log::error!("refreshing the web of trust failed: {e}");
+                        }
+                    }
                     for ((conn, ev), o) in conns.iter().zip(&events).zip(&outcomes) {
                         match o {
                             Outcome::Written(_) => {

@@ -6,11 +6,13 @@
 //! `0x01‖dictId‖zstd` (`payload.rs`, `dict.rs`), the scannable indexes
 //! `created_at pubkey kind pubkeyKind tag` (keys ending in the 24-byte suffix), the lookup
 //! indexes `id deletion expiration replace replaceDeletion`, and `Meta`,
-//! `CompressionDictionary`, `NegentropyFilter`.
+//! `CompressionDictionary`, `NegentropyFilter`, `NegentropyTree`, and `Management`
+//! (access control and NIP-86 state, `manage.rs`).
 
 pub mod check;
 pub mod dict;
 pub mod keys;
+pub mod manage;
 pub mod negtree;
 pub mod payload;
 pub mod query;
@@ -142,9 +144,10 @@ pub(crate) struct Tables {
     pub dictionary: Table,
     pub negentropy_filter: Table,
     pub negentropy_tree: Table,
+    pub management: Table,
 }
 
-const TABLE_NAMES: [&str; 16] = [
+const TABLE_NAMES: [&str; 17] = [
     "Event",
     "EventPayload",
     "Event__created_at",
@@ -161,6 +164,7 @@ const TABLE_NAMES: [&str; 16] = [
     "CompressionDictionary",
     "NegentropyFilter",
     "NegentropyTree",
+    "Management",
 ];
 
 /// The open store. Cheap to share by reference across threads (LMDB is MVCC: readers
@@ -227,6 +231,7 @@ impl Store {
             dictionary: dbs[13],
             negentropy_filter: dbs[14],
             negentropy_tree: dbs[15],
+            management: dbs[16],
         };
         let store = Store {
             env: env.clone(),
@@ -410,6 +415,7 @@ impl Store {
             self.t.dictionary,
             self.t.negentropy_filter,
             self.t.negentropy_tree,
+            self.t.management,
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in TABLE_NAMES.iter().zip(all) {

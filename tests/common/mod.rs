@@ -507,3 +507,42 @@ pub fn metric(url: &str, name: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {body}"))
 }
+
+/// One raw HTTP/1.1 request to the relay at `url` (`ws://host:port`); the status code, the
+/// head and the body. The relay closes after answering, so the body is read to EOF.
+pub fn http_request(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String, String) {
+    let addr = url.trim_start_matches("ws://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The relay's NIP-11 document over HTTP.
+pub fn nip11_of(url: &str) -> serde_json::Value {
+    let (status, _, body) =
+        http_request(url, "GET", "/", "Accept: application/nostr+json\r\n", b"");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("NIP-11 JSON")
+}
