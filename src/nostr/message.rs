@@ -204,7 +204,12 @@ fn decode_root(root: Json<'_, '_>, limits: &DecodeLimits) -> Result<ClientMsg, M
             })?;
             let closed = |reason: String| MsgError::Closed {
                 sub_id: sub.to_owned(),
-                reason: format!("error: bad req: {reason}"),
+                // NIP-50 search errors already carry NIP-01's `invalid:` prefix.
+                reason: if reason.starts_with("invalid: ") {
+                    reason
+                } else {
+                    format!("error: bad req: {reason}")
+                },
             };
             let sub_id = SubId::new(sub).map_err(|e| closed(e.into()))?;
             if arr.is_empty() {
