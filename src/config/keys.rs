@@ -197,5 +197,12 @@ config_section! {
                     "Every filter must name exactly one author, or exactly one #p, or exactly one #e";
             }
         }
+
+        [search: SearchConfig => "search", "wok only: NIP-50 full-text search (the index lives in the database, written with each event)"] {
+            enabled: bool = true => "enabled", wok, live,
+                "wok only: answer REQ and COUNT filters with a search field (NIP-50, listed in NIP-11); off refuses them with CLOSED";
+            kinds: String = "0, 1, 11, 1111, 9802, 30023, 30024" => "kinds", wok, live,
+                "wok only: kinds of new events added to the search index, comma-separated, a-b for ranges; empty indexes nothing (wok search build indexes stored events)";
+        }
     }
 }

@@ -491,6 +491,8 @@ mod tests {
                 "relay.negentropy.idleTimeoutSeconds",
                 "relay.metrics.enabled",
                 "relay.metrics.bearerToken",
+                "search.enabled",
+                "search.kinds",
             ]
         );
     }

@@ -17,6 +17,11 @@ pub trait EventView {
     fn created_at(&self) -> u64;
     fn kind(&self) -> u64;
     fn packed_tags(&self) -> PackedTags<'_>;
+    /// The event's indexed search terms, if it is in the search index (stored events read
+    /// through `store::search::StoredEvent`); `None` never matches a `search` filter.
+    fn search_terms(&self) -> Option<&Terms> {
+        None
+    }
 }
 
 impl EventView for Event {
@@ -282,6 +287,16 @@ impl Filter {
     /// Does an event with these indexed terms satisfy `search` (true without one)?
     pub fn matches_search(&self, terms: &Terms) -> bool {
         self.search.as_ref().is_none_or(|q| q.matches(terms))
+    }
+
+    /// `matches`, and `search` against the event's indexed terms (an event that is not
+    /// in the search index never matches a `search` filter).
+    pub fn matches_with_search<E: EventView + ?Sized>(&self, ev: &E) -> bool {
+        self.matches(ev)
+            && self
+                .search
+                .as_ref()
+                .is_none_or(|q| ev.search_terms().is_some_and(|t| q.matches(t)))
     }
 
     /// Does `ev` satisfy every condition? (`limit` is not a matching condition, and
