@@ -494,3 +494,182 @@ impl EventView for StoredEvent<'_, '_> {
             .as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nostr::sign::Keys;
+    use crate::nostr::tags::Tags;
+    use crate::nostr::{Event, Filter, JsonParser, Limits};
+    use crate::store::query::{Progress, Query};
+    use crate::store::tests::temp_store;
+
+    fn ev(k: u8, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &str) -> Event {
+        Keys::from_secret([k; 32])
+            .expect("key")
+            .sign(
+                created_at,
+                kind,
+                Tags::from_vecs(tags),
+                content,
+                &Limits::default(),
+            )
+            .expect("sign")
+    }
+
+    fn search(store: &Store, f: &str, now: u64) -> Vec<[u8; 32]> {
+        let filter = JsonParser::new()
+            .parse(&mut f.as_bytes().to_vec(), |v| Filter::from_json(v, 3))
+            .expect("json")
+            .expect("filter");
+        let txn = store.read_txn().expect("txn");
+        let snap = store.latest_lev_id(&txn).expect("snap");
+        let mut q = Query::new(vec![filter], u64::MAX, snap, now);
+        let mut out = Vec::new();
+        while q.run(store, &txn, u64::MAX, &mut out).expect("run") == Progress::Paused {}
+        out.iter()
+            .map(|&l| *store.record(&txn, l).expect("rec").expect("exists").id())
+            .collect()
+    }
+
+    fn consistent(store: &Store) {
+        let txn = store.read_txn().expect("txn");
+        let problems = store.search_check(&txn).expect("check");
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn delete_replace_expire_and_wok_delete_remove_postings() {
+        let (_d, store) = temp_store();
+        let a = ev(1, 100, 1, &[], "zebra crossing");
+        let p1 = ev(2, 100, 0, &[], r#"{"name":"Oldname","about":"zebra fan"}"#);
+        let exp = ev(3, 100, 1, &[vec!["expiration", "150"]], "zebra expiring");
+        let gone = ev(4, 100, 1, &[], "zebra banned");
+        store
+            .write_batch(&[a.clone(), p1.clone(), exp.clone(), gone.clone()])
+            .expect("write");
+        consistent(&store);
+        assert_eq!(search(&store, r#"{"search":"zebra"}"#, 120).len(), 4);
+        // Expired events are never found, then purged with their postings.
+        assert_eq!(search(&store, r#"{"search":"zebra"}"#, 200).len(), 3);
+        assert_eq!(store.purge_expired(200, 100).expect("purge"), 1);
+        consistent(&store);
+        // NIP-09 deletion.
+        let del = ev(1, 101, 5, &[vec!["e", a.id_hex()]], "");
+        store.write_batch(&[del]).expect("write");
+        consistent(&store);
+        assert_eq!(search(&store, r#"{"search":"crossing"}"#, 200), Vec::<[u8; 32]>::new());
+        // Replacement: the old profile's words go.
+        let p2 = ev(2, 102, 0, &[], r#"{"name":"Newname"}"#);
+        store.write_batch(&[p2.clone()]).expect("write");
+        consistent(&store);
+        assert!(search(&store, r#"{"search":"oldname"}"#, 200).is_empty());
+        assert_eq!(search(&store, r#"{"search":"newname"}"#, 200), vec![p2.id]);
+        // `wok delete` (bans) removes postings too.
+        let txn = store.read_txn().expect("txn");
+        let lev = store.lookup_id(&txn, &gone.id).expect("id").expect("stored");
+        drop(txn);
+        store.delete_batch(&[lev]).expect("delete");
+        consistent(&store);
+        assert!(search(&store, r#"{"search":"zebra"}"#, 200).is_empty());
+        let txn = store.read_txn().expect("txn");
+        assert!(store.postings(&txn, "zebra").expect("p").is_empty());
+    }
+
+    #[test]
+    fn same_batch_insert_and_replace_cancel() {
+        let (_d, store) = temp_store();
+        let old = ev(5, 100, 30023, &[vec!["d", "x"], vec!["title", "First draft"]], "alpha");
+        let new = ev(5, 101, 30023, &[vec!["d", "x"], vec!["title", "Final"]], "beta");
+        store.write_batch(&[new.clone(), old]).expect("write");
+        consistent(&store);
+        assert!(search(&store, r#"{"search":"draft"}"#, 200).is_empty());
+        assert_eq!(search(&store, r#"{"search":"final beta"}"#, 200), vec![new.id]);
+        let txn = store.read_txn().expect("txn");
+        assert_eq!(store.search_stats(&txn).expect("stats").docs, 1);
+    }
+
+    #[test]
+    fn kinds_outside_the_set_are_not_indexed_but_removal_follows_the_index() {
+        let (_d, store) = temp_store();
+        let a = ev(6, 100, 1, &[], "walrus");
+        store.write_batch(&[a.clone()]).expect("write");
+        // Kind 1 leaves the set: the indexed event is still removed exactly.
+        store.set_search_kinds(Some(KindSet::parse("30023").expect("kinds")));
+        let b = ev(6, 100, 1, &[], "walrus two");
+        store.write_batch(&[b]).expect("write");
+        assert_eq!(search(&store, r#"{"search":"walrus"}"#, 200), vec![a.id]);
+        let del = ev(6, 101, 5, &[vec!["e", a.id_hex()]], "");
+        store.write_batch(&[del]).expect("write");
+        consistent(&store);
+        assert!(search(&store, r#"{"search":"walrus"}"#, 200).is_empty());
+    }
+
+    #[test]
+    fn ranking_and_filters() {
+        let (_d, store) = temp_store();
+        let best = ev(7, 100, 1, &[], "nostr nostr nostr");
+        let mid = ev(8, 101, 1, &[], "nostr is a protocol for notes and more words here");
+        let other_kind = ev(7, 102, 30023, &[vec!["d", "a"]], "nostr article");
+        let none = ev(9, 103, 1, &[], "nothing relevant");
+        store
+            .write_batch(&[best.clone(), mid.clone(), other_kind.clone(), none])
+            .expect("write");
+        let got = search(&store, r#"{"search":"nostr","kinds":[1]}"#, 200);
+        assert_eq!(got, vec![best.id, mid.id]);
+        let author = best.pubkey_hex();
+        let got = search(&store, &format!(r#"{{"search":"nostr","authors":["{author}"]}}"#), 200);
+        assert_eq!(got.len(), 2);
+        assert!(!got.contains(&mid.id));
+        assert_eq!(search(&store, r#"{"search":"nostr","limit":1}"#, 200).len(), 1);
+        assert_eq!(search(&store, r#"{"search":"nostr","since":102}"#, 200), vec![other_kind.id]);
+        assert!(search(&store, r#"{"search":"nostr protocol zzz"}"#, 200).is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Random notes, deletions and replacements: the index equals a fresh tokenization
+        /// of what is stored, and every search equals a naive scan of the stored events.
+        #[test]
+        fn matches_a_naive_scan(ops in proptest::collection::vec((0u8..4, 0usize..6, 0usize..6, 0u8..3), 1..40)) {
+            const WORDS: [&str; 6] = ["apple", "Banana", "cherry", "dátil", "東京", "fig"];
+            let (_d, store) = temp_store();
+            let mut written: Vec<Event> = Vec::new();
+            for (i, (op, w1, w2, who)) in ops.into_iter().enumerate() {
+                let t = 1000 + i as u64;
+                let content = format!("{} and {}", WORDS[w1], WORDS[w2]);
+                let e = match op {
+                    0 | 1 => ev(who + 10, t, 1, &[], &content),
+                    2 => ev(who + 10, t, 0, &[], &format!(r#"{{"name":"{content}"}}"#)),
+                    _ => match written.get(w1 % written.len().max(1)) {
+                        Some(target) => ev(who + 10, t, 5, &[vec!["e", target.id_hex()]], ""),
+                        None => continue,
+                    },
+                };
+                store.write_batch(&[e.clone()]).expect("write");
+                written.push(e);
+            }
+            consistent(&store);
+            let txn = store.read_txn().expect("txn");
+            for w in WORDS {
+                let q = crate::search::query::SearchQuery::parse(w, 100).expect("q");
+                let mut naive: Vec<[u8; 32]> = Vec::new();
+                for lev in store.all_lev_ids(&txn).expect("levs") {
+                    let json = store.payload(&txn, lev).expect("p").expect("json");
+                    let rec = store.record(&txn, lev).expect("r").expect("rec");
+                    if [0, 1].contains(&rec.kind()) {
+                        if let Some(t) = doc::json_terms(&json) {
+                            if q.matches(&t) {
+                                naive.push(*rec.id());
+                            }
+                        }
+                    }
+                }
+                let mut got = search(&store, &format!(r#"{{"search":"{w}"}}"#), 5000);
+                got.sort_unstable();
+                naive.sort_unstable();
+                proptest::prop_assert_eq!(got, naive, "query {}", w);
+            }
+        }
+    }
+}
