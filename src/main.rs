@@ -78,6 +78,9 @@ enum Command {
     /// Manage stored negentropy trees: list, add <filter>, build <id>, remove <id>
     #[command(subcommand)]
     Negentropy(cmd::negentropy::NegentropyCmd),
+    /// The NIP-50 search index: build, rebuild, drop, inspect [--check] [--word W]
+    #[command(subcommand)]
+    Search(cmd::search::SearchCmd),
 }
 
 /// Every `--set` of the command line, in order. clap keeps only the occurrences after the
@@ -139,5 +142,6 @@ fn main() -> ExitCode {
         Command::Router(a) => cmd::router::run(a, &globals),
         Command::Download(a) => cmd::transfer::download(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
+        Command::Search(c) => cmd::search::run(c, &globals),
     }
 }

@@ -177,3 +177,52 @@ fn disabled_search_is_refused_and_not_advertised() {
     let mut c = off.client();
     assert!(closed_reason(&mut c, "x", r#"{"search":"anything"}"#).contains("not enabled"));
 }
+
+#[test]
+fn cli_build_inspect_drop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("wok.conf");
+    std::fs::write(&conf, format!("db = \"{}/db/\"\n", dir.path().display())).expect("conf");
+    let wok = |args: &[&str], stdin: &[u8]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wok"));
+        c.arg("--config").arg(&conf).args(args).env_remove("STRFRY_CONFIG");
+        let out = run_within(&mut c, stdin, RUN_LIMIT);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let start = (now() - 100_000).to_string();
+    let (ok, events, _) = wok(&["gen", "--count", "300", "--start", &start, "--span", "50000"], b"");
+    assert!(ok);
+    // Imported with indexing off: nothing is searchable until `search build`.
+    let (ok, _, err) = wok(&["--set", "search.kinds=", "import"], events.as_bytes());
+    assert!(ok, "{err}");
+    let (_, out, _) = wok(&["search", "inspect"], b"");
+    assert!(out.contains("Indexed events: 0"), "{out}");
+    // A word of the first kind-1 event.
+    let first: serde_json::Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|e| e["kind"] == 1 && !wok::search::tokenize::tokens(e["content"].as_str().unwrap_or("")).is_empty())
+        .expect("a kind-1 note with words");
+    let word = wok::search::tokenize::tokens(first["content"].as_str().unwrap_or(""))
+        .into_iter()
+        .next()
+        .expect("word");
+    let filter = format!(r#"{{"search":"{word}"}}"#);
+    let (_, out, _) = wok(&["scan", "--count", &filter], b"");
+    assert_eq!(out.trim(), "0");
+    let (ok, out, err) = wok(&["search", "build"], b"");
+    assert!(ok && out.contains("indexed"), "{out}{err}");
+    let (ok, out, _) = wok(&["search", "inspect", "--check", "--word", &word], b"");
+    assert!(ok && out.contains("Check: 0 problems"), "{out}");
+    let (_, out, _) = wok(&["scan", "--count", &filter], b"");
+    assert!(out.trim().parse::<u64>().expect("count") >= 1, "{out}");
+    let (_, info, _) = wok(&["info"], b"");
+    assert!(info.contains("Search index: ") && info.contains("Table Search__postings"), "{info}");
+    let (ok, _, _) = wok(&["search", "drop"], b"");
+    assert!(ok);
+    let (_, out, _) = wok(&["scan", "--count", &filter], b"");
+    assert_eq!(out.trim(), "0");
+    let (ok, _, err) = wok(&["search", "build", "--kinds", "x-1"], b"");
+    assert!(!ok && err.contains("bad kinds"), "{err}");
+}
