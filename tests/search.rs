@@ -29,11 +29,23 @@ fn relevance_and_semantics() {
     let mut c = r.client();
     let t = now();
     let best = sign(&keys(1), t - 30, 1, &[], "Rust rust RUST relay");
-    let mid = sign(&keys(2), t - 20, 1, &[], "a long note that mentions rust once among many other words here");
+    let mid = sign(
+        &keys(2),
+        t - 20,
+        1,
+        &[],
+        "a long note that mentions rust once among many other words here",
+    );
     let both = sign(&keys(3), t - 10, 1, &[vec!["t", "nostr"]], "rust on #nostr");
     let cafe = sign(&keys(4), t - 5, 1, &[], "Le Café crème 🎉");
     let cjk = sign(&keys(5), t - 4, 1, &[], "私は東京に住んでいます");
-    let article = sign(&keys(6), t - 3, 30023, &[vec!["d", "x"], vec!["title", "Über Wörter"]], "body");
+    let article = sign(
+        &keys(6),
+        t - 3,
+        30023,
+        &[vec!["d", "x"], vec!["title", "Über Wörter"]],
+        "body",
+    );
     let unindexed = sign(&keys(7), t - 2, 7, &[], "rust");
     for e in [&best, &mid, &both, &cafe, &cjk, &article, &unindexed] {
         assert_eq!(c.publish(e)[2], true);
@@ -44,34 +56,58 @@ fn relevance_and_semantics() {
     assert_eq!(got.len(), 3, "{got:?}");
     assert!(!got.contains(&unindexed.id_hex().to_string()));
     // AND: every word must occur (a tag counts as text).
-    assert_eq!(ids(&c.req("s2", r#"{"search":"rust nostr"}"#)), [both.id_hex()]);
-    assert_eq!(ids(&c.req("s3", r#"{"search":"\"rust relay\""}"#)), [best.id_hex()]);
+    assert_eq!(
+        ids(&c.req("s2", r#"{"search":"rust nostr"}"#)),
+        [both.id_hex()]
+    );
+    assert_eq!(
+        ids(&c.req("s3", r#"{"search":"\"rust relay\""}"#)),
+        [best.id_hex()]
+    );
     // Combined with other fields, and limit after ranking.
     let pk = mid.pubkey_hex();
     assert_eq!(
         ids(&c.req("s4", &format!(r#"{{"search":"rust","authors":["{pk}"]}}"#))),
         [mid.id_hex()]
     );
-    assert_eq!(ids(&c.req("s5", r#"{"search":"rust","limit":1}"#)), [best.id_hex()]);
+    assert_eq!(
+        ids(&c.req("s5", r#"{"search":"rust","limit":1}"#)),
+        [best.id_hex()]
+    );
     assert_eq!(
         ids(&c.req("s6", &format!(r#"{{"search":"rust","since":{}}}"#, t - 15))),
         [both.id_hex()]
     );
     // Unicode: accents fold, CJK words of two characters, emoji are harmless.
     assert_eq!(ids(&c.req("u1", r#"{"search":"CAFE"}"#)), [cafe.id_hex()]);
-    assert_eq!(ids(&c.req("u2", r#"{"search":"东京"}"#)), Vec::<String>::new());
+    assert_eq!(
+        ids(&c.req("u2", r#"{"search":"东京"}"#)),
+        Vec::<String>::new()
+    );
     assert_eq!(ids(&c.req("u3", r#"{"search":"東京"}"#)), [cjk.id_hex()]);
-    assert_eq!(ids(&c.req("u4", r#"{"search":"uber worter"}"#)), [article.id_hex()]);
-    assert_eq!(ids(&c.req("u5", r#"{"search":"crème 🎉 include:spam foo:bar"}"#)), [cafe.id_hex()]);
+    assert_eq!(
+        ids(&c.req("u4", r#"{"search":"uber worter"}"#)),
+        [article.id_hex()]
+    );
+    assert_eq!(
+        ids(&c.req("u5", r#"{"search":"crème 🎉 include:spam foo:bar"}"#)),
+        [cafe.id_hex()]
+    );
     // COUNT with search.
     c.send(r#"["COUNT","c1",{"search":"rust"}]"#);
     let (_, m) = c.until(|m| m[0] == "COUNT" && m[1] == "c1");
     assert_eq!(m[2]["count"], 3);
     // Clear refusals.
-    assert_eq!(closed_reason(&mut c, "e1", r#"{"search":""}"#), "invalid: empty search");
-    assert!(closed_reason(&mut c, "e2", r#"{"search":"!!! 🎉 ..."}"#).starts_with("invalid: search has no words"));
+    assert_eq!(
+        closed_reason(&mut c, "e1", r#"{"search":""}"#),
+        "invalid: empty search"
+    );
+    assert!(closed_reason(&mut c, "e2", r#"{"search":"!!! 🎉 ..."}"#)
+        .starts_with("invalid: search has no words"));
     let long = "word ".repeat(200);
-    assert!(closed_reason(&mut c, "e3", &format!(r#"{{"search":"{long}"}}"#)).contains("longer than"));
+    assert!(
+        closed_reason(&mut c, "e3", &format!(r#"{{"search":"{long}"}}"#)).contains("longer than")
+    );
     assert!(closed_reason(&mut c, "e4", r#"{"search":5}"#).starts_with("invalid:"));
 }
 
@@ -84,18 +120,39 @@ fn deleted_and_replaced_events_are_never_found() {
     let note = sign(&k, t - 10, 1, &[], "ephemeral thoughts about walruses");
     assert_eq!(c.publish(&note)[2], true);
     // Searchable as soon as OK true arrived.
-    assert_eq!(ids(&c.req("a", r#"{"search":"walruses"}"#)), [note.id_hex()]);
+    assert_eq!(
+        ids(&c.req("a", r#"{"search":"walruses"}"#)),
+        [note.id_hex()]
+    );
     let del = sign(&k, t - 5, 5, &[vec!["e", note.id_hex()]], "");
     assert_eq!(c.publish(&del)[2], true);
     assert!(c.req("b", r#"{"search":"walruses"}"#).is_empty());
-    let p1 = sign(&k, t - 10, 0, &[], r#"{"name":"Walter","about":"sea lover"}"#);
+    let p1 = sign(
+        &k,
+        t - 10,
+        0,
+        &[],
+        r#"{"name":"Walter","about":"sea lover"}"#,
+    );
     let p2 = sign(&k, t - 5, 0, &[], r#"{"name":"Wally","about":"sea lover"}"#);
     assert_eq!(c.publish(&p1)[2], true);
     assert_eq!(c.publish(&p2)[2], true);
     assert!(c.req("c", r#"{"search":"walter"}"#).is_empty());
     assert_eq!(ids(&c.req("d", r#"{"search":"sea lover"}"#)), [p2.id_hex()]);
-    let txn = r.relay.as_ref().expect("relay").store().read_txn().expect("txn");
-    let problems = r.relay.as_ref().expect("relay").store().search_check(&txn).expect("check");
+    let txn = r
+        .relay
+        .as_ref()
+        .expect("relay")
+        .store()
+        .read_txn()
+        .expect("txn");
+    let problems = r
+        .relay
+        .as_ref()
+        .expect("relay")
+        .store()
+        .search_check(&txn)
+        .expect("check");
     assert!(problems.is_empty(), "{problems:?}");
 }
 
@@ -107,7 +164,13 @@ fn live_search_subscription() {
     sub.send(r#"["REQ","live",{"search":"penguin","kinds":[1]}]"#);
     sub.until(|m| m[0] == "EOSE" && m[1] == "live");
     let miss = note(&keys(11), "a seal, not the bird");
-    let miss_kind = sign(&keys(11), now(), 30023, &[vec!["d", "p"]], "penguin article");
+    let miss_kind = sign(
+        &keys(11),
+        now(),
+        30023,
+        &[vec!["d", "p"]],
+        "penguin article",
+    );
     let hit = note(&keys(12), "A PENGUIN waddles");
     for e in [&miss, &miss_kind, &hit] {
         assert_eq!(pubr.publish(e)[2], true);
@@ -126,7 +189,10 @@ fn hll_matches_a_hand_computation() {
     assert_eq!(c.publish(&target)[2], true);
     let id = target.id_hex().to_string();
     let mut want = Hll::new(hll::offset(&id));
-    assert_eq!(want.offset, u8::from_str_radix(&id[32..33], 16).expect("hex") + 8);
+    assert_eq!(
+        want.offset,
+        u8::from_str_radix(&id[32..33], 16).expect("hex") + 8
+    );
     for n in 30..60u8 {
         let k = keys(n);
         let reaction = sign(&k, now(), 7, &[vec!["e", &id]], "+");
@@ -141,7 +207,10 @@ fn hll_matches_a_hand_computation() {
     assert_eq!(m[2]["count"], 30);
     assert_eq!(m[2]["hll"], want.to_hex());
     // A filter whose first tag has two values gets no registers (NIP-45 defines none).
-    c.send(&format!(r##"["COUNT","h2",{{"#e":["{id}","{}"],"kinds":[7]}}]"##, "ab".repeat(32)));
+    c.send(&format!(
+        r##"["COUNT","h2",{{"#e":["{id}","{}"],"kinds":[7]}}]"##,
+        "ab".repeat(32)
+    ));
     let (_, m) = c.until(|m| m[0] == "COUNT" && m[1] == "h2");
     assert_eq!(m[2]["count"], 31);
     assert!(m[2].get("hll").is_none(), "{m}");
@@ -185,13 +254,25 @@ fn cli_build_inspect_drop() {
     std::fs::write(&conf, format!("db = \"{}/db/\"\n", dir.path().display())).expect("conf");
     let wok = |args: &[&str], stdin: &[u8]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wok"));
-        c.arg("--config").arg(&conf).args(args).env_remove("STRFRY_CONFIG");
+        c.arg("--config")
+            .arg(&conf)
+            .args(args)
+            .env_remove("STRFRY_CONFIG");
         let out = run_within(&mut c, stdin, RUN_LIMIT);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success(), text, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let start = (now() - 100_000).to_string();
-    let (ok, events, _) = wok(&["gen", "--count", "300", "--start", &start, "--span", "50000"], b"");
+    let (ok, events, _) = wok(
+        &[
+            "gen", "--count", "300", "--start", &start, "--span", "50000",
+        ],
+        b"",
+    );
     assert!(ok);
     // Imported with indexing off: nothing is searchable until `search build`.
     let (ok, _, err) = wok(&["--set", "search.kinds=", "import"], events.as_bytes());
@@ -202,7 +283,10 @@ fn cli_build_inspect_drop() {
     let first: serde_json::Value = events
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-        .find(|e| e["kind"] == 1 && !wok::search::tokenize::tokens(e["content"].as_str().unwrap_or("")).is_empty())
+        .find(|e| {
+            e["kind"] == 1
+                && !wok::search::tokenize::tokens(e["content"].as_str().unwrap_or("")).is_empty()
+        })
         .expect("a kind-1 note with words");
     let word = wok::search::tokenize::tokens(first["content"].as_str().unwrap_or(""))
         .into_iter()
@@ -218,7 +302,10 @@ fn cli_build_inspect_drop() {
     let (_, out, _) = wok(&["scan", "--count", &filter], b"");
     assert!(out.trim().parse::<u64>().expect("count") >= 1, "{out}");
     let (_, info, _) = wok(&["info"], b"");
-    assert!(info.contains("Search index: ") && info.contains("Table Search__postings"), "{info}");
+    assert!(
+        info.contains("Search index: ") && info.contains("Table Search__postings"),
+        "{info}"
+    );
     let (ok, _, _) = wok(&["search", "drop"], b"");
     assert!(ok);
     let (_, out, _) = wok(&["scan", "--count", &filter], b"");

@@ -77,7 +77,9 @@ pub fn run(cmd: &SearchCmd, g: &Globals) -> ExitCode {
         }
         SearchCmd::Inspect { check, words } => match inspect(&store, *check, words) {
             Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => fail("the index differs from the stored events (run: wok search rebuild)".into()),
+            Ok(false) => {
+                fail("the index differs from the stored events (run: wok search rebuild)".into())
+            }
             Err(e) => fail(e.to_string()),
         },
     }

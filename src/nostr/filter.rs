@@ -175,7 +175,10 @@ impl Filter {
                     let tf = parse_tag_values(c, val, key)?;
                     if f.tags.is_empty() && tf.values.len() == 1 {
                         // The value as sent (e/p values are decoded to bytes).
-                        let first = val.array().and_then(|mut a| a.next()).and_then(|v| v.as_str());
+                        let first = val
+                            .array()
+                            .and_then(|mut a| a.next())
+                            .and_then(|v| v.as_str());
                         f.hll_offset = HllOffset(first.map(crate::search::hll::offset));
                     }
                     f.tags.push(tf);

@@ -453,8 +453,8 @@ impl Monitors {
         // In range: reaching a time-only filter through its index settles the rest (a
         // filter found in `past`/`future` was not reached through its index).
         // `search` is checked against the event's indexed terms (read once per event).
-        let matched = (slot.time_only && slot.place == Place::Indexed)
-            || slot.filter.matches_with_search(ev);
+        let matched =
+            (slot.time_only && slot.place == Place::Indexed) || slot.filter.matches_with_search(ev);
         if matched {
             sub.reported.set(c.gen);
             f(sub.conn, &sub.sub_id);

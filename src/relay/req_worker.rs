@@ -19,11 +19,11 @@ use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::{now, Shared};
+use crate::nostr::filter::EventView;
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
-use crate::store::query::{Progress, Query};
-use crate::nostr::filter::EventView;
 use crate::search::hll::Hll;
+use crate::store::query::{Progress, Query};
 use crate::store::LevId;
 
 /// Work units between clock checks inside a slice.

@@ -82,7 +82,11 @@ impl Hll {
     pub fn estimate(&self) -> f64 {
         let m = 256.0;
         let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let sum: f64 = self.registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        let sum: f64 = self
+            .registers
+            .iter()
+            .map(|&r| 2f64.powi(-i32::from(r)))
+            .sum();
         let e = alpha * m * m / sum;
         let zeros = self.registers.iter().filter(|&&r| r == 0).count();
         if e <= 2.5 * m && zeros > 0 {
@@ -110,7 +114,8 @@ mod tests {
         let h = Sha256::digest(b"nostr");
         let hexs: String = h.iter().map(|b| format!("{b:02x}")).collect();
         let c = hexs.as_bytes()[32];
-        let want = u8::from_str_radix(std::str::from_utf8(&[c]).expect("ascii"), 16).expect("hex") + 8;
+        let want =
+            u8::from_str_radix(std::str::from_utf8(&[c]).expect("ascii"), 16).expect("hex") + 8;
         assert_eq!(offset("nostr"), want);
         assert!((8..=23).contains(&offset("anything at all")));
     }

@@ -143,9 +143,13 @@ mod tests {
         assert_eq!(p("nostr:npub1abc").expect("ok").terms, ["nostr:npub1abc"]);
         assert!(p("").unwrap_err().starts_with("invalid: empty"));
         assert!(p("   ").unwrap_err().starts_with("invalid: empty"));
-        assert!(p("!!! 🎉 ...").unwrap_err().starts_with("invalid: search has no words"));
+        assert!(p("!!! 🎉 ...")
+            .unwrap_err()
+            .starts_with("invalid: search has no words"));
         assert!(p("include:spam").unwrap_err().starts_with("invalid:"));
-        assert!(p(&"a ".repeat(200)).unwrap_err().contains("longer than 256"));
+        assert!(p(&"a ".repeat(200))
+            .unwrap_err()
+            .contains("longer than 256"));
     }
 
     #[test]

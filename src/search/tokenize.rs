@@ -54,6 +54,11 @@ pub fn tokenize(text: &str, out: &mut Vec<String>) {
 
 /// `text` folded: compatibility decomposition, combining marks dropped, lowercase.
 pub fn fold_into(text: &str, out: &mut String) {
+    // ASCII has nothing to decompose: most text skips the NFKD pass.
+    if text.is_ascii() {
+        out.extend(text.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        return;
+    }
     for c in text.nfkd().filter(|c| !is_combining_mark(*c)) {
         out.extend(c.to_lowercase());
     }
@@ -212,7 +217,18 @@ mod tests {
         let t = tokens("see https://www.Blog.Example.com:443/posts/rust-search?x=1 now");
         assert_eq!(
             t,
-            ["see", "blog.example.com", "blog", "example", "posts", "rust", "search", "x", "1", "now"]
+            [
+                "see",
+                "blog.example.com",
+                "blog",
+                "example",
+                "posts",
+                "rust",
+                "search",
+                "x",
+                "1",
+                "now"
+            ]
         );
         // The host typed as a word finds it.
         assert_eq!(tokens("blog.example.com"), ["blog.example.com"]);

@@ -163,8 +163,9 @@ impl Query {
                 continue;
             }
             if scan.index == IndexKind::Search {
-                if search_scan(store, txn, scan, *snapshot, *now, sent, out, keep, &mut work)?
-                    == Progress::Paused
+                if search_scan(
+                    store, txn, scan, *snapshot, *now, sent, out, keep, &mut work,
+                )? == Progress::Paused
                     || out.len() - out_start >= *pace
                 {
                     return Ok(Progress::Paused);

@@ -80,7 +80,9 @@ impl KindSet {
                 None => (item, item),
             };
             let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
-                return Err(format!("bad kind or range {item:?} (expected e.g. 1, 30023 or 1-5)"));
+                return Err(format!(
+                    "bad kind or range {item:?} (expected e.g. 1, 30023 or 1-5)"
+                ));
             };
             if a > b {
                 return Err(format!("empty range {item:?}"));
@@ -161,16 +163,16 @@ impl Store {
         p: &mut SearchPending,
         lev: LevId,
     ) -> Result<()> {
-        let indexed =
-            p.added.remove(&lev) || self.s.docs.get(txn, &keys::lev_key(lev))?.is_some();
+        let indexed = p.added.remove(&lev) || self.s.docs.get(txn, &keys::lev_key(lev))?.is_some();
         if !indexed {
             return Ok(());
         }
         let Some(json) = self.payload(txn, lev)? else {
             return Ok(());
         };
-        let t = doc::json_terms(&json)
-            .ok_or_else(|| StoreError::Corrupt(format!("payload of levId {lev} is not an event")))?;
+        let t = doc::json_terms(&json).ok_or_else(|| {
+            StoreError::Corrupt(format!("payload of levId {lev} is not an event"))
+        })?;
         p.change(lev, &t, false);
         Ok(())
     }
@@ -180,8 +182,19 @@ impl Store {
         if p.postings.is_empty() && p.docs.is_empty() {
             return Ok(());
         }
-        p.postings
-            .sort_unstable_by(|a, b| (&a.0, &a.1, !a.2).cmp(&(&b.0, &b.1, !b.2)));
+        // Token order (for page locality and cancelling); the first eight bytes as one
+        // integer settle most comparisons without a memcmp call.
+        let prefix = |t: &str| {
+            let mut b = [0u8; 8];
+            let n = t.len().min(8);
+            b[..n].copy_from_slice(&t.as_bytes()[..n]);
+            u64::from_be_bytes(b)
+        };
+        p.postings.sort_unstable_by(|a, b| {
+            prefix(&a.0)
+                .cmp(&prefix(&b.0))
+                .then_with(|| (&a.0, &a.1, !a.2).cmp(&(&b.0, &b.1, !b.2)))
+        });
         let mut i = 0;
         while i < p.postings.len() {
             let (tok, val, add) = &p.postings[i];
@@ -192,7 +205,21 @@ impl Store {
                 }
             }
             if *add {
-                self.s.postings.put(txn, tok.as_bytes(), val)?;
+                // levIds only grow, so a new posting is almost always its token's last:
+                // APPEND_DUP skips the search within the token's postings. A rebuild of
+                // older events falls back to an ordinary put.
+                match self.s.postings.put_with_flags(
+                    txn,
+                    heed::PutFlags::APPEND_DUP,
+                    tok.as_bytes(),
+                    val,
+                ) {
+                    Ok(()) => {}
+                    Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => {
+                        self.s.postings.put(txn, tok.as_bytes(), val)?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             } else {
                 self.s
                     .postings
@@ -212,7 +239,9 @@ impl Store {
                 }
             }
             if add {
-                self.s.docs.put(txn, &keys::lev_key(lev), &len.to_le_bytes())?;
+                self.s
+                    .docs
+                    .put(txn, &keys::lev_key(lev), &len.to_le_bytes())?;
                 total += i128::from(len);
             } else if self.s.docs.delete(txn, &keys::lev_key(lev))? {
                 total -= i128::from(len);
@@ -243,18 +272,24 @@ impl Store {
             .map(u32::from_le_bytes))
     }
 
-    /// Indexed events (documents), postings and the index's bytes.
+    /// Indexed events (documents), postings and the index's bytes (an estimate, see below).
     pub fn search_stats(&self, txn: &RoTxn) -> Result<SearchStats> {
         let mut bytes = 0u64;
         let mut tokens = 0u64;
-        for (i, db) in [self.s.postings, self.s.docs, self.s.meta].iter().enumerate() {
+        for (i, db) in [self.s.postings, self.s.docs, self.s.meta]
+            .iter()
+            .enumerate()
+        {
             let s = db.stat(txn)?;
-            bytes += (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64
-                * u64::from(s.page_size);
+            bytes +=
+                (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64 * u64::from(s.page_size);
             if i == 0 {
                 tokens = s.entries as u64;
             }
         }
+        // LMDB's stat leaves out the pages of DUPSORT sub-databases: add the postings'
+        // packed bytes (a lower bound; `benches/search.rs` measures the real difference).
+        bytes += tokens * POSTING_LEN as u64;
         Ok(SearchStats {
             docs: self.s.docs.len(txn)?,
             tokens,
@@ -270,8 +305,7 @@ impl Store {
         if let Some(iter) = self.s.postings.get_duplicates(txn, token.as_bytes())? {
             for row in iter {
                 let (_, v) = row?;
-                if let (Some(lev), Some(&tf), Some(&len)) =
-                    (keys::read_u64(v), v.get(8), v.get(9))
+                if let (Some(lev), Some(&tf), Some(&len)) = (keys::read_u64(v), v.get(8), v.get(9))
                 {
                     out.push((lev, tf, len));
                 }
@@ -416,7 +450,10 @@ impl Store {
             let (k, v) = row?;
             let tok = String::from_utf8_lossy(k).into_owned();
             let lev = keys::read_u64(v).unwrap_or(0);
-            let got = (v.get(8).copied().unwrap_or(0), v.get(9).copied().unwrap_or(0));
+            let got = (
+                v.get(8).copied().unwrap_or(0),
+                v.get(9).copied().unwrap_or(0),
+            );
             match expected.get(&(tok.clone(), lev)) {
                 Some(want) if *want == got => seen += 1,
                 _ => problems.push(format!("stray posting {tok:?} → levId {lev}")),
@@ -558,16 +595,22 @@ mod tests {
         let del = ev(1, 101, 5, &[vec!["e", a.id_hex()]], "");
         store.write_batch(&[del]).expect("write");
         consistent(&store);
-        assert_eq!(search(&store, r#"{"search":"crossing"}"#, 200), Vec::<[u8; 32]>::new());
+        assert_eq!(
+            search(&store, r#"{"search":"crossing"}"#, 200),
+            Vec::<[u8; 32]>::new()
+        );
         // Replacement: the old profile's words go.
         let p2 = ev(2, 102, 0, &[], r#"{"name":"Newname"}"#);
-        store.write_batch(&[p2.clone()]).expect("write");
+        store.write_batch(std::slice::from_ref(&p2)).expect("write");
         consistent(&store);
         assert!(search(&store, r#"{"search":"oldname"}"#, 200).is_empty());
         assert_eq!(search(&store, r#"{"search":"newname"}"#, 200), vec![p2.id]);
         // `wok delete` (bans) removes postings too.
         let txn = store.read_txn().expect("txn");
-        let lev = store.lookup_id(&txn, &gone.id).expect("id").expect("stored");
+        let lev = store
+            .lookup_id(&txn, &gone.id)
+            .expect("id")
+            .expect("stored");
         drop(txn);
         store.delete_batch(&[lev]).expect("delete");
         consistent(&store);
@@ -579,12 +622,27 @@ mod tests {
     #[test]
     fn same_batch_insert_and_replace_cancel() {
         let (_d, store) = temp_store();
-        let old = ev(5, 100, 30023, &[vec!["d", "x"], vec!["title", "First draft"]], "alpha");
-        let new = ev(5, 101, 30023, &[vec!["d", "x"], vec!["title", "Final"]], "beta");
+        let old = ev(
+            5,
+            100,
+            30023,
+            &[vec!["d", "x"], vec!["title", "First draft"]],
+            "alpha",
+        );
+        let new = ev(
+            5,
+            101,
+            30023,
+            &[vec!["d", "x"], vec!["title", "Final"]],
+            "beta",
+        );
         store.write_batch(&[new.clone(), old]).expect("write");
         consistent(&store);
         assert!(search(&store, r#"{"search":"draft"}"#, 200).is_empty());
-        assert_eq!(search(&store, r#"{"search":"final beta"}"#, 200), vec![new.id]);
+        assert_eq!(
+            search(&store, r#"{"search":"final beta"}"#, 200),
+            vec![new.id]
+        );
         let txn = store.read_txn().expect("txn");
         assert_eq!(store.search_stats(&txn).expect("stats").docs, 1);
     }
@@ -593,7 +651,7 @@ mod tests {
     fn kinds_outside_the_set_are_not_indexed_but_removal_follows_the_index() {
         let (_d, store) = temp_store();
         let a = ev(6, 100, 1, &[], "walrus");
-        store.write_batch(&[a.clone()]).expect("write");
+        store.write_batch(std::slice::from_ref(&a)).expect("write");
         // Kind 1 leaves the set: the indexed event is still removed exactly.
         store.set_search_kinds(Some(KindSet::parse("30023").expect("kinds")));
         let b = ev(6, 100, 1, &[], "walrus two");
@@ -609,7 +667,13 @@ mod tests {
     fn ranking_and_filters() {
         let (_d, store) = temp_store();
         let best = ev(7, 100, 1, &[], "nostr nostr nostr");
-        let mid = ev(8, 101, 1, &[], "nostr is a protocol for notes and more words here");
+        let mid = ev(
+            8,
+            101,
+            1,
+            &[],
+            "nostr is a protocol for notes and more words here",
+        );
         let other_kind = ev(7, 102, 30023, &[vec!["d", "a"]], "nostr article");
         let none = ev(9, 103, 1, &[], "nothing relevant");
         store
@@ -618,11 +682,21 @@ mod tests {
         let got = search(&store, r#"{"search":"nostr","kinds":[1]}"#, 200);
         assert_eq!(got, vec![best.id, mid.id]);
         let author = best.pubkey_hex();
-        let got = search(&store, &format!(r#"{{"search":"nostr","authors":["{author}"]}}"#), 200);
+        let got = search(
+            &store,
+            &format!(r#"{{"search":"nostr","authors":["{author}"]}}"#),
+            200,
+        );
         assert_eq!(got.len(), 2);
         assert!(!got.contains(&mid.id));
-        assert_eq!(search(&store, r#"{"search":"nostr","limit":1}"#, 200).len(), 1);
-        assert_eq!(search(&store, r#"{"search":"nostr","since":102}"#, 200), vec![other_kind.id]);
+        assert_eq!(
+            search(&store, r#"{"search":"nostr","limit":1}"#, 200).len(),
+            1
+        );
+        assert_eq!(
+            search(&store, r#"{"search":"nostr","since":102}"#, 200),
+            vec![other_kind.id]
+        );
         assert!(search(&store, r#"{"search":"nostr protocol zzz"}"#, 200).is_empty());
     }
 
@@ -646,7 +720,7 @@ mod tests {
                         None => continue,
                     },
                 };
-                store.write_batch(&[e.clone()]).expect("write");
+                store.write_batch(std::slice::from_ref(&e)).expect("write");
                 written.push(e);
             }
             consistent(&store);
