@@ -58,7 +58,7 @@ fn nip11_from_the_embedded_default_names_wok() {
     assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
     // No serviceUrl, so AUTH cannot succeed: no NIP-42, and DMs and gift wraps (restricted
     // to authenticated readers by default) cannot be fetched, so no NIP-04 or NIP-59.
-    assert_eq!(nips(&doc), [1, 2, 9, 11, 28, 40, 45, 70, 77]);
+    assert_eq!(nips(&doc), [1, 2, 9, 11, 28, 40, 45, 50, 70, 77]);
 }
 
 #[test]
@@ -71,13 +71,14 @@ fn nip11_with_auth_lists_what_auth_enables() {
     let r = relay_with(loaded);
     assert_eq!(
         nips(&nip11(&r)),
-        [1, 2, 4, 9, 11, 28, 40, 42, 45, 59, 70, 77]
+        [1, 2, 4, 9, 11, 28, 40, 42, 45, 50, 59, 70, 77]
     );
     // Kinds nobody restricts can be read without AUTH; switched-off features go away.
     let mut cfg = wok::config::Config::default();
     cfg.relay.auth.restricted_read_kinds = String::new();
     cfg.relay.max_filter_limit_count = 0;
     cfg.relay.negentropy.enabled = false;
+    cfg.search.enabled = false;
     let doc: serde_json::Value =
         serde_json::from_str(&wok::relay::nip11(&cfg)).expect("NIP-11 JSON");
     assert_eq!(nips(&doc), [1, 2, 4, 9, 11, 28, 40, 59, 70]);

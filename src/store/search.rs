@@ -163,17 +163,27 @@ impl Store {
         p: &mut SearchPending,
         lev: LevId,
     ) -> Result<()> {
-        let indexed = p.added.remove(&lev) || self.s.docs.get(txn, &keys::lev_key(lev))?.is_some();
-        if !indexed {
+        let in_batch = p.added.remove(&lev);
+        let stored_len = self
+            .s
+            .docs
+            .get(txn, &keys::lev_key(lev))?
+            .map(|v| <[u8; 4]>::try_from(v).map_or(0, u32::from_le_bytes));
+        if !in_batch && stored_len.is_none() {
             return Ok(());
         }
-        let Some(json) = self.payload(txn, lev)? else {
-            return Ok(());
+        // An unreadable payload (its zstd dictionary lost, or corrupt) must not stop the
+        // deletion: the doc row goes, its postings stay as strays that no query returns
+        // (candidates are checked against the record) until `wok search rebuild`.
+        let terms = match self.payload(txn, lev) {
+            Ok(Some(json)) => doc::json_terms(&json),
+            Ok(None) | Err(StoreError::MissingDictionary(_) | StoreError::Corrupt(_)) => None,
+            Err(e) => return Err(e),
         };
-        let t = doc::json_terms(&json).ok_or_else(|| {
-            StoreError::Corrupt(format!("payload of levId {lev} is not an event"))
-        })?;
-        p.change(lev, &t, false);
+        match terms {
+            Some(t) => p.change(lev, &t, false),
+            None => p.docs.push((lev, stored_len.unwrap_or(0), false)),
+        }
         Ok(())
     }
 
