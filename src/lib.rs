@@ -6,6 +6,7 @@ pub mod mesh;
 pub mod nostr;
 pub mod policy;
 pub mod relay;
+pub mod search;
 pub mod store;
 
 /// The git commit this build comes from (short hash), or "unknown" (see `build.rs`).

@@ -81,6 +81,9 @@ enum Command {
     /// NIP-86 relay management: bans, allowlists, kinds, blocked IPs, relay info, on the DB
     /// or (--url) on a running relay
     Admin(cmd::admin::AdminArgs),
+    /// The NIP-50 search index: build, rebuild, drop, inspect [--check] [--word W]
+    #[command(subcommand)]
+    Search(cmd::search::SearchCmd),
 }
 
 /// Every `--set` of the command line, in order. clap keeps only the occurrences after the
@@ -143,5 +146,6 @@ fn main() -> ExitCode {
         Command::Download(a) => cmd::transfer::download(a),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
         Command::Admin(a) => cmd::admin::run(a, &globals),
+        Command::Search(c) => cmd::search::run(c, &globals),
     }
 }

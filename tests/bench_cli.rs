@@ -75,7 +75,8 @@ fn query_counts_agree_between_relays_with_the_same_data() {
         v.sort_by(|x, y| x.0.cmp(&y.0));
         v
     };
-    assert_eq!(counts(&ra).len(), 7, "{ra:?}");
+    // Nine query types: seven index shapes and NIP-50 search with one and two words.
+    assert_eq!(counts(&ra).len(), 9, "{ra:?}");
     assert_eq!(counts(&ra), counts(&rb));
     assert!(ra["query.global_events"] > 0.0);
     assert!(ra["query.reqs_per_s"] > 0.0);

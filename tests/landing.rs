@@ -78,6 +78,7 @@ fn nip11_with_auth_lists_what_auth_enables() {
     cfg.relay.auth.restricted_read_kinds = String::new();
     cfg.relay.max_filter_limit_count = 0;
     cfg.relay.negentropy.enabled = false;
+    cfg.search.enabled = false;
     let doc: serde_json::Value =
         serde_json::from_str(&wok::relay::nip11(&cfg)).expect("NIP-11 JSON");
     assert_eq!(nips(&doc), [1, 2, 4, 9, 11, 28, 40, 59, 70]);

@@ -468,7 +468,7 @@ fn info() {
         .expect("Events line");
     for (_, s) in &runs {
         assert!(
-            s.starts_with(&format!("info: {events} events, 17 tables holding ")),
+            s.starts_with(&format!("info: {events} events, 20 tables holding ")),
             "{s}"
         );
     }

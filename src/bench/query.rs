@@ -22,8 +22,10 @@ pub struct QueryOptions {
     pub pid: Option<u32>,
 }
 
-const TYPES: [&str; 7] = [
-    "author", "feed", "thread", "mentions", "ids", "global", "window",
+/// `search1`/`search2` are NIP-50 queries (one and two words from the generated notes): a
+/// relay without search (strfry) answers them with CLOSED, counted as zero events.
+const TYPES: [&str; 9] = [
+    "author", "feed", "thread", "mentions", "ids", "global", "window", "search1", "search2",
 ];
 
 /// What the queries pick from.
@@ -33,6 +35,8 @@ struct Targets {
     mentioned: Vec<String>,
     ids: Vec<String>,
     times: Vec<u64>,
+    /// Words of the notes (ASCII letters, 4+), for search queries.
+    words: Vec<String>,
 }
 
 impl Targets {
@@ -60,6 +64,18 @@ impl Targets {
             mentioned: tag(b'p'),
             ids: events.iter().map(|e| e.id_hex().to_owned()).collect(),
             times: events.iter().map(|e| e.created_at).collect(),
+            words: {
+                let mut w: Vec<String> = events
+                    .iter()
+                    .filter(|e| e.kind == 1)
+                    .take(2000)
+                    .flat_map(|e| crate::search::tokenize::tokens(&e.content))
+                    .filter(|t| t.len() >= 4 && t.bytes().all(|b| b.is_ascii_lowercase()))
+                    .collect();
+                w.sort();
+                w.dedup();
+                w
+            },
         }
     }
 
@@ -93,6 +109,12 @@ impl Targets {
             ),
             4 => format!(r#"{{"ids":[{}]}}"#, list(&self.ids, 10, rng)),
             5 => r#"{"kinds":[1],"limit":100}"#.to_string(),
+            7 => format!(r#"{{"search":"{}","limit":50}}"#, pick(&self.words, rng)),
+            8 => format!(
+                r#"{{"search":"{} {}","limit":50}}"#,
+                pick(&self.words, rng),
+                pick(&self.words, rng)
+            ),
             _ => {
                 let t = if self.times.is_empty() {
                     0

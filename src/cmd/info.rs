@@ -52,6 +52,18 @@ fn info(store: &wok::store::Store) -> wok::store::Result<(String, String)> {
     for (name, entries, bytes) in &tables {
         let _ = writeln!(s, "Table {name}: {entries} entries, {bytes} bytes");
     }
+    let search = store.search_stats(&txn)?;
+    let payload = tables
+        .iter()
+        .find(|t| t.0 == "EventPayload")
+        .map_or(0, |t| t.2);
+    let _ = writeln!(
+        s,
+        "Search index: {} events, {} bytes ({:.1}% of payload bytes)",
+        search.docs,
+        search.bytes,
+        100.0 * search.bytes as f64 / payload.max(1) as f64
+    );
     let used: u64 = tables.iter().map(|t| t.2).sum();
     let summary = format!(
         "{events} events, {} tables holding {}, file {}",

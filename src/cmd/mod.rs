@@ -16,6 +16,7 @@ pub mod progress;
 pub mod relay;
 pub mod router;
 pub mod scan;
+pub mod search;
 pub mod stream;
 pub mod sync;
 pub mod transfer;

@@ -215,5 +215,12 @@ config_section! {
                     "Every filter must name exactly one author, or exactly one #p, or exactly one #e";
             }
         }
+
+        [search: SearchConfig => "search", "wok only: NIP-50 full-text search (the index lives in the database, written with each event)"] {
+            enabled: bool = false => "enabled", wok, live,
+                "wok only: index new events of these kinds and answer REQ and COUNT filters with a search field (NIP-50, listed in NIP-11); off by default because the index costs the writer most of its ingest rate today (0.22-0.25x events/s), and off refuses search filters with CLOSED; after turning it on, wok search build indexes stored events";
+            kinds: String = "0, 1, 11, 1111, 9802, 30023, 30024" => "kinds", wok, live,
+                "wok only: kinds of new events added to the search index, comma-separated, a-b for ranges; empty indexes nothing (wok search build indexes stored events)";
+        }
     }
 }

@@ -129,6 +129,7 @@ mod tests {
             "{port_comment:?}"
         );
         assert!(text.contains("\n    numThreads {\n"));
-        assert!(text.ends_with("    }\n}\n"));
+        // The last section (`search`, top level) closes, nothing after it.
+        assert!(text.ends_with("\n}\n"));
     }
 }

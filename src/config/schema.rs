@@ -497,6 +497,8 @@ mod tests {
                 "relay.management.writeAccess",
                 "relay.management.restrictReads",
                 "relay.management.maxBodyBytes",
+                "search.enabled",
+                "search.kinds",
             ]
         );
     }

@@ -7,6 +7,8 @@ use super::event::Event;
 use super::hex;
 use super::tags::{PackedTags, MAX_INDEXED_VALUE};
 use super::tape::Json;
+use crate::search::doc::Terms;
+use crate::search::query::SearchQuery;
 
 /// What a filter is matched against: a parsed event or a stored record read in place.
 pub trait EventView {
@@ -15,6 +17,11 @@ pub trait EventView {
     fn created_at(&self) -> u64;
     fn kind(&self) -> u64;
     fn packed_tags(&self) -> PackedTags<'_>;
+    /// The event's indexed search terms, if it is in the search index (stored events read
+    /// through `store::search::StoredEvent`); `None` never matches a `search` filter.
+    fn search_terms(&self) -> Option<&Terms> {
+        None
+    }
 }
 
 impl EventView for Event {
@@ -70,7 +77,32 @@ pub struct Filter {
     pub limit: Option<u64>,
     /// An empty array made this filter unsatisfiable (strfry drops such filters silently).
     pub never: bool,
+    /// NIP-50 `search`, parsed (`crate::search::query`); `matches` ignores it (the caller
+    /// checks it against the event's terms, see `matches_search`).
+    pub search: Option<Box<SearchQuery>>,
+    /// NIP-45: the HyperLogLog offset when the first tag attribute (as sent) has exactly
+    /// one value. Not part of the filter's identity (it depends on the order as sent).
+    pub hll_offset: HllOffset,
 }
+
+/// [`Filter::hll_offset`]: equal and hashed alike whatever it holds, so filters equal in
+/// canonical form stay equal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HllOffset(pub Option<u8>);
+
+impl PartialEq for HllOffset {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HllOffset {}
+impl std::hash::Hash for HllOffset {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+/// Longest `search` string accepted (bytes): longer ones are refused with a `CLOSED` reason
+/// rather than cut, so a client never gets results for a query it did not send.
+pub const MAX_SEARCH_BYTES: usize = 512;
 
 impl Filter {
     /// The filter that matches every event (`{}`).
@@ -125,6 +157,14 @@ impl Filter {
                 "since" => f.since = uint(val, key)?,
                 "until" => f.until = uint(val, key)?,
                 "limit" => f.limit = Some(uint(val, key)?),
+                "search" => {
+                    let Some(text) = val.as_str() else {
+                        return err("invalid: search is not a string");
+                    };
+                    f.search = Some(Box::new(
+                        SearchQuery::parse(text, MAX_SEARCH_BYTES).map_err(FilterError)?,
+                    ));
+                }
                 _ => {
                     let Some(name) = key.strip_prefix('#') else {
                         return err(format!("unrecognised filter item: {key}"));
@@ -132,7 +172,16 @@ impl Filter {
                     let &[c] = name.as_bytes() else {
                         return err("unindexed tag filter");
                     };
-                    f.tags.push(parse_tag_values(c, val, key)?);
+                    let tf = parse_tag_values(c, val, key)?;
+                    if f.tags.is_empty() && tf.values.len() == 1 {
+                        // The value as sent (e/p values are decoded to bytes).
+                        let first = val
+                            .array()
+                            .and_then(|mut a| a.next())
+                            .and_then(|v| v.as_str());
+                        f.hll_offset = HllOffset(first.map(crate::search::hll::offset));
+                    }
+                    f.tags.push(tf);
                 }
             }
         }
@@ -215,13 +264,18 @@ impl Filter {
             let list: Vec<String> = kinds.iter().map(u64::to_string).collect();
             out.extend_from_slice(format!("[{}]", list.join(",")).as_bytes());
         }
+        if let Some(l) = self.limit {
+            key(&mut out, "limit");
+            out.extend_from_slice(l.to_string().as_bytes());
+        }
+        if let Some(q) = &self.search {
+            key(&mut out, "search");
+            crate::nostr::json::write_str(&mut out, &q.raw);
+        }
         let mut num = |out: &mut Vec<u8>, k: &str, n: u64| {
             key(out, k);
             out.extend_from_slice(n.to_string().as_bytes());
         };
-        if let Some(l) = self.limit {
-            num(&mut out, "limit", l);
-        }
         if self.since > 0 {
             num(&mut out, "since", self.since);
         }
@@ -233,7 +287,23 @@ impl Filter {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Does `ev` satisfy every condition? (`limit` is not a matching condition.)
+    /// Does an event with these indexed terms satisfy `search` (true without one)?
+    pub fn matches_search(&self, terms: &Terms) -> bool {
+        self.search.as_ref().is_none_or(|q| q.matches(terms))
+    }
+
+    /// `matches`, and `search` against the event's indexed terms (an event that is not
+    /// in the search index never matches a `search` filter).
+    pub fn matches_with_search<E: EventView + ?Sized>(&self, ev: &E) -> bool {
+        self.matches(ev)
+            && self
+                .search
+                .as_ref()
+                .is_none_or(|q| ev.search_terms().is_some_and(|t| q.matches(t)))
+    }
+
+    /// Does `ev` satisfy every condition? (`limit` is not a matching condition, and
+    /// `search` is checked apart: see `matches_search`.)
     pub fn matches<E: EventView + ?Sized>(&self, ev: &E) -> bool {
         if self.never {
             return false;

@@ -204,7 +204,12 @@ fn decode_root(root: Json<'_, '_>, limits: &DecodeLimits) -> Result<ClientMsg, M
             })?;
             let closed = |reason: String| MsgError::Closed {
                 sub_id: sub.to_owned(),
-                reason: format!("error: bad req: {reason}"),
+                // NIP-50 search errors already carry NIP-01's `invalid:` prefix.
+                reason: if reason.starts_with("invalid: ") {
+                    reason
+                } else {
+                    format!("error: bad req: {reason}")
+                },
             };
             let sub_id = SubId::new(sub).map_err(|e| closed(e.into()))?;
             if arr.is_empty() {
@@ -292,6 +297,10 @@ fn decode_neg<'t, 'i>(
                 limits.max_values_per_filter,
             )
             .map_err(|e| neg_err(&format!("invalid: bad filter: {e}")))?;
+            if filter.search.is_some() {
+                // A ranked search is not a set to reconcile.
+                return Err(neg_err("invalid: search filters cannot be synced"));
+            }
             let msg = rest
                 .next()
                 .and_then(|m| m.as_str())
@@ -358,12 +367,22 @@ pub fn notice(out: &mut Vec<u8>, text: &str) {
 /// `["COUNT",<sub>,{"count":N}]`, with `"approximate":true` when the count hit the
 /// configured ceiling (NIP-45's flag for a count that is not exact).
 pub fn count(out: &mut Vec<u8>, sub_id: &SubId, n: u64, capped: bool) {
+    count_hll(out, sub_id, n, capped, None);
+}
+
+/// `["COUNT",<sub>,{"count":n[,"approximate":true][,"hll":"<512 hex>"]}]` (NIP-45).
+pub fn count_hll(out: &mut Vec<u8>, sub_id: &SubId, n: u64, capped: bool, hll: Option<&str>) {
     out.extend_from_slice(b"[\"COUNT\",\"");
     out.extend_from_slice(sub_id.as_str().as_bytes());
     out.extend_from_slice(b"\",{\"count\":");
     write_u64(out, n);
     if capped {
         out.extend_from_slice(b",\"approximate\":true");
+    }
+    if let Some(h) = hll {
+        out.extend_from_slice(b",\"hll\":\"");
+        out.extend_from_slice(h.as_bytes());
+        out.push(b'"');
     }
     out.extend_from_slice(b"}]");
 }

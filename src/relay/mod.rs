@@ -174,6 +174,7 @@ impl Relay {
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).
         store.set_compress_new_events(cfg.events.compression);
+        store.set_search_kinds(crate::store::search_kinds_of(&cfg));
         let shared = Arc::new(Shared {
             store,
             metrics: metrics.clone(),
@@ -370,6 +371,9 @@ impl Relay {
         self.shared
             .store
             .set_compress_new_events(effective.events.compression);
+        self.shared
+            .store
+            .set_search_kinds(crate::store::search_kinds_of(&effective));
         match self.shared.config.write() {
             Ok(mut c) => *c = Arc::new(effective),
             Err(p) => *p.into_inner() = Arc::new(effective),
@@ -483,6 +487,9 @@ pub fn supported_nips(cfg: &Config) -> Vec<u64> {
     }
     if r.max_filter_limit_count > 0 {
         nips.push(45);
+    }
+    if cfg.search.enabled {
+        nips.push(50);
     }
     if r.negentropy.enabled {
         nips.push(77);

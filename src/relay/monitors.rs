@@ -124,6 +124,9 @@ fn indexed_by(f: &Filter) -> IndexedBy<'_> {
 /// Does reaching `f` through its index key settle every condition except the time range?
 /// (Reaching it means the event's id/pubkey/tag/kind is among the indexed values.)
 fn time_only(f: &Filter) -> bool {
+    if f.search.is_some() {
+        return false;
+    }
     match indexed_by(f) {
         IndexedBy::Ids(_) => f.authors.is_none() && f.kinds.is_none() && f.tags.is_empty(),
         IndexedBy::Authors(_) => f.kinds.is_none() && f.tags.is_empty(),
@@ -449,7 +452,9 @@ impl Monitors {
         }
         // In range: reaching a time-only filter through its index settles the rest (a
         // filter found in `past`/`future` was not reached through its index).
-        let matched = (slot.time_only && slot.place == Place::Indexed) || slot.filter.matches(ev);
+        // `search` is checked against the event's indexed terms (read once per event).
+        let matched =
+            (slot.time_only && slot.place == Place::Indexed) || slot.filter.matches_with_search(ev);
         if matched {
             sub.reported.set(c.gen);
             f(sub.conn, &sub.sub_id);

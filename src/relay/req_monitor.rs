@@ -7,6 +7,7 @@
 //! used. Events in (snapshot, last processed] are replayed to it alone; events at or below
 //! the snapshot are never sent to it live.
 
+use crate::store::search::StoredEvent;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +134,10 @@ impl ReqMonitor {
             let Some(rec) = store.record(&txn, lev)? else {
                 continue;
             };
-            if rec.is_expired(t) || !filters.iter().any(|f| f.matches(&rec)) || !auth.may_read(&rec)
+            let ev = StoredEvent::new(store, &txn, rec, lev);
+            if ev.rec.is_expired(t)
+                || !filters.iter().any(|f| f.matches_with_search(&ev))
+                || !auth.may_read(&ev.rec)
             {
                 continue;
             }
@@ -173,12 +177,14 @@ impl ReqMonitor {
             if rec.is_expired(t) {
                 continue;
             }
-            mon.matches(&rec, &mut recipients);
+            let ev = StoredEvent::new(store, &txn, rec, lev);
+            mon.matches(&ev, &mut recipients);
+            let rec = &ev.rec;
             // Fail closed: a subscription without its floor and read check gets nothing.
             recipients.retain(|r| {
                 floors
                     .get(r)
-                    .is_some_and(|(floor, auth)| lev > *floor && auth.may_read(&rec))
+                    .is_some_and(|(floor, auth)| lev > *floor && auth.may_read(rec))
             });
             if recipients.is_empty() {
                 continue;

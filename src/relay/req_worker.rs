@@ -19,8 +19,10 @@ use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::{now, Shared};
+use crate::nostr::filter::EventView;
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
+use crate::search::hll::Hll;
 use crate::store::query::{Progress, Query};
 use crate::store::LevId;
 
@@ -54,6 +56,9 @@ struct Running {
     ticket: Ticket,
     /// Has had a slice (its wait in this worker's queue is counted at the first).
     started: bool,
+    /// NIP-45: a COUNT of one filter whose first tag attribute has one value gets the
+    /// HyperLogLog registers of the counted events' authors.
+    hll: Option<std::cell::RefCell<Hll>>,
 }
 
 impl Running {
@@ -119,6 +124,30 @@ impl ReqWorker {
 
     fn handle(&self, m: ReqMsg, running: &mut Turns<Running>, subs: &mut Subs) {
         let cfg = self.shared.config();
+        if let ReqMsg::Req {
+            conn,
+            sub_id,
+            filters,
+            ..
+        }
+        | ReqMsg::Count {
+            conn,
+            sub_id,
+            filters,
+            ..
+        } = &m
+        {
+            if !cfg.search.enabled && filters.iter().any(|f| f.search.is_some()) {
+                let mut out = Vec::new();
+                message::closed(
+                    &mut out,
+                    sub_id.as_str(),
+                    "invalid: search (NIP-50) is not enabled on this relay",
+                );
+                self.io.text(*conn, out);
+                return;
+            }
+        }
         match m {
             ReqMsg::Req {
                 conn,
@@ -280,6 +309,10 @@ impl ReqWorker {
             Mode::Req(cap) => (cap, None),
             Mode::Count(cap) => (cap, Some(0)),
         };
+        let hll = match (&count, filters.as_slice()) {
+            (Some(_), [f]) => f.hll_offset.0.map(|o| std::cell::RefCell::new(Hll::new(o))),
+            _ => None,
+        };
         let snapshot = match self.shared.store.snapshot() {
             Ok(s) => s,
             Err(e) => {
@@ -308,6 +341,7 @@ impl ReqWorker {
             outbound,
             ticket,
             started: false,
+            hll,
         })
     }
 
@@ -337,10 +371,15 @@ impl ReqWorker {
             levs.clear();
             // Restricted kinds are dropped per event, after the limit (as strfry).
             let auth = &r.auth;
+            let hll = &r.hll;
             let p = r
                 .query
                 .run_keeping(store, &txn, WORK_CHUNK, &mut levs, &|rec| {
-                    auth.may_read(rec)
+                    let ok = auth.may_read(rec);
+                    if let (true, Some(h)) = (ok, hll) {
+                        h.borrow_mut().add(rec.pubkey());
+                    }
+                    ok
                 })?;
             match &mut r.count {
                 Some(n) => *n += levs.len() as u64,
@@ -382,7 +421,8 @@ impl ReqWorker {
         match r.count {
             Some(n) => {
                 let max = self.shared.config().relay.max_filter_limit_count;
-                message::count(&mut out, &r.sub_id, n.min(max), n > max);
+                let hll = r.hll.as_ref().map(|h| h.borrow().to_hex());
+                message::count_hll(&mut out, &r.sub_id, n.min(max), n > max, hll.as_deref());
                 self.io.text(r.conn, out);
             }
             None => {

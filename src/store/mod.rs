@@ -17,6 +17,7 @@ pub mod negtree;
 pub mod payload;
 pub mod query;
 pub mod record;
+pub mod search;
 pub mod write;
 
 #[rustfmt::skip]
@@ -96,6 +97,8 @@ pub struct StoreOptions {
     /// The restricted read kinds: a new DB gets, beside tree 1 (`{}`), a public tree that
     /// leaves them out, so unauthenticated `{}` syncs need not collect the whole DB.
     pub restricted_kinds: Vec<u64>,
+    /// `search.kinds`: kinds of new events added to the search index (`None`: none).
+    pub search_kinds: Option<search::KindSet>,
 }
 
 impl Default for StoreOptions {
@@ -106,6 +109,8 @@ impl Default for StoreOptions {
             no_read_ahead: false,
             compress_new_events: false,
             restricted_kinds: Vec::new(),
+            // The config's default, so every writer (tests, tools) indexes alike.
+            search_kinds: search_kinds_of(&crate::config::Config::default()),
         }
     }
 }
@@ -118,8 +123,19 @@ impl StoreOptions {
             no_read_ahead: cfg.db_params.no_read_ahead,
             compress_new_events: cfg.events.compression,
             restricted_kinds: crate::relay::auth::restricted_kinds(cfg),
+            search_kinds: search_kinds_of(cfg),
         }
     }
+}
+
+/// `search.kinds` as a set (an unparsable list indexes nothing; `config check` reports it).
+pub fn search_kinds_of(cfg: &crate::config::Config) -> Option<search::KindSet> {
+    if !cfg.search.enabled {
+        return None;
+    }
+    search::KindSet::parse(&cfg.search.kinds)
+        .ok()
+        .filter(|k| !k.0.is_empty())
 }
 
 type Table = Database<Bytes, Bytes>;
@@ -172,6 +188,10 @@ const TABLE_NAMES: [&str; 17] = [
 pub struct Store {
     env: Env<WithoutTls>,
     pub(crate) t: Tables,
+    /// The NIP-50 search index tables (`search.rs`).
+    pub(crate) s: search::SearchTables,
+    /// `search.kinds` (live).
+    search_kinds: std::sync::RwLock<Option<std::sync::Arc<search::KindSet>>>,
     path: PathBuf,
     /// `negtree::Store::tree_filters`: (modification counter, parsed tree filters).
     tree_cache: std::sync::Mutex<Option<(u64, negtree::TreeFilters)>>,
@@ -199,7 +219,7 @@ impl Store {
         let mut eo = EnvOpenOptions::new().read_txn_without_tls();
         eo.map_size(usize::try_from(opts.map_size).unwrap_or(usize::MAX))
             .max_readers(opts.max_readers)
-            .max_dbs(TABLE_NAMES.len() as u32 + 8);
+            .max_dbs((TABLE_NAMES.len() + search::TABLE_NAMES.len()) as u32 + 8);
         if opts.no_read_ahead {
             // SAFETY: NO_READAHEAD only changes the kernel's read-ahead advice.
             unsafe {
@@ -233,9 +253,14 @@ impl Store {
             negentropy_tree: dbs[15],
             management: dbs[16],
         };
+        let s = search::SearchTables::create(&env, &mut wtxn)?;
         let store = Store {
             env: env.clone(),
             t,
+            s,
+            search_kinds: std::sync::RwLock::new(
+                opts.search_kinds.clone().map(std::sync::Arc::new),
+            ),
             path: dir.to_path_buf(),
             tree_cache: std::sync::Mutex::new(None),
             dicts: dict::DictCache::default(),
@@ -417,8 +442,13 @@ impl Store {
             self.t.negentropy_tree,
             self.t.management,
         ];
-        let mut out = Vec::with_capacity(all.len());
-        for (name, db) in TABLE_NAMES.iter().zip(all) {
+        let mut out = Vec::with_capacity(all.len() + 3);
+        let search = [self.s.postings, self.s.docs, self.s.meta];
+        for (name, db) in TABLE_NAMES
+            .iter()
+            .zip(all)
+            .chain(search::TABLE_NAMES.iter().zip(search))
+        {
             let s = db.stat(txn)?;
             let pages = (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64;
             out.push((*name, s.entries as u64, pages * u64::from(s.page_size)));

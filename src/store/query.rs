@@ -41,6 +41,8 @@ pub enum IndexKind {
     Pubkey,
     Kind,
     CreatedAt,
+    /// NIP-50: the search index, ranked (`store/search.rs`).
+    Search,
 }
 
 struct Cursor {
@@ -59,6 +61,10 @@ struct FilterScan {
     index: IndexKind,
     /// Built on the first run (ids are resolved in a transaction).
     cursors: Option<Vec<Cursor>>,
+    /// `Search`: the ranked candidates (best first), computed on the first run.
+    ranked: Option<VecDeque<LevId>>,
+    /// `domain:` answers per author.
+    domains: std::collections::HashMap<[u8; 32], bool>,
 }
 
 /// One REQ/COUNT/scan over one or more filters.
@@ -86,6 +92,8 @@ impl Query {
                 index: plan(&filter),
                 filter,
                 cursors: None,
+                ranked: None,
+                domains: Default::default(),
             })
             .collect();
         Query {
@@ -154,6 +162,17 @@ impl Query {
                 *current += 1;
                 continue;
             }
+            if scan.index == IndexKind::Search {
+                if search_scan(
+                    store, txn, scan, *snapshot, *now, sent, out, keep, &mut work,
+                )? == Progress::Paused
+                    || out.len() - out_start >= *pace
+                {
+                    return Ok(Progress::Paused);
+                }
+                *current += 1;
+                continue;
+            }
             if scan.cursors.is_none() {
                 scan.cursors = Some(open_cursors(
                     store,
@@ -214,8 +233,69 @@ impl Query {
     }
 }
 
+/// Runs a search filter's ranked candidates until its limit, or pauses after a chunk of
+/// candidates (ranking itself is one step: every posting of the query's terms is read).
+#[allow(clippy::too_many_arguments)]
+fn search_scan(
+    store: &Store,
+    txn: &RoTxn,
+    scan: &mut FilterScan,
+    snapshot: LevId,
+    now: u64,
+    sent: &mut HashSet<LevId>,
+    out: &mut Vec<LevId>,
+    keep: &dyn Fn(&Record<'_>) -> bool,
+    work: &mut u64,
+) -> Result<Progress> {
+    /// Candidates checked per call: a selective filter over a common word must not hold
+    /// the worker for its whole list at once.
+    const CHUNK: usize = 256;
+    let Some(q) = scan.filter.search.as_deref() else {
+        return Ok(Progress::Done);
+    };
+    if scan.ranked.is_none() {
+        let (ranked, w) = store.search(txn, q, snapshot)?;
+        *work += w;
+        scan.ranked = Some(ranked.into());
+    }
+    let ranked = scan.ranked.get_or_insert_with(VecDeque::new);
+    let mut checked = 0;
+    while scan.found < scan.limit {
+        let Some(lev) = ranked.pop_front() else {
+            return Ok(Progress::Done);
+        };
+        checked += 1;
+        *work += 1;
+        if let Some(rec) = store.record(txn, lev)? {
+            let domain_ok = match &q.domain {
+                None => true,
+                Some(d) => match scan.domains.get(rec.pubkey()) {
+                    Some(&ok) => ok,
+                    None => {
+                        let ok = store.author_domain_is(txn, rec.pubkey(), d)?;
+                        scan.domains.insert(*rec.pubkey(), ok);
+                        ok
+                    }
+                },
+            };
+            if domain_ok && !rec.is_expired(now) && scan.filter.matches(&rec) {
+                scan.found += 1;
+                if sent.insert(lev) && keep(&rec) {
+                    out.push(lev);
+                }
+            }
+        }
+        if checked >= CHUNK && !ranked.is_empty() {
+            return Ok(Progress::Paused);
+        }
+    }
+    Ok(Progress::Done)
+}
+
 fn plan(f: &Filter) -> IndexKind {
-    if f.ids.is_some() {
+    if f.search.is_some() {
+        IndexKind::Search
+    } else if f.ids.is_some() {
         IndexKind::Ids
     } else if !f.tags.is_empty() {
         IndexKind::Tag
@@ -237,7 +317,7 @@ fn plan(f: &Filter) -> IndexKind {
 fn table(store: &Store, index: IndexKind) -> Table {
     match index {
         // Ids are resolved up front; their cursor never reads a table.
-        IndexKind::Ids | IndexKind::CreatedAt => store.t.created_at,
+        IndexKind::Ids | IndexKind::CreatedAt | IndexKind::Search => store.t.created_at,
         IndexKind::Tag => store.t.tag,
         IndexKind::PubkeyKind => store.t.pubkey_kind,
         IndexKind::Pubkey => store.t.pubkey,
@@ -303,6 +383,7 @@ fn open_cursors(
             .map(|k| keys::kind_prefix(*k))
             .collect(),
         IndexKind::CreatedAt => vec![Vec::new()],
+        IndexKind::Search => return Ok(Vec::new()),
     };
     // strfry's initial depth: limit spread over the cursors, between 5 and 50.
     let depth = usize::try_from(limit / prefixes.len().max(1) as u64)

@@ -11,9 +11,12 @@ use crate::nostr::{Event, Filter, JsonParser, Limits};
 
 pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
+    // With search on (its default kinds), so every store test also keeps the index.
+    let mut cfg = crate::config::Config::default();
+    cfg.search.enabled = true;
     let opts = StoreOptions {
         map_size: 1 << 30,
-        ..StoreOptions::default()
+        ..StoreOptions::from_config(&cfg)
     };
     let store = Store::open(dir.path(), &opts).expect("open");
     (dir, store)

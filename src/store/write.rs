@@ -206,6 +206,7 @@ impl Store {
             .put_with_flags(txn, PutFlags::APPEND, &lk, &value)?;
         self.index(p, &IndexedFields::of_event(ev), lev, true);
         p.tree_change(ev, true);
+        self.search_insert(&mut p.search, p.search_kinds.as_deref(), ev, lev);
         Ok(())
     }
 
@@ -264,6 +265,8 @@ impl Store {
                 self.t.replace.delete(txn, &key)?;
             }
         }
+        // Before the payload goes: removal re-tokenizes it.
+        self.search_remove(txn, &mut p.search, lev)?;
         self.t.payload.delete(txn, &lk)?;
         self.t.event.delete(txn, &lk)?;
         Ok(true)
@@ -417,6 +420,9 @@ pub(crate) struct Pending {
     /// The dictionary new events are compressed with (`events.compression`), looked up
     /// once per batch.
     dict: Option<std::sync::Arc<dict::Dictionary>>,
+    /// The batch's search postings, and `search.kinds` read once per batch.
+    search: super::search::SearchPending,
+    search_kinds: Option<std::sync::Arc<super::search::KindSet>>,
 }
 
 #[derive(Clone, Copy)]
@@ -433,6 +439,7 @@ impl Pending {
         Ok(Pending {
             trees: store.tree_filters(txn)?,
             dict: store.batch_dictionary(txn)?,
+            search_kinds: store.search_kinds(),
             ..Pending::default()
         })
     }
@@ -494,6 +501,7 @@ impl Pending {
             i += 1;
         }
         store.apply_tree_ops(txn, &self.tree_ops)?;
+        store.search_apply(txn, std::mem::take(&mut self.search))?;
         for table in kept.chunk_by(|a, b| a.table == b.table) {
             let db = match table[0].table {
                 IndexTable::CreatedAt => store.t.created_at,

@@ -1,0 +1,242 @@
+//! The one tokenizer of the search index, used when an event is indexed, when its postings
+//! are removed (re-tokenized from the stored JSON, so it must be deterministic), for the
+//! query and for live matching.
+//!
+//! Text is split into whitespace chunks; a chunk that is a URL gives its host (without
+//! `www.`), the host's labels but the last, and the words of its path. Other chunks are
+//! folded (NFKD, combining marks dropped, lowercase) and split at Unicode word boundaries
+//! (UAX #29). Runs of characters from scripts written without spaces (Han, Hiragana,
+//! Katakana, Thai, Lao, Khmer, Myanmar) give overlapping character bigrams (a lone
+//! character gives itself), so any word of two or more characters is found. Segments
+//! without a letter or digit (punctuation, `#`, emoji) give nothing.
+
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Tokens longer than this (bytes) are dropped: base64 blobs, bech32 strings and hashes
+/// would only bloat the index.
+pub const MAX_TOKEN_BYTES: usize = 48;
+
+/// Bumped whenever tokens change: a stored index of another version must be rebuilt.
+pub const VERSION: u32 = 1;
+
+/// Is `c` from a script written without spaces between words?
+pub fn is_unspaced(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0EFF      // Thai, Lao
+        | 0x1000..=0x109F    // Myanmar
+        | 0x1780..=0x17FF    // Khmer
+        | 0x2E80..=0x2FDF    // CJK radicals
+        | 0x3040..=0x30FF    // Hiragana, Katakana
+        | 0x3100..=0x312F    // Bopomofo
+        | 0x31F0..=0x31FF    // Katakana extensions
+        | 0x3400..=0x4DBF    // CJK extension A
+        | 0x4E00..=0x9FFF    // CJK unified
+        | 0xF900..=0xFAFF    // CJK compatibility
+        | 0xFF66..=0xFF9F    // half-width Katakana
+        | 0x20000..=0x3134F) // CJK extensions B–G
+}
+
+/// Appends the tokens of `text` to `out`.
+pub fn tokenize(text: &str, out: &mut Vec<String>) {
+    let mut folded = String::new();
+    for chunk in text.split_whitespace() {
+        if let Some(rest) = strip_scheme(chunk) {
+            url(rest, out);
+            continue;
+        }
+        folded.clear();
+        fold_into(chunk, &mut folded);
+        words(&folded, out);
+    }
+}
+
+/// `text` folded: compatibility decomposition, combining marks dropped, lowercase.
+pub fn fold_into(text: &str, out: &mut String) {
+    // ASCII has nothing to decompose: most text skips the NFKD pass.
+    if text.is_ascii() {
+        out.extend(text.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        return;
+    }
+    for c in text.nfkd().filter(|c| !is_combining_mark(*c)) {
+        out.extend(c.to_lowercase());
+    }
+}
+
+fn strip_scheme(chunk: &str) -> Option<&str> {
+    let lower = chunk.get(..8).map(str::to_ascii_lowercase);
+    match lower.as_deref() {
+        Some(s) if s.starts_with("https://") => chunk.get(8..),
+        Some(s) if s.starts_with("http://") => chunk.get(7..),
+        _ => None,
+    }
+}
+
+/// Host (and its labels but the TLD) and path words of a URL without its scheme.
+fn url(rest: &str, out: &mut Vec<String>) {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, path) = rest.split_at(end);
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host);
+    if !host.is_empty() && host.len() <= MAX_TOKEN_BYTES && host.is_ascii() {
+        out.push(host.to_string());
+        let labels: Vec<&str> = host.split('.').collect();
+        if labels.len() > 1 {
+            for l in &labels[..labels.len() - 1] {
+                if !l.is_empty() {
+                    out.push((*l).to_string());
+                }
+            }
+        }
+    }
+    // Path words: separators become spaces, then the ordinary rules.
+    let spaced: String = path
+        .chars()
+        .map(|c| {
+            if matches!(c, '/' | '?' | '#' | '&' | '=' | '-' | '_' | '.' | '+' | '%') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut folded = String::new();
+    fold_into(&spaced, &mut folded);
+    for w in folded.split_whitespace() {
+        words(w, out);
+    }
+}
+
+/// Word-boundary segments of folded text; unspaced runs as bigrams.
+fn words(folded: &str, out: &mut Vec<String>) {
+    let mut run: Vec<char> = Vec::new();
+    for seg in folded.split_word_bounds() {
+        if seg.chars().all(is_unspaced) {
+            run.extend(seg.chars());
+            continue;
+        }
+        flush_run(&mut run, out);
+        if !seg.chars().any(is_unspaced) {
+            if seg.chars().any(char::is_alphanumeric) {
+                let mut w = seg.to_string();
+                push_word(&mut w, out);
+            }
+            continue;
+        }
+        // Mixed segments (rare: a Latin word glued to kana) split into their parts.
+        let mut word = String::new();
+        for c in seg.chars() {
+            if is_unspaced(c) {
+                push_word(&mut word, out);
+                run.push(c);
+            } else {
+                flush_run(&mut run, out);
+                if c.is_alphanumeric() || (!word.is_empty() && is_inner(c)) {
+                    word.push(c);
+                } else {
+                    push_word(&mut word, out);
+                }
+            }
+        }
+        push_word(&mut word, out);
+    }
+    flush_run(&mut run, out);
+}
+
+/// Characters kept inside a word (`e.g.`, `don't`, `example.com`), trimmed at its ends.
+fn is_inner(c: char) -> bool {
+    matches!(c, '.' | '\'' | '’')
+}
+
+fn push_word(word: &mut String, out: &mut Vec<String>) {
+    let w = word.trim_end_matches(is_inner);
+    if !w.is_empty() && w.len() <= MAX_TOKEN_BYTES {
+        out.push(w.replace('’', "'"));
+    }
+    word.clear();
+}
+
+fn flush_run(run: &mut Vec<char>, out: &mut Vec<String>) {
+    match run.len() {
+        0 => {}
+        1 => out.push(run[0].to_string()),
+        _ => {
+            for pair in run.windows(2) {
+                out.push(pair.iter().collect());
+            }
+        }
+    }
+    run.clear();
+}
+
+/// Tokens of `text`, in order (tests and queries).
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    tokenize(text, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_case_and_diacritics() {
+        assert_eq!(tokens("Café au LAIT!"), ["cafe", "au", "lait"]);
+        assert_eq!(tokens("Ærø naïve résumé"), ["ærø", "naive", "resume"]);
+        assert_eq!(tokens("ＮＯＳＴＲ"), ["nostr"], "full-width folds (NFKD)");
+        assert_eq!(tokens("don't stop"), ["don't", "stop"]);
+    }
+
+    #[test]
+    fn hashtags_emoji_punctuation() {
+        assert_eq!(tokens("#nostr is 🔥🔥 great!!!"), ["nostr", "is", "great"]);
+        assert!(tokens("🎉 … --- !!!").is_empty());
+        assert_eq!(tokens("v1.2 3,5"), ["v1.2", "3,5"]);
+    }
+
+    #[test]
+    fn cjk_and_thai_bigrams() {
+        assert_eq!(tokens("東京都"), ["東京", "京都"]);
+        assert_eq!(tokens("猫"), ["猫"]);
+        // A query word of two characters is one of the text's bigrams.
+        let text = tokens("私は東京に住んでいます");
+        assert!(text.contains(&"東京".to_string()), "{text:?}");
+        let thai = tokens("สวัสดีครับ");
+        assert!(thai.len() > 2, "{thai:?}");
+        for q in tokens("ครับ") {
+            assert!(thai.contains(&q), "{q} in {thai:?}");
+        }
+        assert_eq!(tokens("nostrの日本"), ["nostr", "の日", "日本"]);
+    }
+
+    #[test]
+    fn urls() {
+        let t = tokens("see https://www.Blog.Example.com:443/posts/rust-search?x=1 now");
+        assert_eq!(
+            t,
+            [
+                "see",
+                "blog.example.com",
+                "blog",
+                "example",
+                "posts",
+                "rust",
+                "search",
+                "x",
+                "1",
+                "now"
+            ]
+        );
+        // The host typed as a word finds it.
+        assert_eq!(tokens("blog.example.com"), ["blog.example.com"]);
+    }
+
+    #[test]
+    fn long_junk_dropped() {
+        let blob = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(tokens(&format!("x {blob} y")), ["x", "y"]);
+    }
+}
