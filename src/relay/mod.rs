@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod monitors;
 pub mod msg;
 pub mod negentropy;
+pub mod prune;
 pub mod req_monitor;
 pub mod req_worker;
 pub mod write_policy;
@@ -455,6 +456,19 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
             "auth_required": false,
         },
     });
+    // NIP-11 `retention`: what the relay deletes by itself ({"kinds":[…],"time":s} /
+    // {"kinds":[…],"count":n}); rules with neither only serve the size budget.
+    if let Ok(rules) = cfg.retention_rules() {
+        let list: Vec<serde_json::Value> = rules
+            .0
+            .iter()
+            .filter(|r| r.max_age_seconds.is_some() || r.max_events_per_pubkey.is_some())
+            .map(|r| r.nip11())
+            .collect();
+        if !list.is_empty() {
+            doc["retention"] = serde_json::Value::Array(list);
+        }
+    }
     for (key, val) in [
         ("pubkey", &r.info.pubkey),
         ("self", &r.info.self_pubkey),

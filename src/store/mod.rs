@@ -8,6 +8,7 @@
 //! indexes `id deletion expiration replace replaceDeletion`, and `Meta`,
 //! `CompressionDictionary`, `NegentropyFilter`.
 
+pub mod archive;
 pub mod check;
 pub mod dict;
 pub mod keys;
@@ -15,6 +16,7 @@ pub mod negtree;
 pub mod payload;
 pub mod query;
 pub mod record;
+pub mod retention;
 pub mod write;
 
 #[rustfmt::skip]
