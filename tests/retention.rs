@@ -411,3 +411,84 @@ fn kill_9_while_the_relay_prunes_loses_nothing() {
         stored.len()
     );
 }
+
+#[test]
+fn past_the_size_budget_the_oldest_events_of_the_rules_kinds_go_first() {
+    let t = now();
+    let k = keys(5);
+    let pad = "x".repeat(1000);
+    let notes: Vec<Event> = (0..3000)
+        // Two kinds, interleaved in time: "oldest first" must hold across the rule's kinds.
+        .map(|i| {
+            sign(
+                &k,
+                t - 50_000 + i,
+                1 + 6 * (i % 2),
+                &[],
+                &format!("{i} {pad}"),
+            )
+        })
+        .collect();
+    // Older than every note, but of a kind no rule names.
+    let other: Vec<Event> = (0..50)
+        .map(|i| sign(&keys(6), t - 90_000 + i, 1111, &[], &format!("{i} {pad}")))
+        .collect();
+    let (fill_a, fill_b) = (notes.clone(), other.clone());
+    // The budget: half of what the filled DB holds (measured on an identical store).
+    let budget = {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path(), &StoreOptions::default()).expect("store");
+        s.write_batch(&notes).expect("fill");
+        s.write_batch(&other).expect("fill");
+        let live = s.live_bytes().expect("live");
+        s.close();
+        live / 2
+    };
+    let r = TestRelay::with_store(
+        |c| {
+            c.retention.rules = r#"notes { kinds = "1, 7" }"#.into();
+            c.retention.max_db_bytes = budget;
+        },
+        |s| {
+            s.write_batch(&fill_a).expect("fill");
+            s.write_batch(&fill_b).expect("fill");
+        },
+    );
+    // Pruning ends when the budget is met: then a pass (1 s apart) prunes nothing more.
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut last = (u64::MAX, 0);
+    loop {
+        let pruned = common::metric(&r.url, "wok_retention_pruned_total");
+        let slices = common::metric(&r.url, "wok_retention_slices_total");
+        if pruned > 0 && pruned == last.0 && slices >= last.1 + 2 {
+            break;
+        }
+        if pruned != last.0 {
+            last = (pruned, slices);
+        }
+        assert!(
+            Instant::now() < end,
+            "pruning did not settle ({pruned} pruned)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut r = r;
+    if let Some(relay) = r.relay.take() {
+        relay.stop();
+    }
+    let store = Store::open(r.dir.path(), &StoreOptions::default()).expect("reopen");
+    assert!(store.live_bytes().expect("live") <= budget);
+    let stored = stored_ids(&store);
+    // The kind no rule names is all there; the notes left are the newest ones.
+    assert!(other.iter().all(|e| stored.contains(e.id_hex())));
+    let left: Vec<bool> = notes.iter().map(|e| stored.contains(e.id_hex())).collect();
+    let first_kept = left.iter().position(|&b| b).expect("some notes kept");
+    assert!(
+        left[first_kept..].iter().all(|&b| b),
+        "a newer note went before an older one"
+    );
+    assert!(
+        first_kept > 0 && first_kept < notes.len() / 2 + 600,
+        "{first_kept} pruned"
+    );
+}
