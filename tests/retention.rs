@@ -492,3 +492,43 @@ fn past_the_size_budget_the_oldest_events_of_the_rules_kinds_go_first() {
         "{first_kept} pruned"
     );
 }
+
+#[test]
+fn wok_info_shows_live_data_free_pages_and_what_retention_would_prune() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = now();
+    let conf = offline_setup(dir.path(), RULES, &fixture(t));
+    let field = |out: &str, name: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    let out = common::run(wok(&conf).arg("info"));
+    assert!(out.status.success());
+    let before = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "Retention rule broad: would prune 10 events now",
+        "Retention rule oldnotes: would prune 10 events now",
+        "Retention rule reactions: would prune 10 events now",
+        "Retention total: would prune 20 events now",
+        "Largest tables: ",
+    ] {
+        assert!(before.contains(line), "{line} not in {before}");
+    }
+    let live_before = field(&before, "Live data: ");
+    assert!(live_before > 0);
+    assert!(common::run(wok(&conf).arg("prune")).status.success());
+    let out = common::run(wok(&conf).arg("info"));
+    let after = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        after.contains("Retention total: would prune 0 events now"),
+        "{after}"
+    );
+    // What the pruned events held is free now, and reused before the file grows.
+    assert!(
+        field(&after, "Free pages: ") > field(&before, "Free pages: "),
+        "{after}"
+    );
+}
