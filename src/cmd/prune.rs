@@ -11,7 +11,7 @@ use wok::store::retention::{self, Pruner, SliceLimits};
 
 /// Offline slices are large: nothing waits behind them but this command.
 const SLICE: SliceLimits = SliceLimits {
-    max_events: 10_000,
+    max_events: 100_000,
     max_rows: 1_000_000,
 };
 
