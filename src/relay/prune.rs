@@ -1,9 +1,12 @@
 //! Retention inside the relay: the writer runs one bounded slice of pruning
 //! (`store::retention::Pruner::slice`) between its batches, so ingest waits for at most one
 //! slice, never for a whole pass. When the last slice found more, slices follow each other
-//! while the inbox is empty and run every [`BUSY_EVERY`] while events keep arriving; when a
-//! pass found nothing, the rules are looked at again after [`RECHECK`]. The rules are read
-//! from the live config at every slice.
+//! once no batch came for [`QUIET`]; while events keep arriving a slice runs at most every
+//! [`BUSY_EVERY`] and never more than a fifth of the time (the wait after a slice is at least
+//! [`BUSY_FACTOR`] times its length): pruning costs page writes and an fsync like a batch
+//! does, and back-to-back slices made every arriving EVENT wait for one. When a pass found
+//! nothing, the rules are looked at again after [`RECHECK`]. The rules are read from the live
+//! config at every slice.
 
 use std::time::{Duration, Instant};
 
@@ -12,15 +15,26 @@ use crate::config::retention::Rules;
 use crate::store::archive::Archives;
 use crate::store::retention::{Pruner, SliceLimits};
 
-/// One slice: deletes are ~10-20 µs each (index rows, trees, payload) plus one commit, so a
-/// slice costs a few ms, the same order as one ingest batch's fsync.
+/// The largest slice, and the size while the writer is idle. A delete costs ~10-20 µs of CPU when its pages are cached, but on a
+/// DB larger than RAM each touches a few cold index pages, so the slice size adapts: halved
+/// while a slice takes over [`SLICE_TARGET`], doubled (up to this) while it takes under a
+/// quarter of it, in slices run while events arrive. An EVENT arriving during a slice waits
+/// for it.
 pub const SLICE: SliceLimits = SliceLimits {
     max_events: 256,
     max_rows: 20_000,
 };
+/// The smallest slice.
+const MIN_SLICE: usize = 8;
+/// How long one slice should take, at most.
+pub const SLICE_TARGET: Duration = Duration::from_millis(5);
 /// While events arrive, the least time between two slices (the writer's share for pruning
 /// is then at most one slice per this interval).
 pub const BUSY_EVERY: Duration = Duration::from_millis(20);
+/// No batch for this long: the writer is idle and slices may follow each other.
+pub const QUIET: Duration = Duration::from_millis(200);
+/// While busy, the wait after a slice is at least this many times the slice's length.
+pub const BUSY_FACTOR: u32 = 4;
 /// After a pass that found nothing to prune, when to look again.
 pub const RECHECK: Duration = Duration::from_secs(1);
 /// Errors (a full disk for the archive, say) are logged at most this often.
@@ -30,6 +44,11 @@ pub struct RelayPruner {
     pruner: Pruner,
     archives: Archives,
     last: Option<Instant>,
+    /// How long the last slice took, and when the last write batch ended.
+    last_took: Duration,
+    last_batch: Option<Instant>,
+    /// Events per slice now (adaptive, `MIN_SLICE..=SLICE.max_events`).
+    size: usize,
     more: bool,
     rules_text: String,
     rules: Rules,
@@ -42,6 +61,9 @@ impl Default for RelayPruner {
             pruner: Pruner::default(),
             archives: Archives::default(),
             last: None,
+            last_took: Duration::ZERO,
+            last_batch: None,
+            size: SLICE.max_events,
             more: true,
             rules_text: String::new(),
             rules: Rules::default(),
@@ -60,8 +82,25 @@ impl RelayPruner {
         let Some(last) = self.last else {
             return Duration::ZERO;
         };
-        let every = if self.more { Duration::ZERO } else { RECHECK };
-        every.saturating_sub(last.elapsed()).min(max)
+        if !self.more {
+            return RECHECK.saturating_sub(last.elapsed()).min(max);
+        }
+        // The sooner of: the next busy slice, the moment the writer counts as idle.
+        let busy = self.busy_every().saturating_sub(last.elapsed());
+        let quiet = self
+            .last_batch
+            .map_or(Duration::ZERO, |b| QUIET.saturating_sub(b.elapsed()));
+        busy.min(quiet).min(max)
+    }
+
+    fn busy_every(&self) -> Duration {
+        BUSY_EVERY.max(self.last_took * BUSY_FACTOR)
+    }
+
+    /// After a write batch: runs a slice if one is due.
+    pub fn after_batch(&mut self, shared: &Shared) {
+        self.last_batch = Some(Instant::now());
+        self.tick(shared, false);
     }
 
     /// Runs one slice if one is due; `idle`: no event is waiting for the writer.
@@ -71,10 +110,11 @@ impl RelayPruner {
             self.more = true;
             return;
         }
+        let quiet = idle && self.last_batch.is_none_or(|b| b.elapsed() >= QUIET);
         if let Some(last) = self.last {
-            let every = match (self.more, idle) {
+            let every = match (self.more, quiet) {
                 (true, true) => Duration::ZERO,
-                (true, false) => BUSY_EVERY,
+                (true, false) => self.busy_every(),
                 (false, _) => RECHECK,
             };
             if last.elapsed() < every {
@@ -98,9 +138,21 @@ impl RelayPruner {
             &self.rules,
             cfg.retention.max_db_bytes,
             crate::policy::now(),
-            SLICE,
+            SliceLimits {
+                // Idle: nothing waits, so whole slices (the commit's fsync is shared by more).
+                max_events: if quiet { SLICE.max_events } else { self.size },
+                ..SLICE
+            },
             &mut self.archives,
         );
+        self.last_took = t.elapsed();
+        if quiet {
+            // Only busy slices set the size.
+        } else if self.last_took > SLICE_TARGET {
+            self.size = (self.size / 2).max(MIN_SLICE);
+        } else if self.last_took < SLICE_TARGET / 4 {
+            self.size = (self.size * 2).min(SLICE.max_events);
+        }
         let m = &shared.metrics;
         m.prune_slices.inc();
         m.prune_us.add(t.elapsed().as_micros() as u64);

@@ -115,7 +115,7 @@ impl Writer {
             }
             // Every OK is queued: the events leave their connections' counts in flight.
             drop(tickets);
-            prune.tick(&self.shared, waiting.is_empty() && self.rx.is_empty());
+            prune.after_batch(&self.shared);
         }
     }
 
