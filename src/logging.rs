@@ -102,7 +102,7 @@ impl Log for StderrLogger {
 }
 
 /// UTC `YYYY-MM-DD` and `HH:MM:SS` for a Unix time (days-from-civil, inverted).
-fn civil(secs: u64) -> (String, String) {
+pub(crate) fn civil(secs: u64) -> (String, String) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

@@ -54,6 +54,8 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Delete events by age and/or filter
     Delete(cmd::delete::DeleteArgs),
+    /// Apply the retention rules (retention { rules { … } }) now, offline
+    Prune(cmd::prune::PruneArgs),
     /// zstd dictionaries for stored events: stats, train, compress, decompress
     #[command(subcommand)]
     Dict(cmd::dict::DictCmd),
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a, &globals),
         Command::Scan(a) => cmd::scan::run(a, &globals),
         Command::Delete(a) => cmd::delete::run(a, &globals),
+        Command::Prune(a) => cmd::prune::run(a, &globals),
         Command::Dict(c) => cmd::dict::run(c, &globals),
         Command::Compact(a) => cmd::compact::run(a, &globals),
         Command::Info(a) => cmd::info::run(a, &globals),

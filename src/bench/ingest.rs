@@ -18,6 +18,8 @@ pub struct IngestOptions {
     pub inflight: usize,
     pub events: usize,
     pub seed: u64,
+    /// Events/s over all connections (0: as fast as OKs come back).
+    pub rate: u64,
     pub pid: Option<u32>,
 }
 
@@ -44,6 +46,8 @@ pub fn run(o: &IngestOptions, r: &mut Report) -> Result<(), String> {
         .collect();
     let go = Arc::new(Barrier::new(chunks.len() + 1));
     let inflight = o.inflight.max(1);
+    // With a rate, each connection sends its n-th event at start + n / (rate / conns).
+    let gap = (o.rate > 0).then(|| Duration::from_secs_f64(chunks.len() as f64 / o.rate as f64));
     let mut handles = Vec::new();
     for msgs in chunks {
         let (go, url) = (go.clone(), o.url.clone());
@@ -59,8 +63,19 @@ pub fn run(o: &IngestOptions, r: &mut Report) -> Result<(), String> {
                 let (mut sent, mut acked, mut refused) = (0usize, 0usize, 0u64);
                 let mut lat = Vec::with_capacity(msgs.len());
                 let deadline = Instant::now() + Duration::from_secs(600);
+                let start = Instant::now();
+                let due = |n: usize| gap.map(|g| start + g * n as u32);
                 while acked < msgs.len() {
-                    while sent < msgs.len() && sent - acked < inflight {
+                    // Nothing in flight: wait for the next event's time (the pacing itself).
+                    if sent == acked && sent < msgs.len() {
+                        if let Some(at) = due(sent) {
+                            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                        }
+                    }
+                    while sent < msgs.len()
+                        && sent - acked < inflight
+                        && due(sent).is_none_or(|at| at <= Instant::now())
+                    {
                         let (id, text) = &msgs[sent];
                         sent_at.entry(id.clone()).or_default().push(Instant::now());
                         ws.send(Message::text(text.as_str()))

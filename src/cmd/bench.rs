@@ -31,6 +31,10 @@ enum Scenario {
         /// Seed of the generated events (use a new one per run: duplicates are not ingest)
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Send at this many events/s in all (a steady load, for latency), not as fast as
+        /// the relay answers (0)
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// A REQ mix from C clients on a relay preloaded with `wok gen --count N --seed S`
     Query {
@@ -104,6 +108,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             inflight,
             events,
             seed,
+            rate,
         } => bench::ingest::run(
             &bench::ingest::IngestOptions {
                 url: url.clone(),
@@ -111,6 +116,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
                 inflight: *inflight,
                 events: *events,
                 seed: *seed,
+                rate: *rate,
                 pid,
             },
             &mut r,

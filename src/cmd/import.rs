@@ -62,6 +62,41 @@ pub struct ImportArgs {
     /// Accepted for strfry compatibility and ignored: wok commits whatever is ready
     #[arg(long, value_name = "MS")]
     debounce_millis: Option<u64>,
+    /// Read this file instead of stdin. Either may be zstd-compressed (retention archives,
+    /// `.jsonl.zst`): recognised by the zstd magic number
+    #[arg(value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
+}
+
+/// The zstd frame magic number (little-endian 0xFD2FB528).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Counts the bytes read from the input itself (compressed ones for a `.zst`) for the bar.
+struct Counted {
+    inner: File,
+    progress: Progress,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add(0, n as u64);
+        Ok(n)
+    }
+}
+
+/// The input as lines: decompressed when it starts with the zstd magic (every frame of a
+/// file of concatenated frames, as the archives are), else as it is.
+fn open_input(mut raw: Counted) -> io::Result<Box<dyn Read + Send>> {
+    let mut head = Vec::with_capacity(4);
+    (&mut raw).take(4).read_to_end(&mut head)?;
+    let zst = head == ZSTD_MAGIC;
+    let whole = io::Cursor::new(head).chain(raw);
+    Ok(if zst {
+        Box::new(zstd::stream::read::Decoder::new(whole)?)
+    } else {
+        Box::new(whole)
+    })
 }
 
 /// Whole lines of input, or one line too long to keep.
@@ -142,10 +177,18 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         verify: !args.no_verify,
         fried: args.fried,
     };
-    let input = match io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => File::from(fd),
+    let input = match &args.file {
+        Some(path) => File::open(path).map_err(|e| format!("{}: {e}", path.display())),
+        None => io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(|e| format!("stdin: {e}")),
+    };
+    let input = match input {
+        Ok(f) => f,
         Err(e) => {
-            eprintln!("error: import: stdin: {e}");
+            eprintln!("error: import: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -156,16 +199,24 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         .filter(|m| m.is_file())
         .map_or(Total::Unknown, |m| Total::Bytes(m.len()));
     let progress = Progress::start(g, "import", "lines", true, total);
+    let input = match open_input(Counted {
+        inner: input,
+        progress: progress.clone(),
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            progress.clear();
+            eprintln!("error: import: reading the input: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
 
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(workers * 2);
     let (done_tx, done_rx) = bounded::<Done>(DONE_QUEUE);
-    let reader = {
-        let progress = progress.clone();
-        thread::Builder::new()
-            .name("Reader".into())
-            .spawn(move || read_chunks(input, &chunk_tx, opts.max_line, &progress))
-    };
+    let reader = thread::Builder::new()
+        .name("Reader".into())
+        .spawn(move || read_chunks(input, &chunk_tx, opts.max_line));
     let reader = match reader {
         Ok(h) => h,
         Err(e) => {
@@ -211,7 +262,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("import: reading stdin: {e}");
+            log::error!("import: reading the input: {e}");
             ExitCode::FAILURE
         }
     }
@@ -221,10 +272,9 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
 /// `max_line` is not kept: its bytes are counted and dropped, and it goes on as an
 /// `oversize` chunk of its own.
 fn read_chunks(
-    mut input: File,
+    mut input: Box<dyn Read + Send>,
     tx: &Sender<Chunk>,
     max_line: usize,
-    progress: &Progress,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
     let mut seq = 0u64;
@@ -246,7 +296,6 @@ fn read_chunks(
     loop {
         let want = CHUNK_BYTES.saturating_sub(buf.len()).max(MIN_READ);
         let n = (&mut input).take(want as u64).read_to_end(&mut buf)?;
-        progress.add(0, n as u64);
         let eof = n == 0;
 
         if let Some(skipped) = skipping {

@@ -1,5 +1,6 @@
-//! `wok info`: the DB version (strfry's only line), then the event count, the map size and
-//! every table's entries and bytes.
+//! `wok info`: the DB version (strfry's only line), then the event count, the map size,
+//! every table's entries and bytes, live data and free pages, the largest tables, and what
+//! each retention rule would prune now.
 
 use std::process::ExitCode;
 
@@ -15,10 +16,10 @@ pub fn run(_args: &InfoArgs, g: &Globals) -> ExitCode {
     // Each figure is one LMDB lookup, but on a cold page cache over a slow disk opening and
     // reading a large DB still takes a while: a spinner says it is working.
     let progress = Progress::start(g, "info", "", false, Total::Unknown);
-    let Some((_cfg, store)) = g.open_store() else {
+    let Some((cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
-    match info(&store) {
+    match info(&store, &cfg) {
         Ok((text, summary)) => {
             print!("{text}");
             progress.finish_brief(&summary);
@@ -33,7 +34,10 @@ pub fn run(_args: &InfoArgs, g: &Globals) -> ExitCode {
 }
 
 /// The report for stdout, and the summary line's figures.
-fn info(store: &wok::store::Store) -> wok::store::Result<(String, String)> {
+fn info(
+    store: &wok::store::Store,
+    cfg: &wok::config::Config,
+) -> wok::store::Result<(String, String)> {
     use std::fmt::Write;
     let txn = store.read_txn()?;
     let meta = store.meta(&txn)?;
@@ -65,6 +69,52 @@ fn info(store: &wok::store::Store) -> wok::store::Result<(String, String)> {
         100.0 * search.bytes as f64 / payload.max(1) as f64
     );
     let used: u64 = tables.iter().map(|t| t.2).sum();
+    // Live data is what the size budget (retention.maxDbBytes) measures; the rest of the
+    // pages the file has ever used are free and reused by later writes before it grows.
+    let live = store.live_bytes()?;
+    let (_, ever_used, _) = store.file_usage()?;
+    let _ = writeln!(s, "Live data: {live} bytes ({})", HumanBytes(live));
+    let _ = writeln!(
+        s,
+        "Free pages: {} bytes ({}, reused before the file grows)",
+        ever_used.saturating_sub(live),
+        HumanBytes(ever_used.saturating_sub(live))
+    );
+    let mut largest: Vec<&(&str, u64, u64)> = tables.iter().collect();
+    largest.sort_by_key(|t| std::cmp::Reverse(t.2));
+    let top: Vec<String> = largest
+        .iter()
+        .take(3)
+        .map(|(n, _, b)| format!("{n} {}", HumanBytes(*b)))
+        .collect();
+    let _ = writeln!(s, "Largest tables: {}", top.join(", "));
+    match cfg.retention_rules() {
+        Ok(rules) => {
+            let (per_rule, total) =
+                wok::store::retention::would_prune(store, &rules, wok::policy::now())?;
+            for (name, n) in &per_rule {
+                let _ = writeln!(s, "Retention rule {name}: would prune {n} events now");
+            }
+            if cfg.retention.max_db_bytes > 0 {
+                let _ = writeln!(
+                    s,
+                    "Retention maxDbBytes: {} of live data allowed{}",
+                    cfg.retention.max_db_bytes,
+                    if live > cfg.retention.max_db_bytes {
+                        " (over: the oldest events of the rules' kinds are pruned next)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if !per_rule.is_empty() {
+                let _ = writeln!(s, "Retention total: would prune {total} events now");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(s, "Retention: retention.rules does not parse: {e}");
+        }
+    }
     let summary = format!(
         "{events} events, {} tables holding {}, file {}",
         tables.len(),

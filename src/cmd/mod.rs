@@ -13,6 +13,7 @@ pub mod import;
 pub mod info;
 pub mod negentropy;
 pub mod progress;
+pub mod prune;
 pub mod relay;
 pub mod router;
 pub mod scan;

@@ -42,7 +42,10 @@ pub fn run(args: &RouterArgs, g: &Globals) -> ExitCode {
         limits: cfg.event_limits(),
         plugin_timeout: Duration::from_secs(cfg.relay.write_policy.timeout_seconds.max(1)),
     };
-    router::run(&store, &args.router_config, loaded, &settings, &stop);
+    if let Err(e) = router::run(&store, &args.router_config, loaded, &settings, &stop) {
+        eprintln!("error: router: {e}");
+        return ExitCode::FAILURE;
+    }
     eprintln!("router stopped");
     ExitCode::SUCCESS
 }

@@ -50,6 +50,13 @@ config_section! {
                 "wok only: store new events zstd-compressed with the newest dictionary (made by wok dict train), when that is smaller; readers decompress transparently";
         }
 
+        [retention: RetentionConfig => "retention", "wok only: what the relay deletes by itself to keep the disk from filling (wok prune applies the same rules offline)"] {
+            max_db_bytes: u64 = 0 => "maxDbBytes", wok, live,
+                "wok only: size budget for live data (LMDB pages in use, not the file size); past it the oldest events of kinds some rule names are pruned first (0 = no budget)";
+            rules: String = "" => "rules", wok, live,
+                "wok only: named rules, each a block: name { kinds = \"1, 6-7\" maxAgeSeconds = N maxEventsPerPubkey = N archive = \"/dir\" }; maxAgeSeconds prunes by created_at, maxEventsPerPubkey keeps each author's newest N of the rule's kinds, archive appends pruned events to rotating .jsonl.zst files first; replaceable/addressable kinds only when named singly or by a range within their class; empty prunes nothing";
+        }
+
         [relay: RelayConfig => "relay", "The websocket relay server"] {
             bind: String = "127.0.0.1" => "bind", strfry, restart,
                 "Address to listen on; 0.0.0.0 accepts connections on every IPv4 interface";

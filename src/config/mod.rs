@@ -13,6 +13,7 @@ mod keys;
 mod overrides;
 mod reload;
 mod render;
+pub mod retention;
 mod schema;
 pub mod tao;
 mod typed;

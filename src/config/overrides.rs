@@ -36,8 +36,14 @@ pub fn apply_override(cfg: &mut Config, key_name: &str, value: &str) -> Result<(
             format!("unknown config key for --set override: {key_name}"),
         )
     })?;
-    let setting = parse_override_value(k.ty, value)
+    let mut setting = parse_override_value(k.ty, value)
         .map_err(|msg| ConfigError::new(ErrorKind::BadOverride, msg).with_key(k.name))?;
+    if k.name == super::typed::RULES_KEY {
+        // Checked and stored in canonical form, as from a file.
+        let rules = super::retention::Rules::parse_text(value)
+            .map_err(|msg| ConfigError::new(ErrorKind::BadOverride, msg).with_key(k.name))?;
+        setting = Setting::Str(rules.canonical());
+    }
     k.set(cfg, setting);
     Ok(())
 }

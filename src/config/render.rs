@@ -62,6 +62,12 @@ pub fn render_conf(cfg: &Config) -> String {
         let suffix = k.no_reload.then_some("(restart required)");
         push_comment(&mut out, &indent, k.doc, suffix);
         let value = match k.get(cfg) {
+            // `retention.rules` is a block of named blocks (config/retention.rs).
+            Setting::Str(s) if k.name == super::typed::RULES_KEY => {
+                let body = if s.is_empty() { s } else { format!(" {s} ") };
+                out.push_str(&format!("{indent}{leaf} {{{body}}}\n"));
+                continue;
+            }
             Setting::U64(n) => n.to_string(),
             Setting::Bool(b) => b.to_string(),
             Setting::Str(s) => quote_json(&s),

@@ -482,6 +482,8 @@ mod tests {
             wok,
             [
                 "events.compression",
+                "retention.maxDbBytes",
+                "retention.rules",
                 "relay.maxFilterValues",
                 "relay.maxFilterValuesPerConnection",
                 "relay.maxFilterValuesTotal",

@@ -12,6 +12,9 @@ use super::tao::{Object, Value, ValueKind};
 
 const MAX_SUGGESTIONS: usize = 100;
 
+/// The one key whose value is a block of named blocks, not a scalar.
+pub(crate) const RULES_KEY: &str = "retention.rules";
+
 /// Builds a `Config` from a parsed tree, starting from the defaults.
 pub(crate) fn from_tree(root: &Object) -> Result<(Config, Vec<String>), ConfigError> {
     let mut cfg = Config::default();
@@ -81,6 +84,24 @@ fn walk(
                     pos.file, pos.line
                 ),
             ));
+            continue;
+        }
+        if dotted == RULES_KEY {
+            // A map of named blocks: kept as its canonical text (config/retention.rs).
+            let rules = match &member.value.kind {
+                ValueKind::Object(obj) => super::retention::Rules::from_object(obj),
+                ValueKind::String(s) => super::retention::Rules::parse_text(s),
+                other => Err(format!(
+                    "expected a block of named rules, got {}",
+                    other.describe()
+                )),
+            };
+            cfg.retention.rules = rules
+                .map_err(|msg| {
+                    ConfigError::at(ErrorKind::Type, member.value.pos.clone(), msg)
+                        .with_key(&dotted)
+                })?
+                .canonical();
             continue;
         }
         if let Some(k) = keys().iter().find(|k| k.name == dotted) {

@@ -189,15 +189,18 @@ pub fn load(path: &Path) -> Result<(RouterConfig, Option<SystemTime>), String> {
 }
 
 /// Runs the router from `loaded` (what [`load`] gave for `path`) until `stop` is set,
-/// reloading `path` when it changes.
+/// reloading `path` when it changes. A link whose writes the store refuses (full disk or
+/// map) stops the router with that error: every link writes to the same store.
 pub fn run(
     store: &Store,
     path: &Path,
     loaded: (RouterConfig, Option<SystemTime>),
     settings: &RouterSettings,
     stop: &AtomicBool,
-) {
+) -> Result<(), String> {
     let (mut cfg, mut stamp) = loaded;
+    let fatal_slot: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let fatal = &fatal_slot;
     let verbose = Arc::new(AtomicBool::new(cfg.verbose));
     std::thread::scope(|scope| {
         let mut links: BTreeMap<(String, String), Link<'_>> = BTreeMap::new();
@@ -223,6 +226,11 @@ pub fn run(
                     s.up_rejected,
                     s.reconnects
                 ),
+                Err(e) if e.starts_with(stream::STORAGE_FULL) => {
+                    if let Ok(mut f) = fatal.lock() {
+                        f.get_or_insert(format!("{}: {e}", o.name));
+                    }
+                }
                 Err(e) => log::error!("{}: {e}", o.name),
             });
             Link {
@@ -239,6 +247,9 @@ pub fn run(
         log::info!("router: {} groups, {} links", cfg.groups.len(), links.len());
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
+            if fatal.lock().is_ok_and(|f| f.is_some()) {
+                break;
+            }
             retiring.retain(|l| !l.handle.is_finished());
             let now_stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             if now_stamp == stamp {
@@ -292,6 +303,11 @@ pub fn run(
             link.stop.store(true, Ordering::Relaxed);
         }
     });
+    let taken = fatal_slot.lock().map(|mut f| f.take());
+    match taken {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -137,7 +137,12 @@ impl State {
     }
 }
 
-/// Runs until `stop` is set; reconnects (with backoff) whenever the link drops.
+/// Starts a link error that ends the link for good: the store cannot take writes (full disk
+/// or map), and reconnecting would only download the same events to fail again.
+pub const STORAGE_FULL: &str = "storage full: ";
+
+/// Runs until `stop` is set; reconnects (with backoff) whenever the link drops. Returns an
+/// error starting with [`STORAGE_FULL`] when the store refuses writes.
 pub fn run(store: &Store, o: &StreamOptions, stop: &AtomicBool) -> Result<StreamStats, String> {
     let sent_upto = {
         let txn = store.read_txn().map_err(|e| e.to_string())?;
@@ -164,6 +169,12 @@ pub fn run(store: &Store, o: &StreamOptions, stop: &AtomicBool) -> Result<Stream
                 backoff = Duration::from_secs(1);
                 log::info!("{}: connected", o.name);
                 if let Err(e) = serve(store, o, &mut ws, &mut st, stop) {
+                    if e.starts_with(STORAGE_FULL) {
+                        ws.close();
+                        st.plugin_down.stop();
+                        st.plugin_up.stop();
+                        return Err(e);
+                    }
                     log::warn!("{}: {e}; reconnecting", o.name);
                     st.stats.reconnects += 1;
                 }
@@ -397,9 +408,12 @@ fn store_events(
             matches!(v, Verdict::Accept(_))
         });
     }
-    let outcomes = store
-        .write_batch(&evs)
-        .map_err(|e| format!("writing streamed events failed: {e}"))?;
+    let outcomes = store.write_batch(&evs).map_err(|e| match e {
+        crate::store::StoreError::MapFull | crate::store::StoreError::Io(_) => {
+            format!("{STORAGE_FULL}writing streamed events failed: {e}")
+        }
+        _ => format!("writing streamed events failed: {e}"),
+    })?;
     let written = outcomes
         .iter()
         .filter(|o| matches!(o, crate::store::write::Outcome::Written(_)))

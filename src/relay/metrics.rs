@@ -121,6 +121,15 @@ pub struct Metrics {
     relay: [Counter; 9],
     /// `nostr_events_total{kind}`: stored events by kind (the writer is the only updater).
     kinds: Mutex<std::collections::BTreeMap<u64, u64>>,
+    /// Retention (relay/prune.rs): events pruned and archived, slices run and their
+    /// microseconds, failed slices.
+    pub pruned: Counter,
+    pub archived: Counter,
+    pub prune_slices: Counter,
+    pub prune_us: Counter,
+    pub prune_errors: Counter,
+    /// Write batches refused because the disk or the map was full.
+    pub storage_full: Counter,
     /// Queue depth readers, filled in at startup: (stage, fn).
     #[allow(clippy::type_complexity)]
     pub queues: Mutex<Vec<(&'static str, Box<dyn Fn() -> usize + Send>)>>,
@@ -252,6 +261,27 @@ impl Metrics {
             self.io_turn_us.get().to_string(),
         );
         line("wok_io_backlog_messages", self.io_backlog.get().to_string());
+        line("wok_retention_pruned_total", self.pruned.get().to_string());
+        line(
+            "wok_retention_archived_total",
+            self.archived.get().to_string(),
+        );
+        line(
+            "wok_retention_slices_total",
+            self.prune_slices.get().to_string(),
+        );
+        line(
+            "wok_retention_slice_microseconds_total",
+            self.prune_us.get().to_string(),
+        );
+        line(
+            "wok_retention_errors_total",
+            self.prune_errors.get().to_string(),
+        );
+        line(
+            "wok_write_storage_full_total",
+            self.storage_full.get().to_string(),
+        );
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(
                 s,

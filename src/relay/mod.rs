@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod monitors;
 pub mod msg;
 pub mod negentropy;
+pub mod prune;
 pub mod req_monitor;
 pub mod req_worker;
 pub mod write_policy;
@@ -538,6 +539,19 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
     });
     if r.pow.min_difficulty > 0 {
         doc["limitation"]["min_pow_difficulty"] = serde_json::json!(r.pow.min_difficulty);
+    }
+    // NIP-11 `retention`: what the relay deletes by itself ({"kinds":[…],"time":s} /
+    // {"kinds":[…],"count":n}); rules with neither only serve the size budget.
+    if let Ok(rules) = cfg.retention_rules() {
+        let list: Vec<serde_json::Value> = rules
+            .0
+            .iter()
+            .filter(|r| r.max_age_seconds.is_some() || r.max_events_per_pubkey.is_some())
+            .map(|r| r.nip11())
+            .collect();
+        if !list.is_empty() {
+            doc["retention"] = serde_json::Value::Array(list);
+        }
     }
     for (key, val) in [
         ("pubkey", &r.info.pubkey),

@@ -38,6 +38,8 @@ impl Writer {
         // What is queued, by connection: a batch takes events from connections in turns,
         // so past MAX_BATCH one connection's backlog cannot fill every batch (fair share).
         let mut waiting: Turns<WriterMsg> = Turns::default();
+        // Retention: one bounded slice between batches (relay/prune.rs).
+        let mut prune = super::prune::RelayPruner::default();
         loop {
             // Expired events are purged here, the one place that writes (strfry's cron
             // thread does it every 9 s).
@@ -46,9 +48,12 @@ impl Writer {
                 self.purge();
             }
             if waiting.is_empty() {
-                match self.rx.recv_timeout(PURGE_EVERY) {
+                match self.rx.recv_timeout(prune.wait(&self.shared, PURGE_EVERY)) {
                     Ok(m) => waiting.push(m.conn, m),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        prune.tick(&self.shared, true);
+                        continue;
+                    }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
             }
@@ -113,16 +118,17 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    log::error!("write of {} events failed: {e}", events.len());
+                    let reason = self.refusal(&e, events.len());
                     for (conn, ev) in conns.iter().zip(&events) {
                         let mut out = Vec::new();
-                        message::ok(&mut out, ev.id_hex(), false, &format!("error: {e}"));
+                        message::ok(&mut out, ev.id_hex(), false, &reason);
                         self.io.text(*conn, out);
                     }
                 }
             }
             // Every OK is queued: the events leave their connections' counts in flight.
             drop(tickets);
+            prune.after_batch(&self.shared);
         }
     }
 
@@ -138,6 +144,27 @@ impl Writer {
             .commit_time_us
             .add(t.elapsed().as_micros() as u64);
         Ok(out)
+    }
+
+    /// The OK reason for a failed batch, and its log line: a full disk or map is
+    /// `error: storage full, try later` (the OS error string means nothing to a client),
+    /// counted, and logged at most once a minute, not once per batch.
+    fn refusal(&self, e: &crate::store::StoreError, n: usize) -> String {
+        use crate::store::StoreError;
+        if !matches!(e, StoreError::MapFull | StoreError::Io(_)) {
+            log::error!("write of {n} events failed: {e}");
+            return format!("error: {e}");
+        }
+        self.shared.metrics.storage_full.inc();
+        static LAST_LOG: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+        let mut last = LAST_LOG.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            *last = Some(Instant::now());
+            log::error!(
+                "write of {n} events failed: {e} (storage full: refusing writes, logged once a minute; see wok_write_storage_full_total)"
+            );
+        }
+        "error: storage full, try later".to_string()
     }
 
     fn purge(&self) {

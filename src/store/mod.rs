@@ -9,6 +9,7 @@
 //! `CompressionDictionary`, `NegentropyFilter`, `NegentropyTree`, and `Management`
 //! (access control and NIP-86 state, `manage.rs`).
 
+pub mod archive;
 pub mod check;
 pub mod dict;
 pub mod keys;
@@ -17,6 +18,7 @@ pub mod negtree;
 pub mod payload;
 pub mod query;
 pub mod record;
+pub mod retention;
 pub mod search;
 pub mod write;
 

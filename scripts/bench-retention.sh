@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Ingest latency under a steady load with and without retention pruning (issue 17).
+# The same copy of SOURCE_DB is served twice per round: without rules, and with a rule that
+# prunes every kind 1/6/7 event older than a day (all of a `wok gen` DB, whose events are
+# from 2023) while `wok bench ingest --rate` sends new events.
+# usage: scripts/bench-retention.sh SOURCE_DB [ROUNDS]   (env: WOK, RATE, EVENTS, PORT)
+set -euo pipefail
+W=${WOK:-target/release/wok}
+SRC=$1
+ROUNDS=${2:-2}
+RATE=${RATE:-5000}
+EVENTS=${EVENTS:-100000}
+PORT=${PORT:-17790}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+    for mode in off on; do
+        rm -rf "$tmp/db"
+        cp -r "$SRC" "$tmp/db"
+        rules=""
+        if [ "$mode" = on ]; then
+            rules='rules { notes { kinds = "1, 6, 7" maxAgeSeconds = 86400 } }'
+        fi
+        printf 'db = "%s"\nrelay { port = %s }\nretention { %s }\n' "$tmp/db" "$PORT" "$rules" >"$tmp/conf"
+        "$W" --config "$tmp/conf" relay 2>"$tmp/relay.log" &
+        pid=$!
+        for _ in $(seq 1 100); do
+            grep -q "relay listening" "$tmp/relay.log" && break
+            sleep 0.1
+        done
+        seed=$((round * 10 + ${#mode}))
+        out=$("$W" --quiet bench ingest "ws://127.0.0.1:$PORT" --rate "$RATE" --events "$EVENTS" \
+            --conns 50 --inflight 8 --seed "$seed" --json)
+        pruned=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^wok_retention_pruned_total/ {print $2}')
+        kill "$pid"
+        wait "$pid" || true
+        val() { echo "$out" | grep "\"name\":\"$1\"" | sed 's/.*"value":\([0-9.e+-]*\).*/\1/'; }
+        echo "round $round pruning=$mode events/s=$(val events_per_s) p50_ms=$(val ok_p50_ms) p99_ms=$(val ok_p99_ms) pruned_during_run=$pruned"
+    done
+done
