@@ -134,10 +134,10 @@ fn main() -> ExitCode {
         Command::Info(a) => cmd::info::run(a, &globals),
         Command::Sync(a) => cmd::sync::run(a, &globals),
         Command::Bench(a) => cmd::bench::run(a),
-        Command::Upload(a) => cmd::transfer::upload(a),
+        Command::Upload(a) => cmd::transfer::upload(a, &globals),
         Command::Stream(a) => cmd::stream::run(a, &globals),
         Command::Router(a) => cmd::router::run(a, &globals),
-        Command::Download(a) => cmd::transfer::download(a),
+        Command::Download(a) => cmd::transfer::download(a, &globals),
         Command::Negentropy(c) => cmd::negentropy::run(c, &globals),
     }
 }
