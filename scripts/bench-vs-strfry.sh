@@ -11,7 +11,8 @@
 # empty DB), then on the preloaded DB query, NIP-77 reconcile (`wok sync --print-missing`
 # from a DB 1% apart), fanout and ingest, and import/export through the relay's CLI. Relays alternate A,B,A,B over
 # $ROUNDS rounds (at least 3); the table shows medians and the ratio wok/strfry, and every
-# sample goes to $OUT (JSON lines). Loopback only; this script never builds or downloads
+# sample goes to $OUT (JSON lines, with relay CPU/RSS every 100 ms of each bench scenario),
+# drawn by `wok bench plot` into ${OUT%.jsonl}.svg. Loopback only; this script never builds or downloads
 # strfry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -164,6 +165,8 @@ import json, statistics, sys, collections
 rows = [json.loads(l) for l in open(sys.argv[1])]
 med = collections.defaultdict(list)
 for d in rows:
+    if "t" in d:  # CPU/RSS samples over time: for the plot, not the table
+        continue
     med[(d["scenario"], d["name"], d["unit"], d["relay"])].append(d["value"])
 keys = sorted({(s, n, u) for (s, n, u, _) in med})
 relays = sorted({d["relay"] for d in rows}, key=lambda r: r != "wok")
@@ -176,3 +179,6 @@ for s, n, u in keys:
     print(line)
 PY
 echo "samples: $OUT" >&2
+# The same samples drawn: latency, throughput, relay CPU and RSS over time, per relay.
+"$WOK" bench plot "$OUT" --out "${OUT%.jsonl}.svg"
+

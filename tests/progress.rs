@@ -586,3 +586,49 @@ fn sync() {
         );
     }
 }
+
+#[test]
+fn upload_and_download() {
+    let events = template().path().join("events.jsonl");
+    let lines = std::fs::read(&events).expect("events");
+    let n = lines.iter().filter(|&&b| b == b'\n').count();
+    // Each mode uploads to a relay of its own, so every run stores all n.
+    let up: Vec<(Ran, String)> = MODES
+        .iter()
+        .map(|_| common::TestRelay::start())
+        .collect::<Vec<_>>()
+        .iter()
+        .zip(MODES)
+        .map(|(relay, mode)| {
+            let d = Db::empty();
+            let r = d.run(mode, &["upload", &relay.url], &Input::File(events.clone()));
+            assert!(r.status.success(), "{mode:?}: {}", r.stderr);
+            let bar = frames(&r.stderr, "upload");
+            assert_eq!(bar > 0, mode == Mode3::Tty, "{mode:?}: {:?}", r.stderr);
+            let s = summary(&r, "upload");
+            (r, s)
+        })
+        .collect();
+    for (_, s) in &up {
+        // Some generated events are refused by design (deletions of others' events, older
+        // replaceables); every line is answered one way or the other.
+        assert!(s.starts_with(&format!("upload: {n} events, ")), "{s}");
+        assert!(s.contains(" refused, 0 lines skipped) in "), "{s}");
+    }
+    // Download from a relay holding them: stdout is the JSONL only, the same in every mode.
+    let relay = common::TestRelay::start();
+    let d = Db::empty();
+    let r = d.run(Mode3::Pipe, &["upload", &relay.url], &Input::File(events));
+    assert!(r.status.success(), "{}", r.stderr);
+    let runs = check(Db::empty, &["download", &relay.url], no_input, "download");
+    let got = jsonl_events(&runs[0].0.stdout);
+    // As many as one REQ returns (the relay caps a filter's limit, strfry's maxFilterLimit).
+    assert!(got > 0, "{got} of {n} downloaded");
+    let bytes = HumanBytes(runs[0].0.stdout.len() as u64).to_string();
+    for (_, s) in &runs {
+        assert!(
+            s.starts_with(&format!("download: {got} events, {bytes} in ")),
+            "{s}"
+        );
+    }
+}

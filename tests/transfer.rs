@@ -44,7 +44,8 @@ fn upload_then_download_round_trip() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("uploaded 301: 301 accepted, 0 refused, 1 lines skipped"),
+        err.contains("upload: 301 events, ")
+            && err.contains(" (301 accepted, 0 refused, 1 lines skipped) in "),
         "{err}"
     );
 

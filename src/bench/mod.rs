@@ -9,10 +9,14 @@ pub mod conns;
 pub mod fairness;
 pub mod fanout;
 pub mod ingest;
+pub mod plot;
 pub mod query;
 
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::WebSocket;
@@ -26,6 +30,8 @@ pub struct Figure {
     pub name: String,
     pub value: f64,
     pub unit: &'static str,
+    /// Seconds since the scenario started, for a time-series sample (CPU, RSS over time).
+    pub t: Option<f64>,
 }
 
 /// Figures accumulate here, in the order they were measured.
@@ -47,6 +53,25 @@ impl Report {
             name: name.into(),
             value,
             unit,
+            t: None,
+        });
+    }
+
+    /// A sample of a time series at `t` seconds into the scenario.
+    pub fn add_at(
+        &mut self,
+        scenario: &'static str,
+        name: impl Into<String>,
+        t: f64,
+        value: f64,
+        unit: &'static str,
+    ) {
+        self.figures.push(Figure {
+            scenario,
+            name: name.into(),
+            value,
+            unit,
+            t: Some(t),
         });
     }
 }
@@ -92,25 +117,56 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Relay CPU and RSS around a scenario, when a pid was given.
+/// How often the sampler reads /proc: fine enough to show a few-second scenario's shape,
+/// coarse enough (two small file reads) to cost the relay nothing measurable.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// At most one hour of samples are kept, so a forgotten run cannot grow without bound.
+const MAX_SAMPLES: usize = 36_000;
+
+/// (seconds since start, CPU seconds so far, RSS KiB) for one sample.
+type Sample = (f64, f64, u64);
+
+/// Relay CPU and RSS around a scenario, when a pid was given, and a sampler thread that
+/// reads them every `SAMPLE_EVERY` so the run can be drawn over time (`wok bench plot`).
 pub struct ProcWatch {
     pid: Option<u32>,
     cpu0: f64,
     rss0: u64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    sampler: Mutex<Option<JoinHandle<Vec<Sample>>>>,
 }
 
 impl ProcWatch {
     pub fn start(pid: Option<u32>) -> ProcWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let sampler = pid.map(|pid| {
+            let stop = stop.clone();
+            std::thread::spawn(move || sample(pid, start, &stop))
+        });
         ProcWatch {
+            start,
             pid,
             cpu0: pid.and_then(cpu_secs).unwrap_or(0.0),
             rss0: pid.and_then(rss_kb).unwrap_or(0),
+            stop,
+            sampler: Mutex::new(sampler),
         }
     }
 
-    /// Adds relay CPU seconds, cores used over `secs`, and RSS figures.
+    /// Adds relay CPU seconds, cores used over `secs`, and RSS figures, then the sampled
+    /// series: `relay_cores` (CPU used between two samples / their interval) and
+    /// `relay_rss_kb`, each with its time `t`.
     pub fn finish(&self, r: &mut Report, scenario: &'static str, secs: f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self.sampler.lock().ok().and_then(|mut h| h.take());
+        let mut samples = handle.and_then(|h| h.join().ok()).unwrap_or_default();
         let Some(pid) = self.pid else { return };
+        // One at the very end too, so even a run shorter than SAMPLE_EVERY has a segment.
+        if let (Some(cpu), Some(rss)) = (cpu_secs(pid), rss_kb(pid)) {
+            samples.push((self.start.elapsed().as_secs_f64(), cpu, rss));
+        }
         if let Some(cpu) = cpu_secs(pid) {
             r.add(scenario, "relay_cpu_s", cpu - self.cpu0, "s");
             if secs > 0.0 {
@@ -126,7 +182,32 @@ impl ProcWatch {
                 "KiB",
             );
         }
+        for w in samples.windows(2) {
+            let (t0, c0, _) = w[0];
+            let (t1, c1, rss) = w[1];
+            if t1 > t0 {
+                r.add_at(scenario, "relay_cores", t1, (c1 - c0) / (t1 - t0), "cores");
+            }
+            r.add_at(scenario, "relay_rss_kb", t1, rss as f64, "KiB");
+        }
     }
+}
+
+/// The sampler thread: reads /proc/<pid>/stat and status every `SAMPLE_EVERY` until told
+/// to stop, the process is gone, or `MAX_SAMPLES` are taken.
+fn sample(pid: u32, start: Instant, stop: &AtomicBool) -> Vec<Sample> {
+    let mut out = Vec::new();
+    while out.len() < MAX_SAMPLES {
+        let (Some(cpu), Some(rss)) = (cpu_secs(pid), rss_kb(pid)) else {
+            break;
+        };
+        out.push((start.elapsed().as_secs_f64(), cpu, rss));
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    out
 }
 
 /// The subscription id and event id in `["OK","<id>",…` or `["EVENT","<sub>",…`; cheap

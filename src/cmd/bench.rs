@@ -96,6 +96,14 @@ enum Scenario {
         #[arg(long, default_value_t = 2000)]
         conns: usize,
     },
+    /// Draw a results file (JSON lines from --json, or bench-results.jsonl) as an SVG:
+    /// latency, throughput, relay CPU and RSS over time, one line per relay
+    Plot {
+        results: std::path::PathBuf,
+        /// Where to write the SVG (default: the results file with the extension .svg)
+        #[arg(long, short)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn run(args: &BenchArgs) -> ExitCode {
@@ -178,6 +186,19 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             },
             &mut r,
         ),
+        Scenario::Plot { results, out } => {
+            let out = out.clone().unwrap_or_else(|| results.with_extension("svg"));
+            return match bench::plot::plot_file(results, &out) {
+                Ok(()) => {
+                    eprintln!("plot: {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: bench plot: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Scenario::Conns { url, conns } => bench::conns::run(
             &bench::conns::ConnsOptions {
                 url: url.clone(),
@@ -189,11 +210,14 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     };
     for f in &r.figures {
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"scenario": f.scenario, "name": f.name, "value": f.value, "unit": f.unit})
-            );
-        } else {
+            let mut j = serde_json::json!({"scenario": f.scenario, "name": f.name, "value": f.value, "unit": f.unit});
+            if let Some(t) = f.t {
+                j["t"] = t.into();
+            }
+            println!("{j}");
+        } else if f.t.is_none() {
+            // Time-series samples are for `wok bench plot`; the text output stays one line
+            // per figure.
             println!("{} {}: {:.3} {}", f.scenario, f.name, f.value, f.unit);
         }
     }

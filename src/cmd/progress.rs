@@ -1,5 +1,5 @@
 //! Progress and summaries for the commands that can run long (import, export, scan, delete,
-//! compact, dict, negentropy build, info, sync).
+//! compact, dict, negentropy build, info, sync, upload, download).
 //!
 //! While a command runs, a bar (or a spinner when the total is unknown) is drawn on stderr,
 //! only when stderr is a terminal and `--quiet` was not given: pipes, files and cron logs get

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use wok::mesh::ws::{Recv, WsClient};
 use wok::nostr::{Event, JsonParser, Limits};
 
+use super::progress::{Progress, Total};
 use super::util;
+use super::Globals;
 
 /// How long either command waits without hearing from the relay before giving up.
 const SILENCE: Duration = Duration::from_secs(60);
@@ -53,7 +55,7 @@ fn parse_ok(text: &str) -> Option<(String, bool, String)> {
     ))
 }
 
-pub fn upload(args: &UploadArgs) -> ExitCode {
+pub fn upload(args: &UploadArgs, g: &Globals) -> ExitCode {
     let mut ws = match WsClient::connect(&args.url, 16 << 20) {
         Ok(ws) => ws,
         Err(e) => return fail("upload", e),
@@ -64,9 +66,12 @@ pub fn upload(args: &UploadArgs) -> ExitCode {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines().enumerate();
     let mut in_flight: HashMap<String, usize> = HashMap::new();
-    let (mut sent, mut accepted, mut refused, mut skipped) = (0u64, 0u64, 0u64, 0u64);
+    // Events sent are counted by `progress` (its summary's first figure).
+    let (mut accepted, mut refused, mut skipped) = (0u64, 0u64, 0u64);
     let mut eof = false;
     let mut heard = Instant::now();
+    // A spinner on a terminal (stdin's length is unknown); dropped, it clears itself.
+    let progress = Progress::start(g, "upload", "events", true, Total::Unknown);
     loop {
         while !eof && in_flight.len() < window {
             match lines.next() {
@@ -88,10 +93,11 @@ pub fn upload(args: &UploadArgs) -> ExitCode {
                     };
                     *in_flight.entry(ev.id_hex().to_owned()).or_default() += 1;
                     let text = format!("[\"EVENT\",{}]", String::from_utf8_lossy(ev.json()));
+                    let len = text.len() as u64;
                     if let Err(e) = ws.send(text) {
                         return fail("upload", e);
                     }
-                    sent += 1;
+                    progress.add(1, len);
                 }
             }
         }
@@ -127,11 +133,14 @@ pub fn upload(args: &UploadArgs) -> ExitCode {
         }
     }
     ws.close();
-    eprintln!("uploaded {sent}: {accepted} accepted, {refused} refused, {skipped} lines skipped");
+    // `upload: 301 events, 92 KiB (301 accepted, 0 refused, 1 lines skipped) in 0.52 s (…)`
+    progress.finish_with(&format!(
+        " ({accepted} accepted, {refused} refused, {skipped} lines skipped)"
+    ));
     ExitCode::SUCCESS
 }
 
-pub fn download(args: &DownloadArgs) -> ExitCode {
+pub fn download(args: &DownloadArgs, g: &Globals) -> ExitCode {
     let filters = match util::filters_with_range(&args.filter, args.range.as_deref()) {
         Ok(f) => f,
         Err(e) => return fail("download", e),
@@ -148,6 +157,8 @@ pub fn download(args: &DownloadArgs) -> ExitCode {
     let mut parser = JsonParser::new();
     let mut n = 0u64;
     let mut heard = Instant::now();
+    // On stderr only: stdout is the JSONL stream.
+    let progress = Progress::start(g, "download", "events", true, Total::Unknown);
     loop {
         match ws.recv(Duration::from_millis(200)) {
             Err(e) => return fail("download", e),
@@ -186,6 +197,7 @@ pub fn download(args: &DownloadArgs) -> ExitCode {
                                         return ExitCode::SUCCESS; // closed pipe: done
                                     }
                                     n += 1;
+                                    progress.add(1, e.json().len() as u64 + 1);
                                 }
                                 None => eprintln!("dropping an invalid event from the relay"),
                             }
@@ -204,6 +216,7 @@ pub fn download(args: &DownloadArgs) -> ExitCode {
     }
     let _ = out.flush();
     ws.close();
-    eprintln!("downloaded {n} events");
+    debug_assert_eq!(progress.items(), n);
+    progress.finish();
     ExitCode::SUCCESS
 }
