@@ -3,6 +3,8 @@
 //! relay's internals. Checks here are O(1) per message and take no global lock on the hot
 //! path: state is per thread or lock-free.
 
+pub mod bucket;
+pub mod limits;
 pub mod plugin;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -95,6 +95,8 @@ pub struct Metrics {
     /// Times a connection stopped being read because its messages in flight were at the
     /// per-connection limit.
     pub read_pauses: Counter,
+    /// Rate-limit refusals by limit, disconnects, IPs in cooldown (`policy::limits`).
+    pub limits: crate::policy::limits::LimitStats,
     /// Per stage (`STAGES`): client messages taken up, and the microseconds they waited in
     /// its queue (the mean wait is their ratio between two scrapes).
     queue_waited: [Counter; 6],
@@ -221,6 +223,7 @@ impl Metrics {
             "wok_conn_read_pauses_total",
             self.read_pauses.get().to_string(),
         );
+        self.limits.render(&mut s);
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(
                 s,

@@ -76,6 +76,8 @@ pub struct Shared {
     /// Filter values held by live and scanning subscriptions, all connections together
     /// (`Filter::values`; kept by the req-workers against `relay.maxFilterValuesTotal`).
     pub filter_values: AtomicUsize,
+    /// Authenticated pubkeys' rate-limit buckets (looked up once per AUTH).
+    pub pubkeys: crate::policy::limits::Pubkeys,
     config: RwLock<Arc<Config>>,
 }
 
@@ -166,6 +168,7 @@ impl Relay {
             sliding_window: cfg.relay.compression.sliding_window,
             max_inflight_msgs: cfg.relay.max_messages_in_flight_per_connection,
             max_inflight_bytes: cfg.relay.max_bytes_in_flight_per_connection,
+            limits: cfg.relay.limits.clone(),
         };
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).
@@ -176,6 +179,7 @@ impl Relay {
             outbound: outbound.clone(),
             started: std::time::Instant::now(),
             filter_values: AtomicUsize::new(0),
+            pubkeys: Default::default(),
             config: RwLock::new(Arc::new(cfg)),
         });
 
@@ -300,6 +304,7 @@ impl Relay {
                 log_budget::LINES_PER_SEC,
                 std::time::Instant::now(),
             )),
+            ips: Default::default(),
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");
@@ -455,6 +460,44 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
             "auth_required": false,
         },
     });
+    // NIP-11 has no fields for rates: wok's own, for what one IP must keep to (0 = none).
+    // Per-connection and per-pubkey limits are not advertised when off (0).
+    let l = &r.limits;
+    if l.enabled {
+        let lim = &mut doc["limitation"];
+        for (key, val) in [
+            ("events_per_second", l.events_per_second_per_ip),
+            ("events_burst", l.events_burst_per_ip),
+            ("reqs_per_second", l.reqs_per_second_per_ip),
+            ("reqs_burst", l.reqs_burst_per_ip),
+            ("neg_opens_per_second", l.neg_opens_per_second_per_ip),
+            ("neg_opens_burst", l.neg_opens_burst_per_ip),
+            ("bytes_per_second", l.bytes_per_second_per_ip),
+            ("max_subscriptions_per_ip", l.max_subscriptions_per_ip),
+            ("max_connections_per_ip", l.max_connections_per_ip),
+            (
+                "new_connections_per_second",
+                l.new_connections_per_second_per_ip,
+            ),
+            (
+                "events_per_second_per_connection",
+                l.events_per_second_per_connection,
+            ),
+            (
+                "reqs_per_second_per_connection",
+                l.reqs_per_second_per_connection,
+            ),
+            (
+                "events_per_second_per_pubkey",
+                l.events_per_second_per_pubkey,
+            ),
+            ("reqs_per_second_per_pubkey", l.reqs_per_second_per_pubkey),
+        ] {
+            if val > 0 {
+                lim[key] = val.into();
+            }
+        }
+    }
     for (key, val) in [
         ("pubkey", &r.info.pubkey),
         ("self", &r.info.self_pubkey),
