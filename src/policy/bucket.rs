@@ -86,19 +86,17 @@ impl Bucket {
     }
 
     /// Takes `n` tokens whether or not they are there (bytes already read), going into
-    /// debt up to one more burst; the debt is paid back before anything more is allowed.
+    /// debt; the debt is paid back before anything more is allowed, so the average holds
+    /// even when one read takes more than a burst.
     pub fn charge(&self, rate: Rate, now: u64, n: u64) {
         if rate.is_off() {
             return;
         }
-        let (cost, cap) = (
-            rate.interval().saturating_mul(n),
-            now.saturating_add(rate.window().saturating_mul(2)),
-        );
+        let cost = rate.interval().saturating_mul(n);
         let _ = self
             .tat
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |cur| {
-                Some(cur.max(now).saturating_add(cost).min(cap))
+                Some(cur.max(now).saturating_add(cost))
             });
     }
 
@@ -159,9 +157,9 @@ mod tests {
         let b = Bucket::default();
         let r = Rate::new(1000, 1000);
         b.charge(r, S, 5000);
-        // Capped at two bursts of debt: one burst to pay back before anything is allowed.
+        // 4,000 tokens of debt: four seconds to pay back before anything is allowed.
         assert_eq!(b.available(r, S), 0);
-        assert_eq!(b.available(r, 2 * S), 0);
-        assert!(b.available(r, 2 * S + S / 10) >= 99);
+        assert_eq!(b.available(r, 5 * S), 0);
+        assert!(b.available(r, 5 * S + S / 10) >= 99);
     }
 }
