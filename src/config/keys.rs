@@ -205,17 +205,17 @@ config_section! {
                     "wok only: EVENTs per second from connections authenticated (NIP-42) as one pubkey, whatever their IPs; sized like the IP's";
                 events_burst_per_pubkey: u64 = 10_000 => "eventsBurstPerPubkey", wok, live,
                     "wok only: burst for eventsPerSecondPerPubkey";
-                reqs_per_second_per_ip: u64 = 50 => "reqsPerSecondPerIp", wok, live,
-                    "wok only: REQs and COUNTs one IP may send per second; a feed app opens about 10 subscriptions and then a few REQs a second as the user scrolls, wok sync a few per round";
-                reqs_burst_per_ip: u64 = 500 => "reqsBurstPerIp", wok, live,
-                    "wok only: REQs and COUNTs at once above that rate: an app starting up with many relays' worth of subscriptions, or several apps behind one address";
+                reqs_per_second_per_ip: u64 = 100 => "reqsPerSecondPerIp", wok, live,
+                    "wok only: REQs and COUNTs one IP may send per second; a feed app opens about 10 subscriptions and then a few REQs a second as the user scrolls, wok sync's id batches a few dozen a second";
+                reqs_burst_per_ip: u64 = 1_000 => "reqsBurstPerIp", wok, live,
+                    "wok only: REQs and COUNTs at once above that rate: an app starting up with many subscriptions, several apps behind one address, or a benchmark's client awaiting each REQ for a few seconds";
                 reqs_per_second_per_connection: u64 = 0 => "reqsPerSecondPerConnection", wok, live,
                     "wok only: the same per connection (0 = off: the IP's limit covers it)";
                 reqs_burst_per_connection: u64 = 0 => "reqsBurstPerConnection", wok, live,
                     "wok only: burst for reqsPerSecondPerConnection";
-                reqs_per_second_per_pubkey: u64 = 50 => "reqsPerSecondPerPubkey", wok, live,
+                reqs_per_second_per_pubkey: u64 = 100 => "reqsPerSecondPerPubkey", wok, live,
                     "wok only: REQs and COUNTs per second from connections authenticated as one pubkey; sized like the IP's";
-                reqs_burst_per_pubkey: u64 = 500 => "reqsBurstPerPubkey", wok, live,
+                reqs_burst_per_pubkey: u64 = 1_000 => "reqsBurstPerPubkey", wok, live,
                     "wok only: burst for reqsPerSecondPerPubkey";
                 neg_opens_per_second_per_ip: u64 = 5 => "negOpensPerSecondPerIp", wok, live,
                     "wok only: NEG-OPENs (NIP-77 sync sessions) one IP may start per second; wok sync and a router link start one per sync";
