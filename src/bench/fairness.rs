@@ -10,9 +10,17 @@
 //!
 //! Flooders speak raw WebSocket frames over `ws://` only (a blocking send that can stop at
 //! any time needs its own framing); the polite client may use any URL.
+//!
+//! Rate limits (issue 14): `--flood-from` / `--polite-from` bind the two sides to different
+//! source addresses (127.0.0.2 and 127.0.0.3, say), so the relay's per-IP limits tell them
+//! apart. A flooder the relay disconnects reconnects at once (a refused upgrade, HTTP 429, is
+//! retried after 10 ms), as an abuser would. Reported besides: the flood's messages sent per
+//! second, the share of them not served (refused `rate-limited:`, or lost to a disconnect or
+//! a 429), refused upgrades, and how many of the polite client's messages were refused
+//! (`CLOSED`, or `OK false "rate-limited: …"`).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +47,27 @@ pub struct FairnessOptions {
     pub warmup: Duration,
     pub seed: u64,
     pub pid: Option<u32>,
+    /// Source address of the flooding connections (default: the system's choice).
+    pub flood_from: Option<IpAddr>,
+    /// Source address of the polite client.
+    pub polite_from: Option<IpAddr>,
+}
+
+/// What the flooders count, all connections together.
+#[derive(Default)]
+struct Counts {
+    /// Bytes written.
+    sent: AtomicU64,
+    /// OK and EOSE answers.
+    answered: AtomicU64,
+    /// Answers saying `rate-limited:` (OK false, CLOSED, NEG-ERR).
+    limited: AtomicU64,
+    /// `OK … true` and EOSE: messages served.
+    served: AtomicU64,
+    /// Upgrades refused (HTTP 429 or any other non-101).
+    refused_upgrades: AtomicU64,
+    /// Connections the relay closed.
+    disconnects: AtomicU64,
 }
 
 const REQ_FILTER: &str = r#"{"kinds":[1],"limit":50}"#;
@@ -70,48 +99,106 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         stored
     };
     let polite_evs = gen(o.seed.wrapping_add(1_000_003), o.polite.max(1) * 2);
-    let mut polite = connect(&o.url, Duration::from_secs(1))?;
+    let mut polite = match o.polite_from {
+        Some(from) => connect_from(&o.url, from, Duration::from_secs(1))?,
+        None => connect(&o.url, Duration::from_secs(1))?,
+    };
 
-    let (req0, pub0) = polite_phase(&mut polite, &polite_evs[..o.polite], "u", o.polite)?;
+    let mut polite_refused = 0;
+    let (req0, pub0) = polite_phase(
+        &mut polite,
+        &polite_evs[..o.polite],
+        "u",
+        o.polite,
+        &mut polite_refused,
+    )?;
     add(r, "unloaded", req0, pub0);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(Counts::default());
     let mut threads = Vec::new();
     let per = flood_evs.len().div_ceil(flooders).max(1);
+    // Bytes per message of the flood, to turn bytes sent into messages.
+    let (mut total_bytes, mut total_msgs) = (0usize, 0usize);
     for (f, evs) in flood_evs.chunks(per).enumerate() {
         let bytes = flood_bytes(f, evs);
-        let stream = raw_connect(&o.url)?;
-        let reader = stream.try_clone().map_err(|e| format!("clone: {e}"))?;
-        let (stop_w, sent) = (stop.clone(), sent.clone());
+        total_bytes += bytes.len();
+        total_msgs += 2 * evs.len();
+        // The first flooder's connection must work (a relay that refuses it is not
+        // flooded); later ones may already find their address refused by rate limits.
+        let first = match raw_connect(&o.url, o.flood_from) {
+            Ok(s) => Some(s),
+            Err(e) if f == 0 => return Err(e),
+            Err(_) => None,
+        };
+        let (stop, counts, url, from) = (stop.clone(), counts.clone(), o.url.clone(), o.flood_from);
         threads.push(std::thread::spawn(move || {
-            write_loop(stream, &bytes, &stop_w, &sent)
-        }));
-        let (stop_r, answered) = (stop.clone(), answered.clone());
-        threads.push(std::thread::spawn(move || {
-            read_loop(reader, &stop_r, &answered)
+            flooder(first, &url, from, &bytes, &stop, &counts)
         }));
     }
+    let msg_bytes = total_bytes as f64 / total_msgs.max(1) as f64;
     std::thread::sleep(o.warmup);
     let watch = ProcWatch::start(o.pid);
-    let (a0, s0, t) = (
-        answered.load(Ordering::Relaxed),
-        sent.load(Ordering::Relaxed),
-        Instant::now(),
+    let snap = |c: &Counts| {
+        [
+            c.sent.load(Ordering::Relaxed),
+            c.answered.load(Ordering::Relaxed),
+            c.limited.load(Ordering::Relaxed),
+            c.served.load(Ordering::Relaxed),
+            c.refused_upgrades.load(Ordering::Relaxed),
+            c.disconnects.load(Ordering::Relaxed),
+        ]
+    };
+    let (c0, t) = (snap(&counts), Instant::now());
+    let measured = polite_phase(
+        &mut polite,
+        &polite_evs[o.polite..],
+        "f",
+        o.polite,
+        &mut polite_refused,
     );
-    let measured = polite_phase(&mut polite, &polite_evs[o.polite..], "f", o.polite);
     let secs = t.elapsed().as_secs_f64();
-    let (a1, s1) = (
-        answered.load(Ordering::Relaxed),
-        sent.load(Ordering::Relaxed),
-    );
+    let c1 = snap(&counts);
     stop.store(true, Ordering::Relaxed);
     for h in threads {
         let _ = h.join();
     }
     let (req1, pub1) = measured?;
     add(r, "flood", req1, pub1);
+    let d = |i: usize| c1[i].saturating_sub(c0[i]) as f64;
+    let (s0, s1, a0, a1) = (c0[0], c1[0], c0[1], c1[1]);
+    let sent_msgs = d(0) / msg_bytes;
+    r.add(
+        "fairness",
+        "flood_sent_msgs_per_s",
+        sent_msgs / secs,
+        "msgs/s",
+    );
+    r.add("fairness", "flood_served_per_s", d(3) / secs, "msgs/s");
+    r.add(
+        "fairness",
+        "flood_rate_limited_per_s",
+        d(2) / secs,
+        "msgs/s",
+    );
+    r.add(
+        "fairness",
+        "flood_not_served_pct",
+        if sent_msgs > 0.0 {
+            100.0 * (1.0 - (d(3) / sent_msgs).min(1.0))
+        } else {
+            0.0
+        },
+        "%",
+    );
+    r.add("fairness", "flood_refused_upgrades", d(4), "conns");
+    r.add("fairness", "flood_disconnects", d(5), "conns");
+    r.add(
+        "fairness",
+        "polite_rate_limited",
+        polite_refused as f64,
+        "msgs",
+    );
     r.add(
         "fairness",
         "flood_answered_per_s",
@@ -161,15 +248,20 @@ fn polite_phase(
     evs: &[Event],
     tag: &str,
     n: usize,
+    refused: &mut u64,
 ) -> Result<(Vec<f64>, Vec<f64>), String> {
     let (mut req, mut publ) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (i, ev) in evs.iter().take(n).enumerate() {
         let sub = format!("{tag}{i}");
         let t = Instant::now();
         send(ws, format!(r#"["REQ","{sub}",{REQ_FILTER}]"#))?;
-        await_msg(ws, |m| {
-            verb(m) == "EOSE" && super::second_str(m) == Some(&sub)
+        let m = await_msg(ws, |m| {
+            matches!(verb(m), "EOSE" | "CLOSED") && super::second_str(m) == Some(&sub)
         })?;
+        if verb(&m) == "CLOSED" {
+            eprintln!("polite REQ refused: {m}");
+            *refused += 1;
+        }
         req.push(t.elapsed().as_secs_f64() * 1e3);
         send(ws, format!(r#"["CLOSE","{sub}"]"#))?;
         let t = Instant::now();
@@ -178,7 +270,13 @@ fn polite_phase(
             format!("[\"EVENT\",{}]", String::from_utf8_lossy(ev.json())),
         )?;
         let id = ev.id_hex();
-        await_msg(ws, |m| verb(m) == "OK" && super::second_str(m) == Some(id))?;
+        let m = await_msg(ws, |m| verb(m) == "OK" && super::second_str(m) == Some(id))?;
+        // (An `OK false` for another reason, such as a generated replaceable event older
+        // than one the flood stored, is not a refusal of the client.)
+        if m.contains("rate-limited:") {
+            eprintln!("polite EVENT refused: {m}");
+            *refused += 1;
+        }
         publ.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok((req, publ))
@@ -191,11 +289,11 @@ fn send(ws: &mut Ws, text: String) -> Result<(), String> {
 
 /// Reads until `want` matches (other messages, such as live events, are skipped); an
 /// answer later than 60 s is an error.
-fn await_msg(ws: &mut Ws, want: impl Fn(&str) -> bool) -> Result<(), String> {
+fn await_msg(ws: &mut Ws, want: impl Fn(&str) -> bool) -> Result<String, String> {
     let end = Instant::now() + Duration::from_secs(60);
     while Instant::now() < end {
         match ws.read() {
-            Ok(Message::Text(t)) if want(t.as_str()) => return Ok(()),
+            Ok(Message::Text(t)) if want(t.as_str()) => return Ok(t.as_str().to_owned()),
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if matches!(
@@ -241,7 +339,7 @@ fn frame(out: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// A WebSocket connection as a bare socket, handshake done (`ws://host:port[/path]`).
-fn raw_connect(url: &str) -> Result<TcpStream, String> {
+fn raw_connect(url: &str, from: Option<IpAddr>) -> Result<TcpStream, String> {
     let rest = url
         .strip_prefix("ws://")
         .ok_or("fairness: flooders need a ws:// URL")?;
@@ -249,7 +347,7 @@ fn raw_connect(url: &str) -> Result<TcpStream, String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut s = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    let mut s = tcp_from(host, from)?;
     let _ = s.set_nodelay(true);
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
@@ -279,8 +377,84 @@ fn raw_connect(url: &str) -> Result<TcpStream, String> {
     Ok(s)
 }
 
-/// Writes `bytes` over and over until `stop` (the second pass on are duplicates).
-fn write_loop(mut s: TcpStream, bytes: &[u8], stop: &AtomicBool, sent: &AtomicU64) {
+/// A TCP connection to `host` (`addr:port`) from source address `from`.
+fn tcp_from(host: &str, from: Option<IpAddr>) -> Result<TcpStream, String> {
+    let Some(from) = from else {
+        return TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"));
+    };
+    let to: SocketAddr = host
+        .parse()
+        .map_err(|e| format!("--flood-from/--polite-from need an IP:port URL: {e}"))?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    sock.bind(&SocketAddr::new(from, 0).into())
+        .map_err(|e| format!("bind {from}: {e}"))?;
+    sock.connect(&to.into())
+        .map_err(|e| format!("connect {host} from {from}: {e}"))?;
+    Ok(sock.into())
+}
+
+/// A WebSocket client connected from source address `from` (ws:// only).
+fn connect_from(url: &str, from: IpAddr, read_timeout: Duration) -> Result<Ws, String> {
+    let host = url
+        .strip_prefix("ws://")
+        .ok_or("--polite-from needs a ws:// URL")?;
+    let host = host.split('/').next().unwrap_or(host);
+    let s = tcp_from(host, Some(from))?;
+    let _ = s.set_nodelay(true);
+    let _ = s.set_read_timeout(Some(read_timeout));
+    let (ws, _) = tungstenite::client::client(url, tungstenite::stream::MaybeTlsStream::Plain(s))
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok(ws)
+}
+
+/// One flooder: pushes its messages over `first`, and whenever the relay closes the
+/// connection, connects again at once (after 10 ms if the upgrade is refused), until `stop`.
+fn flooder(
+    first: Option<TcpStream>,
+    url: &str,
+    from: Option<IpAddr>,
+    bytes: &[u8],
+    stop: &Arc<AtomicBool>,
+    counts: &Arc<Counts>,
+) {
+    let mut conn = first;
+    while !stop.load(Ordering::Relaxed) {
+        let s = match conn.take() {
+            Some(s) => s,
+            None => match raw_connect(url, from) {
+                Ok(s) => s,
+                Err(_) => {
+                    counts.refused_upgrades.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            },
+        };
+        let Ok(reader) = s.try_clone() else {
+            continue;
+        };
+        // Ends the reader when the writer is done with this connection.
+        let done = Arc::new(AtomicBool::new(false));
+        let (d, c) = (done.clone(), counts.clone());
+        let r = std::thread::spawn(move || read_loop(reader, &d, &c));
+        write_loop(&s, bytes, stop, &counts.sent);
+        if !stop.load(Ordering::Relaxed) {
+            counts.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        done.store(true, Ordering::Relaxed);
+        let _ = r.join();
+    }
+}
+
+/// Writes `bytes` over and over until `stop` or an error (the second pass on are
+/// duplicates; a new connection starts from the beginning again).
+fn write_loop(mut s: &TcpStream, bytes: &[u8], stop: &AtomicBool, sent: &AtomicU64) {
     let mut pos = 0;
     while !stop.load(Ordering::Relaxed) {
         match s.write(&bytes[pos..]) {
@@ -301,32 +475,26 @@ fn write_loop(mut s: TcpStream, bytes: &[u8], stop: &AtomicBool, sent: &AtomicU6
     }
 }
 
-/// Throws answers away, counting the OKs and EOSEs among them.
-fn read_loop(mut s: TcpStream, stop: &AtomicBool, answered: &AtomicU64) {
+/// Throws answers away, counting the OKs and EOSEs among them, the `rate-limited:` ones and
+/// the served ones (`OK … true`, EOSE). The relay's frames are unmasked and uncompressed
+/// (no extension was offered), so they are cut here by their headers.
+fn read_loop(mut s: TcpStream, stop: &AtomicBool, counts: &Counts) {
     let mut buf = vec![0u8; 256 * 1024];
-    // The tail of the last read, so a marker split across reads is still seen.
-    let mut carry: Vec<u8> = Vec::new();
-    const MARKS: [&[u8]; 2] = [b"[\"OK\",\"", b"[\"EOSE\",\""];
+    let mut pending: Vec<u8> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         match s.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {
-                let old = carry.len();
-                carry.extend_from_slice(&buf[..n]);
-                // Only marks ending in the new bytes: the others were counted before. (A
-                // scan for '[' first keeps this thread cheap beside the relay it measures.)
-                let found = carry
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b == b'[')
-                    .filter(|(i, _)| {
-                        MARKS
-                            .iter()
-                            .any(|m| i + m.len() > old && carry[*i..].starts_with(m))
-                    })
-                    .count() as u64;
-                answered.fetch_add(found, Ordering::Relaxed);
-                carry.drain(..carry.len().saturating_sub(MARKS[1].len() - 1));
+                pending.extend_from_slice(&buf[..n]);
+                let mut at = 0;
+                while let Some((op, body, next)) = server_frame(&pending[at..]) {
+                    if op == 0x8 {
+                        return;
+                    }
+                    classify(&pending[at + body.0..at + body.1], counts);
+                    at += next;
+                }
+                pending.drain(..at);
             }
             Err(e)
                 if matches!(
@@ -337,5 +505,36 @@ fn read_loop(mut s: TcpStream, stop: &AtomicBool, answered: &AtomicU64) {
                 ) => {}
             Err(_) => return,
         }
+    }
+}
+
+/// One complete unmasked frame at the start of `b`: (opcode, payload range, frame length).
+fn server_frame(b: &[u8]) -> Option<(u8, (usize, usize), usize)> {
+    let (&b0, &b1) = (b.first()?, b.get(1)?);
+    let (len, head) = match b1 & 0x7F {
+        126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
+        127 => (
+            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    (b.len() >= head + len).then_some((b0 & 0x0F, (head, head + len), head + len))
+}
+
+fn classify(m: &[u8], c: &Counts) {
+    let find = |needle: &[u8]| m.windows(needle.len()).any(|w| w == needle);
+    if m.starts_with(b"[\"OK\",") {
+        c.answered.fetch_add(1, Ordering::Relaxed);
+        // `["OK","<64 hex>",true` once accepted.
+        if m.get(73..77) == Some(b"true".as_slice()) {
+            c.served.fetch_add(1, Ordering::Relaxed);
+        }
+    } else if m.starts_with(b"[\"EOSE\",") {
+        c.answered.fetch_add(1, Ordering::Relaxed);
+        c.served.fetch_add(1, Ordering::Relaxed);
+    }
+    if !m.starts_with(b"[\"EVENT\"") && find(b"rate-limited:") {
+        c.limited.fetch_add(1, Ordering::Relaxed);
     }
 }

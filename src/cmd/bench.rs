@@ -89,6 +89,12 @@ enum Scenario {
         /// Seed of the polite client's (and --fresh) events: a new one per run
         #[arg(long, default_value_t = 11)]
         seed: u64,
+        /// Source address of the flooders (e.g. 127.0.0.2), so per-IP limits see them apart
+        #[arg(long)]
+        flood_from: Option<std::net::IpAddr>,
+        /// Source address of the polite client (e.g. 127.0.0.3)
+        #[arg(long)]
+        polite_from: Option<std::net::IpAddr>,
     },
     /// K idle connections holding one subscription each
     Conns {
@@ -171,6 +177,8 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             polite,
             warmup,
             seed,
+            flood_from,
+            polite_from,
         } => bench::fairness::run(
             &bench::fairness::FairnessOptions {
                 url: url.clone(),
@@ -183,6 +191,8 @@ pub fn run(args: &BenchArgs) -> ExitCode {
                 warmup: std::time::Duration::from_secs_f64(warmup.clamp(0.0, 600.0)),
                 seed: *seed,
                 pid,
+                flood_from: *flood_from,
+                polite_from: *polite_from,
             },
             &mut r,
         ),

@@ -207,6 +207,79 @@ config_section! {
                     "wok only: largest NIP-86 request body; a larger one is answered 413 unread";
             }
 
+            [limits: LimitsConfig => "limits", "wok only: rate limits and connection caps per IP (an IPv4 address or an IPv6 /64), per authenticated pubkey and per connection; a rate of 0 turns that limit off"] {
+                enabled: bool = true => "enabled", wok, live,
+                    "wok only: apply the limits below; false switches every one off";
+                ipv6_prefix_length: u64 = 64 => "ipv6PrefixLength", wok, live,
+                    "wok only: IPv6 clients sharing this many leading address bits count as one IP (a /64 is what one household or server usually gets)";
+                exempt_loopback: bool = false => "exemptLoopback", wok, live,
+                    "wok only: no limits for 127.0.0.0/8 and ::1; off, since a relay behind a proxy on the same host sees every client as loopback unless realIpHeader is set";
+                exempt_cidrs: String = "" => "exemptCidrs", wok, live,
+                    "wok only: comma-separated addresses or CIDR blocks (10.0.0.0/8, 2001:db8::/32) that no limit applies to; checked when a connection opens";
+                exempt_pubkeys: String = "" => "exemptPubkeys", wok, live,
+                    "wok only: comma-separated hex pubkeys whose connections no limit applies to once they AUTH (NIP-42)";
+                events_per_second_per_ip: u64 = 1_000 => "eventsPerSecondPerIp", wok, live,
+                    "wok only: EVENTs one IP may send per second; a person publishes a few a minute, and wok upload or sync (50 in flight) over a 50 ms link pushes about 1,000/s";
+                events_burst_per_ip: u64 = 10_000 => "eventsBurstPerIp", wok, live,
+                    "wok only: EVENTs one IP may send at once above that rate: a 10,000-event upload or sync batch passes at full speed";
+                events_per_second_per_connection: u64 = 0 => "eventsPerSecondPerConnection", wok, live,
+                    "wok only: the same per connection (0 = off: the IP's limit covers it; set it when many users share one IP, as behind carrier NAT)";
+                events_burst_per_connection: u64 = 0 => "eventsBurstPerConnection", wok, live,
+                    "wok only: burst for eventsPerSecondPerConnection";
+                events_per_second_per_pubkey: u64 = 1_000 => "eventsPerSecondPerPubkey", wok, live,
+                    "wok only: EVENTs per second from connections authenticated (NIP-42) as one pubkey, whatever their IPs; sized like the IP's";
+                events_burst_per_pubkey: u64 = 10_000 => "eventsBurstPerPubkey", wok, live,
+                    "wok only: burst for eventsPerSecondPerPubkey";
+                reqs_per_second_per_ip: u64 = 100 => "reqsPerSecondPerIp", wok, live,
+                    "wok only: REQs and COUNTs one IP may send per second; a feed app opens about 10 subscriptions and then a few REQs a second as the user scrolls, wok sync's id batches a few dozen a second";
+                reqs_burst_per_ip: u64 = 1_000 => "reqsBurstPerIp", wok, live,
+                    "wok only: REQs and COUNTs at once above that rate: an app starting up with many subscriptions, several apps behind one address, or a benchmark's client awaiting each REQ for a few seconds";
+                reqs_per_second_per_connection: u64 = 0 => "reqsPerSecondPerConnection", wok, live,
+                    "wok only: the same per connection (0 = off: the IP's limit covers it)";
+                reqs_burst_per_connection: u64 = 0 => "reqsBurstPerConnection", wok, live,
+                    "wok only: burst for reqsPerSecondPerConnection";
+                reqs_per_second_per_pubkey: u64 = 100 => "reqsPerSecondPerPubkey", wok, live,
+                    "wok only: REQs and COUNTs per second from connections authenticated as one pubkey; sized like the IP's";
+                reqs_burst_per_pubkey: u64 = 1_000 => "reqsBurstPerPubkey", wok, live,
+                    "wok only: burst for reqsPerSecondPerPubkey";
+                neg_opens_per_second_per_ip: u64 = 5 => "negOpensPerSecondPerIp", wok, live,
+                    "wok only: NEG-OPENs (NIP-77 sync sessions) one IP may start per second; wok sync and a router link start one per sync";
+                neg_opens_burst_per_ip: u64 = 50 => "negOpensBurstPerIp", wok, live,
+                    "wok only: NEG-OPENs at once above that rate (a router syncing many filters on start)";
+                neg_opens_per_second_per_connection: u64 = 0 => "negOpensPerSecondPerConnection", wok, live,
+                    "wok only: the same per connection (0 = off)";
+                neg_opens_burst_per_connection: u64 = 0 => "negOpensBurstPerConnection", wok, live,
+                    "wok only: burst for negOpensPerSecondPerConnection";
+                neg_opens_per_second_per_pubkey: u64 = 5 => "negOpensPerSecondPerPubkey", wok, live,
+                    "wok only: NEG-OPENs per second from connections authenticated as one pubkey";
+                neg_opens_burst_per_pubkey: u64 = 50 => "negOpensBurstPerPubkey", wok, live,
+                    "wok only: burst for negOpensPerSecondPerPubkey";
+                max_subscriptions_per_ip: u64 = 1_000 => "maxSubscriptionsPerIp", wok, live,
+                    "wok only: subscriptions open at once across one IP's connections (maxSubsPerConnection bounds one connection); five apps with 200 each";
+                bytes_per_second_per_ip: u64 = 4_194_304 => "bytesPerSecondPerIp", wok, live,
+                    "wok only: WebSocket bytes read from one IP per second (its reading pauses past it, so TCP slows the sender; nothing is refused); 1,000 events/s of ~1 KB is a quarter of it";
+                bytes_burst_per_ip: u64 = 33_554_432 => "bytesBurstPerIp", wok, live,
+                    "wok only: bytes read at once above that rate (a burst of large events)";
+                bytes_per_second_per_connection: u64 = 0 => "bytesPerSecondPerConnection", wok, live,
+                    "wok only: the same per connection (0 = off)";
+                bytes_burst_per_connection: u64 = 0 => "bytesBurstPerConnection", wok, live,
+                    "wok only: burst for bytesPerSecondPerConnection";
+                max_connections_per_ip: u64 = 200 => "maxConnectionsPerIp", wok, live,
+                    "wok only: WebSocket connections one IP may hold at once (an HTTP 429 refuses the upgrade past it); clients open one per relay, so this is many people behind one NAT";
+                new_connections_per_second_per_ip: u64 = 10 => "newConnectionsPerSecondPerIp", wok, live,
+                    "wok only: new WebSocket connections per second from one IP (429 past it); clients reconnect with backoff, a few at a time";
+                new_connections_burst_per_ip: u64 = 100 => "newConnectionsBurstPerIp", wok, live,
+                    "wok only: new connections at once above that rate (a network change reconnects every app)";
+                violations_before_disconnect: u64 = 100 => "violationsBeforeDisconnect", wok, live,
+                    "wok only: refusals one IP may earn within violationWindowSeconds before the offending connection is closed and the IP refused for a cooldown (0 never disconnects); a client that reads its rate-limited answers and backs off earns a handful";
+                violation_window_seconds: u64 = 10 => "violationWindowSeconds", wok, live,
+                    "wok only: the window over which an IP's refusals are counted";
+                cooldown_seconds: u64 = 30 => "cooldownSeconds", wok, live,
+                    "wok only: how long a disconnected IP's new connections get HTTP 429; doubled at each repeat, up to maxCooldownSeconds";
+                max_cooldown_seconds: u64 = 3_600 => "maxCooldownSeconds", wok, live,
+                    "wok only: the longest cooldown; an IP that stays good this long after one ends starts again from cooldownSeconds";
+            }
+
             [filter_validation: FilterValidationConfig => "filterValidation", "Optional strict checks on REQ and COUNT filters"] {
                 enabled: bool = false => "enabled", strfry, live,
                     "Apply the checks below to every REQ and COUNT";

@@ -4,6 +4,8 @@
 //! path: state is per thread or lock-free.
 
 pub mod access;
+pub mod bucket;
+pub mod limits;
 pub mod manage;
 pub mod plugin;
 pub mod pow;

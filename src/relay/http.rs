@@ -166,6 +166,16 @@ pub fn content_length(req: &httparse::Request<'_, '_>) -> Option<usize> {
     header(req, "content-length").and_then(|v| v.trim().parse().ok())
 }
 
+/// HTTP 429 with `Retry-After` (a WebSocket upgrade refused by `relay.limits`).
+pub fn too_many(retry_after: u64, why: &str) -> Vec<u8> {
+    response_with(
+        "429 Too Many Requests",
+        "text/plain",
+        &format!("Retry-After: {retry_after}\r\n"),
+        why,
+    )
+}
+
 pub fn simple(code: u16, reason: &str) -> Vec<u8> {
     response(&format!("{code} {reason}"), "text/plain", reason)
 }

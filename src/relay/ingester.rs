@@ -12,7 +12,7 @@ use heed::RoTxn;
 use super::auth::{self, ReadAuth};
 use super::fair::Turns;
 use super::metrics::Stage;
-use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Pool, ReqMsg, Ticket};
+use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::write_policy::PolicyMsg;
 use super::{now, Shared};
 use crate::config::Config;
@@ -20,6 +20,7 @@ use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
 use crate::nostr::{decode, verify, Event, Filter, JsonParser, SubId};
 use crate::policy::access;
+use crate::policy::limits::{self, Peer};
 
 /// Messages checked for duplicates under one read transaction before a fresh one is begun.
 const TXN_MESSAGES: usize = 1024;
@@ -39,6 +40,8 @@ struct Session {
     authed: Option<[u8; 32]>,
     /// For the write-policy plugin's `sourceType`/`sourceInfo`.
     ip: Option<std::net::IpAddr>,
+    /// Its rate limits (`relay.limits`).
+    limits: Option<Box<Peer>>,
 }
 
 pub struct Ingester {
@@ -105,11 +108,12 @@ impl Ingester {
                 let s = sessions.entry(conn).or_default();
                 self.handle(conn, s, &mut text, ticket, parser, txn);
             }
-            IngesterMsg::Connected { conn, ip } => {
+            IngesterMsg::Connected { conn, ip, limits } => {
                 sessions.insert(
                     conn,
                     Session {
                         ip: Some(ip),
+                        limits: Some(limits),
                         ..Session::default()
                     },
                 );
@@ -222,6 +226,26 @@ impl Ingester {
         }
     }
 
+    /// `relay.limits`: the refusal reason when this connection may not send one more
+    /// `kind` now; past `violationsBeforeDisconnect` io is told to close it.
+    fn limited(
+        &self,
+        conn: ConnId,
+        s: &Session,
+        kind: limits::Kind,
+        cfg: &Config,
+    ) -> Option<String> {
+        let r = s
+            .limits
+            .as_ref()?
+            .check(kind, &cfg.relay.limits, &self.shared.metrics.limits)
+            .err()?;
+        if r.disconnect {
+            self.io.send(Outbound::RateLimited { conn });
+        }
+        Some(r.reason)
+    }
+
     fn closed(&self, conn: ConnId, sub: &SubId, reason: &str) {
         self.reply(conn, |o| message::closed(o, sub.as_str(), reason));
     }
@@ -249,10 +273,16 @@ impl Ingester {
         match msg {
             ClientMsg::Event(ev) => {
                 self.shared.metrics.client_message("EVENT");
+                if let Some(why) = self.limited(conn, s, limits::Kind::Event, &cfg) {
+                    return self.reply(conn, |o| message::ok(o, ev.id_hex(), false, &why));
+                }
                 self.event(conn, s, &cfg, ev, ticket, txn);
             }
             ClientMsg::Req { sub_id, filters } => {
                 self.shared.metrics.client_message("REQ");
+                if let Some(why) = self.limited(conn, s, limits::Kind::Req, &cfg) {
+                    return self.closed(conn, &sub_id, &why);
+                }
                 let Some(auth) = self.admit(conn, s, &cfg, &sub_id, &filters) else {
                     return;
                 };
@@ -264,11 +294,15 @@ impl Ingester {
                         filters,
                         auth,
                         ticket,
+                        subs: s.limits.as_ref().map(|l| l.sub_limit()).unwrap_or_default(),
                     },
                 );
             }
             ClientMsg::Count { sub_id, filters } => {
                 self.shared.metrics.client_message("COUNT");
+                if let Some(why) = self.limited(conn, s, limits::Kind::Req, &cfg) {
+                    return self.closed(conn, &sub_id, &why);
+                }
                 if cfg.relay.max_filter_limit_count == 0 {
                     let e = MsgError::Closed {
                         sub_id: sub_id.as_str().to_owned(),
@@ -328,6 +362,9 @@ impl Ingester {
                 match checked {
                     Ok(()) => {
                         s.authed = Some(ev.pubkey);
+                        if let Some(l) = s.limits.as_mut() {
+                            l.authed(&cfg.relay.limits, &ev.pubkey, &self.shared.pubkeys);
+                        }
                         self.shared.metrics.auth_success.inc();
                         self.shared.metrics.authenticated.inc();
                         self.reply(conn, |o| {
@@ -357,6 +394,9 @@ impl Ingester {
                     self.reply(conn, |o| message::neg_err(o, sub_id.as_str(), why))
                 }) {
                     return;
+                }
+                if let Some(why) = self.limited(conn, s, limits::Kind::NegOpen, &cfg) {
+                    return self.reply(conn, |o| message::neg_err(o, sub_id.as_str(), &why));
                 }
                 let auth = self.read_auth(&cfg, s);
                 if s.authed.is_none() && auth.fully_restricted(std::slice::from_ref(&filter)) {

@@ -20,6 +20,7 @@ use super::http::{self, HttpInfo};
 use super::log_budget::LogBudget;
 use super::metrics::Metrics;
 use super::msg::{ConnId, Framed, InFlight, IngesterMsg, Outbound, Pool};
+use crate::policy::limits::{IpTable, Limit, Peer};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -63,6 +64,8 @@ pub struct IoConfig {
     /// `relay.maxMessagesInFlightPerConnection` and `…BytesInFlight…` (0 = no limit).
     pub max_inflight_msgs: u64,
     pub max_inflight_bytes: u64,
+    /// `relay.limits` (re-read every second, like the keys above).
+    pub limits: crate::config::LimitsConfig,
 }
 
 impl IoConfig {
@@ -132,6 +135,7 @@ enum HttpStep {
         head_len: usize,
         ip: IpAddr,
         deflate: Option<Agreed>,
+        limits: Peer,
     },
 }
 
@@ -163,6 +167,10 @@ struct Conn {
     /// again on the next turn (no readiness edge will come).
     more_to_write: bool,
     closing: bool,
+    /// Its rate limits once upgraded (bytes/s here; the ingester holds a sibling).
+    limits: Option<Peer>,
+    /// Not read because of the bytes/s limit (counted once per pause).
+    throttled: bool,
 }
 
 impl Conn {
@@ -200,6 +208,8 @@ pub struct Io {
     pub woken: Arc<AtomicBool>,
     /// Per-connection log lines under a budget (see `log_budget`).
     pub log_budget: RefCell<LogBudget>,
+    /// Connections, cooldowns and shared buckets per IP (`relay.limits`).
+    pub ips: RefCell<IpTable>,
 }
 
 impl Io {
@@ -295,6 +305,12 @@ impl Io {
                             for text in texts {
                                 self.enqueue(conn, c, text, true);
                             }
+                            touched.insert(conn);
+                        }
+                    }
+                    Outbound::RateLimited { conn } => {
+                        if let Some(c) = conns.get_mut(&conn) {
+                            self.rate_limited(conn, c);
                             touched.insert(conn);
                         }
                     }
@@ -427,6 +443,10 @@ impl Io {
                         .unwrap_or(usize::MAX);
                 self.cfg.max_inflight_msgs = cfg.relay.max_messages_in_flight_per_connection;
                 self.cfg.max_inflight_bytes = cfg.relay.max_bytes_in_flight_per_connection;
+                self.cfg.limits.clone_from(&cfg.relay.limits);
+                self.ips
+                    .borrow_mut()
+                    .sweep(&self.cfg.limits, &self.metrics.limits);
                 self.tick(&mut conns);
             }
             // Forgotten connections (dropped this turn) free their encoders promptly.
@@ -489,6 +509,8 @@ impl Io {
                             more_to_read: false,
                             more_to_write: false,
                             closing: false,
+                            limits: None,
+                            throttled: false,
                         },
                     );
                 }
@@ -549,6 +571,7 @@ impl Io {
                     head_len,
                     ip,
                     deflate,
+                    limits,
                 } => {
                     let Phase::Http { stream, buf, .. } =
                         std::mem::replace(&mut c.phase, Phase::Gone)
@@ -596,8 +619,16 @@ impl Io {
                         );
                     }
                     self.metrics.connections.inc();
-                    self.ingesters
-                        .dispatch(id, IngesterMsg::Connected { conn: id, ip });
+                    let sibling = Box::new(limits.sibling());
+                    c.limits = Some(limits);
+                    self.ingesters.dispatch(
+                        id,
+                        IngesterMsg::Connected {
+                            conn: id,
+                            ip,
+                            limits: sibling,
+                        },
+                    );
                 }
             }
         }
@@ -692,6 +723,20 @@ impl Io {
                     c.more_to_read = true;
                     break;
                 }
+                // `bytesPerSecond…`: past it the connection is not read until its buckets
+                // refill (TCP slows the sender); retried every millisecond like a stall.
+                Ok(None)
+                    if c.limits
+                        .as_ref()
+                        .is_some_and(|l| l.readable(&self.cfg.limits) == 0) =>
+                {
+                    if !c.throttled {
+                        c.throttled = true;
+                        self.metrics.limits.count(Limit::BytesPaused);
+                    }
+                    c.more_to_read = true;
+                    break;
+                }
                 Ok(None) => match ws.dec.read_from(&mut ws.stream) {
                     Ok(0) => {
                         // The peer is gone: nothing more to send it either.
@@ -700,7 +745,13 @@ impl Io {
                         stop_sending(c);
                         return;
                     }
-                    Ok(n) => budget = budget.saturating_sub(n),
+                    Ok(n) => {
+                        budget = budget.saturating_sub(n);
+                        c.throttled = false;
+                        if let Some(l) = &c.limits {
+                            l.read(&self.cfg.limits, n as u64);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
@@ -867,6 +918,24 @@ impl Io {
                 HttpStep::Close
             }
             http::Upgrade::Valid(key) => {
+                // Limits apply to the real client (behind a proxy, its header's address),
+                // and a refused upgrade gets its 429 before any 101.
+                let ip = real_ip(&req, &self.cfg.real_ip_header, c.ip, || self.log_line());
+                let limits =
+                    match self
+                        .ips
+                        .borrow_mut()
+                        .open(ip, &self.cfg.limits, &self.metrics.limits)
+                    {
+                        Ok(p) => p,
+                        Err(r) => {
+                            if self.log_line() {
+                                log::info!("refused a connection from {ip}: {}", r.reason);
+                            }
+                            *reply = http::too_many(r.retry_after, &r.reason);
+                            return HttpStep::Close;
+                        }
+                    };
                 let deflate = if self.cfg.compression {
                     extension::negotiate(
                         http::headers(&req, "sec-websocket-extensions"),
@@ -878,12 +947,14 @@ impl Io {
                 let resp = http::upgrade_response(&key, deflate.as_ref().map(|(_, r)| r.as_str()));
                 // A fresh socket's send buffer takes a handshake response whole.
                 if stream.write(&resp).ok() != Some(resp.len()) {
+                    self.ips.borrow_mut().closed(limits.key());
                     return HttpStep::Close;
                 }
                 HttpStep::Upgrade {
                     head_len,
-                    ip: real_ip(&req, &self.cfg.real_ip_header, c.ip, || self.log_line()),
+                    ip,
                     deflate: deflate.map(|(a, _)| a),
+                    limits,
                 }
             }
             http::Upgrade::Plain if http::is_management(&req) => {
@@ -1016,6 +1087,31 @@ impl Io {
         );
     }
 
+    /// A connection that kept pushing after being rate limited: closed (1008), and its IP
+    /// refused for a cooldown (unless one is running already).
+    fn rate_limited(&self, id: ConnId, c: &mut Conn) {
+        if c.closing {
+            return;
+        }
+        let Some(key) = c.limits.as_ref().map(Peer::key) else {
+            return;
+        };
+        let cooldown = self
+            .ips
+            .borrow_mut()
+            .strike(key, &self.cfg.limits, &self.metrics.limits);
+        if self.log_line() {
+            match cooldown {
+                Some(d) => log::info!(
+                    "[{id}] rate limited too often, closing; {key} refused for {}s",
+                    d.as_secs()
+                ),
+                None => log::info!("[{id}] rate limited too often during a cooldown, closing"),
+            }
+        }
+        start_close(c, 1008, "rate-limited: too many refused messages");
+    }
+
     /// May a per-connection line be logged now (see `log_budget`)?
     fn log_line(&self) -> bool {
         self.log_budget.borrow_mut().allow(Instant::now())
@@ -1052,6 +1148,9 @@ impl Io {
                     );
                 }
                 self.metrics.connections.dec();
+                if let Some(l) = &c.limits {
+                    self.ips.borrow_mut().closed(l.key());
+                }
                 // Down the pipeline, behind anything this connection already sent: the
                 // ingester passes it to the req-worker, which passes it to the monitor, so
                 // no subscription can be installed after its connection is gone.
@@ -1327,6 +1426,8 @@ mod tests {
             more_to_read: false,
             more_to_write: false,
             closing: false,
+            limits: None,
+            throttled: false,
         };
         (c, peer)
     }

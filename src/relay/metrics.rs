@@ -111,6 +111,8 @@ pub struct Metrics {
     pub io_turn_us: Counter,
     /// Stage messages waiting for the io thread at the start of a turn, the latest seen.
     pub io_backlog: Gauge,
+    /// Rate-limit refusals by limit, disconnects, IPs in cooldown (`policy::limits`).
+    pub limits: crate::policy::limits::LimitStats,
     /// Per stage (`STAGES`): client messages taken up, and the microseconds they waited in
     /// its queue (the mean wait is their ratio between two scrapes).
     queue_waited: [Counter; 6],
@@ -282,6 +284,7 @@ impl Metrics {
             "wok_write_storage_full_total",
             self.storage_full.get().to_string(),
         );
+        self.limits.render(&mut s);
         for (verb, c) in CLIENT_VERBS.iter().zip(&self.client) {
             let _ = writeln!(
                 s,

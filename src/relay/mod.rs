@@ -80,6 +80,8 @@ pub struct Shared {
     pub filter_values: AtomicUsize,
     /// Access control and bans (`policy::access`), read per message from a per-thread copy.
     pub access: Arc<crate::policy::access::Access>,
+    /// Authenticated pubkeys' rate-limit buckets (looked up once per AUTH).
+    pub pubkeys: crate::policy::limits::Pubkeys,
     config: RwLock<Arc<Config>>,
 }
 
@@ -171,6 +173,7 @@ impl Relay {
             sliding_window: cfg.relay.compression.sliding_window,
             max_inflight_msgs: cfg.relay.max_messages_in_flight_per_connection,
             max_inflight_bytes: cfg.relay.max_bytes_in_flight_per_connection,
+            limits: cfg.relay.limits.clone(),
         };
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).
@@ -183,6 +186,7 @@ impl Relay {
             started: std::time::Instant::now(),
             filter_values: AtomicUsize::new(0),
             access,
+            pubkeys: Default::default(),
             config: RwLock::new(Arc::new(cfg)),
         });
 
@@ -318,6 +322,7 @@ impl Relay {
                 log_budget::LINES_PER_SEC,
                 std::time::Instant::now(),
             )),
+            ips: Default::default(),
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");
@@ -551,6 +556,44 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
             .collect();
         if !list.is_empty() {
             doc["retention"] = serde_json::Value::Array(list);
+        }
+    }
+    // NIP-11 has no fields for rates: wok's own, for what one IP must keep to (0 = none).
+    // Per-connection and per-pubkey limits are not advertised when off (0).
+    let l = &r.limits;
+    if l.enabled {
+        let lim = &mut doc["limitation"];
+        for (key, val) in [
+            ("events_per_second", l.events_per_second_per_ip),
+            ("events_burst", l.events_burst_per_ip),
+            ("reqs_per_second", l.reqs_per_second_per_ip),
+            ("reqs_burst", l.reqs_burst_per_ip),
+            ("neg_opens_per_second", l.neg_opens_per_second_per_ip),
+            ("neg_opens_burst", l.neg_opens_burst_per_ip),
+            ("bytes_per_second", l.bytes_per_second_per_ip),
+            ("max_subscriptions_per_ip", l.max_subscriptions_per_ip),
+            ("max_connections_per_ip", l.max_connections_per_ip),
+            (
+                "new_connections_per_second",
+                l.new_connections_per_second_per_ip,
+            ),
+            (
+                "events_per_second_per_connection",
+                l.events_per_second_per_connection,
+            ),
+            (
+                "reqs_per_second_per_connection",
+                l.reqs_per_second_per_connection,
+            ),
+            (
+                "events_per_second_per_pubkey",
+                l.events_per_second_per_pubkey,
+            ),
+            ("reqs_per_second_per_pubkey", l.reqs_per_second_per_pubkey),
+        ] {
+            if val > 0 {
+                lim[key] = val.into();
+            }
         }
     }
     for (key, val) in [

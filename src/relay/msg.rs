@@ -95,6 +95,8 @@ pub enum IngesterMsg {
     Connected {
         conn: ConnId,
         ip: IpAddr,
+        /// Its rate limits (`policy::limits`); the io thread keeps a sibling for bytes/s.
+        limits: Box<crate::policy::limits::Peer>,
     },
     Closed {
         conn: ConnId,
@@ -116,6 +118,8 @@ pub enum ReqMsg {
         filters: Vec<Filter>,
         auth: ReadAuth,
         ticket: Ticket,
+        /// `relay.limits.maxSubscriptionsPerIp`.
+        subs: crate::policy::limits::SubLimit,
     },
     Count {
         conn: ConnId,
@@ -211,6 +215,9 @@ pub enum Outbound {
         json: Arc<[u8]>,
         recipients: Vec<(ConnId, SubId)>,
     },
+    /// Close a connection that kept pushing after being rate limited, and refuse its IP
+    /// for a cooldown (`relay.limits.violationsBeforeDisconnect`).
+    RateLimited { conn: ConnId },
     /// Messages a compressor thread framed (see `compressor`), in order per connection.
     Framed(Vec<Framed>),
     /// The answer to a plain HTTP request served off the io thread (NIP-86 management):

@@ -22,6 +22,7 @@ use super::{now, Shared};
 use crate::nostr::filter::EventView;
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
+use crate::policy::limits::SubSlot;
 use crate::search::hll::Hll;
 use crate::store::query::{Progress, Query};
 use crate::store::LevId;
@@ -31,8 +32,9 @@ const WORK_CHUNK: u64 = 2_000;
 /// Events between back-pressure checks inside a slice.
 const PACE: usize = 16;
 
-/// Open subscriptions per connection, with the filter values each holds.
-type Subs = HashMap<ConnId, HashMap<SubId, usize>>;
+/// Open subscriptions per connection, with the filter values each holds and its place in
+/// its IP's count (given back when the entry is dropped).
+type Subs = HashMap<ConnId, HashMap<SubId, (usize, Option<SubSlot>)>>;
 
 /// A REQ (limit cap) or a COUNT (count cap).
 enum Mode {
@@ -155,6 +157,7 @@ impl ReqWorker {
                 filters,
                 auth,
                 ticket,
+                subs: per_ip,
             } => {
                 let open = subs.entry(conn).or_default();
                 let replaces = open.contains_key(&sub_id);
@@ -165,15 +168,27 @@ impl ReqWorker {
                     return;
                 }
                 let values: usize = filters.iter().map(Filter::values).sum();
-                let old = open.get(&sub_id).copied().unwrap_or(0);
-                if let Err(why) = self.take_values(&cfg, open, old, values) {
-                    // The old subscription stays as it was: a refused replacement changes
-                    // nothing.
-                    let mut out = Vec::new();
-                    message::closed(&mut out, sub_id.as_str(), &why);
-                    self.io.text(conn, out);
-                    return;
-                }
+                let old = open.get(&sub_id).map_or(0, |v| v.0);
+                // A new subscription takes a place in its IP's count (`maxSubscriptionsPerIp`;
+                // given back if refused below); a replacement keeps the old one's.
+                let slot = match replaces {
+                    true => Ok(None),
+                    false => per_ip.take(&cfg.relay.limits, &self.shared.metrics.limits),
+                };
+                let taken =
+                    slot.and_then(|slot| self.take_values(&cfg, open, old, values).map(|()| slot));
+                let slot = match taken {
+                    Ok(None) => open.get_mut(&sub_id).and_then(|v| v.1.take()),
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        // The old subscription stays as it was: a refused replacement changes
+                        // nothing.
+                        let mut out = Vec::new();
+                        message::closed(&mut out, sub_id.as_str(), &why);
+                        self.io.text(conn, out);
+                        return;
+                    }
+                };
                 // Only an accepted REQ stops the old one's scan: a refused replacement leaves
                 // it running, to its EOSE.
                 running.retain_conn(conn, |r| r.sub_id != sub_id);
@@ -187,7 +202,7 @@ impl ReqWorker {
                         },
                     );
                 }
-                open.insert(sub_id.clone(), values);
+                open.insert(sub_id.clone(), (values, slot));
                 let mode = Mode::Req(cfg.relay.max_filter_limit);
                 // A new query goes before its connection's scans that already had a slice.
                 if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {
@@ -232,7 +247,7 @@ impl ReqWorker {
             ReqMsg::ConnClosed { conn } => {
                 running.remove_conn(conn);
                 if let Some(open) = subs.remove(&conn) {
-                    self.give_back(open.values().sum());
+                    self.give_back(open.values().map(|v| v.0).sum());
                 }
                 // After any Subscribe this worker sent for the connection.
                 self.monitors
@@ -246,12 +261,12 @@ impl ReqWorker {
     fn take_values(
         &self,
         cfg: &crate::config::Config,
-        open: &HashMap<SubId, usize>,
+        open: &HashMap<SubId, (usize, Option<SubSlot>)>,
         old: usize,
         values: usize,
     ) -> Result<(), String> {
         let r = &cfg.relay;
-        let mine: usize = open.values().sum::<usize>() - old + values;
+        let mine: usize = open.values().map(|v| v.0).sum::<usize>() - old + values;
         let per_conn = usize::try_from(r.max_filter_values_per_connection).unwrap_or(usize::MAX);
         if per_conn > 0 && mine > per_conn {
             return Err(format!(
@@ -280,7 +295,7 @@ impl ReqWorker {
     /// Forgets one subscription and gives its filter values back.
     fn release(&self, subs: &mut Subs, conn: ConnId, sub_id: &SubId) {
         if let Some(open) = subs.get_mut(&conn) {
-            if let Some(v) = open.remove(sub_id) {
+            if let Some((v, _slot)) = open.remove(sub_id) {
                 self.give_back(v);
             }
         }
