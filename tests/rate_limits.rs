@@ -447,20 +447,7 @@ fn switched_off_live_and_shown_in_nip11() {
         c.relay.limits.events_per_second_per_ip = 1;
         c.relay.limits.events_burst_per_ip = 1;
     });
-    let host = relay.url.trim_start_matches("ws://").to_owned();
-    let nip11 = || {
-        let mut s = TcpStream::connect(&host).expect("connect");
-        s.set_read_timeout(Some(WAIT)).expect("timeout");
-        write!(
-            s,
-            "GET / HTTP/1.1\r\nHost: {host}\r\nAccept: application/nostr+json\r\nConnection: close\r\n\r\n"
-        )
-        .expect("req");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        let json = body.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        serde_json::from_str::<serde_json::Value>(&json).expect("nip11 json")
-    };
+    let nip11 = || common::nip11_of(&relay.url);
     let doc = nip11();
     assert_eq!(doc["limitation"]["events_per_second"], 1, "{doc}");
     assert_eq!(doc["limitation"]["max_connections_per_ip"], 200, "{doc}");

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -117,7 +116,7 @@ fn a_running_relay_prunes_by_age_and_by_count_per_author() {
     assert_eq!(got, expected_left(&evs, t));
 
     // NIP-11 lists the rules with a time or a count.
-    let doc = nip11(&r.url);
+    let doc = common::nip11_of(&r.url);
     assert_eq!(
         doc["retention"],
         serde_json::json!([
@@ -138,21 +137,6 @@ fn a_running_relay_prunes_by_age_and_by_count_per_author() {
         store.check_consistency(&txn).expect("check"),
         Vec::<String>::new()
     );
-}
-
-fn nip11(url: &str) -> serde_json::Value {
-    let addr = url.trim_start_matches("ws://");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nAccept: application/nostr+json\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let (_, body) = out.split_once("\r\n\r\n").expect("head and body");
-    serde_json::from_str(body).expect("NIP-11 JSON")
 }
 
 fn wok(conf: &std::path::Path) -> Command {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 
 use common::*;
 use wok::search::hll::{self, Hll};
@@ -217,18 +216,7 @@ fn hll_matches_a_hand_computation() {
 }
 
 fn nip11_nips(r: &TestRelay) -> Vec<u64> {
-    let addr = r.url.trim_start_matches("ws://");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nAccept: application/nostr+json\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let (_, body) = out.split_once("\r\n\r\n").expect("body");
-    let doc: serde_json::Value = serde_json::from_str(body).expect("json");
+    let doc = common::nip11_of(&r.url);
     doc["supported_nips"]
         .as_array()
         .expect("nips")
