@@ -238,31 +238,13 @@ fn connect_from(url: &str, ip: &str) -> tungstenite::WebSocket<MaybeTlsStream<Tc
     ws
 }
 
-/// Reads until the relay ends the connection; false if it stays open past `WAIT`.
-fn closed_by_relay(ws: &mut tungstenite::WebSocket<MaybeTlsStream<TcpStream>>) -> bool {
-    let end = Instant::now() + WAIT;
-    while Instant::now() < end {
-        match ws.read() {
-            Ok(Message::Close(_)) => return true,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
 #[test]
 fn blocked_ip_is_disconnected_and_refused() {
     let relay = managed(|_| {});
     let mut victim = connect_from(&relay.url, "127.0.0.2");
     let mut bystander = relay.client();
     call(&relay, "blockip", json!(["127.0.0.2", "abuse"]));
-    assert!(closed_by_relay(&mut victim), "blocked IP still connected");
+    assert!(common::closed_by_relay(&mut victim).is_some(), "blocked IP still connected");
     assert_eq!(
         call(&relay, "listblockedips", json!([])),
         json!([{ "ip": "127.0.0.2", "reason": "abuse" }])
@@ -411,7 +393,7 @@ fn wok_admin_offline_reaches_a_running_relay() {
     let mut victim = connect_from(&relay.url, "127.0.0.3");
     let o = wok_admin(&dir, &["blockip", "127.0.0.3", "from the shell"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
-    assert!(closed_by_relay(&mut victim), "offline blockip not applied");
+    assert!(common::closed_by_relay(&mut victim).is_some(), "offline blockip not applied");
     let o = wok_admin(&dir, &["changerelayname", "Offline name"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     let end = Instant::now() + WAIT;

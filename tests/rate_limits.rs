@@ -285,24 +285,6 @@ fn new_connections_per_second_recover() {
     .starts_with("HTTP/1.1 101")));
 }
 
-/// Reads until the relay closes the connection; the close code, if a close frame came.
-fn closed_by_relay(c: &mut Client) -> Option<u16> {
-    let end = Instant::now() + WAIT;
-    while Instant::now() < end {
-        match c.ws.read() {
-            Ok(tungstenite::Message::Close(f)) => return f.map(|f| u16::from(f.code)),
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return None,
-        }
-    }
-    panic!("the relay did not close the connection");
-}
-
 #[test]
 fn repeat_offender_is_disconnected_and_cooled_down() {
     let relay = TestRelay::with(|c| {
@@ -318,7 +300,7 @@ fn repeat_offender_is_disconnected_and_cooled_down() {
     for i in 0..10 {
         c.send_event(&note(&keys(2), &format!("push {i}")));
     }
-    assert_eq!(closed_by_relay(&mut c), Some(1008));
+    assert_eq!(common::closed_by_relay(&mut c.ws), Some(Some(1008)));
     assert_eq!(metric(&relay.url, "wok_rate_limit_disconnects_total"), 1);
     let head = upgrade_head(&relay.url, "127.0.0.2", "");
     assert!(head.starts_with("HTTP/1.1 429"), "{head}");
@@ -341,7 +323,7 @@ fn repeat_offender_is_disconnected_and_cooled_down() {
     for i in 0..10 {
         c.send_event(&note(&keys(2), &format!("again {i}")));
     }
-    assert_eq!(closed_by_relay(&mut c), Some(1008));
+    assert_eq!(common::closed_by_relay(&mut c.ws), Some(Some(1008)));
     let head = upgrade_head(&relay.url, "127.0.0.2", "");
     assert!(
         head.contains("Retry-After: 2\r\n") || head.contains("Retry-After: 3\r\n"),

@@ -546,3 +546,22 @@ pub fn nip11_of(url: &str) -> serde_json::Value {
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("NIP-11 JSON")
 }
+
+/// Reads until the relay ends the connection: `Some(code)` once it did (the close frame's
+/// code, `None` inside if it closed without one), `None` if it stays open past `WAIT`.
+pub fn closed_by_relay(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) -> Option<Option<u16>> {
+    let end = Instant::now() + WAIT;
+    while Instant::now() < end {
+        match ws.read() {
+            Ok(Message::Close(f)) => return Some(f.map(|f| u16::from(f.code))),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(None),
+        }
+    }
+    None
+}
