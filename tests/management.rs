@@ -244,7 +244,10 @@ fn blocked_ip_is_disconnected_and_refused() {
     let mut victim = connect_from(&relay.url, "127.0.0.2");
     let mut bystander = relay.client();
     call(&relay, "blockip", json!(["127.0.0.2", "abuse"]));
-    assert!(common::closed_by_relay(&mut victim).is_some(), "blocked IP still connected");
+    assert!(
+        common::closed_by_relay(&mut victim).is_some(),
+        "blocked IP still connected"
+    );
     assert_eq!(
         call(&relay, "listblockedips", json!([])),
         json!([{ "ip": "127.0.0.2", "reason": "abuse" }])
@@ -393,7 +396,10 @@ fn wok_admin_offline_reaches_a_running_relay() {
     let mut victim = connect_from(&relay.url, "127.0.0.3");
     let o = wok_admin(&dir, &["blockip", "127.0.0.3", "from the shell"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
-    assert!(common::closed_by_relay(&mut victim).is_some(), "offline blockip not applied");
+    assert!(
+        common::closed_by_relay(&mut victim).is_some(),
+        "offline blockip not applied"
+    );
     let o = wok_admin(&dir, &["changerelayname", "Offline name"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     let end = Instant::now() + WAIT;

@@ -49,13 +49,7 @@ fn spawn() -> Proc {
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    let log = relay.await_stderr("relay listening on 127.0.0.1:", STEP);
-    let port = log
-        .split("relay listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.lines().next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {log}"));
+    let port = relay.await_port(STEP);
     Proc {
         relay,
         _dir: dir,

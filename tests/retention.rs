@@ -348,13 +348,7 @@ fn kill_9_while_the_relay_prunes_loses_nothing() {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped()),
     );
-    let log = relay.await_stderr("relay listening on 127.0.0.1:", WAIT);
-    let port: u16 = log
-        .split("relay listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.lines().next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {log}"));
+    let port = relay.await_port(WAIT);
     let url = format!("ws://127.0.0.1:{port}");
     let end = Instant::now() + WAIT;
     while common::metric(&url, "wok_retention_pruned_total") == 0 {

@@ -71,13 +71,7 @@ impl Node {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
         );
-        let log = proc.await_stderr("relay listening on 127.0.0.1:", STEP);
-        self.port = log
-            .split("relay listening on 127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.lines().next())
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {log}"));
+        self.port = proc.await_port(STEP);
         self.url = format!("ws://127.0.0.1:{}", self.port);
         self.proc = Some(proc);
     }

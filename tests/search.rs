@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::*;
 use wok::search::hll::{self, Hll};
 

@@ -219,13 +219,7 @@ fn spawn_relay(db: &Path, conf_dir: &Path) -> (Running, String) {
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    let log = relay.await_stderr("relay listening on 127.0.0.1:", WAIT);
-    let port: u16 = log
-        .split("relay listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.lines().next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {log}"));
+    let port = relay.await_port(WAIT);
     (relay, format!("ws://127.0.0.1:{port}"))
 }
 

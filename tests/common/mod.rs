@@ -380,6 +380,18 @@ impl Running {
             .expect("stderr is not piped")
             .wait_for(needle, within)
     }
+
+    /// For a `wok relay` process: waits (bounded) for its "relay listening" line and returns
+    /// the port it reports (the ephemeral one when it was given port 0).
+    pub fn await_port(&self, within: Duration) -> u16 {
+        const LISTENING: &str = "relay listening on 127.0.0.1:";
+        let log = self.await_stderr(LISTENING, within);
+        log.split(LISTENING)
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {log}"))
+    }
 }
 
 impl Drop for Running {
