@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::nostr::bech32::parse_pubkey;
-use crate::nostr::hex;
+use crate::nostr::filter::EventView;
 use crate::store::manage::List;
 use crate::store::{LevId, Store};
 
@@ -281,8 +281,13 @@ impl Access {
             }
         }
         for lev in s.follow_levs.iter().flatten() {
-            if let Some(json) = store.payload(&txn, *lev)? {
-                s.follows.extend(follows_of(&json));
+            if let Some(rec) = store.record(&txn, *lev)? {
+                // Packed `p` values are the 32 raw bytes (non-hex ones are not packed).
+                s.follows.extend(
+                    rec.packed_tags()
+                        .filter(|(n, _)| *n == b'p')
+                        .filter_map(|(_, v)| <[u8; 32]>::try_from(v).ok()),
+                );
             }
         }
         drop(txn);
@@ -293,23 +298,6 @@ impl Access {
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(true)
     }
-}
-
-/// The pubkeys in a kind-3 event's `p` tags (cold path: a follow list changed).
-fn follows_of(json: &[u8]) -> Vec<[u8; 32]> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else {
-        return Vec::new();
-    };
-    v["tags"]
-        .as_array()
-        .map(|tags| {
-            tags.iter()
-                .filter(|t| t[0] == "p")
-                .filter_map(|t| t[1].as_str())
-                .filter_map(|p| hex::decode_any::<32>(p.as_bytes()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
