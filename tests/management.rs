@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{http_request, keys, note, now, TestRelay, WAIT};
 use serde_json::{json, Value};
@@ -402,11 +402,11 @@ fn wok_admin_offline_reaches_a_running_relay() {
     );
     let o = wok_admin(&dir, &["changerelayname", "Offline name"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
-    let end = Instant::now() + WAIT;
-    while common::nip11_of(&relay.url)["name"] != "Offline name" {
-        assert!(Instant::now() < end, "offline rename not applied");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        common::eventually(WAIT, || common::nip11_of(&relay.url)["name"]
+            == "Offline name"),
+        "offline rename not applied"
+    );
     let o = wok_admin(&dir, &["listblockedips"]);
     let v: Value = serde_json::from_str(&stdout_of(&o)).expect("JSON on stdout");
     assert_eq!(

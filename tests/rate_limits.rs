@@ -91,19 +91,6 @@ fn upgrade(url: &str, src: &str, extra: &str) -> (String, TcpStream) {
     (String::from_utf8_lossy(&head).into_owned(), s)
 }
 
-/// Retries `f` until it is true, for at most `within` (limits refill with time: the wait is
-/// for the relay to say yes, not a fixed sleep).
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 fn ok_of(c: &mut Client, i: usize) -> serde_json::Value {
     c.publish(&note(&keys(1), &format!("note {i} {:?}", Instant::now())))
 }
@@ -135,7 +122,7 @@ fn events_per_ip_trigger_and_recover() {
     assert!(metric(&relay.url, "wok_rate_limited_total{limit=\"events_ip\"}") >= 1);
     let mut i = 10;
     assert!(
-        eventually(RECOVER, || {
+        common::eventually(RECOVER, || {
             i += 1;
             ok_of(&mut c, i)[2] == true
         }),
@@ -163,7 +150,7 @@ fn reqs_and_counts_per_ip_trigger_and_recover() {
             .starts_with("rate-limited: too many REQs"),
         "{m}"
     );
-    assert!(eventually(RECOVER, || {
+    assert!(common::eventually(RECOVER, || {
         c.send(r#"["REQ","d",{}]"#);
         c.recv()[0] == "EOSE"
     }));
@@ -193,7 +180,7 @@ fn neg_opens_per_ip_trigger_and_recover() {
         "{second}"
     );
     let mut n = 2;
-    assert!(eventually(RECOVER, || {
+    assert!(common::eventually(RECOVER, || {
         n += 1;
         open(&mut c, &format!("n{n}"))[0] == "NEG-MSG"
     }));
@@ -224,12 +211,12 @@ fn subscriptions_per_ip_across_connections() {
     other.req("o1", "{}");
     // A closed subscription, and a closed connection, give their places back.
     a.send(r#"["CLOSE","a1"]"#);
-    assert!(eventually(RECOVER, || {
+    assert!(common::eventually(RECOVER, || {
         b.send(r#"["REQ","b2",{}]"#);
         b.until(|m| m[1] == "b2").1[0] == "EOSE"
     }));
     drop(a);
-    assert!(eventually(RECOVER, || {
+    assert!(common::eventually(RECOVER, || {
         b.send(r#"["REQ","b3",{}]"#);
         b.until(|m| m[1] == "b3").1[0] == "EOSE"
     }));
@@ -256,7 +243,7 @@ fn connections_per_ip_get_429_before_the_upgrade() {
         1
     );
     drop(a);
-    assert!(eventually(RECOVER, || upgrade_head(
+    assert!(common::eventually(RECOVER, || upgrade_head(
         &relay.url,
         "127.0.0.1",
         ""
@@ -277,7 +264,7 @@ fn new_connections_per_second_recover() {
     let head = upgrade_head(&relay.url, "127.0.0.1", "");
     assert!(head.starts_with("HTTP/1.1 429"), "{head}");
     assert!(head.contains("Retry-After: 1\r\n"), "{head}");
-    assert!(eventually(RECOVER, || upgrade_head(
+    assert!(common::eventually(RECOVER, || upgrade_head(
         &relay.url,
         "127.0.0.1",
         ""
@@ -312,7 +299,7 @@ fn repeat_offender_is_disconnected_and_cooled_down() {
     // Other addresses are not cooled down.
     assert!(upgrade_head(&relay.url, "127.0.0.3", "").starts_with("HTTP/1.1 101"));
     // The cooldown ends.
-    assert!(eventually(RECOVER, || upgrade_head(
+    assert!(common::eventually(RECOVER, || upgrade_head(
         &relay.url,
         "127.0.0.2",
         ""
@@ -353,7 +340,7 @@ fn exempt_cidrs_and_loopback() {
     cfg.relay.limits.exempt_cidrs = "10.0.0.0/8, 127.0.0.2/32".into();
     cfg.relay.limits.exempt_loopback = true;
     relay.relay.as_ref().expect("relay").reload(cfg);
-    assert!(eventually(RECOVER, || {
+    assert!(common::eventually(RECOVER, || {
         let mut c = client_from(&relay.url, "127.0.0.3");
         (0..3).all(|i| ok_of(&mut c, 100 + i)[2] == true)
     }));

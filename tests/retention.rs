@@ -102,11 +102,13 @@ fn a_running_relay_prunes_by_age_and_by_count_per_author() {
     await_metric(&r.url, "wok_retention_pruned_total", 22);
     // A whole pass more finds nothing else (and the count did not move past 22 above).
     let slices = common::metric(&r.url, "wok_retention_slices_total");
-    let end = Instant::now() + WAIT;
-    while common::metric(&r.url, "wok_retention_slices_total") < slices + 2 {
-        assert!(Instant::now() < end, "no more slices");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        common::eventually(WAIT, || common::metric(
+            &r.url,
+            "wok_retention_slices_total"
+        ) >= slices + 2),
+        "no more slices"
+    );
     assert_eq!(common::metric(&r.url, "wok_retention_pruned_total"), 22);
     let got: BTreeSet<String> = c
         .req("all", "{}")

@@ -577,3 +577,17 @@ pub fn closed_by_relay(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) -> Option<
     }
     None
 }
+
+/// Retries `f` until it is true, for at most `within`: for state the relay changes on its
+/// own clock (a refilled bucket, a table another process wrote, a pruning pass), where there
+/// is nothing to await but the state itself.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
