@@ -48,13 +48,7 @@ impl Report {
         value: f64,
         unit: &'static str,
     ) {
-        self.figures.push(Figure {
-            scenario,
-            name: name.into(),
-            value,
-            unit,
-            t: None,
-        });
+        self.push(scenario, name.into(), None, value, unit);
     }
 
     /// A sample of a time series at `t` seconds into the scenario.
@@ -66,12 +60,23 @@ impl Report {
         value: f64,
         unit: &'static str,
     ) {
+        self.push(scenario, name.into(), Some(t), value, unit);
+    }
+
+    fn push(
+        &mut self,
+        scenario: &'static str,
+        name: String,
+        t: Option<f64>,
+        value: f64,
+        unit: &'static str,
+    ) {
         self.figures.push(Figure {
             scenario,
-            name: name.into(),
+            name,
             value,
             unit,
-            t: Some(t),
+            t,
         });
     }
 }
