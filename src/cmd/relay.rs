@@ -49,7 +49,7 @@ pub fn run(g: &Globals) -> ExitCode {
         ConfigSource::Embedded => None,
     };
     let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut last: Option<SystemTime> = watched.as_ref().and_then(mtime);
+    let mut last: Option<SystemTime> = loaded.stamp;
     let mut draining = false;
     loop {
         std::thread::sleep(Duration::from_millis(100));
@@ -69,9 +69,13 @@ pub fn run(g: &Globals) -> ExitCode {
         if let Some(p) = &watched {
             let now = mtime(p);
             if now != last {
+                // A failed parse is not retried until the file changes again.
                 last = now;
                 match wok::config::load_source(&ConfigSource::File(p.clone()), &g.set) {
                     Ok(l) => {
+                        // The stamp read before the text: an edit racing the read is
+                        // seen on the next check.
+                        last = l.stamp;
                         for w in &l.warnings {
                             log::warn!("{w}");
                         }

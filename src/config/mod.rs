@@ -68,6 +68,9 @@ pub struct Loaded {
     pub source: ConfigSource,
     /// Non-fatal problems (unknown keys, fallback to the embedded config), to log.
     pub warnings: Vec<String>,
+    /// The file's mtime read *before* its text, so a watcher comparing against it sees
+    /// any edit that landed after the read (an edit during start-up is not missed).
+    pub stamp: Option<std::time::SystemTime>,
 }
 
 impl Config {
@@ -118,6 +121,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 /// Reads and parses a given source, then applies the overrides. Also the entry
 /// point for reloads.
 pub fn load_source(source: &ConfigSource, overrides: &[String]) -> Result<Loaded, ConfigError> {
+    let stamp = match source {
+        ConfigSource::File(path) => std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+        ConfigSource::Embedded => None,
+    };
     let (mut config, warnings) = match source {
         ConfigSource::File(path) => {
             let text = read_config_file(path)?;
@@ -138,6 +145,7 @@ pub fn load_source(source: &ConfigSource, overrides: &[String]) -> Result<Loaded
         config,
         source: source.clone(),
         warnings,
+        stamp,
     })
 }
 
