@@ -224,14 +224,18 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut verifiers = Vec::with_capacity(workers);
     for i in 0..workers {
         let (rx, tx, store) = (chunk_rx.clone(), done_tx.clone(), Arc::clone(&store));
         let spawned = thread::Builder::new()
             .name(format!("Verifier {i}"))
             .spawn(move || work(&rx, &tx, opts, &store));
-        if let Err(e) = spawned {
-            eprintln!("error: import: cannot start a worker thread: {e}");
-            return ExitCode::FAILURE;
+        match spawned {
+            Ok(h) => verifiers.push(h),
+            Err(e) => {
+                eprintln!("error: import: cannot start a worker thread: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     drop((chunk_rx, done_tx));
@@ -244,53 +248,85 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         last_log: Instant::now(),
     };
     let batch = usize::try_from(args.write_batch).unwrap_or(usize::MAX);
-    let written = w.run(&done_rx, batch);
-    if let Err(e) = written {
-        progress.clear();
-        // The reader may be blocked on stdin; exiting the process ends it.
-        log::error!("import: {e}. {}", w.stats.summary());
-        return ExitCode::FAILURE;
-    }
+    let written = match w.run(&done_rx, batch) {
+        Ok(n) => n,
+        Err(e) => {
+            progress.clear();
+            // The reader may be blocked on stdin; exiting the process ends it.
+            log::error!("import: {e}. {}", w.stats.summary());
+            return ExitCode::FAILURE;
+        }
+    };
     drop(done_rx);
+    // Every worker has ended (the results channel closed); one that panicked may have
+    // taken a chunk with it, so the counts are checked as well as the joins.
+    let panicked = verifiers
+        .into_iter()
+        .map(thread::JoinHandle::join)
+        .filter(Result::is_err)
+        .count();
     let read = reader
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
     log::info!("Done. {}", w.stats.summary());
-    match read {
+    match read
+        .map_err(|e| format!("reading the input: {e}"))
+        .and_then(|sent| complete(sent, written, panicked))
+    {
         Ok(()) => {
             progress.finish();
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("import: reading the input: {e}");
+            log::error!("import: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Whether every chunk the reader sent was written: an import that lost lines must not
+/// exit 0.
+fn complete(sent: u64, written: u64, panicked: usize) -> Result<(), String> {
+    if panicked > 0 {
+        return Err(format!(
+            "internal error: {panicked} worker thread(s) panicked; {} of {sent} chunks written",
+            written.min(sent)
+        ));
+    }
+    if written != sent {
+        return Err(format!(
+            "internal error: {written} of {sent} chunks written"
+        ));
+    }
+    Ok(())
+}
+
 /// Reader thread: cuts the input into chunks of whole lines. A line longer than
 /// `max_line` is not kept: its bytes are counted and dropped, and it goes on as an
 /// `oversize` chunk of its own.
+/// Returns how many chunks it sent, so the caller can check that every one was written.
 fn read_chunks(
     mut input: Box<dyn Read + Send>,
     tx: &Sender<Chunk>,
     max_line: usize,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
-    let mut seq = 0u64;
+    let seq = std::cell::Cell::new(0u64);
     let mut next_line = 1u64;
     // Bytes so far of an oversize line being skipped.
     let mut skipping: Option<usize> = None;
-    let mut send = |first_line: u64, data: Vec<u8>, oversize: Option<usize>| {
+    let send = |first_line: u64, data: Vec<u8>, oversize: Option<usize>| {
         let ok = tx
             .send(Chunk {
-                seq,
+                seq: seq.get(),
                 first_line,
                 data,
                 oversize,
             })
             .is_ok();
-        seq += 1;
+        if ok {
+            seq.set(seq.get() + 1);
+        }
         ok
     };
     loop {
@@ -302,7 +338,7 @@ fn read_chunks(
             match buf.iter().position(|&b| b == b'\n') {
                 Some(p) => {
                     if !send(next_line, Vec::new(), Some(skipped + p)) {
-                        return Ok(());
+                        return Ok(seq.get());
                     }
                     next_line += 1;
                     skipping = None;
@@ -313,7 +349,7 @@ fn read_chunks(
                     buf.clear();
                     if eof {
                         send(next_line, Vec::new(), skipping);
-                        return Ok(());
+                        return Ok(seq.get());
                     }
                     continue;
                 }
@@ -325,7 +361,7 @@ fn read_chunks(
             if !buf.is_empty() {
                 send(next_line, buf, None);
             }
-            return Ok(());
+            return Ok(seq.get());
         }
         if let Some(p) = buf.iter().rposition(|&b| b == b'\n') {
             let mut rest = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
@@ -333,7 +369,7 @@ fn read_chunks(
             buf.truncate(p + 1);
             let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
             if !send(next_line, std::mem::replace(&mut buf, rest), None) {
-                return Ok(());
+                return Ok(seq.get());
             }
             next_line += lines;
         }
@@ -495,7 +531,8 @@ struct Writer<'s> {
 }
 
 impl Writer<'_> {
-    fn run(&mut self, rx: &Receiver<Done>, batch_max: usize) -> Result<(), String> {
+    /// Returns how many chunks were written.
+    fn run(&mut self, rx: &Receiver<Done>, batch_max: usize) -> Result<u64, String> {
         let mut reorder: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next_seq = 0u64;
         let mut pending: VecDeque<Item> = VecDeque::new();
@@ -544,7 +581,7 @@ impl Writer<'_> {
                 if !reorder.is_empty() {
                     return Err("internal error: a worker thread stopped early".into());
                 }
-                return Ok(());
+                return Ok(next_seq);
             }
         }
     }
@@ -599,5 +636,28 @@ impl Writer<'_> {
             };
             log::info!("{msg}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_chunk_or_a_panicked_worker_fails_the_import() {
+        assert_eq!(complete(3, 3, 0), Ok(()));
+        assert_eq!(complete(0, 0, 0), Ok(()));
+        assert!(complete(3, 2, 0).is_err(), "the last chunk was dropped");
+        assert!(complete(3, 3, 1).is_err(), "a worker panicked");
+    }
+
+    #[test]
+    fn the_reader_counts_the_chunks_it_sent() {
+        let (tx, rx) = bounded::<Chunk>(64);
+        let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(b"a\nb\nc".to_vec()));
+        let sent = read_chunks(input, &tx, 16).expect("read");
+        drop(tx);
+        assert_eq!(sent, rx.iter().count() as u64);
+        assert!(sent > 0);
     }
 }
