@@ -19,7 +19,7 @@ use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::log_budget::LogBudget;
 use super::metrics::Metrics;
-use super::msg::{ConnId, Framed, InFlight, IngesterMsg, Outbound, Pool};
+use super::msg::{ConnId, Deferred, Framed, InFlight, IngesterMsg, Outbound, Pool};
 use crate::policy::limits::{IpTable, Limit, Peer};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
@@ -171,6 +171,9 @@ struct Conn {
     limits: Option<Peer>,
     /// Not read because of the bytes/s limit (counted once per pause).
     throttled: bool,
+    /// Its `Connected` when the ingester's inbox was full at the upgrade: nothing of it
+    /// is read until this is delivered (its messages must follow it).
+    unannounced: Option<IngesterMsg>,
 }
 
 impl Conn {
@@ -210,6 +213,8 @@ pub struct Io {
     pub log_budget: RefCell<LogBudget>,
     /// Connections, cooldowns and shared buckets per IP (`relay.limits`).
     pub ips: RefCell<IpTable>,
+    /// Closes that met a full ingester inbox, retried every turn.
+    pub closes: RefCell<Deferred<IngesterMsg>>,
 }
 
 impl Io {
@@ -243,7 +248,7 @@ impl Io {
             // connection waits (in-flight limit, full ingester), look again soon.
             let timeout = if !self.rx.is_empty() || !unflushed.is_empty() {
                 Duration::ZERO
-            } else if stalled.is_empty() {
+            } else if stalled.is_empty() && self.closes.borrow().is_empty() {
                 Duration::from_secs(1)
             } else {
                 Duration::from_millis(1)
@@ -261,6 +266,7 @@ impl Io {
             self.metrics
                 .io_backlog
                 .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
+            self.closes.borrow_mut().retry(&self.ingesters);
             // Connections paused on a full ingester inbox: retry them (no readiness edge
             // will come for data already in their socket buffers).
             for id in stalled.drain().collect::<Vec<_>>() {
@@ -286,8 +292,8 @@ impl Io {
             }
             // Clear before draining: a message sent after this point wakes us again.
             self.woken.store(false, Ordering::Release);
-            // A bounded share per turn: under a flood the stages produce as fast as this
-            // drains, and every socket (reads too) waits until the turn ends.
+            // The whole backlog (bounded, see OUTBOUND_PER_TURN): taking a message only
+            // queues it; writes are budgeted per connection below.
             for m in self.rx.try_iter().take(OUTBOUND_PER_TURN) {
                 match m {
                     Outbound::Send { conn, text } => {
@@ -404,7 +410,7 @@ impl Io {
                 let Some(c) = conns.get_mut(&id) else {
                     continue;
                 };
-                if c.stalled.is_some() || c.more_to_read {
+                if c.stalled.is_some() || c.more_to_read || c.unannounced.is_some() {
                     stalled.insert(id);
                 }
                 if !flush(c, WRITE_BUDGET) {
@@ -511,6 +517,7 @@ impl Io {
                             closing: false,
                             limits: None,
                             throttled: false,
+                            unannounced: None,
                         },
                     );
                 }
@@ -621,15 +628,23 @@ impl Io {
                     self.metrics.connections.inc();
                     let sibling = Box::new(limits.sibling());
                     c.limits = Some(limits);
-                    self.ingesters.dispatch(
-                        id,
-                        IngesterMsg::Connected {
-                            conn: id,
-                            ip,
-                            limits: sibling,
-                        },
-                    );
+                    let hello = IngesterMsg::Connected {
+                        conn: id,
+                        ip,
+                        limits: sibling,
+                    };
+                    if let Err(hello) = self.ingesters.try_dispatch(id, hello) {
+                        self.metrics.io_deferred.inc();
+                        c.unannounced = Some(hello);
+                    }
                 }
+            }
+        }
+        // Announced first: the ingester must know the connection before its messages.
+        if let Some(hello) = c.unannounced.take() {
+            if let Err(hello) = self.ingesters.try_dispatch(id, hello) {
+                c.unannounced = Some(hello);
+                return;
             }
         }
         // A message held back (in-flight limit or full ingester): deliver it before
@@ -1154,8 +1169,17 @@ impl Io {
                 // Down the pipeline, behind anything this connection already sent: the
                 // ingester passes it to the req-worker, which passes it to the monitor, so
                 // no subscription can be installed after its connection is gone.
-                self.ingesters
-                    .dispatch(id, IngesterMsg::Closed { conn: id });
+                // Never announced: the stages never heard of it, so nothing to end.
+                let announced = c.unannounced.take().is_none();
+                if announced
+                    && self.closes.borrow_mut().send(
+                        &self.ingesters,
+                        id,
+                        IngesterMsg::Closed { conn: id },
+                    )
+                {
+                    self.metrics.io_deferred.inc();
+                }
             }
         }
     }
@@ -1428,6 +1452,7 @@ mod tests {
             closing: false,
             limits: None,
             throttled: false,
+            unannounced: None,
         };
         (c, peer)
     }

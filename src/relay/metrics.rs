@@ -111,6 +111,9 @@ pub struct Metrics {
     pub io_turn_us: Counter,
     /// Stage messages waiting for the io thread at the start of a turn, the latest seen.
     pub io_backlog: Gauge,
+    /// Connects and closes io could not hand to a full ingester inbox at once (they wait
+    /// and are retried each turn; io never blocks on a stage).
+    pub io_deferred: Counter,
     /// Rate-limit refusals by limit, disconnects, IPs in cooldown (`policy::limits`).
     pub limits: crate::policy::limits::LimitStats,
     /// Per stage (`STAGES`): client messages taken up, and the microseconds they waited in
@@ -263,6 +266,10 @@ impl Metrics {
             self.io_turn_us.get().to_string(),
         );
         line("wok_io_backlog_messages", self.io_backlog.get().to_string());
+        line(
+            "wok_io_deferred_handoffs_total",
+            self.io_deferred.get().to_string(),
+        );
         line("wok_retention_pruned_total", self.pruned.get().to_string());
         line(
             "wok_retention_archived_total",

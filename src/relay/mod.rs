@@ -323,6 +323,7 @@ impl Relay {
                 std::time::Instant::now(),
             )),
             ips: Default::default(),
+            closes: Default::default(),
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");

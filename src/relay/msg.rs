@@ -316,3 +316,82 @@ impl<T> Pool<T> {
         self.senders.iter().map(Sender::len).sum()
     }
 }
+
+/// Connection-ended messages the io thread could not hand to a full stage inbox, kept in
+/// order and retried every turn: io never blocks on a stage (a blocked io thread stops
+/// every socket), and a close is never lost (its subscriptions and sessions must end).
+pub struct Deferred<T> {
+    queue: std::collections::VecDeque<(ConnId, T)>,
+}
+
+impl<T> Default for Deferred<T> {
+    fn default() -> Self {
+        Deferred {
+            queue: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Deferred<T> {
+    /// Delivers `m` now if nothing is waiting and its inbox has room, else queues it
+    /// behind what waits; returns whether it had to wait.
+    pub fn send(&mut self, pool: &Pool<T>, conn: ConnId, m: T) -> bool {
+        if self.queue.is_empty() {
+            match pool.try_dispatch(conn, m) {
+                Ok(()) => return false,
+                Err(m) => self.queue.push_back((conn, m)),
+            }
+        } else {
+            self.queue.push_back((conn, m));
+        }
+        true
+    }
+
+    /// Delivers waiting messages in order until an inbox is full.
+    pub fn retry(&mut self, pool: &Pool<T>) {
+        while let Some((conn, m)) = self.queue.pop_front() {
+            if let Err(m) = pool.try_dispatch(conn, m) {
+                self.queue.push_front((conn, m));
+                return;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A close that meets a full inbox waits instead of blocking, later ones queue
+    /// behind it, and retries deliver them all, in order, as room appears.
+    #[test]
+    fn deferred_messages_wait_in_order_and_are_all_delivered() {
+        let (tx, rx) = crossbeam_channel::bounded::<u64>(1);
+        let pool = Pool::new(vec![tx]);
+        let mut d = Deferred::default();
+        assert!(!d.send(&pool, 1, 1), "room: delivered at once");
+        assert!(d.send(&pool, 2, 2), "full: waits");
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert!(
+            d.send(&pool, 3, 3),
+            "queued behind 2 although there is room"
+        );
+        assert_eq!(d.len(), 2);
+        d.retry(&pool);
+        assert_eq!(d.len(), 1, "one slot: one delivered");
+        assert_eq!(rx.try_recv(), Ok(2));
+        d.retry(&pool);
+        assert!(d.is_empty());
+        assert_eq!(rx.try_recv(), Ok(3));
+        d.retry(&pool);
+        assert!(rx.try_recv().is_err());
+    }
+}
