@@ -86,6 +86,22 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// For a stage under test, without sockets: the relay's shared state over `store`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(store: Store, cfg: Config) -> Arc<Shared> {
+        let access = crate::policy::access::Access::load(&store, &cfg).expect("access");
+        Arc::new(Shared {
+            store,
+            metrics: Arc::default(),
+            outbound: Arc::default(),
+            started: std::time::Instant::now(),
+            filter_values: AtomicUsize::new(0),
+            access: Arc::new(access),
+            pubkeys: Default::default(),
+            config: RwLock::new(Arc::new(cfg)),
+        })
+    }
+
     pub fn config(&self) -> Arc<Config> {
         match self.config.read() {
             Ok(c) => c.clone(),

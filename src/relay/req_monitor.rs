@@ -15,6 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::auth::ReadAuth;
+use super::fair::Turns;
 use super::metrics::Stage;
 use super::monitors::Monitors;
 use super::msg::{ConnId, IoSender, MonitorMsg, Outbound};
@@ -33,42 +34,86 @@ pub struct ReqMonitor {
     pub io: IoSender,
 }
 
+/// A monitor thread's state between steps.
+struct State {
+    mon: Monitors,
+    floors: HashMap<(ConnId, SubId), (LevId, ReadAuth)>,
+    /// The newest levId delivered live.
+    last_seen: LevId,
+    /// Subscribe/unsubscribe messages by connection, served in turns (fair share).
+    turns: Turns<MonitorMsg>,
+    /// Still catching up on a large external write.
+    behind: bool,
+}
+
 impl ReqMonitor {
     pub fn run(self) {
-        let store = &self.shared.store;
-        let mut last_seen = match store.snapshot() {
+        let last_seen = match self.shared.store.snapshot() {
             Ok(l) => l,
             Err(e) => {
                 log::error!("monitor cannot read the DB: {e}");
                 return;
             }
         };
-        let mut mon = Monitors::new();
-        let mut floors: HashMap<(ConnId, SubId), (LevId, ReadAuth)> = HashMap::new();
-        let mut behind = false;
-        loop {
-            // Still catching up on a large external write: look at the inbox, don't wait.
-            let wait = if behind {
-                Duration::ZERO
-            } else {
-                EXTERNAL_POLL
-            };
-            match self.rx.recv_timeout(wait) {
-                Ok(first) => {
-                    for m in std::iter::once(first).chain(self.rx.try_iter()) {
-                        self.handle(m, &mut mon, &mut floors, last_seen);
-                    }
+        let mut st = State {
+            mon: Monitors::new(),
+            floors: HashMap::new(),
+            last_seen,
+            turns: Turns::default(),
+            behind: false,
+        };
+        while self.step(&mut st) {}
+    }
+
+    /// Takes what the inbox holds, serves one round of turns (one message of each
+    /// connection waiting), then delivers new events. False once the inbox is gone.
+    fn step(&self, st: &mut State) -> bool {
+        // Work queued or a large external write to catch up on: look at the inbox, don't wait.
+        let wait = if st.behind || !st.turns.is_empty() {
+            Duration::ZERO
+        } else {
+            EXTERNAL_POLL
+        };
+        match self.rx.recv_timeout(wait) {
+            Ok(first) => {
+                for m in std::iter::once(first).chain(self.rx.try_iter()) {
+                    self.take(m, st);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
             }
-            behind = match self.deliver_new(&mut mon, &floors, &mut last_seen) {
-                Ok(more) => more,
-                Err(e) => {
-                    log::error!("live delivery failed: {e}");
-                    false
-                }
-            };
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+        // A connection's REQ waits for one subscription of each busy connection (each with
+        // its replay), not for every subscription queued before it.
+        for _ in 0..st.turns.conns() {
+            let Some((_, m)) = st.turns.pop() else { break };
+            self.handle(m, &mut st.mon, &mut st.floors, st.last_seen);
+        }
+        st.behind = match self.deliver_new(&mut st.mon, &st.floors, &mut st.last_seen) {
+            Ok(more) => more,
+            Err(e) => {
+                log::error!("live delivery failed: {e}");
+                false
+            }
+        };
+        true
+    }
+
+    /// Sorts one inbox message: a connection's subscribe/unsubscribe wait their turn; a
+    /// close ends the connection at once (what it still had queued is dropped with it);
+    /// ephemeral events go out at once to the subscriptions installed so far.
+    fn take(&self, m: MonitorMsg, st: &mut State) {
+        match m {
+            MonitorMsg::Subscribe { conn, .. } | MonitorMsg::Unsubscribe { conn, .. } => {
+                st.turns.push(conn, m);
+            }
+            MonitorMsg::ConnClosed { conn } => {
+                st.turns.remove_conn(conn);
+                self.handle(m, &mut st.mon, &mut st.floors, st.last_seen);
+            }
+            MonitorMsg::Committed | MonitorMsg::Ephemeral(_) => {
+                self.handle(m, &mut st.mon, &mut st.floors, st.last_seen);
+            }
         }
     }
 
@@ -215,5 +260,84 @@ impl ReqMonitor {
                 recipients,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::msg::{InFlight, IoSender};
+
+    fn subscribe(inflight: &Arc<InFlight>, conn: ConnId, sub: &str) -> MonitorMsg {
+        MonitorMsg::Subscribe {
+            conn,
+            sub_id: SubId::new(sub).expect("sub id"),
+            filters: vec![Filter::default()],
+            snapshot: 0,
+            auth: ReadAuth::open(),
+            ticket: inflight.ticket(1),
+        }
+    }
+
+    /// The monitor serves connections in turns: a polite connection's one REQ gets its
+    /// EOSE after at most one of a busy connection's, not after its whole backlog (in
+    /// arrival order it came 51st); a close drops what its connection still had queued.
+    #[test]
+    fn subscriptions_are_served_in_turns_by_connection() {
+        let (_dir, store) = crate::store::tests::temp_store();
+        let shared = Shared::for_tests(store, crate::config::Config::default());
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let (io_tx, io_rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let m = ReqMonitor {
+            rx,
+            shared: shared.clone(),
+            io: IoSender {
+                tx: io_tx,
+                waker,
+                woken: Arc::default(),
+            },
+        };
+        let inflight = InFlight::new(shared.metrics.clone());
+        let (busy, polite, gone) = (1, 2, 3);
+        for i in 0..50 {
+            tx.send(subscribe(&inflight, busy, &format!("b{i}")))
+                .expect("send");
+        }
+        for i in 0..5 {
+            tx.send(subscribe(&inflight, gone, &format!("g{i}")))
+                .expect("send");
+        }
+        tx.send(MonitorMsg::ConnClosed { conn: gone })
+            .expect("send");
+        tx.send(subscribe(&inflight, polite, "p")).expect("send");
+        let mut st = State {
+            mon: Monitors::new(),
+            floors: HashMap::new(),
+            last_seen: 0,
+            turns: Turns::default(),
+            behind: false,
+        };
+        let mut order = Vec::new();
+        while order.len() < 51 {
+            assert!(m.step(&mut st));
+            for out in io_rx.try_iter() {
+                if let Outbound::Send { conn, .. } = out {
+                    order.push(conn);
+                }
+            }
+        }
+        let at = order
+            .iter()
+            .position(|c| *c == polite)
+            .expect("polite EOSE");
+        assert!(at <= 1, "polite EOSE came {} of {}", at + 1, order.len());
+        assert!(
+            !order.contains(&gone),
+            "a closed connection's queue was served"
+        );
+        assert_eq!(order.iter().filter(|c| **c == busy).count(), 50);
+        assert!(io_rx.try_recv().is_err());
     }
 }
