@@ -304,15 +304,10 @@ impl Io {
                         }
                     }
                     Outbound::SendPaced { conn, texts } => {
-                        for text in &texts {
-                            self.metrics.relay_message(text);
-                        }
-                        if let Some(c) = conns.get_mut(&conn) {
-                            for text in texts {
-                                self.enqueue(conn, c, text, true);
-                            }
-                            touched.insert(conn);
-                        }
+                        self.enqueue_all(&mut conns, &mut touched, conn, texts, true);
+                    }
+                    Outbound::SendAll { conn, texts } => {
+                        self.enqueue_all(&mut conns, &mut touched, conn, texts, false);
                     }
                     Outbound::RateLimited { conn } => {
                         if let Some(c) = conns.get_mut(&conn) {
@@ -823,6 +818,26 @@ impl Io {
             // Its ticket is dropped with the wrapper: the count goes back down.
             Err(IngesterMsg::Text { text, .. }) => Err(text),
             Err(_) => Ok(()),
+        }
+    }
+
+    /// Queues a connection's messages, in order (`paced`: scan output, see `SendPaced`).
+    fn enqueue_all(
+        &self,
+        conns: &mut HashMap<ConnId, Conn>,
+        touched: &mut HashSet<ConnId>,
+        conn: ConnId,
+        texts: Vec<Vec<u8>>,
+        paced: bool,
+    ) {
+        for text in &texts {
+            self.metrics.relay_message(text);
+        }
+        if let Some(c) = conns.get_mut(&conn) {
+            for text in texts {
+                self.enqueue(conn, c, text, paced);
+            }
+            touched.insert(conn);
         }
     }
 

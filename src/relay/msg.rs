@@ -205,6 +205,9 @@ pub enum MonitorMsg {
 pub enum Outbound {
     /// One text message for one connection.
     Send { conn: ConnId, text: Vec<u8> },
+    /// Several, in order, for one connection (one channel message and wake-up): a new
+    /// subscription's EOSE and its replay.
+    SendAll { conn: ConnId, texts: Vec<Vec<u8>> },
     /// Stored-scan output, a slice's messages at once (one channel message and wake-up
     /// per slice, not per event): counted in the connection's published backlog until
     /// handed to the socket layer, so req-workers can pause (back-pressure).

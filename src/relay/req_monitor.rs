@@ -10,7 +10,7 @@
 use crate::store::search::StoredEvent;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -25,6 +25,8 @@ use crate::store::LevId;
 
 /// How often the DB is checked for writes by other processes.
 const EXTERNAL_POLL: Duration = Duration::from_millis(100);
+/// How long subscriptions are installed, in turns, before new events are delivered.
+const ROUNDS_BUDGET: Duration = Duration::from_millis(1);
 /// Most new levIds looked at per step.
 const CATCH_UP_STEP: LevId = 10_000;
 
@@ -84,10 +86,15 @@ impl ReqMonitor {
             Err(RecvTimeoutError::Disconnected) => return false,
         }
         // A connection's REQ waits for one subscription of each busy connection (each with
-        // its replay), not for every subscription queued before it.
-        for _ in 0..st.turns.conns() {
-            let Some((_, m)) = st.turns.pop() else { break };
-            self.handle(m, &mut st.mon, &mut st.floors, st.last_seen);
+        // its replay), not for every subscription queued before it. Rounds go on for a
+        // short budget before live delivery, so a burst of subscriptions shares one
+        // delivery pass instead of one per round.
+        let started = Instant::now();
+        while !st.turns.is_empty() && started.elapsed() < ROUNDS_BUDGET {
+            for _ in 0..st.turns.conns() {
+                let Some((_, m)) = st.turns.pop() else { break };
+                self.handle(m, &mut st.mon, &mut st.floors, st.last_seen);
+            }
         }
         st.behind = match self.deliver_new(&mut st.mon, &st.floors, &mut st.last_seen) {
             Ok(more) => more,
@@ -134,15 +141,18 @@ impl ReqMonitor {
                 mut ticket,
             } => {
                 ticket.waited(Stage::ReqMonitor);
-                let mut out = Vec::with_capacity(32 + sub_id.as_str().len());
-                message::eose(&mut out, &sub_id);
-                self.io.text(conn, out);
+                let mut eose = Vec::with_capacity(32 + sub_id.as_str().len());
+                message::eose(&mut eose, &sub_id);
+                let mut texts = vec![eose];
                 if snapshot < last_seen {
-                    if let Err(e) = self.replay(conn, &sub_id, &filters, &auth, snapshot, last_seen)
+                    if let Err(e) =
+                        self.replay(&mut texts, &sub_id, &filters, &auth, snapshot, last_seen)
                     {
                         log::error!("[{conn}] replay failed: {e}");
                     }
                 }
+                // EOSE and the replay in one message: one wake-up of io, not one per event.
+                self.io.send(Outbound::SendAll { conn, texts });
                 floors.insert((conn, sub_id.clone()), (snapshot, auth));
                 mon.set_clock(now());
                 mon.subscribe(conn, sub_id, filters);
@@ -162,10 +172,10 @@ impl ReqMonitor {
         }
     }
 
-    /// Sends one subscription the events committed between its snapshot and `upto`.
+    /// Adds to `out` one subscription's events committed between its snapshot and `upto`.
     fn replay(
         &self,
-        conn: ConnId,
+        out: &mut Vec<Vec<u8>>,
         sub: &SubId,
         filters: &[Filter],
         auth: &ReadAuth,
@@ -187,9 +197,9 @@ impl ReqMonitor {
                 continue;
             }
             if let Some(json) = super::stored_json(store, &txn, lev)? {
-                let mut out = Vec::with_capacity(json.len() + 80);
-                message::event(&mut out, sub, &json);
-                self.io.text(conn, out);
+                let mut text = Vec::with_capacity(json.len() + 80);
+                message::event(&mut text, sub, &json);
+                out.push(text);
             }
         }
         Ok(())
@@ -323,7 +333,7 @@ mod tests {
         while order.len() < 51 {
             assert!(m.step(&mut st));
             for out in io_rx.try_iter() {
-                if let Outbound::Send { conn, .. } = out {
+                if let Outbound::SendAll { conn, .. } = out {
                     order.push(conn);
                 }
             }
