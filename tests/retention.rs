@@ -141,6 +141,78 @@ fn a_running_relay_prunes_by_age_and_by_count_per_author() {
     );
 }
 
+/// Slices run inside the write batches while clients publish: the batch's events and the
+/// slice's deletions commit together, so nothing published is lost, every old note goes,
+/// and every index and tree row stays exact (a reaction rule prunes the publisher's own
+/// reactions as they arrive, in the same transactions that store newer ones).
+#[test]
+fn pruning_inside_busy_write_batches_keeps_every_published_event_and_the_indexes_exact() {
+    let t = now();
+    let old: Vec<Event> = (0..1500)
+        .map(|i| sign(&keys(3), t - 100_000 + i, 1, &[], &format!("old {i}")))
+        .collect();
+    let fill = old.clone();
+    let r = TestRelay::with_store(
+        |c| {
+            c.retention.rules = wok::config::retention::Rules::parse_text(
+                r#"oldnotes { kinds = "1" maxAgeSeconds = 3600 }
+                   reactions { kinds = "7" maxEventsPerPubkey = 50 }"#,
+            )
+            .expect("rules")
+            .canonical()
+        },
+        |s| {
+            s.write_batch(&fill).expect("fill");
+        },
+    );
+    let mut c = r.client();
+    let (k, mut published, mut reactions) = (keys(4), Vec::new(), Vec::new());
+    // Publishing keeps the writer busy (never idle for a quiet slice) until the old notes
+    // are gone; bounded by the count as well as by the clock.
+    let end = Instant::now() + WAIT;
+    let mut i = 0u64;
+    while common::metric(&r.url, "wok_retention_pruned_total") < 1500 {
+        assert!(
+            Instant::now() < end && i < 100_000,
+            "pruned too little while publishing"
+        );
+        for _ in 0..16 {
+            let note = sign(&k, t - 10 + i % 10, 1, &[], &format!("new {i}"));
+            let reaction = sign(&k, t - 3000 + i, 7, &[], "+");
+            c.send_event(&note);
+            c.send_event(&reaction);
+            published.push(note.id_hex().to_string());
+            reactions.push(reaction.id_hex().to_string());
+            i += 1;
+        }
+        for _ in 0..32 {
+            let ok = c.until(|m| m[0] == "OK").1;
+            assert_eq!(ok[2], true, "{ok}");
+        }
+    }
+    let mut r = r;
+    if let Some(relay) = r.relay.take() {
+        relay.stop();
+    }
+    let store = Store::open(r.dir.path(), &StoreOptions::default()).expect("reopen");
+    let stored = stored_ids(&store);
+    for id in &published {
+        assert!(stored.contains(id), "published note {id} lost");
+    }
+    for e in &old {
+        assert!(!stored.contains(e.id_hex()), "old note left");
+    }
+    // The newest 50 reactions are never pruned.
+    for id in reactions.iter().rev().take(50) {
+        assert!(stored.contains(id), "a kept reaction was pruned");
+    }
+    let txn = store.read_txn().expect("txn");
+    assert_eq!(
+        store.check_consistency(&txn).expect("check"),
+        Vec::<String>::new()
+    );
+}
+
 fn wok(conf: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wok"));
     c.arg("--config").arg(conf).arg("--quiet");

@@ -1,6 +1,6 @@
-//! Retention inside the relay: the writer runs one bounded slice of pruning
-//! (`store::retention::Pruner::slice`) between its batches, so ingest waits for at most one
-//! slice, never for a whole pass. When the last slice found more, slices follow each other
+//! Retention inside the relay: the writer runs one bounded slice of pruning inside a write
+//! batch's transaction before its commit (or, idle, in a transaction of its own), so ingest
+//! waits for at most one slice, never for a whole pass, and shares its commit. When the last slice found more, slices follow each other
 //! once no batch came for [`QUIET`]; while events keep arriving a slice runs at most every
 //! [`BUSY_EVERY`] and never more than a fifth of the time (the wait after a slice is at least
 //! [`BUSY_FACTOR`] times its length): pruning costs page writes and an fsync like a batch
@@ -14,6 +14,7 @@ use super::Shared;
 use crate::config::retention::Rules;
 use crate::store::archive::Archives;
 use crate::store::retention::{Pruner, SliceLimits};
+use heed::RwTxn;
 
 /// The largest slice, and the size while the writer is idle. A delete costs ~10-20 µs of CPU when its pages are cached, but on a
 /// DB larger than RAM each touches a few cold index pages, so the slice size adapts: halved
@@ -97,14 +98,26 @@ impl RelayPruner {
         BUSY_EVERY.max(self.last_took * BUSY_FACTOR)
     }
 
-    /// After a write batch: runs a slice if one is due.
-    pub fn after_batch(&mut self, shared: &Shared) {
-        self.last_batch = Some(Instant::now());
-        self.tick(shared, false);
+    /// Inside a write batch's transaction, before its commit: runs a slice there if one is
+    /// due, so the batch's commit (and fsync) carries the deletions too. A slice in a
+    /// transaction of its own paid a commit of its own, which on this VM's disk took longer
+    /// than the slice's budget and shrank slices to 8 events (~200 pruned/s under load).
+    pub fn in_batch(&mut self, shared: &Shared, txn: &mut RwTxn) {
+        self.run(shared, false, Some(txn));
     }
 
-    /// Runs one slice if one is due; `idle`: no event is waiting for the writer.
+    /// After a write batch has committed.
+    pub fn after_batch(&mut self) {
+        self.last_batch = Some(Instant::now());
+    }
+
+    /// Runs one slice, in a transaction of its own, if one is due; `idle`: no event is
+    /// waiting for the writer.
     pub fn tick(&mut self, shared: &Shared, idle: bool) {
+        self.run(shared, idle, None);
+    }
+
+    fn run(&mut self, shared: &Shared, idle: bool, txn: Option<&mut RwTxn>) {
         let cfg = shared.config();
         if cfg.retention.rules.is_empty() && cfg.retention.max_db_bytes == 0 {
             self.more = true;
@@ -133,18 +146,40 @@ impl RelayPruner {
         }
         let t = Instant::now();
         self.last = Some(t);
-        let result = self.pruner.slice(
-            &shared.store,
-            &self.rules,
-            cfg.retention.max_db_bytes,
-            crate::policy::now(),
-            SliceLimits {
-                // Idle: nothing waits, so whole slices (the commit's fsync is shared by more).
-                max_events: if quiet { SLICE.max_events } else { self.size },
-                ..SLICE
-            },
-            &mut self.archives,
-        );
+        let limits = SliceLimits {
+            // Idle: nothing waits, so whole slices (the commit's fsync is shared by more).
+            max_events: if quiet { SLICE.max_events } else { self.size },
+            ..SLICE
+        };
+        let (store, now) = (&shared.store, crate::policy::now());
+        let max_bytes = cfg.retention.max_db_bytes;
+        let result = match txn {
+            // Deleted in a nested transaction: a failure undoes the slice, not the batch.
+            Some(txn) => self
+                .pruner
+                .plan(
+                    store,
+                    &self.rules,
+                    max_bytes,
+                    now,
+                    limits,
+                    &mut self.archives,
+                )
+                .and_then(|(levs, mut report)| {
+                    if !levs.is_empty() {
+                        report.deleted = store.delete_levs_nested(txn, &levs)? as u64;
+                    }
+                    Ok(report)
+                }),
+            None => self.pruner.slice(
+                store,
+                &self.rules,
+                max_bytes,
+                now,
+                limits,
+                &mut self.archives,
+            ),
+        };
         self.last_took = t.elapsed();
         if quiet {
             // Only busy slices set the size.

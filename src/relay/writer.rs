@@ -38,7 +38,7 @@ impl Writer {
         // What is queued, by connection: a batch takes events from connections in turns,
         // so past MAX_BATCH one connection's backlog cannot fill every batch (fair share).
         let mut waiting: Turns<WriterMsg> = Turns::default();
-        // Retention: one bounded slice between batches (relay/prune.rs).
+        // Retention: one bounded slice inside a batch when due (relay/prune.rs).
         let mut prune = super::prune::RelayPruner::default();
         loop {
             // Expired events are purged here, the one place that writes (strfry's cron
@@ -79,7 +79,7 @@ impl Writer {
                 .unzip();
             let m = &self.shared.metrics;
             let t = Instant::now();
-            let result = self.write(&events);
+            let result = self.write(&events, &mut prune);
             m.write_time_us.add(t.elapsed().as_micros() as u64);
             m.write_batches.inc();
             match result {
@@ -128,15 +128,21 @@ impl Writer {
             }
             // Every OK is queued: the events leave their connections' counts in flight.
             drop(tickets);
-            prune.after_batch(&self.shared);
+            prune.after_batch();
         }
     }
 
-    /// `Store::write_batch`, with the commit timed on its own.
-    fn write(&self, events: &[Event]) -> crate::store::Result<Vec<Outcome>> {
+    /// `Store::write_batch` plus a retention slice when one is due, with the commit timed on
+    /// its own.
+    fn write(
+        &self,
+        events: &[Event],
+        prune: &mut super::prune::RelayPruner,
+    ) -> crate::store::Result<Vec<Outcome>> {
         let store = &self.shared.store;
         let mut txn = store.write_txn()?;
         let out = store.write_events(&mut txn, events)?;
+        prune.in_batch(&self.shared, &mut txn);
         let t = Instant::now();
         txn.commit()?;
         self.shared

@@ -514,13 +514,29 @@ impl Store {
     /// tombstones (`wok delete`: they can be imported again). Returns how many existed.
     pub fn delete_batch(&self, levs: &[LevId]) -> Result<usize> {
         let mut txn = self.write_txn()?;
-        let mut n = 0;
-        let mut pending = write::Pending::new(self, &txn)?;
-        for &lev in levs {
-            n += usize::from(self.delete_lev(&mut txn, lev, &mut pending)?);
-        }
-        pending.apply(self, &mut txn)?;
+        let n = self.delete_levs(&mut txn, levs)?;
         txn.commit()?;
+        Ok(n)
+    }
+
+    /// Deletes stored events by levId inside `txn` (one already gone is skipped), every
+    /// index, negentropy tree and search posting with it; returns how many were deleted.
+    pub fn delete_levs(&self, txn: &mut RwTxn, levs: &[LevId]) -> Result<usize> {
+        let mut n = 0;
+        let mut pending = write::Pending::new(self, txn)?;
+        for &lev in levs {
+            n += usize::from(self.delete_lev(txn, lev, &mut pending)?);
+        }
+        pending.apply(self, txn)?;
+        Ok(n)
+    }
+
+    /// Like `delete_levs`, in a transaction nested in `parent`: a failure (a full map,
+    /// say) undoes only these deletions and leaves `parent`'s writes to commit.
+    pub fn delete_levs_nested(&self, parent: &mut RwTxn, levs: &[LevId]) -> Result<usize> {
+        let mut child = self.env.nested_write_txn(parent)?;
+        let n = self.delete_levs(&mut child, levs)?;
+        child.commit()?;
         Ok(n)
     }
 

@@ -248,6 +248,25 @@ impl Pruner {
         limits: SliceLimits,
         archives: &mut Archives,
     ) -> Result<SliceReport> {
+        let (levs, mut report) = self.plan(store, rules, max_db_bytes, now, limits, archives)?;
+        if !levs.is_empty() {
+            report.deleted = store.delete_batch(&levs)? as u64;
+        }
+        Ok(report)
+    }
+
+    /// The first half of a slice: chooses the events (from the last committed state) and
+    /// archives those of rules that ask for it, fsynced, so that the caller's deletion
+    /// (`Store::delete_levs`, in whatever write transaction it likes) can never lose one.
+    pub fn plan(
+        &mut self,
+        store: &Store,
+        rules: &Rules,
+        max_db_bytes: u64,
+        now: u64,
+        limits: SliceLimits,
+        archives: &mut Archives,
+    ) -> Result<(Vec<LevId>, SliceReport)> {
         let mut report = SliceReport::default();
         let mut chosen: Vec<(usize, LevId)> = Vec::new();
         let mut seen: HashSet<LevId> = HashSet::new();
@@ -326,7 +345,7 @@ impl Pruner {
                 .push((BUDGET.to_string(), chosen.len() as u64));
         }
         if chosen.is_empty() {
-            return Ok(report);
+            return Ok((Vec::new(), report));
         }
         // Archive first and fsync (Archives::append does), so a crash before the delete
         // commits leaves an event archived and still stored, never in neither.
@@ -353,9 +372,7 @@ impl Pruner {
                 }
             }
         }
-        let levs: Vec<LevId> = chosen.iter().map(|(_, l)| *l).collect();
-        report.deleted = store.delete_batch(&levs)? as u64;
-        Ok(report)
+        Ok((chosen.iter().map(|(_, l)| *l).collect(), report))
     }
 }
 
