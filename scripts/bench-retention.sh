@@ -4,6 +4,7 @@
 # prunes every kind 1/6/7 event older than a day (all of a `wok gen` DB, whose events are
 # from 2023) while `wok bench ingest --rate` sends new events.
 # usage: scripts/bench-retention.sh SOURCE_DB [ROUNDS]   (env: WOK, RATE, EVENTS, PORT)
+# Rate limits are off: the load comes from one address, 50 connections.
 set -euo pipefail
 W=${WOK:-target/release/wok}
 SRC=$1
@@ -12,7 +13,7 @@ RATE=${RATE:-5000}
 EVENTS=${EVENTS:-100000}
 PORT=${PORT:-17790}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'kill "${pid:-}" 2>/dev/null; rm -rf "$tmp"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
     for mode in off on; do
         rm -rf "$tmp/db"
@@ -21,7 +22,7 @@ for round in $(seq 1 "$ROUNDS"); do
         if [ "$mode" = on ]; then
             rules='rules { notes { kinds = "1, 6, 7" maxAgeSeconds = 86400 } }'
         fi
-        printf 'db = "%s"\nrelay { port = %s }\nretention { %s }\n' "$tmp/db" "$PORT" "$rules" >"$tmp/conf"
+        printf 'db = "%s"\nrelay { port = %s limits { enabled = false } }\nretention { %s }\n' "$tmp/db" "$PORT" "$rules" >"$tmp/conf"
         "$W" --config "$tmp/conf" relay 2>"$tmp/relay.log" &
         pid=$!
         for _ in $(seq 1 100); do
