@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{keys, note, Client, Running};
+use common::{keys, note, now, sign, Client, Running};
 use wok::nostr::Event;
 
 /// How long a process gets to start, or to log what a step awaits.
@@ -318,6 +318,26 @@ fn a_relay_killed_and_restarted_gets_what_it_missed() {
         "{}",
         router.log()
     );
+}
+
+/// After a reconnect, the live subscription still carries events dated in the past (a
+/// delayed note, an import on the peer): its REQ once had `since` = the reconnect time
+/// minus a minute, so a one-way link dropped every older-dated event for good.
+#[test]
+fn after_a_reconnect_a_down_link_still_carries_events_dated_in_the_past() {
+    let (a, mut b) = (Node::start(), Node::start());
+    let conf = mesh_conf(&[&b.url], "").replace("dir = \"both\"", "dir = \"down\"");
+    let router = Router::start(&a, &conf);
+    let mut wa = Watch::on(&a);
+    link_is_live(&b, &mut wa, "b");
+    b.kill();
+    b.launch();
+    // The link is back once it has caught up and subscribed again.
+    router.await_log("caught up since");
+    link_is_live(&b, &mut wa, "b again");
+    let day_old = sign(&keys(5), now() - 86_400, 1, &[], "dated yesterday");
+    assert_eq!(b.client().publish(&day_old)[2], true);
+    a.await_holds(&[&day_old], Duration::from_secs(10));
 }
 
 #[test]

@@ -208,29 +208,37 @@ fn serve(
     st.inflight_ids.clear();
     st.last_ack = Instant::now();
     if o.down() {
+        // New events whatever their created_at, and no stored ones.
         let mut live = o.filter.clone();
         live.until = u64::MAX;
         live.since = 0;
         live.limit = Some(0);
+        let mut filters = vec![live.to_json()];
         if let Some(alive_at) = st.alive_at {
             let started = now();
             let since = alive_at.saturating_sub(CATCH_UP_SLACK);
+            // Stored events from the catch-up's start on, for what arrived between its
+            // snapshot and this REQ, as a second filter: a `since` on the live filter
+            // itself (as before) dropped every later event dated before it, for good.
+            let mut gap = o.filter.clone();
+            gap.until = u64::MAX;
+            gap.limit = None;
             match catch_up(store, o, ws, st, since) {
                 Ok(n) => {
                     log::info!("{}: caught up since {since}: {n} events", o.name);
-                    live.since = started.saturating_sub(60);
+                    gap.since = started.saturating_sub(60);
                 }
                 Err(e) => {
                     log::warn!(
                         "{}: NIP-77 catch-up failed ({e}); asking with since",
                         o.name
                     );
-                    live.since = alive_at.saturating_sub(60);
+                    gap.since = alive_at.saturating_sub(60);
                 }
             }
-            live.limit = None;
+            filters.push(gap.to_json());
         }
-        ws.send(format!("[\"REQ\",\"{SUB}\",{}]", live.to_json()))?;
+        ws.send(format!("[\"REQ\",\"{SUB}\",{}]", filters.join(",")))?;
         st.alive_at = Some(now());
     }
     let mut pending: Vec<Event> = Vec::new();
