@@ -12,6 +12,12 @@
 //!   window since shortly before it was last known to be live, so what the peer received
 //!   meanwhile comes over exactly; a peer without NIP-77 gets a `since` REQ instead (capped
 //!   by its maxFilterLimit). Duplicates are harmless either way: the write rules drop them.
+//!   The live REQ itself has no `since`, so an event dated in the past still comes live;
+//! - a restart: each link saves its position (when last live, last acknowledged levId) in
+//!   the DB's Meta table every 10 s and at a clean stop, and a new process resumes there.
+//!
+//! Not covered: an event dated more than 10 minutes before the link went down that reaches
+//! the peer while the link is down (the catch-up window is by created_at).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +92,9 @@ const OK_TIMEOUT: Duration = Duration::from_secs(60);
 /// events whose created_at is a little older than their arrival.
 const CATCH_UP_SLACK: u64 = 600;
 const SUB: &str = "wok-stream";
+/// How often a link saves its position (and at a clean stop): a `kill -9` costs at most
+/// this much of catch-up window, never events (the catch-up reaches back further).
+const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default, Debug, Clone, Copy)]
 pub struct StreamStats {
@@ -114,6 +123,9 @@ struct State {
     plugin_up: Plugin,
     parser: JsonParser,
     stats: StreamStats,
+    /// The link's identity in the DB's saved positions, and when it was last saved.
+    key: String,
+    saved_at: Instant,
 }
 
 impl State {
@@ -125,6 +137,18 @@ impl State {
                     self.recent.remove(&old);
                 }
             }
+        }
+    }
+
+    /// Saves where the link is, so a restarted process resumes there instead of at the
+    /// DB's tip (which lost what was written on either side while it was down). A failure
+    /// is logged: the link goes on, and a restart then starts at the tip as before.
+    fn save(&mut self, store: &Store) {
+        self.saved_at = Instant::now();
+        // 0: never live downwards (an up-only link, or not connected yet).
+        let alive_at = self.alive_at.unwrap_or(0);
+        if let Err(e) = store.save_link_position(&self.key, alive_at, self.acked_upto()) {
+            log::warn!("{}: cannot save the link's position: {e}", self.key);
         }
     }
 
@@ -144,12 +168,28 @@ pub const STORAGE_FULL: &str = "storage full: ";
 /// Runs until `stop` is set; reconnects (with backoff) whenever the link drops. Returns an
 /// error starting with [`STORAGE_FULL`] when the store refuses writes.
 pub fn run(store: &Store, o: &StreamOptions, stop: &AtomicBool) -> Result<StreamStats, String> {
-    let sent_upto = {
+    let key = format!("{:?} {} {}", o.dir, o.url, o.filter.to_json());
+    let (latest, saved) = {
         let txn = store.read_txn().map_err(|e| e.to_string())?;
-        store.latest_lev_id(&txn).map_err(|e| e.to_string())?
+        (
+            store.latest_lev_id(&txn).map_err(|e| e.to_string())?,
+            store.link_position(&txn, &key).map_err(|e| e.to_string())?,
+        )
+    };
+    // A link seen before resumes where it was: its first connection catches up since it
+    // was last live, and local events written since its last acknowledged one go up.
+    let (alive_at, sent_upto) = match saved {
+        Some((alive_at, acked)) => {
+            log::info!(
+                "{}: resuming: live until {alive_at}, sent up to levId {acked}",
+                o.name
+            );
+            ((alive_at > 0).then_some(alive_at), acked.min(latest))
+        }
+        None => (None, latest),
     };
     let mut st = State {
-        alive_at: None,
+        alive_at,
         sent_upto,
         inflight: BTreeMap::new(),
         inflight_ids: HashMap::new(),
@@ -160,6 +200,8 @@ pub fn run(store: &Store, o: &StreamOptions, stop: &AtomicBool) -> Result<Stream
         plugin_up: Plugin::new(),
         parser: JsonParser::new(),
         stats: StreamStats::default(),
+        key,
+        saved_at: Instant::now(),
     };
     let mut backoff = Duration::from_secs(1);
     let max_message = o.limits.max_event_size.saturating_mul(4).max(16 << 20);
@@ -188,6 +230,7 @@ pub fn run(store: &Store, o: &StreamOptions, stop: &AtomicBool) -> Result<Stream
         }
         backoff = (backoff * 2).min(o.max_backoff.max(Duration::from_secs(1)));
     }
+    st.save(store);
     st.plugin_down.stop();
     st.plugin_up.stop();
     Ok(st.stats)
@@ -272,6 +315,10 @@ fn serve(
         }
         if !pending.is_empty() {
             store_events(store, o, st, std::mem::take(&mut pending))?;
+        }
+        // After the events read are stored: a saved position never claims more.
+        if st.saved_at.elapsed() >= SAVE_EVERY {
+            st.save(store);
         }
     }
     Ok(())

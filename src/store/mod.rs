@@ -212,6 +212,8 @@ pub struct Meta {
 }
 
 const META_KEY: &[u8] = b"meta";
+/// Meta rows of mesh links' positions: this prefix, then the link's identity.
+const LINK_PREFIX: &[u8] = b"link\0";
 
 impl Store {
     /// Opens (creating if needed) the environment in directory `dir`.
@@ -371,6 +373,30 @@ impl Store {
         );
         b.finish(row, None);
         self.t.meta.put(txn, META_KEY, b.finished_data())?;
+        Ok(())
+    }
+
+    /// A mesh link's saved position (`mesh::stream`): when it was last known to receive
+    /// everything live, and the levId up to which its sent events were acknowledged.
+    pub fn link_position(&self, txn: &RoTxn, link: &str) -> Result<Option<(u64, LevId)>> {
+        let key = [LINK_PREFIX, link.as_bytes()].concat();
+        Ok(self
+            .t
+            .meta
+            .get(txn, &key)?
+            .and_then(|v| Some((keys::read_u64(v.get(..8)?)?, keys::read_u64(v.get(8..16)?)?))))
+    }
+
+    /// Saves a mesh link's position, in a transaction of its own (the link's process is
+    /// the DB's writer for the events it downloads, too).
+    pub fn save_link_position(&self, link: &str, alive_at: u64, acked: LevId) -> Result<()> {
+        let key = [LINK_PREFIX, link.as_bytes()].concat();
+        let mut val = [0u8; 16];
+        val[..8].copy_from_slice(&alive_at.to_be_bytes());
+        val[8..].copy_from_slice(&acked.to_be_bytes());
+        let mut txn = self.write_txn()?;
+        self.t.meta.put(&mut txn, &key, &val)?;
+        txn.commit()?;
         Ok(())
     }
 
