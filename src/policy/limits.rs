@@ -250,17 +250,54 @@ impl std::fmt::Display for Cidr {
 #[derive(Debug, Default, Clone)]
 pub struct IpBlocks {
     /// (prefix length, masked networks), longest prefix first.
-    v4: Vec<(u32, std::collections::HashSet<u32>)>,
-    v6: Vec<(u32, std::collections::HashSet<u128>)>,
+    v4: Vec<(u32, NetSet<u32>)>,
+    v6: Vec<(u32, NetSet<u128>)>,
+}
+
+/// A set of masked networks. Its entries come from admins, never from peers, so a fixed
+/// multiplicative hash (no SipHash keying against flooding) is safe, and it is what keeps
+/// a lookup per prefix length cheap.
+type NetSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<NetHasher>>;
+
+#[derive(Default)]
+struct NetHasher(u64);
+
+impl std::hash::Hasher for NetHasher {
+    fn finish(&self) -> u64 {
+        // murmur3's fmix64: masked networks end in zero bits, which a multiply alone keeps
+        // in the low bits the table indexes by (every /8 in one bucket chain).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // FxHash's combining step; `finish` mixes the result.
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
 }
 
 impl IpBlocks {
     pub fn insert(&mut self, c: Cidr) {
-        fn add<T: std::hash::Hash + Eq>(
-            t: &mut Vec<(u32, std::collections::HashSet<T>)>,
-            bits: u32,
-            net: T,
-        ) {
+        fn add<T: std::hash::Hash + Eq>(t: &mut Vec<(u32, NetSet<T>)>, bits: u32, net: T) {
             match t.binary_search_by(|(b, _)| bits.cmp(b)) {
                 Ok(i) => {
                     t[i].1.insert(net);
