@@ -2,6 +2,9 @@
 //! (`policy::access`, `policy::pow`), beside a Schnorr verify for scale: one atomic load and
 //! a few hash lookups should be a rounding error next to it. The store holds 10,000 banned
 //! pubkeys and an 800-follow admin list (what fits in maxEventSize) (web-of-trust mode) for the loaded cases.
+//! The `store_bans_*` cases are the check every writer makes in its write transaction
+//! (`Store::write_bans` once per batch, `WriteBans::check` per event), empty and with the
+//! 10k bans.
 //! `cargo bench --bench access -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
@@ -40,6 +43,9 @@ fn bench(c: &mut Criterion) {
     let mut public = Config::default();
     public.relay.management.admin_pubkeys = hex::encode(&admin.pubkey);
     let empty = Access::load(&store, &public).expect("load");
+    let bans_empty = store
+        .write_bans(&store.read_txn().expect("r"))
+        .expect("bans");
 
     // Loaded: 10k bans, an admin following 800 pubkeys (the author among them), wot mode.
     let mut w = store.write_txn().expect("w");
@@ -52,6 +58,10 @@ fn bench(c: &mut Criterion) {
             .expect("put");
     }
     w.commit().expect("commit");
+    let bans_10k = store
+        .write_bans(&store.read_txn().expect("r"))
+        .expect("bans");
+    assert_eq!(bans_10k.check(&ev.id, &ev.pubkey, ev.kind), None);
     let mut follows: Vec<Vec<String>> = (0..800u32)
         .map(|i| {
             let mut pk = [0u8; 32];
@@ -106,6 +116,17 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pow_check_kind_overrides", |b| {
         b.iter(|| black_box(wok::policy::pow::check(black_box(&pow), &ev).is_ok()))
     });
+    g.bench_function("store_bans_check_empty", |b| {
+        b.iter(|| black_box(bans_empty.check(black_box(&ev.id), &ev.pubkey, ev.kind)))
+    });
+    g.bench_function("store_bans_check_10k", |b| {
+        b.iter(|| black_box(bans_10k.check(black_box(&ev.id), &ev.pubkey, ev.kind)))
+    });
+    let txn = store.read_txn().expect("r");
+    g.bench_function("store_bans_per_batch_cached", |b| {
+        b.iter(|| black_box(store.write_bans(black_box(&txn)).is_ok()))
+    });
+    drop(txn);
     g.bench_function("schnorr_verify_reference", |b| {
         b.iter(|| black_box(verify::check_event(black_box(&ev)).is_ok()))
     });

@@ -8,7 +8,10 @@
 //! * `check_off`: `relay.limits.enabled = false`;
 //! * `check_shared_2_threads`: two threads checking connections of the same IP at once (the
 //!   IP's bucket is one contended atomic);
-//! * `bytes_read`: io's bytes/s accounting per read (`readable` + `read`).
+//! * `bytes_read`: io's bytes/s accounting per read (`readable` + `read`);
+//! * `ip_blocked_{none,few,10k}_{hit,miss}`: the accept check (`Snapshot::ip_blocked`, NIP-86
+//!   `blockip`) with no entries, 3, and 10k mixed addresses and CIDR prefixes of many lengths
+//!   (IPv4 /8–/32, IPv6 /32–/128); a miss is the slow case (every length in use is tried).
 //!
 //! Quick run: `cargo bench --bench limits -- --warm-up-time 1 --measurement-time 3`.
 
@@ -19,7 +22,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use wok::config::Config;
-use wok::policy::limits::{IpTable, Kind, LimitStats, Pubkeys};
+use wok::policy::access::Snapshot;
+use wok::policy::limits::{Cidr, IpTable, Kind, LimitStats, Pubkeys};
 
 fn bench(c: &mut Criterion) {
     let mut cfg = Config::default().relay.limits;
@@ -79,6 +83,55 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.finish();
+    blocked_ips(c);
+}
+
+/// `Snapshot`s holding `n` blocked entries: (a blocked address, one that is not).
+fn blocked_ips(c: &mut Criterion) {
+    // xorshift64: a fixed, dependency-free sequence of entries.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut g = c.benchmark_group("limits");
+    let hit: std::net::IpAddr = "203.0.113.77".parse().expect("ip");
+    let miss: std::net::IpAddr = "198.18.0.1".parse().expect("ip");
+    for (name, n) in [("none", 0usize), ("few", 3), ("10k", 10_000)] {
+        let mut s = Snapshot::default();
+        if n > 0 {
+            s.blocked_ips
+                .insert(Cidr::parse_block("203.0.113.0/24").expect("cidr"));
+        }
+        for i in 1..n {
+            let r = next();
+            let entry = if i % 4 == 3 {
+                // IPv6, /32 to /128 in steps of 8.
+                let bits = 32 + 8 * (r % 13) as u32;
+                let v = (u128::from(r) << 64 | u128::from(next())) & (u128::MAX << (128 - bits));
+                Cidr::V6(v, bits)
+            } else {
+                // IPv4 in 10.0.0.0/8 (never the probes), /8 to /32.
+                let bits = 8 + (r % 25) as u32;
+                let v = (0x0A00_0000 | (r >> 40) as u32 & 0x00FF_FFFF) & (u32::MAX << (32 - bits));
+                Cidr::V4(v, bits)
+            };
+            s.blocked_ips.insert(entry);
+        }
+        if n > 0 {
+            assert!(s.ip_blocked(hit));
+        }
+        assert!(!s.ip_blocked(miss));
+        g.bench_function(format!("ip_blocked_{name}_hit"), |b| {
+            b.iter(|| black_box(s.ip_blocked(black_box(hit))))
+        });
+        g.bench_function(format!("ip_blocked_{name}_miss"), |b| {
+            b.iter(|| black_box(s.ip_blocked(black_box(miss))))
+        });
+    }
     g.finish();
 }
 

@@ -270,6 +270,82 @@ fn blocked_ip_is_disconnected_and_refused() {
         .expect("send");
 }
 
+/// Whether a new WebSocket from `ip` gets through the handshake (a blocked one is dropped
+/// at accept, so the handshake fails).
+fn connects_from(url: &str, ip: &str) -> bool {
+    let addr: std::net::SocketAddr = url.trim_start_matches("ws://").parse().expect("addr");
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let from: std::net::SocketAddr = format!("{ip}:0").parse().expect("from");
+    sock.bind(&from.into()).expect("bind");
+    if sock.connect(&addr.into()).is_err() {
+        return false;
+    }
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    tungstenite::client(url, s).is_ok()
+}
+
+/// `blockip` with a CIDR prefix: open connections inside it are closed, new ones refused,
+/// addresses just outside untouched; a /32 is one address; a bad prefix is a JSON-RPC
+/// error; `wok admin` offline takes prefixes too.
+#[test]
+fn blocked_cidr_range_is_disconnected_and_refused() {
+    let relay = managed(|_| {});
+    let mut inside = connect_from(&relay.url, "127.0.0.5");
+    let mut outside = connect_from(&relay.url, "127.0.0.3");
+    call(&relay, "blockip", json!(["127.0.0.4/30", "range"]));
+    assert!(
+        common::closed_by_relay(&mut inside).is_some(),
+        "a connection inside the range is still open"
+    );
+    assert!(!connects_from(&relay.url, "127.0.0.6"));
+    assert!(!connects_from(&relay.url, "127.0.0.7"));
+    assert!(connects_from(&relay.url, "127.0.0.3"));
+    assert!(connects_from(&relay.url, "127.0.0.8"));
+    outside
+        .send(Message::text(r#"["REQ","x",{"limit":1}]"#))
+        .expect("send");
+    // The connection outside the range is still served (its EOSE comes back).
+    assert!(outside.read().expect("still open").is_text());
+    // A /32 is the one address: 127.0.0.2 out, its neighbour 127.0.0.3 in.
+    let mut two = connect_from(&relay.url, "127.0.0.2");
+    call(&relay, "blockip", json!(["127.0.0.2/32"]));
+    assert!(common::closed_by_relay(&mut two).is_some());
+    assert!(!connects_from(&relay.url, "127.0.0.2"));
+    assert!(connects_from(&relay.url, "127.0.0.3"));
+    assert_eq!(
+        call(&relay, "listblockedips", json!([])),
+        json!([
+            { "ip": "127.0.0.2", "reason": "" },
+            { "ip": "127.0.0.4/30", "reason": "range" },
+        ])
+    );
+    // Host bits past the prefix, or a prefix too long: refused, with the reason.
+    for bad in ["127.0.0.5/30", "127.0.0.0/33", "127.0.0.0/x"] {
+        let (status, body) = call_as(&relay, &admin(), "blockip", json!([bad]));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("JSON-RPC answer");
+        let e = v["error"].as_str().unwrap_or("");
+        assert!(e.starts_with("params[0]: "), "{bad}: {v}");
+    }
+    let (_, body) = call_as(&relay, &admin(), "blockip", json!(["127.0.0.5/30"]));
+    assert!(body.contains("did you mean 127.0.0.4/30"), "{body}");
+    call(&relay, "unblockip", json!(["127.0.0.4/30"]));
+    assert!(connects_from(&relay.url, "127.0.0.6"));
+    // Offline, through the DB: the running relay applies it within its 100 ms poll.
+    let mut victim = connect_from(&relay.url, "127.0.0.9");
+    let o = wok_admin(relay.dir.path(), &["blockip", "127.0.0.8/29"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(
+        common::closed_by_relay(&mut victim).is_some(),
+        "offline CIDR block not applied"
+    );
+    let o = wok_admin(relay.dir.path(), &["blockip", "10.0.0.1/8"]);
+    assert!(!o.status.success());
+    assert!(stderr_of(&o).contains("10.0.0.0/8"), "{}", stderr_of(&o));
+}
+
 #[test]
 fn state_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -20,7 +20,8 @@ pub struct AdminArgs {
     /// NIP-86 method: supportedmethods, banpubkey, listbannedpubkeys, allowpubkey,
     /// listallowedpubkeys, banevent, allowevent, listbannedevents, changerelayname,
     /// changerelaydescription, changerelayicon, allowkind, disallowkind, listallowedkinds,
-    /// blockip, unblockip, listblockedips, …
+    /// blockip, unblockip (an address or a CIDR prefix: 203.0.113.0/24, 2001:db8::/32),
+    /// listblockedips, …
     pub method: String,
     /// Its parameters: numbers and JSON values as given, anything else as a string; an npub
     /// is passed as hex

@@ -148,14 +148,35 @@ struct Stats {
     added: u64,
     rejected: u64,
     dups: u64,
+    /// Refused by the DB's bans or kind lists (`wok admin banpubkey`, …): policy, so the
+    /// import still exits 0.
+    blocked: u64,
 }
 
 impl Stats {
     fn summary(&self) -> String {
         format!(
-            "Processed {} lines. {} added, {} rejected, {} duplicates",
-            self.lines, self.added, self.rejected, self.dups
+            "Processed {} lines. {}{}",
+            self.lines,
+            self.counts(),
+            self.blocked_part()
         )
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "{} added, {} rejected, {} duplicates",
+            self.added, self.rejected, self.dups
+        )
+    }
+
+    /// Said only when something was blocked, so an unbanned DB's summary is as before.
+    fn blocked_part(&self) -> String {
+        if self.blocked == 0 {
+            String::new()
+        } else {
+            format!(", {} blocked", self.blocked)
+        }
     }
 }
 
@@ -597,7 +618,11 @@ impl Writer<'_> {
                 Outcome::Written(_) => self.stats.added += 1,
                 Outcome::Duplicate => self.stats.dups += 1,
                 _ => {
-                    self.stats.rejected += 1;
+                    if matches!(o, Outcome::Blocked(_)) {
+                        self.stats.blocked += 1;
+                    } else {
+                        self.stats.rejected += 1;
+                    }
                     if self.show_rejected {
                         let msg = format!("Rejected event {}: {}", ev.id_hex(), o.ok_reply().1);
                         log::info!("{msg}");
@@ -614,8 +639,9 @@ impl Writer<'_> {
         events.clear();
         if self.progress.drawn() {
             self.progress.message(format!(
-                "{} added, {} rejected, {} duplicates",
-                self.stats.added, self.stats.rejected, self.stats.dups
+                "{}{}",
+                self.stats.counts(),
+                self.stats.blocked_part()
             ));
         } else if self.last_log.elapsed() >= LOG_EVERY {
             self.last_log = Instant::now();

@@ -40,8 +40,12 @@ pub fn run(args: &StreamArgs, g: &Globals) -> ExitCode {
     match stream::run(&store, &opts, &stop) {
         Ok(s) => {
             eprintln!(
-                "stream ended: {} events down, {} up ({} refused), {} reconnects",
-                s.down, s.up, s.up_rejected, s.reconnects
+                "stream ended: {} events down{}, {} up ({} refused), {} reconnects",
+                s.down,
+                s.blocked_note(),
+                s.up,
+                s.up_rejected,
+                s.reconnects
             );
             ExitCode::SUCCESS
         }

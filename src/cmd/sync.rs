@@ -115,8 +115,14 @@ pub fn run(args: &SyncArgs, g: &Globals) -> ExitCode {
     ws.close();
     match result {
         Ok(s) => {
+            // `blocked` only when some were, so an unbanned DB's line is as before.
+            let blocked = if s.down_blocked > 0 {
+                format!(", blocked {}", s.down_blocked)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "have {}, need {}, downloaded {}, uploaded {}",
+                "have {}, need {}, downloaded {}, uploaded {}{blocked}",
                 s.have, s.need, s.downloaded, s.uploaded
             );
             if s.up_unreadable > 0 {

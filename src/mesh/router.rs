@@ -219,9 +219,10 @@ pub fn run(
             let flag = link_stop.clone();
             let handle = scope.spawn(move || match stream::run(store, &o, &flag) {
                 Ok(s) => log::info!(
-                    "{}: stopped: {} events down, {} up ({} refused), {} reconnects",
+                    "{}: stopped: {} events down{}, {} up ({} refused), {} reconnects",
                     o.name,
                     s.down,
+                    s.blocked_note(),
                     s.up,
                     s.up_rejected,
                     s.reconnects

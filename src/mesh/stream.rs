@@ -104,7 +104,21 @@ pub struct StreamStats {
     pub up: u64,
     /// Local events the peer refused (`OK false`).
     pub up_rejected: u64,
+    /// Downloaded events this DB's bans or kind lists refused.
+    pub down_blocked: u64,
     pub reconnects: u64,
+}
+
+impl StreamStats {
+    /// ` (N blocked)` when the DB's bans refused some downloads, else nothing (so the
+    /// summary of an unbanned DB reads as before).
+    pub fn blocked_note(&self) -> String {
+        if self.down_blocked == 0 {
+            String::new()
+        } else {
+            format!(" ({} blocked)", self.down_blocked)
+        }
+    }
 }
 
 struct State {
@@ -432,6 +446,7 @@ fn catch_up(
         st.remember(id);
     }
     st.stats.down += stats.downloaded;
+    st.stats.down_blocked += stats.down_blocked;
     Ok(stats.downloaded)
 }
 
@@ -474,6 +489,25 @@ fn store_events(
         .filter(|o| matches!(o, crate::store::write::Outcome::Written(_)))
         .count() as u64;
     st.stats.down += written;
+    let mut blocked = 0u64;
+    for (out, e) in outcomes.iter().zip(&evs) {
+        if let crate::store::write::Outcome::Blocked(b) = out {
+            blocked += 1;
+            log::debug!(
+                "{}: not storing event {}: {}",
+                o.name,
+                e.id_hex(),
+                b.reason()
+            );
+        }
+    }
+    if blocked > 0 {
+        st.stats.down_blocked += blocked;
+        log::info!(
+            "{}: {blocked} events down refused by this DB's bans or kind lists",
+            o.name
+        );
+    }
     if o.verbose.load(Ordering::Relaxed) {
         log::info!("{}: {received} events down, {written} new", o.name);
     }

@@ -56,6 +56,9 @@ pub struct SyncStats {
     /// Downloads the write rules refused (duplicates, deleted, replaced) or that failed
     /// verification, and uploads the relay refused.
     pub down_rejected: u64,
+    /// Downloads the DB's bans or kind lists refused (`Outcome::Blocked`; not in
+    /// `down_rejected`).
+    pub down_blocked: u64,
     pub up_rejected: u64,
     /// Local events not sent because their payload could not be read (a missing zstd
     /// dictionary, a corrupt row): skipped and reported, as the relay does.
@@ -485,11 +488,27 @@ impl Session<'_> {
             .store
             .write_batch(&batch)
             .map_err(|e| format!("writing downloaded events failed: {e}"))?;
-        for o in outcomes {
+        let mut blocked = 0u64;
+        for (o, e) in outcomes.iter().zip(&batch) {
             match o {
                 Outcome::Written(_) => self.stats.downloaded += 1,
+                Outcome::Blocked(b) => {
+                    blocked += 1;
+                    log::debug!(
+                        "not storing downloaded event {}: {}",
+                        e.id_hex(),
+                        b.reason()
+                    );
+                }
                 _ => self.stats.down_rejected += 1,
             }
+        }
+        if blocked > 0 {
+            self.stats.down_blocked += blocked;
+            log::info!(
+                "{}: {blocked} downloaded events refused by this DB's bans or kind lists",
+                self.opts.url
+            );
         }
         Ok(())
     }

@@ -152,6 +152,54 @@ pub enum Cidr {
 }
 
 impl Cidr {
+    /// A NIP-86 `blockip` argument: an address, or an address and prefix length. Stricter
+    /// than [`Cidr::parse`]: host bits past the prefix are an error (`203.0.113.7/24` is
+    /// more likely a typo than a wish to block `203.0.113.0/24`), and an IPv4-mapped IPv6
+    /// prefix of at least 96 bits becomes the IPv4 prefix it names, since connections from
+    /// mapped addresses are matched as IPv4.
+    pub fn parse_block(s: &str) -> Result<Cidr, String> {
+        let s = s.trim();
+        let bad =
+            || format!("{s:?} is not an IP address or CIDR prefix (203.0.113.0/24, 2001:db8::/32)");
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => {
+                (a, Some(b.parse::<u32>().map_err(|_| bad())?))
+            }
+            Some(_) => return Err(bad()),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+        let c = match ip {
+            IpAddr::V4(a) => {
+                let b = bits.unwrap_or(32);
+                if b > 32 {
+                    return Err(format!("{s:?}: an IPv4 prefix is at most 32 bits"));
+                }
+                Cidr::V4(u32::from(a), b)
+            }
+            IpAddr::V6(a) => {
+                let b = bits.unwrap_or(128);
+                if b > 128 {
+                    return Err(format!("{s:?}: an IPv6 prefix is at most 128 bits"));
+                }
+                match a.to_ipv4_mapped() {
+                    Some(v4) if b >= 96 => Cidr::V4(u32::from(v4), b - 96),
+                    _ => Cidr::V6(u128::from(a), b),
+                }
+            }
+        };
+        let masked = match c {
+            Cidr::V4(v, b) => Cidr::V4(mask32(v, b), b),
+            Cidr::V6(v, b) => Cidr::V6(mask128(v, b), b),
+        };
+        if masked != c {
+            return Err(format!(
+                "{s:?} has bits set past its prefix length: did you mean {masked}?"
+            ));
+        }
+        Ok(c)
+    }
+
     pub fn parse(s: &str) -> Option<Cidr> {
         let (addr, bits) = match s.split_once('/') {
             Some((a, b)) => (a.trim(), Some(b.trim().parse::<u32>().ok()?)),
@@ -179,6 +227,110 @@ impl Cidr {
             (Cidr::V6(net, b), IpAddr::V6(a)) => mask128(u128::from(a), b) == net,
             _ => false,
         }
+    }
+}
+
+/// The canonical text: a lone address for a full-length prefix (so `blockip 10.0.0.1` and
+/// `blockip 10.0.0.1/32` are the same entry), else `network/bits`.
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Cidr::V4(v, 32) => std::net::Ipv4Addr::from(v).fmt(f),
+            Cidr::V4(v, b) => write!(f, "{}/{b}", std::net::Ipv4Addr::from(v)),
+            Cidr::V6(v, 128) => Ipv6Addr::from(v).fmt(f),
+            Cidr::V6(v, b) => write!(f, "{}/{b}", Ipv6Addr::from(v)),
+        }
+    }
+}
+
+/// Blocked addresses and prefixes (NIP-86 `blockip`), looked up on every accept and
+/// upgrade: one hash set per prefix length in use, so a check costs one masked lookup per
+/// distinct length (at most 33 for IPv4, 129 for IPv6; single addresses and a few /24s are
+/// two), whatever the number of entries.
+#[derive(Debug, Default, Clone)]
+pub struct IpBlocks {
+    /// (prefix length, masked networks), longest prefix first.
+    v4: Vec<(u32, NetSet<u32>)>,
+    v6: Vec<(u32, NetSet<u128>)>,
+}
+
+/// A set of masked networks. Its entries come from admins, never from peers, so a fixed
+/// multiplicative hash (no SipHash keying against flooding) is safe, and it is what keeps
+/// a lookup per prefix length cheap.
+type NetSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<NetHasher>>;
+
+#[derive(Default)]
+struct NetHasher(u64);
+
+impl std::hash::Hasher for NetHasher {
+    fn finish(&self) -> u64 {
+        // murmur3's fmix64: masked networks end in zero bits, which a multiply alone keeps
+        // in the low bits the table indexes by (every /8 in one bucket chain).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // FxHash's combining step; `finish` mixes the result.
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
+}
+
+impl IpBlocks {
+    pub fn insert(&mut self, c: Cidr) {
+        fn add<T: std::hash::Hash + Eq>(t: &mut Vec<(u32, NetSet<T>)>, bits: u32, net: T) {
+            match t.binary_search_by(|(b, _)| bits.cmp(b)) {
+                Ok(i) => {
+                    t[i].1.insert(net);
+                }
+                Err(i) => t.insert(i, (bits, std::iter::once(net).collect())),
+            }
+        }
+        match c {
+            Cidr::V4(net, b) => add(&mut self.v4, b, mask32(net, b)),
+            Cidr::V6(net, b) => add(&mut self.v6, b, mask128(net, b)),
+        }
+    }
+
+    /// Is `ip` (IPv4-mapped IPv6 counting as its IPv4 address) inside any entry?
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.contains_v4(u32::from(v4)),
+                None => {
+                    let a = u128::from(v6);
+                    self.v6.iter().any(|(b, set)| set.contains(&mask128(a, *b)))
+                }
+            },
+            IpAddr::V4(v4) => self.contains_v4(u32::from(v4)),
+        }
+    }
+
+    fn contains_v4(&self, a: u32) -> bool {
+        self.v4.iter().any(|(b, set)| set.contains(&mask32(a, *b)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
     }
 }
 
@@ -764,6 +916,69 @@ mod tests {
             IpKey::new(mapped, 64),
             IpKey::new("1.2.3.4".parse().unwrap(), 64)
         );
+    }
+
+    #[test]
+    fn block_entries_parse_strictly_and_print_canonically() {
+        let text = |s: &str| Cidr::parse_block(s).map(|c| c.to_string());
+        assert_eq!(text("203.0.113.0/24").as_deref(), Ok("203.0.113.0/24"));
+        assert_eq!(text(" 10.0.0.1 ").as_deref(), Ok("10.0.0.1"));
+        assert_eq!(text("10.0.0.1/32").as_deref(), Ok("10.0.0.1"));
+        assert_eq!(text("2001:db8::/32").as_deref(), Ok("2001:db8::/32"));
+        assert_eq!(text("::ffff:10.0.0.1").as_deref(), Ok("10.0.0.1"));
+        assert_eq!(text("::ffff:10.0.0.0/104").as_deref(), Ok("10.0.0.0/8"));
+        assert_eq!(text("0.0.0.0/0").as_deref(), Ok("0.0.0.0/0"));
+        assert!(text("203.0.113.7/24").is_err_and(|e| e.contains("203.0.113.0/24")));
+        for bad in [
+            "10.0.0.1/33",
+            "2001:db8::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "x",
+            "",
+            "10.0.0.0/8/8",
+        ] {
+            assert!(text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ip_blocks_match_addresses_and_prefixes() {
+        let mut b = IpBlocks::default();
+        assert!(b.is_empty());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for e in [
+            "127.0.0.2/32",
+            "203.0.113.0/24",
+            "2001:db8::/32",
+            "198.51.100.7",
+        ] {
+            b.insert(Cidr::parse_block(e).unwrap());
+        }
+        assert!(b.contains(ip("127.0.0.2")));
+        assert!(!b.contains(ip("127.0.0.3")));
+        assert!(b.contains(ip("203.0.113.255")));
+        assert!(b.contains(ip("::ffff:203.0.113.1")));
+        assert!(!b.contains(ip("203.0.114.0")));
+        assert!(b.contains(ip("2001:db8:1234::1")));
+        assert!(!b.contains(ip("2001:db9::1")));
+        assert!(b.contains(ip("198.51.100.7")));
+        // Every length in one table, against a linear scan of the same entries.
+        let mut all = IpBlocks::default();
+        let entries: Vec<Cidr> = (0..=32u32)
+            .map(|bits| Cidr::V4(mask32(0xC633_6400 ^ (bits * 0x0101_0101), bits), bits))
+            .collect();
+        for c in &entries {
+            all.insert(*c);
+        }
+        for probe in [0u32, 0xC633_6401, 0xFFFF_FFFF, 0x0A00_0001, 0xC633_6400] {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(probe));
+            assert_eq!(
+                all.contains(a),
+                entries.iter().any(|c| c.contains(a)),
+                "{a}"
+            );
+        }
     }
 
     #[test]

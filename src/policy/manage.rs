@@ -3,13 +3,12 @@
 //! against `relay.management.adminPubkeys`. The same [`call`] serves the relay's HTTP
 //! endpoint (on its management thread, never the io thread) and `wok admin` offline.
 
-use std::net::IpAddr;
-
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::access::{admins, canonical_ip};
+use super::access::admins;
+use super::limits::Cidr;
 use crate::config::Config;
 use crate::nostr::{hex, verify, Event, JsonParser, Limits};
 use crate::store::manage::List;
@@ -255,12 +254,13 @@ fn param_kind(params: &[Value]) -> Result<u64, String> {
         .ok_or_else(|| "params[0] must be a kind number".into())
 }
 
-fn param_ip(params: &[Value]) -> Result<IpAddr, String> {
-    param_str(params, 0, "an IP address")?
-        .trim()
-        .parse::<IpAddr>()
-        .map(canonical_ip)
-        .map_err(|_| "params[0] must be an IP address".into())
+/// An address or CIDR prefix, in its canonical text (the row key: an IPv4-mapped address
+/// is its IPv4 one, a full-length prefix a lone address).
+fn param_ip(params: &[Value]) -> Result<String, String> {
+    let s = param_str(params, 0, "an IP address or CIDR prefix")?;
+    Cidr::parse_block(s)
+        .map(|c| c.to_string())
+        .map_err(|e| format!("params[0]: {e}"))
 }
 
 /// Runs one NIP-86 method on the store (one write transaction for a change); its result.
@@ -357,12 +357,12 @@ pub fn call(store: &Store, method: &str, params: &[Value]) -> Result<Value, Stri
             ))
         }
         "blockip" => {
-            let ip = param_ip(params)?.to_string();
+            let ip = param_ip(params)?;
             let why = reason(params, 1);
             change(&|t| store.manage_put(t, List::BlockedIp, ip.as_bytes(), why))
         }
         "unblockip" => {
-            let ip = param_ip(params)?.to_string();
+            let ip = param_ip(params)?;
             change(&|t| {
                 store
                     .manage_delete(t, List::BlockedIp, ip.as_bytes())
@@ -415,6 +415,41 @@ mod tests {
         assert!(matches(&by_service, "HTTPS://RELAY.EXAMPLE/"));
         assert!(!matches(&by_service, "https://evil.example/"));
         assert!(!matches(&by_service, "http://relay.example/"));
+    }
+
+    #[test]
+    fn blockip_takes_cidr_prefixes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path(),
+            &crate::store::StoreOptions {
+                map_size: 1 << 26,
+                ..crate::store::StoreOptions::default()
+            },
+        )
+        .expect("open");
+        let ok = |m: &str, p: Value| call(&store, m, p.as_array().expect("params")).expect(m);
+        ok("blockip", json!(["203.0.113.0/24", "range"]));
+        ok("blockip", json!(["2001:db8::/32"]));
+        ok("blockip", json!(["10.0.0.1/32"]));
+        assert_eq!(
+            ok("listblockedips", json!([])),
+            json!([
+                { "ip": "10.0.0.1", "reason": "" },
+                { "ip": "2001:db8::/32", "reason": "" },
+                { "ip": "203.0.113.0/24", "reason": "range" },
+            ])
+        );
+        for bad in ["203.0.113.7/24", "10.0.0.0/33", "nope/8"] {
+            let e = call(&store, "blockip", &[json!(bad)]).expect_err(bad);
+            assert!(e.starts_with("params[0]: "), "{e}");
+        }
+        ok("unblockip", json!(["10.0.0.1"]));
+        ok("unblockip", json!(["203.0.113.0/24"]));
+        assert_eq!(
+            ok("listblockedips", json!([])),
+            json!([{ "ip": "2001:db8::/32", "reason": "" }])
+        );
     }
 
     #[test]

@@ -104,11 +104,16 @@ impl Writer {
                                 m.stored_kind(ev.kind);
                             }
                             Outcome::Duplicate => m.write_dups.inc(),
+                            // A ban that landed after the ingester's check.
+                            Outcome::Blocked(_) => {
+                                m.write_rejected.inc();
+                                m.access_refused.inc();
+                            }
                             _ => m.write_rejected.inc(),
                         }
                         let (ok, msg) = o.ok_reply();
                         let mut out = Vec::with_capacity(128);
-                        message::ok(&mut out, ev.id_hex(), ok, msg);
+                        message::ok(&mut out, ev.id_hex(), ok, &msg);
                         self.io.text(*conn, out);
                     }
                     if outcomes.iter().any(|o| matches!(o, Outcome::Written(_))) {

@@ -201,6 +201,8 @@ pub struct Store {
     dicts: dict::DictCache,
     /// `events.compression` (live).
     compress_new: std::sync::atomic::AtomicBool,
+    /// `manage::Store::write_bans`: the write-side bans at the last generation read.
+    ban_cache: std::sync::Mutex<Option<std::sync::Arc<manage::WriteBans>>>,
 }
 
 /// Durable facts about the DB, kept in the `Meta` row.
@@ -269,6 +271,7 @@ impl Store {
             tree_cache: std::sync::Mutex::new(None),
             dicts: dict::DictCache::default(),
             compress_new: std::sync::atomic::AtomicBool::new(opts.compress_new_events),
+            ban_cache: std::sync::Mutex::new(None),
         };
         match store.read_meta(&wtxn)? {
             None => {

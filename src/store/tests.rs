@@ -77,7 +77,7 @@ fn duplicates_in_db_and_in_batch() {
     );
     assert_eq!(
         Outcome::Duplicate.ok_reply(),
-        (true, "duplicate: have this event")
+        (true, "duplicate: have this event".into())
     );
     let txn = s.read_txn().expect("txn");
     let lev = s.lookup_id(&txn, &a.id).expect("get").expect("stored");
@@ -158,7 +158,7 @@ fn deletion_by_e_tag_leaves_tombstone() {
     );
     assert_eq!(
         Outcome::Deleted.ok_reply(),
-        (false, "deleted: user requested deletion")
+        (false, "deleted: user requested deletion".into())
     );
     // Another author's event is untouched and can still be written by them.
     assert_eq!(

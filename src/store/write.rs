@@ -7,6 +7,7 @@
 use heed::{PutFlags, RwTxn};
 
 use super::keys::{self, LevId};
+use super::manage::{Blocked, WriteBans};
 use super::negtree::{TreeFilters, TreeOp};
 use super::{dict, payload, record, Meta, Record, Result, Store};
 use crate::nostr::filter::EventView;
@@ -26,17 +27,22 @@ pub enum Outcome {
     Deleted,
     /// Ephemeral kinds are delivered live, never stored.
     Ephemeral,
+    /// Refused by the `Management` table: a banned event or pubkey, or a kind the kind
+    /// lists refuse (checked in the write transaction, so for every writer).
+    Blocked(Blocked),
 }
 
 impl Outcome {
     /// The `OK` reply: (accepted, message) with strfry's strings.
-    pub fn ok_reply(&self) -> (bool, &'static str) {
+    pub fn ok_reply(&self) -> (bool, std::borrow::Cow<'static, str>) {
+        let fixed = |ok, s: &'static str| (ok, std::borrow::Cow::Borrowed(s));
         match self {
-            Outcome::Written(_) => (true, ""),
-            Outcome::Duplicate => (true, "duplicate: have this event"),
-            Outcome::Replaced => (false, "replaced: have newer event"),
-            Outcome::Deleted => (false, "deleted: user requested deletion"),
-            Outcome::Ephemeral => (false, "invalid: ephemeral events are not stored"),
+            Outcome::Written(_) => fixed(true, ""),
+            Outcome::Duplicate => fixed(true, "duplicate: have this event"),
+            Outcome::Replaced => fixed(false, "replaced: have newer event"),
+            Outcome::Deleted => fixed(false, "deleted: user requested deletion"),
+            Outcome::Ephemeral => fixed(false, "invalid: ephemeral events are not stored"),
+            Outcome::Blocked(b) => (false, b.reason().into()),
         }
     }
 }
@@ -75,8 +81,10 @@ impl Store {
         let mut meta = self.meta(txn)?;
         let mut outcomes = vec![Outcome::Duplicate; events.len()];
         let mut pending = Pending::new(self, txn)?;
+        // Read in this transaction: a ban committed by any process before it began applies.
+        let bans = self.write_bans(txn)?;
         for i in order {
-            outcomes[i] = self.write_one(txn, &events[i], &mut meta, &mut pending)?;
+            outcomes[i] = self.write_one(txn, &events[i], &bans, &mut meta, &mut pending)?;
         }
         pending.apply(self, txn)?;
         self.write_meta(txn, &meta)?;
@@ -87,9 +95,15 @@ impl Store {
         &self,
         txn: &mut RwTxn,
         ev: &Event,
+        bans: &WriteBans,
         meta: &mut Meta,
         p: &mut Pending,
     ) -> Result<Outcome> {
+        // Before the duplicate check, as the relay's ingester does: a banned author's
+        // stored events are refused again, not counted as duplicates.
+        if let Some(b) = bans.check(&ev.id, &ev.pubkey, ev.kind) {
+            return Ok(Outcome::Blocked(b));
+        }
         let class = ev.class();
         if class == KindClass::Ephemeral {
             return Ok(Outcome::Ephemeral);
