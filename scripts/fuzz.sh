@@ -13,6 +13,7 @@
 # written to fuzz/artifacts/<t>/ and printed here in base64, so a CI log is enough to
 # reproduce it (`base64 -d > crash; fuzz/target/<triple>/release/<t> crash`). Once fixed,
 # the input goes to fuzz/regressions/<t>/, which `cargo test --test fuzz_corpus` replays.
+# FUZZ_ARGS adds libFuzzer flags (after ours, so they win), e.g. FUZZ_ARGS=-max_len=65536.
 # The build uses its own target directory, fuzz/target (git-ignored; about 2 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +63,7 @@ for t in "${targets[@]}"; do
     log=fuzz/target/$t.log
     rc=0
     "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="fuzz/artifacts/$t/" "${dirs[@]}" >"$log" 2>&1 || rc=$?
+        -artifact_prefix="fuzz/artifacts/$t/" ${FUZZ_ARGS:-} "${dirs[@]}" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*/[^ ]*' "$log" | tail -1 || true)
@@ -71,7 +72,7 @@ for t in "${targets[@]}"; do
     if [ "$rc" -ne 0 ]; then
         failed+=("$t")
         echo "---- $t failed (exit $rc); the end of its log ($log):"
-        grep -v '^#[0-9]' "$log" | tail -40
+        grep -v -e '^#[0-9]' -e 'NEW_FUNC' "$log" | tail -40
         for a in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log"); do
             echo "---- crashing input: $a ($(wc -c <"$a") bytes), base64:"
             base64 -w0 "$a"
