@@ -1,5 +1,7 @@
 pub mod bench;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod gen;
 pub mod logging;
 pub mod mesh;

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use wok::nostr::event::peek_id;
+use wok::nostr::jsonl::{self, Line};
 use wok::nostr::{verify, Event, Invalid, JsonParser, Limits};
 use wok::store::write::Outcome;
 use wok::store::Store;
@@ -460,18 +460,12 @@ fn oversize(line: u64, len: usize, max: usize) -> Rejection {
 
 /// One line → an event to write, a rejection, or nothing (a blank line).
 fn check_line(
-    mut line: &mut [u8],
+    line: &mut [u8],
     line_no: u64,
     parser: &mut JsonParser,
     o: &WorkerOpts,
     known: &dyn Fn(&[u8; 32]) -> bool,
 ) -> Option<Item> {
-    if let [rest @ .., b'\r'] = line {
-        line = rest;
-    }
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
     let reject = |id: Option<String>, reason: String, always: bool| {
         Some(Item::Reject(Rejection {
             line: line_no,
@@ -480,29 +474,12 @@ fn check_line(
             always,
         }))
     };
-    if line.len() > o.max_line {
-        return Some(Item::Reject(oversize(line_no, line.len(), o.max_line)));
-    }
-    if o.fried {
-        match strip_fried(line) {
-            Some(end) => line = &mut line[..end],
-            None => {
-                return reject(
-                    None,
-                    "--fried: line does not end with a \"fried\" member".into(),
-                    true,
-                )
-            }
-        }
-    }
-    let limits = &o.limits;
-    let parsed = parser.parse(line, |v| {
-        Event::from_json(v, limits).map_err(|e| (peek_id(v), e))
-    });
-    match parsed {
-        Err(e) => reject(None, format!("unparseable JSON: {e}"), true),
-        Ok(Err((id, invalid))) => reject(id, invalid.to_string(), false),
-        Ok(Ok(ev)) => {
+    match jsonl::parse_line(line, parser, &o.limits, o.max_line, o.fried) {
+        Line::Blank => None,
+        Line::Oversize(len) => Some(Item::Reject(oversize(line_no, len, o.max_line))),
+        Line::Malformed(reason) => reject(None, reason, true),
+        Line::Invalid { id, reason } => reject(id, reason, false),
+        Line::Event(ev) => {
             if o.verify {
                 // verify::check_event's checks, with the duplicate test between them.
                 if let Err(invalid) = ev.check_id() {
@@ -519,27 +496,6 @@ fn check_line(
             Some(Item::Event(ev))
         }
     }
-}
-
-/// Rewrites a strfry `export --fried` line (`{…,"fried":"<hex>"}`) in place as the plain
-/// event JSON and returns its new length; `None` if the member is missing or malformed.
-fn strip_fried(line: &mut [u8]) -> Option<usize> {
-    const MEMBER: &[u8] = b",\"fried\":\"";
-    let end = line.len()
-        - line
-            .iter()
-            .rev()
-            .take_while(|b| b.is_ascii_whitespace())
-            .count();
-    let body = &line[..end];
-    let at = body.windows(MEMBER.len()).rposition(|w| w == MEMBER)?;
-    let tail = &body[at + MEMBER.len()..];
-    let hex = tail.strip_suffix(b"\"}")?;
-    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    line[at] = b'}';
-    Some(at + 1)
 }
 
 /// The writer: puts worker results back in input order and commits them in batches.

@@ -7,6 +7,7 @@ pub mod event;
 pub mod filter;
 pub mod hex;
 pub mod json;
+pub mod jsonl;
 pub mod kinds;
 pub mod message;
 pub mod tags;

@@ -10,6 +10,9 @@ pub struct HttpInfo {
     pub landing: Landing,
 }
 
+/// Header lines a request head may have (the io thread's `httparse` room; more is a 400).
+pub const MAX_HEADERS: usize = 64;
+
 const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n";
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {

@@ -918,7 +918,7 @@ impl Io {
                 return HttpStep::Close;
             }
         }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
@@ -1374,7 +1374,7 @@ fn human_bytes(n: u64) -> String {
 /// The client address: from `relay.realIpHeader` when set (a single address, or an
 /// X-Forwarded-For list, of which the last entry is used: see `parse_forwarded`), else the
 /// socket's.
-fn real_ip(
+pub fn real_ip(
     req: &httparse::Request<'_, '_>,
     header: &str,
     socket: IpAddr,

@@ -1,0 +1,4 @@
+//! libFuzzer entry for `wok::fuzz_targets::import_line`, whose module documentation says what it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wok::fuzz_targets::import_line::run(data));
