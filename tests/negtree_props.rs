@@ -310,3 +310,33 @@ fn trees_are_managed_and_an_unbuilt_tree_is_never_served() {
     let txn = store.read_txn().expect("txn");
     assert_eq!(store.trees(&txn).expect("trees").len(), 1);
 }
+
+/// A tree built over more events than one build piece (4,096) holds exactly the matching
+/// events: the build reads and writes a piece at a time, so its memory does not grow with
+/// the DB, and the pieces' boundaries must lose or repeat nothing.
+#[test]
+fn a_tree_built_in_pieces_over_a_large_db_is_exact() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+    let k = Keys::from_secret([8; 32]).expect("key");
+    let evs: Vec<Event> = (0..9_000u64)
+        .map(|i| {
+            k.sign(
+                1_000_000 + i * 7 % 5_000,
+                // Mostly matching, so the piece boundaries fall on matching events.
+                if i >= 8_900 { 7 } else { 1 },
+                Tags::from_vecs::<&str>(&[]),
+                &format!("e{i}"),
+                &Limits::default(),
+            )
+            .expect("sign")
+        })
+        .collect();
+    for chunk in evs.chunks(3_000) {
+        store.write_batch(chunk).expect("write");
+    }
+    let f = filter(r#"{"kinds":[1]}"#);
+    let t = store.add_tree(&f).expect("add");
+    assert_eq!(store.build_tree(t).expect("build"), 8_900);
+    check_tree(&store, t, &f, 42).expect("exact");
+}

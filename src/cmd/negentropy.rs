@@ -162,25 +162,17 @@ fn build(g: &Globals, store: &wok::store::Store, tree: u64) -> ExitCode {
         eprintln!("error: negentropy: {msg}");
         ExitCode::FAILURE
     };
-    // A bar over the stored events read, then over the tree rows written.
+    // A bar over the stored events read (each piece's tree rows are written as it goes).
     let p = Progress::start(g, "negentropy build", "events", false, Total::Unknown);
-    let (mut scanned, mut phase) = (0, 0);
+    let (mut scanned, mut started) = (0, false);
     let mut step = |s: BuildStep| match s {
         BuildStep::Scanned { done, total } => {
-            if phase == 0 {
-                phase = 1;
+            if !started {
+                started = true;
                 p.set_total(Total::Items(total));
-                p.message("reading events");
+                p.message("reading events, writing the tree");
             }
             scanned = done;
-            p.set(done, 0);
-        }
-        BuildStep::Written { done, total } => {
-            if phase == 1 {
-                phase = 2;
-                p.restart(Total::Items(total));
-                p.message("writing the tree");
-            }
             p.set(done, 0);
         }
         BuildStep::Committing => p.message("committing"),
