@@ -267,4 +267,7 @@ fn a_connection_past_its_in_flight_limit_is_paused_and_loses_nothing() {
         left = common::metric(&r.url, "wok_inflight_messages");
     }
     assert_eq!(left, 0, "messages still counted in flight");
+    // The allocator's live bytes, for soaks (a leak grows them; RSS also keeps freed memory).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    assert!(common::metric(&r.url, "wok_heap_in_use_bytes") > 1 << 20);
 }

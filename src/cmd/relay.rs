@@ -51,8 +51,13 @@ pub fn run(g: &Globals) -> ExitCode {
     let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last: Option<SystemTime> = loaded.stamp;
     let mut draining = false;
+    let mut trimmed = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(100));
+        if trimmed.elapsed() >= TRIM_EVERY {
+            trimmed = std::time::Instant::now();
+            trim_heap();
+        }
         if stop.load(Ordering::Relaxed) {
             log::info!("stopping");
             relay.stop();
@@ -89,3 +94,21 @@ pub fn run(g: &Globals) -> ExitCode {
         }
     }
 }
+
+/// How often freed heap memory is handed back to the OS.
+const TRIM_EVERY: Duration = Duration::from_secs(30);
+
+/// glibc keeps memory freed after a peak in its arenas (one per busy thread), so the relay's
+/// RSS creeps up as rarer, higher peaks come while its live heap stays flat (a 2-minute soak:
+/// live heap 34.9 -> 35.3 MiB, RssAnon 51 -> 84 MiB). `malloc_trim(0)` returns the free pages
+/// of every arena; it holds each arena's lock for a moment, every TRIM_EVERY.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory the allocator owns.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}

@@ -270,6 +270,9 @@ impl Metrics {
             "wok_io_deferred_handoffs_total",
             self.io_deferred.get().to_string(),
         );
+        if let Some(bytes) = heap_in_use() {
+            line("wok_heap_in_use_bytes", bytes.to_string());
+        }
         line("wok_retention_pruned_total", self.pruned.get().to_string());
         line(
             "wok_retention_archived_total",
@@ -330,4 +333,20 @@ impl Metrics {
         }
         s
     }
+}
+
+/// Bytes the allocator has handed out and not had back, all arenas together: what a leak
+/// grows. RSS cannot tell a leak from the allocator keeping freed memory (glibc rarely
+/// returns it), so a soak watches this. Walks the arenas under their locks: for a scrape,
+/// not a hot path.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_in_use() -> Option<u64> {
+    // SAFETY: mallinfo2 only reads the allocator's own counters (glibc >= 2.33).
+    let m = unsafe { libc::mallinfo2() };
+    u64::try_from(m.uordblks.saturating_add(m.hblkhd)).ok()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_in_use() -> Option<u64> {
+    None
 }
