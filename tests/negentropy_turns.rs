@@ -5,15 +5,6 @@
 mod common;
 
 use common::{keys, now, sign, TestRelay};
-use negentropy::{Negentropy, NegentropyStorageVector};
-use wok::nostr::hex;
-
-fn first_message() -> String {
-    let mut storage = NegentropyStorageVector::new();
-    storage.seal().expect("seal");
-    let mut neg = Negentropy::owned(storage, 0).expect("neg");
-    hex::encode(&neg.initiate().expect("initiate"))
-}
 
 #[test]
 fn a_small_neg_open_is_answered_before_a_large_one_sent_first() {
@@ -34,7 +25,7 @@ fn a_small_neg_open_is_answered_before_a_large_one_sent_first() {
         },
     );
     let mut c = r.client();
-    let msg = first_message();
+    let msg = common::neg_first_message();
     // `{"kinds":[1]}` is no stored tree's filter: collected, all 6,000.
     c.send(&format!(
         "[\"NEG-OPEN\",\"big\",{{\"kinds\":[1]}},\"{msg}\"]"
@@ -74,7 +65,7 @@ fn collections_take_turns_by_connection() {
             s.write_batch(&evs).expect("write");
         },
     );
-    let msg = first_message();
+    let msg = common::neg_first_message();
     let open = |sub: &str| format!("[\"NEG-OPEN\",\"{sub}\",{{\"kinds\":[1]}},\"{msg}\"]");
     let mut busy = r.client();
     let mut other = r.client();

@@ -8,15 +8,6 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use common::{keys, now, sign, TestRelay, WAIT};
-use negentropy::{Negentropy, NegentropyStorageVector};
-use wok::nostr::hex;
-
-fn first_message() -> String {
-    let mut storage = NegentropyStorageVector::new();
-    storage.seal().expect("seal");
-    let mut neg = Negentropy::owned(storage, 0).expect("neg");
-    hex::encode(&neg.initiate().expect("initiate"))
-}
 
 #[test]
 fn clients_vanishing_mid_handshake_mid_frame_and_mid_neg_leave_nothing_behind() {
@@ -37,7 +28,7 @@ fn clients_vanishing_mid_handshake_mid_frame_and_mid_neg_leave_nothing_behind() 
         },
     );
     let addr = r.url.trim_start_matches("ws://").to_string();
-    let msg = first_message();
+    let msg = common::neg_first_message();
     for _ in 0..20 {
         // Half an upgrade request, then gone.
         let mut s = TcpStream::connect(&addr).expect("connect");

@@ -153,33 +153,27 @@ impl RelayPruner {
         };
         let (store, now) = (&shared.store, crate::policy::now());
         let max_bytes = cfg.retention.max_db_bytes;
-        let result = match txn {
-            // Deleted in a nested transaction: a failure undoes the slice, not the batch.
-            Some(txn) => self
-                .pruner
-                .plan(
-                    store,
-                    &self.rules,
-                    max_bytes,
-                    now,
-                    limits,
-                    &mut self.archives,
-                )
-                .and_then(|(levs, mut report)| {
-                    if !levs.is_empty() {
-                        report.deleted = store.delete_levs_nested(txn, &levs)? as u64;
-                    }
-                    Ok(report)
-                }),
-            None => self.pruner.slice(
+        // Inside a batch the deletions go in a nested transaction: a failure undoes the
+        // slice, not the batch.
+        let result = self
+            .pruner
+            .plan(
                 store,
                 &self.rules,
                 max_bytes,
                 now,
                 limits,
                 &mut self.archives,
-            ),
-        };
+            )
+            .and_then(|(levs, mut report)| {
+                if !levs.is_empty() {
+                    report.deleted = match txn {
+                        Some(txn) => store.delete_levs_nested(txn, &levs)?,
+                        None => store.delete_batch(&levs)?,
+                    } as u64;
+                }
+                Ok(report)
+            });
         self.last_took = t.elapsed();
         if quiet {
             // Only busy slices set the size.

@@ -225,7 +225,6 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::write::Outcome;
-    use crate::store::StoreOptions;
 
     fn event(secret: u8, kind: u64, content: &str) -> crate::nostr::Event {
         let k = crate::nostr::sign::Keys::from_secret([secret; 32]).expect("key");
@@ -244,15 +243,7 @@ mod tests {
     /// the same events in.
     #[test]
     fn the_write_path_refuses_what_the_lists_refuse() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            dir.path(),
-            &StoreOptions {
-                map_size: 1 << 26,
-                ..StoreOptions::default()
-            },
-        )
-        .expect("open");
+        let (_dir, store) = crate::store::tests::temp_store();
         let (by_banned, banned_ev, kind7, fine) = (
             event(1, 1, "a"),
             event(2, 1, "b"),
@@ -315,15 +306,7 @@ mod tests {
 
     #[test]
     fn lists_and_generation() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            dir.path(),
-            &StoreOptions {
-                map_size: 1 << 26,
-                ..StoreOptions::default()
-            },
-        )
-        .expect("open");
+        let (_dir, store) = crate::store::tests::temp_store();
         let g0 = store
             .manage_generation(&store.read_txn().expect("r"))
             .expect("g");

@@ -591,3 +591,11 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A NEG-OPEN's first message from an empty set, hex (what a client with nothing sends).
+pub fn neg_first_message() -> String {
+    let mut storage = negentropy::NegentropyStorageVector::new();
+    storage.seal().expect("seal");
+    let mut neg = negentropy::Negentropy::owned(storage, 0).expect("neg");
+    wok::nostr::hex::encode(&neg.initiate().expect("initiate"))
+}
