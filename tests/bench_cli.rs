@@ -121,3 +121,27 @@ fn fanout_ingest_and_conns_complete() {
     let c = bench(&["conns", &r.url, "--conns", "30"]);
     assert!(c["conns.connect_per_s"] > 0.0);
 }
+
+/// The malformed flood runs to completion: every flood message is answered (a NOTICE or
+/// OK false, counted as answered but never as served), and the polite client is measured.
+#[test]
+fn fairness_with_a_malformed_flood_completes() {
+    let r = TestRelay::with(|c| c.relay.limits.enabled = false);
+    let f = bench(&[
+        "fairness",
+        &r.url,
+        "--malformed",
+        "--fresh",
+        "--flooders",
+        "2",
+        "--flood-events",
+        "50",
+        "--polite",
+        "20",
+        "--warmup",
+        "0.2",
+    ]);
+    assert!(f["fairness.flood_req_p99_ms"] > 0.0, "{f:?}");
+    assert!(f["fairness.flood_answered_per_s"] > 0.0, "{f:?}");
+    assert_eq!(f["fairness.flood_served_per_s"], 0.0, "{f:?}");
+}

@@ -6,7 +6,8 @@
 //! connection throws the answers away, so they are not closed as slow readers), while a
 //! polite client on its own connection sends one REQ (time to EOSE) and one EVENT (time to
 //! OK) at a time. The polite figures are taken unloaded first, then under the flood; the
-//! flooders' answered messages per second (OK + EOSE) is their throughput.
+//! flooders' answered messages per second (OK, EOSE, and the NOTICE or CLOSED of a message
+//! refused) is their throughput.
 //!
 //! Flooders speak raw WebSocket frames over `ws://` only (a blocking send that can stop at
 //! any time needs its own framing); the polite client may use any URL.
@@ -51,6 +52,8 @@ pub struct FairnessOptions {
     pub flood_from: Option<IpAddr>,
     /// Source address of the polite client.
     pub polite_from: Option<IpAddr>,
+    /// Flood with malformed messages instead of EVENTs and REQs.
+    pub malformed: bool,
 }
 
 /// What the flooders count, all connections together.
@@ -121,7 +124,11 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
     // Bytes per message of the flood, to turn bytes sent into messages.
     let (mut total_bytes, mut total_msgs) = (0usize, 0usize);
     for (f, evs) in flood_evs.chunks(per).enumerate() {
-        let bytes = flood_bytes(f, evs);
+        let bytes = if o.malformed {
+            malformed_bytes(evs.len())
+        } else {
+            flood_bytes(f, evs)
+        };
         total_bytes += bytes.len();
         total_msgs += 2 * evs.len();
         // The first flooder's connection must work (a relay that refuses it is not
@@ -316,6 +323,24 @@ fn flood_bytes(f: usize, evs: &[Event]) -> Vec<u8> {
         m.extend_from_slice(ev.json());
         m.push(b']');
         frame(&mut b, &m);
+    }
+    b
+}
+
+/// Two malformed messages per event slot (the same count as `flood_bytes`), cycling through
+/// the kinds of garbage a relay must answer without harm.
+fn malformed_bytes(n: usize) -> Vec<u8> {
+    const BAD: [&str; 6] = [
+        "x",
+        r#"["EVENT",{"id":"nope"}]"#,
+        r#"["REQ"]"#,
+        r#"["WHAT","is this"]"#,
+        r#"[1,2"#,
+        r#"["EVENT",{"kind":"one","content":7,"tags":{}}]"#,
+    ];
+    let mut b = Vec::new();
+    for i in 0..2 * n.max(1) {
+        frame(&mut b, BAD[i % BAD.len()].as_bytes());
     }
     b
 }
@@ -533,6 +558,9 @@ fn classify(m: &[u8], c: &Counts) {
     } else if m.starts_with(b"[\"EOSE\",") {
         c.answered.fetch_add(1, Ordering::Relaxed);
         c.served.fetch_add(1, Ordering::Relaxed);
+    } else if m.starts_with(b"[\"NOTICE\",") || m.starts_with(b"[\"CLOSED\",") {
+        // What a malformed message (or a refused REQ) gets: answered, not served.
+        c.answered.fetch_add(1, Ordering::Relaxed);
     }
     if !m.starts_with(b"[\"EVENT\"") && find(b"rate-limited:") {
         c.limited.fetch_add(1, Ordering::Relaxed);

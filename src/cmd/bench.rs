@@ -95,6 +95,10 @@ enum Scenario {
         /// Source address of the polite client (e.g. 127.0.0.3)
         #[arg(long)]
         polite_from: Option<std::net::IpAddr>,
+        /// Flood with malformed messages (bad JSON, unknown verbs, broken events, short
+        /// arrays), each answered with a NOTICE or OK false, instead of EVENTs and REQs
+        #[arg(long)]
+        malformed: bool,
     },
     /// K idle connections holding one subscription each
     Conns {
@@ -179,6 +183,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             seed,
             flood_from,
             polite_from,
+            malformed,
         } => bench::fairness::run(
             &bench::fairness::FairnessOptions {
                 url: url.clone(),
@@ -193,6 +198,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
                 pid,
                 flood_from: *flood_from,
                 polite_from: *polite_from,
+                malformed: *malformed,
             },
             &mut r,
         ),
