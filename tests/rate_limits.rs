@@ -318,6 +318,48 @@ fn repeat_offender_is_disconnected_and_cooled_down() {
     );
 }
 
+/// Malformed messages are violations: a garbage flood (which no rate sees, each message
+/// only earning a NOTICE) is disconnected and its IP cooled down; a client that sends one
+/// now and then is not, and the limits switched off leave even the flood connected.
+#[test]
+fn a_malformed_flood_is_disconnected_and_cooled_down() {
+    let relay = TestRelay::with(|c| {
+        quiet(c);
+        c.relay.limits.violations_before_disconnect = 5;
+        c.relay.limits.violation_window_seconds = 60;
+        c.relay.limits.cooldown_seconds = 30;
+    });
+    // Four bad messages: answered, still connected.
+    let mut polite = client_from(&relay.url, "127.0.0.3");
+    for _ in 0..4 {
+        polite.send("x");
+        assert_eq!(polite.recv()[0], "NOTICE");
+    }
+    assert!(polite.req("ok", "{}").is_empty(), "still served");
+    // A flood of them from another address: closed after the fifth, the address refused.
+    let mut c = client_from(&relay.url, "127.0.0.2");
+    for _ in 0..20 {
+        c.send(r#"["WHAT","is this"]"#);
+    }
+    assert_eq!(common::closed_by_relay(&mut c.ws), Some(Some(1008)));
+    assert!(metric(&relay.url, "wok_rate_limited_total{limit=\"malformed\"}") >= 5);
+    let head = upgrade_head(&relay.url, "127.0.0.2", "");
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+
+    let off = TestRelay::with(|c| {
+        c.relay.limits.enabled = false;
+        c.relay.limits.violations_before_disconnect = 5;
+    });
+    let mut c = client_from(&off.url, "127.0.0.2");
+    for _ in 0..20 {
+        c.send("x");
+    }
+    for _ in 0..20 {
+        assert_eq!(c.recv()[0], "NOTICE");
+    }
+    assert!(c.req("ok", "{}").is_empty(), "limits off: still served");
+}
+
 #[test]
 fn exempt_cidrs_and_loopback() {
     let relay = TestRelay::with(|c| {

@@ -42,9 +42,11 @@ pub enum Limit {
     Cooldown,
     /// Reading a connection paused on the bytes/s limit (nothing is refused).
     BytesPaused,
+    /// Malformed messages (answered with a NOTICE): each is a violation.
+    Malformed,
 }
 
-const LIMITS: [(Limit, &str); 14] = [
+const LIMITS: [(Limit, &str); 15] = [
     (Limit::EventsIp, "events_ip"),
     (Limit::EventsConnection, "events_connection"),
     (Limit::EventsPubkey, "events_pubkey"),
@@ -59,12 +61,13 @@ const LIMITS: [(Limit, &str); 14] = [
     (Limit::NewConnectionsIp, "new_connections_ip"),
     (Limit::Cooldown, "cooldown"),
     (Limit::BytesPaused, "bytes_paused"),
+    (Limit::Malformed, "malformed"),
 ];
 
 /// The limits' counters (rendered by `relay::metrics`).
 #[derive(Default)]
 pub struct LimitStats {
-    refused: [AtomicU64; 14],
+    refused: [AtomicU64; 15],
     pub disconnects: AtomicU64,
     /// IPs refused for a cooldown right now (set by the io thread's sweep).
     pub cooling: AtomicU64,
@@ -643,6 +646,20 @@ impl Peer {
             ),
             disconnect: self.ip.violation(cfg, now),
         })
+    }
+
+    /// A malformed message from this connection (it got a NOTICE): no well-behaved client
+    /// sends many, so each counts as a violation of its IP, and past
+    /// `violationsBeforeDisconnect` the connection is closed and the IP cooled down (true).
+    /// Without this a garbage flood cost the relay a parse and a NOTICE per message at full
+    /// speed, untouched by every rate (measured: 187k answered/s, a polite REQ p99 0.34 ->
+    /// 4.0 ms).
+    pub fn malformed(&self, cfg: &LimitsConfig, stats: &LimitStats) -> bool {
+        if !cfg.enabled || self.exempt {
+            return false;
+        }
+        stats.count(Limit::Malformed);
+        self.ip.violation(cfg, mono_ns())
     }
 
     /// After a successful AUTH: the pubkey's buckets join the checks, or every limit is

@@ -267,6 +267,13 @@ impl Ingester {
             Ok(None) => return,
             Err(e) => {
                 self.io.text(conn, e.reply());
+                let limits = &self.shared.metrics.limits;
+                if s.limits
+                    .as_ref()
+                    .is_some_and(|l| l.malformed(&cfg.relay.limits, limits))
+                {
+                    self.io.send(Outbound::RateLimited { conn });
+                }
                 return;
             }
         };
