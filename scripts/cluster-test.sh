@@ -465,36 +465,32 @@ else
   echo "a2 loss + delay: skipped (no netem, no iptables NFQUEUE)"
 fi
 
-# ---- b: relay B killed mid-write -----------------------------------------------------
-t0=$(ms)
-start_writers b
-wait_acked b b 1
-kill -9 "${RELAY[b]}"
-wait "${RELAY[b]}" 2>/dev/null || true
-tk=$(ms)
-sleep "$DOWN_SECONDS"
-start_relay b
-tr=$(ms)
-wait_writers
-t1=$(ms)
-converge "$t1" b
-FAULTS=$(( FAULTS + 1 ))
-line "b relay B kill -9" "$(written b)" $(( t1 - t0 )) "$CONV_MS" "$BEHIND" " (B killed after $(secs $(( tk - t0 ))) s, back $(secs $(( tr - tk ))) s later, $(cnt /w/b-b/ "$T/upload-retries") uploads to B retried)"
-
-# ---- c: router C killed --------------------------------------------------------------
-t0=$(ms)
-start_writers c
-wait_acked c c 1
-kill -9 "${ROUTER[c]}"
-wait "${ROUTER[c]}" 2>/dev/null || true
-tk=$(ms)
-sleep "$DOWN_SECONDS"
-start_router c
-tr=$(ms)
-wait_writers
-t1=$(ms)
-converge "$t1" c
-FAULTS=$(( FAULTS + 1 ))
-line "c router C kill -9" "$(written c)" $(( t1 - t0 )) "$CONV_MS" "$BEHIND" " (router C killed after $(secs $(( tk - t0 ))) s, back $(secs $(( tr - tk ))) s later)"
+# ---- b, c: a relay, then a router, killed mid-write --------------------------------
+# kill_and_restart PHASE NODE PIDS START-FUNCTION LABEL: kill -9 the process (from the
+# associative array PIDS) while writers upload to NODE, keep it down for DOWN_SECONDS,
+# start it again, converge.
+kill_and_restart() {
+  local phase=$1 node=$2 starter=$4 label=$5 t0 tk tr t1 extra pid
+  local -n pids=$3
+  t0=$(ms)
+  start_writers "$node"
+  wait_acked "$node" "$node" 1
+  pid=${pids[$node]}
+  kill -9 "$pid"
+  wait "$pid" 2>/dev/null || true
+  tk=$(ms)
+  sleep "$DOWN_SECONDS"
+  "$starter" "$node"
+  tr=$(ms)
+  wait_writers
+  t1=$(ms)
+  converge "$t1" "$phase"
+  FAULTS=$(( FAULTS + 1 ))
+  extra=" ($label killed after $(secs $(( tk - t0 ))) s, back $(secs $(( tr - tk ))) s later"
+  [ "$phase" = b ] && extra+=", $(cnt /w/b-b/ "$T/upload-retries") uploads to B retried"
+  line "$phase $label kill -9" "$(written "$phase")" $(( t1 - t0 )) "$CONV_MS" "$BEHIND" "$extra)"
+}
+kill_and_restart b b RELAY start_relay "relay B"
+kill_and_restart c c ROUTER start_router "router C"
 
 report 0

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::{keys, note, now, sign, TestRelay};
 use wok::nostr::{hex, Event};
-use wok::store::{Store, StoreOptions};
 
 /// Every `wok` run and the test's own opens use the same map size.
 const MAP: &str = "dbParams.mapsize=1073741824";
@@ -41,19 +40,8 @@ fn admin(dir: &Path, args: &[&str]) {
     assert!(o.status.success(), "wok admin {args:?}: {}", stderr_of(&o));
 }
 
-fn open(dir: &Path) -> Store {
-    Store::open(
-        dir,
-        &StoreOptions {
-            map_size: 1 << 30,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store")
-}
-
 fn stored(dir: &Path, evs: &[Event]) -> BTreeSet<[u8; 32]> {
-    let s = open(dir);
+    let s = common::open_store(dir);
     let txn = s.read_txn().expect("txn");
     let have = evs
         .iter()
@@ -202,7 +190,7 @@ fn stream_down_refuses_banned_events() {
     let relay = TestRelay::start();
     let dir = tempfile::tempdir().expect("tmp");
     ban_all(dir.path(), &c);
-    let store = open(dir.path());
+    let store = common::open_store(dir.path());
     let child = common::Running::spawn(
         wok(dir.path())
             .args(["stream", &relay.url, "--dir", "down"])

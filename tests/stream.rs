@@ -8,24 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{keys, note, TestRelay};
-use wok::store::{Store, StoreOptions};
-
-fn open(dir: &std::path::Path) -> Store {
-    Store::open(
-        dir,
-        &StoreOptions {
-            map_size: 1 << 30,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store")
-}
 
 #[test]
 fn both_directions_live() {
     let r = TestRelay::start();
     let local = tempfile::tempdir().expect("tmp");
-    let store = open(local.path());
+    let store = common::open_store(local.path());
     let child = common::Running::spawn(
         Command::new(env!("CARGO_BIN_EXE_wok"))
             .arg("--set")

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{keys, now, sign, TestRelay};
 use wok::nostr::{hex, Event};
-use wok::store::{Store, StoreOptions};
 
 /// `n` kind-1 events, created_at one second apart ending an hour ago.
 fn events(n: usize, salt: &str) -> Vec<Event> {
@@ -21,25 +20,14 @@ fn events(n: usize, salt: &str) -> Vec<Event> {
         .collect()
 }
 
-fn open(dir: &Path) -> Store {
-    Store::open(
-        dir,
-        &StoreOptions {
-            map_size: 1 << 30,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store")
-}
-
 fn fill(dir: &Path, evs: &[Event]) {
-    let s = open(dir);
+    let s = common::open_store(dir);
     s.write_batch(evs).expect("write");
     s.close();
 }
 
 fn stored_ids(dir: &Path) -> BTreeSet<[u8; 32]> {
-    let s = open(dir);
+    let s = common::open_store(dir);
     let txn = s.read_txn().expect("txn");
     let ids = s
         .all_lev_ids(&txn)

@@ -599,3 +599,15 @@ pub fn neg_first_message() -> String {
     let mut neg = negentropy::Negentropy::owned(storage, 0).expect("neg");
     wok::nostr::hex::encode(&neg.initiate().expect("initiate"))
 }
+
+/// Opens a test DB (1 GiB map) at `dir`, e.g. one a child process wrote.
+pub fn open_store(dir: &Path) -> Store {
+    Store::open(
+        dir,
+        &StoreOptions {
+            map_size: 1 << 30,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store")
+}
