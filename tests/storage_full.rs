@@ -330,10 +330,12 @@ fn sync_stream_and_router_on_a_full_disk_exit_non_zero() {
         ),
     )
     .expect("router conf");
-    let (live, _) = events(4000, 7);
-    let mut next = 0;
     let mut publisher = source.client();
-    for what in ["stream", "router"] {
+    for (seed, what) in [(7, "stream"), (8, "router")] {
+        // Each its own 4,000 new events: what the stream took must not leave the router
+        // too few to fill the disk.
+        let (live, _) = events(4000, seed);
+        let mut next = 0;
         let db = fs.path().join(format!("db-{what}"));
         let mut cmd = wok(&db);
         match what {
