@@ -30,9 +30,14 @@ fn open(dir: &std::path::Path, index: bool) -> Store {
         map_size: 1 << 36,
         ..StoreOptions::default()
     };
-    if !index {
-        opts.search_kinds = None;
-    }
+    // Search is off by default: the "on" store gets the default `search.kinds`.
+    opts.search_kinds = if index {
+        let mut cfg = wok::config::Config::default();
+        cfg.search.enabled = true;
+        wok::store::search_kinds_of(&cfg)
+    } else {
+        None
+    };
     Store::open(dir, &opts).expect("open")
 }
 

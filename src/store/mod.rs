@@ -474,7 +474,7 @@ impl Store {
             self.t.management,
         ];
         let mut out = Vec::with_capacity(all.len() + 3);
-        let search = [self.s.postings, self.s.docs, self.s.meta];
+        let search = [self.s.blocks, self.s.docs, self.s.meta];
         for (name, db) in TABLE_NAMES
             .iter()
             .zip(all)

@@ -4,19 +4,21 @@
 //! (`OK true` implies searchable; a crash loses both or neither).
 //!
 //! Tables:
-//! * `Search__postings` (DUPSORT|DUPFIXED): token → `levId(8 BE)‖tf(u8)‖len(u8)`, ten bytes
-//!   per posting packed without per-row headers; duplicates sort by levId, so a token's
-//!   postings come in levId order.
+//! * `Search__blocks`: a token's postings (levId, tf, length byte) in levId order, cut into
+//!   delta-varint blocks keyed `token ‖ 0xFF ‖ first levId` (`search::postings`). A batch
+//!   appends each of its tokens' new postings to the token's last block in one write.
 //! * `Search__doc`: levId → document length (u32 LE): which events are indexed (removal
 //!   re-tokenizes only those, whatever `search.kinds` says now), and N for BM25.
 //! * `Search__meta`: `total` → sum of document lengths (u64 LE; BM25's average),
-//!   `version` → the tokenizer version the postings were made with (u32 LE).
+//!   `postings` → the number of postings (u64 LE), `version` → the tokenizer version the
+//!   postings were made with (u32 LE).
 //!
 //! Removal re-tokenizes the stored JSON with the same code (`search::doc`), so it removes
 //! exactly the postings that were added; a tokenizer change bumps `tokenize::VERSION` and
-//! needs `wok search rebuild`.
+//! needs `wok search rebuild`. An index in the first layout (`Search__postings`, one
+//! DUPSORT row per posting) is converted to blocks when the store is opened.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use heed::types::Bytes;
 use heed::{Database, DatabaseFlags, RoTxn, RwTxn};
@@ -25,44 +27,99 @@ use super::keys::{self, LevId};
 use super::{Record, Result, Store, StoreError};
 use crate::nostr::filter::EventView;
 use crate::search::doc::{self, Terms};
+use crate::search::postings::{self, Posting, BLOCK_BYTES, MAX_POSTING_BYTES};
 use crate::search::query::{bm25, recency_boost, SearchQuery};
 use crate::search::tokenize;
 
 pub(crate) type Table = Database<Bytes, Bytes>;
 
-/// Bytes of one posting value.
-pub const POSTING_LEN: usize = 10;
-
 const TOTAL_KEY: &[u8] = b"total";
 const VERSION_KEY: &[u8] = b"version";
+const POSTINGS_KEY: &[u8] = b"postings";
+
+/// The first layout's table (one DUPSORT|DUPFIXED row `levId‖tf‖len` per posting).
+const OLD_POSTINGS: &str = "Search__postings";
 
 #[derive(Clone, Copy)]
 pub(crate) struct SearchTables {
-    pub postings: Table,
+    pub blocks: Table,
     pub docs: Table,
     pub meta: Table,
 }
 
-pub(crate) const TABLE_NAMES: [&str; 3] = ["Search__postings", "Search__doc", "Search__meta"];
+pub(crate) const TABLE_NAMES: [&str; 3] = ["Search__blocks", "Search__doc", "Search__meta"];
 
 impl SearchTables {
     pub(crate) fn create(env: &heed::Env<heed::WithoutTls>, txn: &mut RwTxn) -> Result<Self> {
-        let postings = env
-            .database_options()
-            .types::<Bytes, Bytes>()
-            .name(TABLE_NAMES[0])
-            .flags(DatabaseFlags::DUP_SORT | DatabaseFlags::DUP_FIXED)
-            .create(txn)?;
+        let blocks = env.create_database::<Bytes, Bytes>(txn, Some(TABLE_NAMES[0]))?;
         let docs = env.create_database::<Bytes, Bytes>(txn, Some(TABLE_NAMES[1]))?;
         let meta = env.create_database::<Bytes, Bytes>(txn, Some(TABLE_NAMES[2]))?;
         if meta.get(txn, VERSION_KEY)?.is_none() && docs.is_empty(txn)? {
             meta.put(txn, VERSION_KEY, &tokenize::VERSION.to_le_bytes())?;
         }
-        Ok(SearchTables {
-            postings,
-            docs,
-            meta,
-        })
+        let t = SearchTables { blocks, docs, meta };
+        let old = env
+            .database_options()
+            .types::<Bytes, Bytes>()
+            .name(OLD_POSTINGS)
+            .flags(DatabaseFlags::DUP_SORT | DatabaseFlags::DUP_FIXED)
+            .open(txn)?;
+        if let Some(old) = old {
+            if !old.is_empty(txn)? {
+                t.convert_first_layout(txn, old)?;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Rewrites an index of the first layout as blocks, a slice of tokens at a time (the
+    /// old rows are read before the new ones are written in the same transaction).
+    fn convert_first_layout(&self, txn: &mut RwTxn, old: Table) -> Result<()> {
+        let mut after: Option<Vec<u8>> = None;
+        let mut count = 0u64;
+        loop {
+            let mut slice: Vec<(Vec<u8>, Vec<Posting>)> = Vec::new();
+            let mut n = 0usize;
+            {
+                let bound = match &after {
+                    Some(a) => std::ops::Bound::Excluded(a.as_slice()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                for row in old.range(txn, &(bound, std::ops::Bound::Unbounded))? {
+                    let (k, v) = row?;
+                    let (Some(lev), Some(&tf), Some(&len)) =
+                        (keys::read_u64(v), v.get(8), v.get(9))
+                    else {
+                        return Err(StoreError::Corrupt(format!("{OLD_POSTINGS} row")));
+                    };
+                    match slice.last_mut() {
+                        Some((t, ps)) if t.as_slice() == k => ps.push(Posting { lev, tf, len }),
+                        _ => {
+                            // Stop between tokens once the slice is big enough.
+                            if n >= 1 << 20 {
+                                break;
+                            }
+                            slice.push((k.to_vec(), vec![Posting { lev, tf, len }]));
+                        }
+                    }
+                    n += 1;
+                }
+            }
+            let Some((last, _)) = slice.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (token, ps) in &slice {
+                for (first, v) in postings::blocks(ps) {
+                    self.blocks.put(txn, &postings::key(token, first), &v)?;
+                }
+                count += ps.len() as u64;
+            }
+        }
+        old.clear(txn)?;
+        self.meta.put(txn, POSTINGS_KEY, &count.to_le_bytes())?;
+        log::info!("search index converted to posting blocks ({count} postings)");
+        Ok(())
     }
 }
 
@@ -98,20 +155,23 @@ impl KindSet {
     }
 }
 
-/// One posting value.
-fn posting(lev: LevId, tf: u8, len: u8) -> [u8; POSTING_LEN] {
-    let mut v = [0u8; POSTING_LEN];
-    v[..8].copy_from_slice(&lev.to_be_bytes());
-    v[8] = tf;
-    v[9] = len;
-    v
+/// One posting to add or remove; its token is `arena[start..start + len]`.
+#[derive(Clone, Copy)]
+struct Op {
+    /// The token's first eight bytes as one integer: settles most comparisons of the sort.
+    head: u64,
+    start: u32,
+    len: u32,
+    p: Posting,
+    add: bool,
 }
 
 /// Postings and document rows to add or remove at the end of a batch (see `write::Pending`).
+/// Tokens are copied into one arena: no allocation per posting.
 #[derive(Default)]
 pub(crate) struct SearchPending {
-    /// (token, posting, add)
-    postings: Vec<(String, [u8; POSTING_LEN], bool)>,
+    arena: Vec<u8>,
+    ops: Vec<Op>,
     /// (levId, length, add)
     docs: Vec<(LevId, u32, bool)>,
     /// Indexed by this batch (not yet in `Search__doc`).
@@ -122,10 +182,28 @@ impl SearchPending {
     fn change(&mut self, lev: LevId, t: &Terms, add: bool) {
         let len = t.norm_byte();
         for (tok, n) in &t.terms {
-            self.postings
-                .push((tok.clone(), posting(lev, Terms::tf_byte(*n), len), add));
+            let b = tok.as_bytes();
+            let mut head = [0u8; 8];
+            let h = b.len().min(8);
+            head[..h].copy_from_slice(&b[..h]);
+            self.ops.push(Op {
+                head: u64::from_be_bytes(head),
+                start: self.arena.len() as u32,
+                len: b.len() as u32,
+                p: Posting {
+                    lev,
+                    tf: Terms::tf_byte(*n),
+                    len,
+                },
+                add,
+            });
+            self.arena.extend_from_slice(b);
         }
         self.docs.push((lev, t.len, add));
+    }
+
+    fn token(&self, o: &Op) -> &[u8] {
+        &self.arena[o.start as usize..(o.start + o.len) as usize]
     }
 }
 
@@ -187,56 +265,47 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a batch's postings: pairs added and removed in the batch cancel out.
+    /// Writes a batch's postings, token by token: pairs added and removed in the batch
+    /// cancel out.
     pub(crate) fn search_apply(&self, txn: &mut RwTxn, mut p: SearchPending) -> Result<()> {
-        if p.postings.is_empty() && p.docs.is_empty() {
+        if p.ops.is_empty() && p.docs.is_empty() {
             return Ok(());
         }
-        // Token order (for page locality and cancelling); the first eight bytes as one
-        // integer settle most comparisons without a memcmp call.
-        let prefix = |t: &str| {
-            let mut b = [0u8; 8];
-            let n = t.len().min(8);
-            b[..n].copy_from_slice(&t.as_bytes()[..n]);
-            u64::from_be_bytes(b)
-        };
-        p.postings.sort_unstable_by(|a, b| {
-            prefix(&a.0)
-                .cmp(&prefix(&b.0))
-                .then_with(|| (&a.0, &a.1, !a.2).cmp(&(&b.0, &b.1, !b.2)))
+        let mut ops = std::mem::take(&mut p.ops);
+        // Token order (page locality, and one group per token), then levId; for one posting
+        // its addition sorts before its removal.
+        ops.sort_unstable_by(|a, b| {
+            a.head
+                .cmp(&b.head)
+                .then_with(|| p.token(a).cmp(p.token(b)))
+                .then_with(|| a.p.lev.cmp(&b.p.lev))
+                .then_with(|| b.add.cmp(&a.add))
         });
+        let mut delta = 0i64;
+        let mut changes: Vec<(Posting, bool)> = Vec::new();
         let mut i = 0;
-        while i < p.postings.len() {
-            let (tok, val, add) = &p.postings[i];
-            if let Some((t2, v2, a2)) = p.postings.get(i + 1) {
-                if *add && !*a2 && t2 == tok && v2 == val {
-                    i += 2;
-                    continue;
-                }
-            }
-            if *add {
-                // levIds only grow, so a new posting is almost always its token's last:
-                // APPEND_DUP skips the search within the token's postings. A rebuild of
-                // older events falls back to an ordinary put.
-                match self.s.postings.put_with_flags(
-                    txn,
-                    heed::PutFlags::APPEND_DUP,
-                    tok.as_bytes(),
-                    val,
-                ) {
-                    Ok(()) => {}
-                    Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => {
-                        self.s.postings.put(txn, tok.as_bytes(), val)?;
+        while i < ops.len() {
+            let tok = p.token(&ops[i]);
+            changes.clear();
+            while i < ops.len() && p.token(&ops[i]) == tok {
+                let o = ops[i];
+                if let Some(n) = ops.get(i + 1) {
+                    if o.add && !n.add && n.p.lev == o.p.lev && p.token(n) == tok {
+                        i += 2;
+                        continue;
                     }
-                    Err(e) => return Err(e.into()),
                 }
-            } else {
-                self.s
-                    .postings
-                    .delete_one_duplicate(txn, tok.as_bytes(), val)?;
+                changes.push((o.p, o.add));
+                i += 1;
             }
-            i += 1;
+            if !changes.is_empty() {
+                delta += self.apply_token(txn, tok, &changes)?;
+            }
         }
+        let count = self.search_postings(txn)? as i128 + i128::from(delta);
+        let count = u64::try_from(count.max(0)).unwrap_or(0);
+        self.s.meta.put(txn, POSTINGS_KEY, &count.to_le_bytes())?;
+
         let mut total = self.search_total(txn)? as i128;
         p.docs.sort_unstable_by_key(|d| (d.0, !d.2));
         let mut i = 0;
@@ -263,6 +332,118 @@ impl Store {
         Ok(())
     }
 
+    /// Applies one token's changes (levId order); returns the change in the posting count.
+    fn apply_token(
+        &self,
+        txn: &mut RwTxn,
+        token: &[u8],
+        changes: &[(Posting, bool)],
+    ) -> Result<i64> {
+        // The usual case: new events' postings, all past the token's last one. They are
+        // appended to its last block (a new token starts its first).
+        if changes.iter().all(|c| c.1) {
+            let last = self.last_block(txn, token)?;
+            let (mut first, mut buf, mut prev) = match last {
+                None => (changes[0].0.lev, Vec::new(), changes[0].0.lev),
+                Some((first, v)) => {
+                    let last_lev =
+                        postings::last_lev(first, &v).ok_or_else(|| corrupt_block(token, first))?;
+                    (first, v, last_lev)
+                }
+            };
+            if buf.is_empty() || changes[0].0.lev > prev {
+                for &(p, _) in changes {
+                    if !buf.is_empty() && buf.len() + MAX_POSTING_BYTES > BLOCK_BYTES {
+                        self.s.blocks.put(txn, &postings::key(token, first), &buf)?;
+                        (first, prev) = (p.lev, p.lev);
+                        buf.clear();
+                    }
+                    postings::encode(&mut buf, prev, p);
+                    prev = p.lev;
+                }
+                self.s.blocks.put(txn, &postings::key(token, first), &buf)?;
+                return Ok(changes.len() as i64);
+            }
+        }
+        // Removals, or additions among older postings (`wok search build` on a DB indexed
+        // since): decode every block a change falls in, change it, write it again.
+        const NEW: u64 = u64::MAX;
+        let mut touched: BTreeMap<u64, Vec<Posting>> = BTreeMap::new();
+        let mut delta = 0i64;
+        for &(p, add) in changes {
+            let first = match self.block_for(txn, token, p.lev)? {
+                Some((first, v)) => {
+                    if let std::collections::btree_map::Entry::Vacant(e) = touched.entry(first) {
+                        let mut list = Vec::new();
+                        postings::decode_into(first, &v, &mut list)
+                            .ok_or_else(|| corrupt_block(token, first))?;
+                        e.insert(list);
+                    }
+                    first
+                }
+                None => NEW,
+            };
+            let list = touched.entry(first).or_default();
+            match list.binary_search_by_key(&p.lev, |x| x.lev) {
+                Ok(i) if add => list[i] = p,
+                Ok(i) => {
+                    list.remove(i);
+                    delta -= 1;
+                }
+                Err(i) if add => {
+                    list.insert(i, p);
+                    delta += 1;
+                }
+                // A stray removal (its posting is not there): nothing to do.
+                Err(_) => {}
+            }
+        }
+        for (first, list) in touched {
+            if first != NEW {
+                self.s.blocks.delete(txn, &postings::key(token, first))?;
+            }
+            for (f, v) in postings::blocks(&list) {
+                self.s.blocks.put(txn, &postings::key(token, f), &v)?;
+            }
+        }
+        Ok(delta)
+    }
+
+    /// A token's last block: (first levId, value).
+    fn last_block(&self, txn: &RoTxn, token: &[u8]) -> Result<Option<(u64, Vec<u8>)>> {
+        let found = self
+            .s
+            .blocks
+            .get_lower_than_or_equal_to(txn, &postings::key(token, u64::MAX))?;
+        Ok(own_block(token, found))
+    }
+
+    /// The block `lev` falls in: the token's last block starting at or before it, else the
+    /// token's first block; `None` if the token has none.
+    fn block_for(&self, txn: &RoTxn, token: &[u8], lev: LevId) -> Result<Option<(u64, Vec<u8>)>> {
+        let at_or_before = self
+            .s
+            .blocks
+            .get_lower_than_or_equal_to(txn, &postings::key(token, lev))?;
+        if let Some(b) = own_block(token, at_or_before) {
+            return Ok(Some(b));
+        }
+        let after = self
+            .s
+            .blocks
+            .get_greater_than_or_equal_to(txn, &postings::prefix(token))?;
+        Ok(own_block(token, after))
+    }
+
+    fn search_postings(&self, txn: &RoTxn) -> Result<u64> {
+        Ok(self
+            .s
+            .meta
+            .get(txn, POSTINGS_KEY)?
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
     fn search_total(&self, txn: &RoTxn) -> Result<u64> {
         Ok(self
             .s
@@ -282,27 +463,17 @@ impl Store {
             .map(u32::from_le_bytes))
     }
 
-    /// Indexed events (documents), postings and the index's bytes (an estimate, see below).
+    /// Indexed events (documents), postings and the index's bytes (LMDB's page counts).
     pub fn search_stats(&self, txn: &RoTxn) -> Result<SearchStats> {
         let mut bytes = 0u64;
-        let mut tokens = 0u64;
-        for (i, db) in [self.s.postings, self.s.docs, self.s.meta]
-            .iter()
-            .enumerate()
-        {
+        for db in [self.s.blocks, self.s.docs, self.s.meta] {
             let s = db.stat(txn)?;
             bytes +=
                 (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64 * u64::from(s.page_size);
-            if i == 0 {
-                tokens = s.entries as u64;
-            }
         }
-        // LMDB's stat leaves out the pages of DUPSORT sub-databases: add the postings'
-        // packed bytes (a lower bound; `benches/search.rs` measures the real difference).
-        bytes += tokens * POSTING_LEN as u64;
         Ok(SearchStats {
             docs: self.s.docs.len(txn)?,
-            tokens,
+            tokens: self.search_postings(txn)?,
             bytes,
             total_len: self.search_total(txn)?,
             version: self.search_version(txn)?,
@@ -311,17 +482,18 @@ impl Store {
 
     /// Postings of one token (levId ascending): (levId, tf, length byte).
     pub fn postings(&self, txn: &RoTxn, token: &str) -> Result<Vec<(LevId, u8, u8)>> {
-        let mut out = Vec::new();
-        if let Some(iter) = self.s.postings.get_duplicates(txn, token.as_bytes())? {
-            for row in iter {
-                let (_, v) = row?;
-                if let (Some(lev), Some(&tf), Some(&len)) = (keys::read_u64(v), v.get(8), v.get(9))
-                {
-                    out.push((lev, tf, len));
-                }
-            }
+        let mut list = Vec::new();
+        let pre = postings::prefix(token.as_bytes());
+        for row in self.s.blocks.prefix_iter(txn, &pre)? {
+            let (k, v) = row?;
+            let first = match postings::split_key(k) {
+                Some((t, first)) if t == token.as_bytes() => first,
+                _ => continue,
+            };
+            postings::decode_into(first, v, &mut list)
+                .ok_or_else(|| corrupt_block(token.as_bytes(), first))?;
         }
-        Ok(out)
+        Ok(list.into_iter().map(|p| (p.lev, p.tf, p.len)).collect())
     }
 
     /// Every indexed event containing all of `q`'s terms, with levId ≤ `snapshot`, best
@@ -403,7 +575,7 @@ impl Store {
 
     /// Drops every posting and document row (`wok search drop`, or before a rebuild).
     pub fn search_clear(&self, txn: &mut RwTxn) -> Result<()> {
-        self.s.postings.clear(txn)?;
+        self.s.blocks.clear(txn)?;
         self.s.docs.clear(txn)?;
         self.s.meta.clear(txn)?;
         self.s
@@ -456,17 +628,31 @@ impl Store {
             }
         }
         let mut seen = 0usize;
-        for row in self.s.postings.iter(txn)? {
+        let mut count = 0u64;
+        let mut list = Vec::new();
+        for row in self.s.blocks.iter(txn)? {
             let (k, v) = row?;
-            let tok = String::from_utf8_lossy(k).into_owned();
-            let lev = keys::read_u64(v).unwrap_or(0);
-            let got = (
-                v.get(8).copied().unwrap_or(0),
-                v.get(9).copied().unwrap_or(0),
-            );
-            match expected.get(&(tok.clone(), lev)) {
-                Some(want) if *want == got => seen += 1,
-                _ => problems.push(format!("stray posting {tok:?} → levId {lev}")),
+            let Some((tok, first)) = postings::split_key(k) else {
+                problems.push(format!("block key {k:?} is not token ‖ 0xFF ‖ levId"));
+                continue;
+            };
+            let tok = String::from_utf8_lossy(tok).into_owned();
+            list.clear();
+            if postings::decode_into(first, v, &mut list).is_none() {
+                problems.push(format!("block {tok:?}@{first} is malformed"));
+            }
+            if list.first().map(|p| p.lev) != Some(first) {
+                problems.push(format!("block {tok:?}@{first} does not start at its key"));
+            }
+            if list.windows(2).any(|w| w[0].lev >= w[1].lev) {
+                problems.push(format!("block {tok:?}@{first} is not in levId order"));
+            }
+            for p in &list {
+                count += 1;
+                match expected.get(&(tok.clone(), p.lev)) {
+                    Some(want) if *want == (p.tf, p.len) => seen += 1,
+                    _ => problems.push(format!("stray posting {tok:?} → levId {}", p.lev)),
+                }
             }
         }
         if seen != expected.len() {
@@ -475,8 +661,30 @@ impl Store {
                 expected.len().saturating_sub(seen)
             ));
         }
+        if count != self.search_postings(txn)? {
+            problems.push(format!(
+                "{count} postings stored, the count says {}",
+                self.search_postings(txn)?
+            ));
+        }
         Ok(problems)
     }
+}
+
+/// `found` if it is one of `token`'s blocks: (first levId, value).
+fn own_block(token: &[u8], found: Option<(&[u8], &[u8])>) -> Option<(u64, Vec<u8>)> {
+    let (k, v) = found?;
+    match postings::split_key(k) {
+        Some((t, first)) if t == token => Some((first, v.to_vec())),
+        _ => None,
+    }
+}
+
+fn corrupt_block(token: &[u8], first: u64) -> StoreError {
+    StoreError::Corrupt(format!(
+        "search block {:?}@{first}",
+        String::from_utf8_lossy(token)
+    ))
 }
 
 /// `wok info` / `wok search inspect` figures.
@@ -627,6 +835,150 @@ mod tests {
         assert!(search(&store, r#"{"search":"zebra"}"#, 200).is_empty());
         let txn = store.read_txn().expect("txn");
         assert!(store.postings(&txn, "zebra").expect("p").is_empty());
+    }
+
+    fn blocks_of(store: &Store, token: &str) -> usize {
+        let txn = store.read_txn().expect("txn");
+        let pre = postings::prefix(token.as_bytes());
+        store
+            .s
+            .blocks
+            .prefix_iter(&txn, &pre)
+            .expect("iter")
+            .count()
+    }
+
+    fn levs_of(store: &Store, token: &str) -> Vec<LevId> {
+        let txn = store.read_txn().expect("txn");
+        let list = store.postings(&txn, token).expect("postings");
+        list.iter().map(|p| p.0).collect()
+    }
+
+    #[test]
+    fn blocks_fill_split_shrink_and_take_older_events() {
+        let (_d, store) = temp_store();
+        // 900 postings of one token: several blocks, appended to batch by batch.
+        let events: Vec<Event> = (0..900u64)
+            .map(|i| {
+                ev(
+                    (i % 200) as u8 + 1,
+                    1000 + i,
+                    1,
+                    &[],
+                    &format!("common w{i}"),
+                )
+            })
+            .collect();
+        for chunk in events.chunks(128) {
+            store.write_batch(chunk).expect("write");
+        }
+        consistent(&store);
+        let mut levs = levs_of(&store, "common");
+        assert_eq!(levs.len(), 900);
+        let n = blocks_of(&store, "common");
+        assert!(n >= 3, "{n} blocks for 900 postings");
+        // Deleting from the middle of blocks, then every posting of the first block.
+        let third: Vec<LevId> = levs.iter().copied().step_by(3).collect();
+        store.delete_batch(&third).expect("delete");
+        levs.retain(|l| !third.contains(l));
+        consistent(&store);
+        assert_eq!(levs_of(&store, "common"), levs);
+        let head: Vec<LevId> = levs.drain(..400).collect();
+        store.delete_batch(&head).expect("delete");
+        consistent(&store);
+        assert_eq!(levs_of(&store, "common"), levs);
+        assert!(blocks_of(&store, "common") < n, "emptied blocks go");
+
+        // Indexing older events after newer ones (`wok search build`) puts their
+        // postings in front of and between the stored ones.
+        let (_d2, store) = temp_store();
+        let kinds = store.search_kinds().expect("kinds");
+        store.set_search_kinds(None);
+        let old: Vec<Event> = (0..600u64)
+            .map(|i| ev((i % 50) as u8 + 1, 10 + i, 1, &[], "older words"))
+            .collect();
+        store.write_batch(&old).expect("write");
+        store.set_search_kinds(Some((*kinds).clone()));
+        store
+            .write_batch(&[ev(9, 5000, 1, &[], "older words newest")])
+            .expect("write");
+        let txn = store.read_txn().expect("txn");
+        let all: Vec<LevId> = (0..=store.latest_lev_id(&txn).expect("snap")).collect();
+        drop(txn);
+        // Two halves, the later first, so the second lands between stored postings too.
+        let later = store
+            .search_index_stored(&all[300..], &kinds)
+            .expect("build");
+        let earlier = store
+            .search_index_stored(&all[..300], &kinds)
+            .expect("build");
+        assert!(later > 0 && earlier > 0);
+        assert_eq!(later + earlier, 600);
+        consistent(&store);
+        assert_eq!(levs_of(&store, "older").len(), 601);
+    }
+
+    #[test]
+    fn an_index_in_the_first_layout_is_converted_on_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut cfg = crate::config::Config::default();
+        cfg.search.enabled = true;
+        let opts = crate::store::StoreOptions {
+            map_size: 1 << 30,
+            ..crate::store::StoreOptions::from_config(&cfg)
+        };
+        let events: Vec<Event> = (0..500u64)
+            .map(|i| {
+                ev(
+                    (i % 30) as u8 + 1,
+                    100 + i,
+                    1,
+                    &[],
+                    &format!("gamma delta d{i}"),
+                )
+            })
+            .collect();
+        let want;
+        {
+            let store = Store::open(dir.path(), &opts).expect("open");
+            store.write_batch(&events).expect("write");
+            let rtxn = store.read_txn().expect("txn");
+            want = ["gamma", "delta", "d7"].map(|t| store.postings(&rtxn, t).expect("p"));
+            // Rewrite the index as the first layout had it: one DUPSORT row per posting.
+            let mut rows = Vec::new();
+            for row in store.s.blocks.iter(&rtxn).expect("iter") {
+                let (k, v) = row.expect("row");
+                let (tok, first) = postings::split_key(k).expect("key");
+                let mut list = Vec::new();
+                postings::decode_into(first, v, &mut list).expect("block");
+                rows.extend(list.into_iter().map(|p| (tok.to_vec(), p)));
+            }
+            drop(rtxn);
+            let env = store.env();
+            let mut txn = store.write_txn().expect("txn");
+            let old = env
+                .database_options()
+                .types::<Bytes, Bytes>()
+                .name(OLD_POSTINGS)
+                .flags(DatabaseFlags::DUP_SORT | DatabaseFlags::DUP_FIXED)
+                .create(&mut txn)
+                .expect("old table");
+            for (tok, p) in &rows {
+                let mut v = p.lev.to_be_bytes().to_vec();
+                v.extend([p.tf, p.len]);
+                old.put(&mut txn, tok, &v).expect("put");
+            }
+            store.s.blocks.clear(&mut txn).expect("clear");
+            store.s.meta.delete(&mut txn, POSTINGS_KEY).expect("meta");
+            txn.commit().expect("commit");
+        }
+        let store = Store::open(dir.path(), &opts).expect("reopen");
+        consistent(&store);
+        let txn = store.read_txn().expect("txn");
+        for (t, w) in ["gamma", "delta", "d7"].iter().zip(&want) {
+            assert_eq!(&store.postings(&txn, t).expect("p"), w, "{t}");
+        }
+        assert_eq!(store.search_stats(&txn).expect("stats").tokens, 500 * 3);
     }
 
     #[test]
