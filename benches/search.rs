@@ -30,15 +30,15 @@ fn open(dir: &std::path::Path, index: bool) -> Store {
         map_size: 1 << 36,
         ..StoreOptions::default()
     };
-    // Search is off by default: the "on" store gets the default `search.kinds`.
-    opts.search_kinds = if index {
-        let mut cfg = wok::config::Config::default();
-        cfg.search.enabled = true;
-        wok::store::search_kinds_of(&cfg)
-    } else {
-        None
-    };
+    opts.search_kinds = index.then(default_kinds);
     Store::open(dir, &opts).expect("open")
+}
+
+/// The default `search.kinds` (search itself is off by default).
+fn default_kinds() -> wok::store::search::KindSet {
+    let mut cfg = wok::config::Config::default();
+    cfg.search.enabled = true;
+    wok::store::search_kinds_of(&cfg).expect("default kinds")
 }
 
 fn run_query(store: &Store, f: &str, cap: u64) -> (usize, Duration) {
@@ -87,41 +87,73 @@ fn main() {
     rates.sort_by(f64::total_cmp);
     println!("tokenize: {:.1} MB/s of note text (median of 5)", rates[2]);
 
-    // Ingest, index on vs off, interleaved.
-    let (d_on, d_off) = (
-        tempfile::tempdir().expect("t"),
-        tempfile::tempdir().expect("t"),
+    // Terms per event: what the relay's ingesters (and import's workers) add per indexed
+    // event, off the writer's thread.
+    let kinds_on = default_kinds();
+    let indexed: Vec<&wok::nostr::Event> = events
+        .iter()
+        .filter(|e| kinds_on.contains(e.kind))
+        .collect();
+    let mut per = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for e in &indexed {
+            std::hint::black_box(wok::search::doc::event_terms(e));
+        }
+        per.push(t.elapsed().as_secs_f64() * 1e6 / indexed.len().max(1) as f64);
+    }
+    per.sort_by(f64::total_cmp);
+    println!(
+        "terms: {:.1} µs per indexed event (median of 5; the ingesters' share)",
+        per[2]
     );
-    let (on, off) = (open(d_on.path(), true), open(d_off.path(), false));
-    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
+
+    // Ingest: the writer with the index off, on with terms made by the caller (the relay's
+    // and import's path), and on tokenizing itself (sync, stream, router); interleaved.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("t")).collect();
+    let stores = [
+        open(dirs[0].path(), false),
+        open(dirs[1].path(), true),
+        open(dirs[2].path(), true),
+    ];
+    let mut rates: [Vec<f64>; 3] = Default::default();
     for (i, chunk) in events.chunks(10_000).enumerate() {
-        let time = |s: &Store, v: &mut Vec<f64>| {
+        let terms: Vec<Option<wok::search::doc::Terms>> = chunk
+            .iter()
+            .map(|e| {
+                kinds_on
+                    .contains(e.kind)
+                    .then(|| wok::search::doc::event_terms(e))
+            })
+            .collect();
+        // Rotate which goes first, so none always meets a warmer cache.
+        for k in 0..3 {
+            let which = (i + k) % 3;
+            let s = &stores[which];
             let t = Instant::now();
-            s.write_batch(chunk).expect("write");
-            v.push(chunk.len() as f64 / t.elapsed().as_secs_f64());
-        };
-        // Alternate which goes first, so neither always meets a warmer cache.
-        if i % 2 == 0 {
-            time(&on, &mut t_on);
-            time(&off, &mut t_off);
-        } else {
-            time(&off, &mut t_off);
-            time(&on, &mut t_on);
+            let mut txn = s.write_txn().expect("txn");
+            let given: &[Option<wok::search::doc::Terms>] = if which == 1 { &terms } else { &[] };
+            s.write_events_with(&mut txn, chunk, given).expect("write");
+            txn.commit().expect("commit");
+            rates[which].push(chunk.len() as f64 / t.elapsed().as_secs_f64());
         }
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (a, b) = (med(&mut t_on), med(&mut t_off));
+    let [mut r_off, mut r_given, mut r_self] = rates;
+    let (off, given, itself) = (med(&mut r_off), med(&mut r_given), med(&mut r_self));
     println!(
-        "ingest: {a:.0} ev/s with the index, {b:.0} ev/s without: ratio {:.2} (median of {} batches)",
-        a / b,
-        t_on.len()
+        "ingest: {off:.0} ev/s without the index; with it {given:.0} ev/s given terms (ratio {:.2}), {itself:.0} ev/s tokenizing in the writer (ratio {:.2}) (medians of {} batches of 10k)",
+        given / off,
+        itself / off,
+        r_off.len()
     );
+    let (on, off) = (&stores[1], &stores[0]);
 
     // Size.
-    let kinds = on.search_kinds().expect("kinds");
+    let kinds = kinds_on.clone();
     let covered: usize = events
         .iter()
         .filter(|e| kinds.contains(e.kind))
@@ -140,7 +172,7 @@ fn main() {
             .expect("copy");
         f.metadata().expect("meta").len()
     };
-    let extra = used(&on).saturating_sub(used(&off));
+    let extra = used(on).saturating_sub(used(off));
     println!(
         "index: {} docs, {} postings; {} more bytes than without (compacted copies) = {:.1}% of the {} payload bytes it covers ({:.1} B/posting; stats estimate {} bytes)",
         s.docs,
@@ -176,7 +208,7 @@ fn main() {
         let mut lat = Vec::new();
         let mut found = 0;
         for i in 0..runs {
-            let (k, d) = run_query(&on, &format!(r#"{{"search":"{}"}}"#, qs[i % qs.len()]), 500);
+            let (k, d) = run_query(on, &format!(r#"{{"search":"{}"}}"#, qs[i % qs.len()]), 500);
             found += k;
             lat.push(d.as_secs_f64() * 1e3);
         }
@@ -227,7 +259,7 @@ fn main() {
         let mut q = Query::new(vec![flt], 1_000_001, snap, u64::MAX / 2);
         let mut out = Vec::new();
         while q
-            .run_keeping(&on, &txn, u64::MAX, &mut out, &|r| {
+            .run_keeping(on, &txn, u64::MAX, &mut out, &|r| {
                 h.borrow_mut().add(r.pubkey());
                 true
             })

@@ -290,7 +290,7 @@ fn cli_build_inspect_drop() {
     assert!(out.trim().parse::<u64>().expect("count") >= 1, "{out}");
     let (_, info, _) = wok(&["info"], b"");
     assert!(
-        info.contains("Search index: ") && info.contains("Table Search__postings"),
+        info.contains("Search index: ") && info.contains("Table Search__blocks"),
         "{info}"
     );
     let (ok, _, _) = wok(&["search", "drop"], b"");

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use wok::nostr::jsonl::{self, Line};
+use wok::nostr::kinds::KindClass;
 use wok::nostr::{verify, Event, Invalid, JsonParser, Limits};
+use wok::search::doc::Terms;
 use wok::store::write::Outcome;
 use wok::store::Store;
 
@@ -112,7 +114,9 @@ struct Chunk {
 // Events are the common case; boxing them would add an allocation per event.
 #[allow(clippy::large_enum_variant)]
 enum Item {
-    Event(Event),
+    /// With its search terms when its kind is indexed (tokenized by the worker, so the
+    /// single writer thread does not).
+    Event(Event, Option<Terms>),
     /// Already stored (found by a worker, which then skips the signature check).
     Duplicate,
     Reject(Rejection),
@@ -418,6 +422,7 @@ fn work(rx: &Receiver<Chunk>, tx: &Sender<Done>, o: WorkerOpts, store: &Store) {
             txn.as_ref()
                 .is_some_and(|t| matches!(store.lookup_id(t, id), Ok(Some(_))))
         };
+        let kinds = store.search_kinds();
         let mut items = Vec::new();
         let mut lines = 0u64;
         if let Some(len) = chunk.oversize {
@@ -431,8 +436,16 @@ fn work(rx: &Receiver<Chunk>, tx: &Sender<Done>, o: WorkerOpts, store: &Store) {
             for (i, raw) in data.split_mut(|&b| b == b'\n').enumerate() {
                 lines += 1;
                 let line_no = chunk.first_line + i as u64;
-                if let Some(item) = check_line(raw, line_no, &mut parser, &o, &known) {
-                    items.push(item);
+                match check_line(raw, line_no, &mut parser, &o, &known) {
+                    Some(Item::Event(ev, _)) => {
+                        let terms = kinds
+                            .as_ref()
+                            .filter(|k| k.contains(ev.kind) && ev.class() != KindClass::Ephemeral)
+                            .map(|_| wok::search::doc::event_terms(&ev));
+                        items.push(Item::Event(ev, terms));
+                    }
+                    Some(item) => items.push(item),
+                    None => {}
                 }
             }
         }
@@ -493,7 +506,7 @@ fn check_line(
                     return reject(Some(ev.id_hex().to_owned()), invalid.to_string(), false);
                 }
             }
-            Some(Item::Event(ev))
+            Some(Item::Event(ev, None))
         }
     }
 }
@@ -514,12 +527,16 @@ impl Writer<'_> {
         let mut next_seq = 0u64;
         let mut pending: VecDeque<Item> = VecDeque::new();
         let mut events: Vec<Event> = Vec::new();
+        let mut terms: Vec<Option<Terms>> = Vec::new();
         loop {
             let mut closed = false;
             while events.len() < batch_max {
                 if let Some(item) = pending.pop_front() {
                     match item {
-                        Item::Event(ev) => events.push(ev),
+                        Item::Event(ev, t) => {
+                            events.push(ev);
+                            terms.push(t);
+                        }
                         Item::Duplicate => self.stats.dups += 1,
                         Item::Reject(r) => self.rejected(&r),
                     }
@@ -552,7 +569,7 @@ impl Writer<'_> {
                 }
             }
             if !events.is_empty() {
-                self.commit(&mut events)?;
+                self.commit(&mut events, &mut terms)?;
             }
             if closed {
                 if !reorder.is_empty() {
@@ -563,12 +580,19 @@ impl Writer<'_> {
         }
     }
 
-    fn commit(&mut self, events: &mut Vec<Event>) -> Result<(), String> {
+    fn commit(
+        &mut self,
+        events: &mut Vec<Event>,
+        terms: &mut Vec<Option<Terms>>,
+    ) -> Result<(), String> {
         let started = Instant::now();
-        let outcomes = self
-            .store
-            .write_batch(events)
-            .map_err(|e| format!("writing to the database failed: {e}"))?;
+        let write = || -> wok::store::Result<Vec<Outcome>> {
+            let mut txn = self.store.write_txn()?;
+            let out = self.store.write_events_with(&mut txn, events, terms)?;
+            txn.commit()?;
+            Ok(out)
+        };
+        let outcomes = write().map_err(|e| format!("writing to the database failed: {e}"))?;
         for (o, ev) in outcomes.iter().zip(events.iter()) {
             match o {
                 Outcome::Written(_) => self.stats.added += 1,
@@ -593,6 +617,7 @@ impl Writer<'_> {
             self.stats.summary()
         );
         events.clear();
+        terms.clear();
         if self.progress.drawn() {
             self.progress.message(format!(
                 "{}{}",

@@ -527,6 +527,14 @@ impl Ingester {
             }
             return refuse(&e.to_string());
         }
+        // NIP-50: the index's terms are made here, on one of several ingester threads,
+        // not on the one writer thread (which still tokenizes anything that comes without).
+        let terms = self
+            .shared
+            .store
+            .search_kinds()
+            .filter(|k| k.contains(ev.kind) && ev.class() != kinds::KindClass::Ephemeral)
+            .map(|_| crate::search::doc::event_terms(&ev));
         // Always through the write-policy thread, plugin or not: a connection's events then
         // keep one path, so turning the plugin on or off live cannot reorder them.
         self.policy.dispatch(
@@ -537,6 +545,7 @@ impl Ingester {
                 ip: s.ip,
                 authed: s.authed,
                 ticket,
+                terms,
             },
         );
     }

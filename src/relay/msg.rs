@@ -108,6 +108,8 @@ pub struct WriterMsg {
     pub conn: ConnId,
     pub event: Box<Event>,
     pub ticket: Ticket,
+    /// Its search terms, tokenized off the writer's thread when its kind is indexed.
+    pub terms: Option<crate::search::doc::Terms>,
 }
 
 /// ingester / io → req-worker.

@@ -17,6 +17,7 @@ use super::msg::{ConnId, IoSender, MonitorMsg, Pool, Ticket, WriterMsg};
 use super::{now, Shared};
 use crate::nostr::{hex, message, Event};
 use crate::policy::plugin::{Plugin, Request, Verdict};
+use crate::search::doc::Terms;
 
 pub struct PolicyMsg {
     pub conn: ConnId,
@@ -24,6 +25,8 @@ pub struct PolicyMsg {
     pub ip: Option<IpAddr>,
     pub authed: Option<[u8; 32]>,
     pub ticket: Ticket,
+    /// Its search terms, when its kind is indexed (tokenized by the ingester).
+    pub terms: Option<Terms>,
 }
 
 pub struct Policy {
@@ -59,7 +62,7 @@ impl Policy {
             let wp = &cfg.relay.write_policy;
             if wp.plugin.trim().is_empty() {
                 plugin.stop();
-                self.route_accepted(m.conn, m.event, m.ticket);
+                self.route_accepted(m.conn, m.event, m.ticket, m.terms);
                 continue;
             }
             let (source_type, source_info) = match m.ip {
@@ -86,7 +89,7 @@ impl Policy {
                 self.io.text(m.conn, out);
             };
             match verdict {
-                Verdict::Accept(_) => self.route_accepted(m.conn, m.event, m.ticket),
+                Verdict::Accept(_) => self.route_accepted(m.conn, m.event, m.ticket, m.terms),
                 Verdict::Reject(msg) => {
                     let msg = if msg.is_empty() {
                         "blocked: rejected by the write policy"
@@ -103,7 +106,13 @@ impl Policy {
 
     /// Where an accepted event goes: an ephemeral one to every monitor (and its OK at once:
     /// it is never stored), any other to the writer, which answers after commit.
-    fn route_accepted(&self, conn: ConnId, event: Box<Event>, ticket: Ticket) {
+    fn route_accepted(
+        &self,
+        conn: ConnId,
+        event: Box<Event>,
+        ticket: Ticket,
+        terms: Option<Terms>,
+    ) {
         if event.class() == crate::nostr::kinds::KindClass::Ephemeral {
             let ev: Arc<Event> = Arc::from(event);
             for tx in self.monitors.all() {
@@ -117,6 +126,7 @@ impl Policy {
                 conn,
                 event,
                 ticket,
+                terms,
             });
         }
     }

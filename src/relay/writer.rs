@@ -69,17 +69,19 @@ impl Writer {
                 batch.push(m);
             }
             let mut tickets = Vec::with_capacity(batch.len());
+            let mut terms = Vec::with_capacity(batch.len());
             let (conns, events): (Vec<u64>, Vec<Event>) = batch
                 .into_iter()
                 .map(|mut m| {
                     m.ticket.waited(Stage::Writer);
                     tickets.push(m.ticket);
+                    terms.push(m.terms);
                     (m.conn, *m.event)
                 })
                 .unzip();
             let m = &self.shared.metrics;
             let t = Instant::now();
-            let result = self.write(&events, &mut prune);
+            let result = self.write(&events, &terms, &mut prune);
             m.write_time_us.add(t.elapsed().as_micros() as u64);
             m.write_batches.inc();
             match result {
@@ -142,11 +144,12 @@ impl Writer {
     fn write(
         &self,
         events: &[Event],
+        terms: &[Option<crate::search::doc::Terms>],
         prune: &mut super::prune::RelayPruner,
     ) -> crate::store::Result<Vec<Outcome>> {
         let store = &self.shared.store;
         let mut txn = store.write_txn()?;
-        let out = store.write_events(&mut txn, events)?;
+        let out = store.write_events_with(&mut txn, events, terms)?;
         prune.in_batch(&self.shared, &mut txn);
         let t = Instant::now();
         txn.commit()?;

@@ -4,7 +4,7 @@
 //! enforced, unknown keys ignored, as NIP-50 asks). And BM25 scoring.
 
 use super::doc::Terms;
-use super::tokenize::{fold_into, tokenize};
+use super::tokenize::{fold_into, tokens};
 
 /// Does a kind-0 profile JSON claim a NIP-05 address at `domain` (folded, no `www.`)?
 pub fn profile_domain_is(profile_json: &[u8], domain: &str) -> bool {
@@ -89,7 +89,7 @@ impl SearchQuery {
             text.push_str(&chunk.replace('"', " "));
             text.push(' ');
         }
-        tokenize(&text, &mut q.terms);
+        q.terms = tokens(&text);
         q.terms.sort_unstable();
         q.terms.dedup();
         if q.terms.is_empty() {

@@ -155,23 +155,17 @@ impl KindSet {
     }
 }
 
-/// One posting to add or remove; its token is `arena[start..start + len]`.
-#[derive(Clone, Copy)]
-struct Op {
-    /// The token's first eight bytes as one integer: settles most comparisons of the sort.
-    head: u64,
-    start: u32,
-    len: u32,
-    p: Posting,
-    add: bool,
-}
+/// One token's (posting, add) changes in a batch.
+type Changes = Vec<(Posting, bool)>;
 
-/// Postings and document rows to add or remove at the end of a batch (see `write::Pending`).
-/// Tokens are copied into one arena: no allocation per posting.
+/// Postings and document rows to add or remove at the end of a batch (see `write::Pending`),
+/// grouped by token as they come: a batch of thousands of events has hundreds of thousands
+/// of postings but only a few thousand distinct tokens, so grouping by hash and sorting the
+/// tokens is far cheaper than sorting the postings.
 #[derive(Default)]
 pub(crate) struct SearchPending {
-    arena: Vec<u8>,
-    ops: Vec<Op>,
+    /// token → its (posting, add) changes, in the order they came.
+    tokens: HashMap<Box<str>, Changes, foldhash::fast::FixedState>,
     /// (levId, length, add)
     docs: Vec<(LevId, u32, bool)>,
     /// Indexed by this batch (not yet in `Search__doc`).
@@ -181,29 +175,20 @@ pub(crate) struct SearchPending {
 impl SearchPending {
     fn change(&mut self, lev: LevId, t: &Terms, add: bool) {
         let len = t.norm_byte();
-        for (tok, n) in &t.terms {
-            let b = tok.as_bytes();
-            let mut head = [0u8; 8];
-            let h = b.len().min(8);
-            head[..h].copy_from_slice(&b[..h]);
-            self.ops.push(Op {
-                head: u64::from_be_bytes(head),
-                start: self.arena.len() as u32,
-                len: b.len() as u32,
-                p: Posting {
-                    lev,
-                    tf: Terms::tf_byte(*n),
-                    len,
-                },
-                add,
-            });
-            self.arena.extend_from_slice(b);
+        for (tok, n) in t.iter() {
+            let p = Posting {
+                lev,
+                tf: Terms::tf_byte(n),
+                len,
+            };
+            match self.tokens.get_mut(tok) {
+                Some(list) => list.push((p, add)),
+                None => {
+                    self.tokens.insert(tok.into(), vec![(p, add)]);
+                }
+            }
         }
         self.docs.push((lev, t.len, add));
-    }
-
-    fn token(&self, o: &Op) -> &[u8] {
-        &self.arena[o.start as usize..(o.start + o.len) as usize]
     }
 }
 
@@ -219,17 +204,20 @@ impl Store {
         self.search_kinds.read().ok().and_then(|k| k.clone())
     }
 
-    /// Indexes a new event if its kind is indexed.
+    /// Indexes a new event if its kind is indexed, with its `terms` if the caller made them.
     pub(crate) fn search_insert(
         &self,
         p: &mut SearchPending,
         kinds: Option<&KindSet>,
         ev: &crate::nostr::Event,
+        terms: Option<&Terms>,
         lev: LevId,
     ) {
         if kinds.is_some_and(|k| k.contains(ev.kind)) {
-            let t = doc::event_terms(ev);
-            p.change(lev, &t, true);
+            match terms {
+                Some(t) => p.change(lev, t, true),
+                None => p.change(lev, &doc::event_terms(ev), true),
+            }
             p.added.insert(lev);
         }
     }
@@ -268,38 +256,34 @@ impl Store {
     /// Writes a batch's postings, token by token: pairs added and removed in the batch
     /// cancel out.
     pub(crate) fn search_apply(&self, txn: &mut RwTxn, mut p: SearchPending) -> Result<()> {
-        if p.ops.is_empty() && p.docs.is_empty() {
+        if p.tokens.is_empty() && p.docs.is_empty() {
             return Ok(());
         }
-        let mut ops = std::mem::take(&mut p.ops);
-        // Token order (page locality, and one group per token), then levId; for one posting
-        // its addition sorts before its removal.
-        ops.sort_unstable_by(|a, b| {
-            a.head
-                .cmp(&b.head)
-                .then_with(|| p.token(a).cmp(p.token(b)))
-                .then_with(|| a.p.lev.cmp(&b.p.lev))
-                .then_with(|| b.add.cmp(&a.add))
-        });
+        // Token order: neighbouring tokens share B-tree pages.
+        let mut groups: Vec<(Box<str>, Changes)> = p.tokens.drain().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut delta = 0i64;
         let mut changes: Vec<(Posting, bool)> = Vec::new();
-        let mut i = 0;
-        while i < ops.len() {
-            let tok = p.token(&ops[i]);
+        for (tok, mut list) in groups {
+            // levId order, an addition before the removal of the same posting (a batch
+            // that stores and replaces an event): the two cancel out. New events come in
+            // levId order already, which the sort only checks.
+            list.sort_unstable_by_key(|(p, add)| (p.lev, !add));
             changes.clear();
-            while i < ops.len() && p.token(&ops[i]) == tok {
-                let o = ops[i];
-                if let Some(n) = ops.get(i + 1) {
-                    if o.add && !n.add && n.p.lev == o.p.lev && p.token(n) == tok {
+            let mut i = 0;
+            while i < list.len() {
+                let (p, add) = list[i];
+                if let Some(&(n, n_add)) = list.get(i + 1) {
+                    if add && !n_add && n.lev == p.lev {
                         i += 2;
                         continue;
                     }
                 }
-                changes.push((o.p, o.add));
+                changes.push((p, add));
                 i += 1;
             }
             if !changes.is_empty() {
-                delta += self.apply_token(txn, tok, &changes)?;
+                delta += self.apply_token(txn, tok.as_bytes(), &changes)?;
             }
         }
         let count = self.search_postings(txn)? as i128 + i128::from(delta);
@@ -318,9 +302,20 @@ impl Store {
                 }
             }
             if add {
-                self.s
+                // New events' levIds are past every stored one: APPEND skips the tree
+                // search. Indexing older events (`wok search build`) falls back to a put.
+                let (k, v) = (keys::lev_key(lev), len.to_le_bytes());
+                match self
+                    .s
                     .docs
-                    .put(txn, &keys::lev_key(lev), &len.to_le_bytes())?;
+                    .put_with_flags(txn, heed::PutFlags::APPEND, &k, &v)
+                {
+                    Ok(()) => {}
+                    Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => {
+                        self.s.docs.put(txn, &k, &v)?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 total += i128::from(len);
             } else if self.s.docs.delete(txn, &keys::lev_key(lev))? {
                 total -= i128::from(len);
@@ -366,19 +361,36 @@ impl Store {
             }
         }
         // Removals, or additions among older postings (`wok search build` on a DB indexed
-        // since): decode every block a change falls in, change it, write it again.
+        // since): decode every block a change falls in, change it, write it again. Additions
+        // past the token's last posting (the batch's new events) join its last block.
         const NEW: u64 = u64::MAX;
+        let last = self.last_block(txn, token)?;
+        let last_lev = match &last {
+            Some((first, v)) => {
+                Some(postings::last_lev(*first, v).ok_or_else(|| corrupt_block(token, *first))?)
+            }
+            None => None,
+        };
         let mut touched: BTreeMap<u64, Vec<Posting>> = BTreeMap::new();
+        let load = |touched: &mut BTreeMap<u64, Vec<Posting>>, first: u64, v: &[u8]| {
+            if let std::collections::btree_map::Entry::Vacant(e) = touched.entry(first) {
+                let mut list = Vec::new();
+                postings::decode_into(first, v, &mut list)
+                    .ok_or_else(|| corrupt_block(token, first))?;
+                e.insert(list);
+            }
+            Ok::<(), StoreError>(())
+        };
+        let mut tail: Vec<Posting> = Vec::new();
         let mut delta = 0i64;
         for &(p, add) in changes {
+            if add && last_lev.is_none_or(|l| p.lev > l) {
+                tail.push(p);
+                continue;
+            }
             let first = match self.block_for(txn, token, p.lev)? {
                 Some((first, v)) => {
-                    if let std::collections::btree_map::Entry::Vacant(e) = touched.entry(first) {
-                        let mut list = Vec::new();
-                        postings::decode_into(first, &v, &mut list)
-                            .ok_or_else(|| corrupt_block(token, first))?;
-                        e.insert(list);
-                    }
+                    load(&mut touched, first, &v)?;
                     first
                 }
                 None => NEW,
@@ -398,11 +410,25 @@ impl Store {
                 Err(_) => {}
             }
         }
+        if !tail.is_empty() {
+            delta += tail.len() as i64;
+            let first = match &last {
+                Some((first, v)) => {
+                    load(&mut touched, *first, v)?;
+                    *first
+                }
+                None => NEW,
+            };
+            // Every tail posting is past the block's last one: the list stays sorted.
+            touched.entry(first).or_default().extend(tail);
+        }
         for (first, list) in touched {
-            if first != NEW {
+            let pieces = postings::blocks(&list);
+            // A block that keeps its first posting is overwritten in place.
+            if first != NEW && pieces.first().map(|p| p.0) != Some(first) {
                 self.s.blocks.delete(txn, &postings::key(token, first))?;
             }
-            for (f, v) in postings::blocks(&list) {
+            for (f, v) in pieces {
                 self.s.blocks.put(txn, &postings::key(token, f), &v)?;
             }
         }
@@ -620,8 +646,8 @@ impl Store {
             };
             match self.payload(txn, lev)?.and_then(|j| doc::json_terms(&j)) {
                 Some(t) => {
-                    for (tok, n) in &t.terms {
-                        expected.insert((tok.clone(), lev), (Terms::tf_byte(*n), t.norm_byte()));
+                    for (tok, n) in t.iter() {
+                        expected.insert((tok.to_string(), lev), (Terms::tf_byte(n), t.norm_byte()));
                     }
                 }
                 None => problems.push(format!("indexed levId {lev} has no stored event")),
@@ -888,6 +914,20 @@ mod tests {
         consistent(&store);
         assert_eq!(levs_of(&store, "common"), levs);
         assert!(blocks_of(&store, "common") < n, "emptied blocks go");
+        // One batch that removes (a replaced profile) and appends to the same token.
+        let profile =
+            |at: u64, about: &str| ev(250, at, 0, &[], &format!(r#"{{"about":"{about}"}}"#));
+        store
+            .write_batch(&[profile(5000, "common one")])
+            .expect("write");
+        let more: Vec<Event> = (0..400u64)
+            .map(|i| ev(251, 6000 + i, 1, &[], "common again"))
+            .chain([profile(7000, "common two")])
+            .collect();
+        store.write_batch(&more).expect("write");
+        consistent(&store);
+        assert_eq!(levs_of(&store, "common").len(), levs.len() + 401);
+        assert!(levs_of(&store, "one").is_empty() && levs_of(&store, "two").len() == 1);
 
         // Indexing older events after newer ones (`wok search build`) puts their
         // postings in front of and between the stored ones.

@@ -14,6 +14,7 @@ use crate::nostr::filter::EventView;
 use crate::nostr::hex;
 use crate::nostr::kinds::{self, KindClass};
 use crate::nostr::Event;
+use crate::search::doc::Terms;
 
 /// What happened to one event of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,18 @@ impl Store {
 
     /// Applies the write rules to `events` inside `txn` (the caller commits).
     pub fn write_events(&self, txn: &mut RwTxn, events: &[Event]) -> Result<Vec<Outcome>> {
+        self.write_events_with(txn, events, &[])
+    }
+
+    /// `write_events` where `terms[i]`, if there, is event i's search terms made by the
+    /// caller (the relay's ingesters tokenize off the writer's thread); the rest are
+    /// tokenized here. Whether an event is indexed is decided here, by `search.kinds`.
+    pub fn write_events_with(
+        &self,
+        txn: &mut RwTxn,
+        events: &[Event],
+        terms: &[Option<Terms>],
+    ) -> Result<Vec<Outcome>> {
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by(|&a, &b| {
             (events[a].created_at, events[a].id).cmp(&(events[b].created_at, events[b].id))
@@ -84,7 +97,8 @@ impl Store {
         // Read in this transaction: a ban committed by any process before it began applies.
         let bans = self.write_bans(txn)?;
         for i in order {
-            outcomes[i] = self.write_one(txn, &events[i], &bans, &mut meta, &mut pending)?;
+            let t = terms.get(i).and_then(Option::as_ref);
+            outcomes[i] = self.write_one(txn, &events[i], t, &bans, &mut meta, &mut pending)?;
         }
         pending.apply(self, txn)?;
         self.write_meta(txn, &meta)?;
@@ -95,6 +109,7 @@ impl Store {
         &self,
         txn: &mut RwTxn,
         ev: &Event,
+        terms: Option<&Terms>,
         bans: &WriteBans,
         meta: &mut Meta,
         p: &mut Pending,
@@ -116,7 +131,7 @@ impl Store {
         if self.t.id.get_or_put(txn, &ev.id, &lk)?.is_some() {
             return Ok(Outcome::Duplicate);
         }
-        let outcome = self.write_new(txn, ev, class, meta, p)?;
+        let outcome = self.write_new(txn, ev, terms, class, meta, p)?;
         if !matches!(outcome, Outcome::Written(_)) {
             self.t.id.delete(txn, &ev.id)?;
         }
@@ -128,6 +143,7 @@ impl Store {
         &self,
         txn: &mut RwTxn,
         ev: &Event,
+        terms: Option<&Terms>,
         class: KindClass,
         meta: &mut Meta,
         p: &mut Pending,
@@ -186,7 +202,7 @@ impl Store {
 
         let lev = meta.next_lev_id;
         meta.next_lev_id += 1;
-        self.insert(txn, ev, lev, p)?;
+        self.insert(txn, ev, terms, lev, p)?;
         if let Some(old) = superseded {
             self.delete_lev(txn, old, p)?;
         }
@@ -199,7 +215,14 @@ impl Store {
         Ok(Outcome::Written(lev))
     }
 
-    fn insert(&self, txn: &mut RwTxn, ev: &Event, lev: LevId, p: &mut Pending) -> Result<()> {
+    fn insert(
+        &self,
+        txn: &mut RwTxn,
+        ev: &Event,
+        terms: Option<&Terms>,
+        lev: LevId,
+        p: &mut Pending,
+    ) -> Result<()> {
         let lk = keys::lev_key(lev);
         // levIds only grow, so these rows always go at the end: APPEND skips the tree search
         // and fills pages completely instead of splitting them in half.
@@ -220,7 +243,7 @@ impl Store {
             .put_with_flags(txn, PutFlags::APPEND, &lk, &value)?;
         self.index(p, &IndexedFields::of_event(ev), lev, true);
         p.tree_change(ev, true);
-        self.search_insert(&mut p.search, p.search_kinds.as_deref(), ev, lev);
+        self.search_insert(&mut p.search, p.search_kinds.as_deref(), ev, terms, lev);
         Ok(())
     }
 
