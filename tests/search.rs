@@ -214,6 +214,60 @@ fn hll_matches_a_hand_computation() {
     assert!(m[2].get("hll").is_none(), "{m}");
 }
 
+#[test]
+fn hll_answers_are_cached_and_stay_exact() {
+    let r = TestRelay::with(|c| c.search.enabled = true);
+    let mut c = r.client();
+    let target = note(&keys(20), "count my reactions");
+    assert_eq!(c.publish(&target)[2], true);
+    let id = target.id_hex().to_string();
+    let mut want = Hll::new(hll::offset(&id));
+    let react = |c: &mut Client, n: u8, want: &mut Hll| {
+        let reaction = sign(&keys(n), now(), 7, &[vec!["e", &id]], "+");
+        assert_eq!(c.publish(&reaction)[2], true);
+        want.add(&reaction.pubkey);
+        reaction
+    };
+    let count = |c: &mut Client, sub: &str| {
+        c.send(&format!(
+            r##"["COUNT","{sub}",{{"#e":["{id}"],"kinds":[7]}}]"##
+        ));
+        let (_, m) = c.until(|m| m[0] == "COUNT" && m[1] == sub);
+        (
+            m[2]["count"].as_u64().expect("count"),
+            m[2]["hll"].as_str().expect("hll").to_string(),
+        )
+    };
+    for n in 30..40u8 {
+        react(&mut c, n, &mut want);
+    }
+    assert_eq!(count(&mut c, "a"), (10, want.to_hex()));
+    let hits = |r: &TestRelay| metric(&r.url, "wok_hll_cache_hits_total");
+    assert_eq!(hits(&r), 0);
+    // New reactions: the cached answer is extended by them alone.
+    let last = (40..45u8)
+        .map(|n| react(&mut c, n, &mut want))
+        .last()
+        .expect("one");
+    assert_eq!(count(&mut c, "b"), (15, want.to_hex()));
+    assert_eq!(hits(&r), 1);
+    // A reaction deleted by its author (NIP-09): the cache must not count it any more.
+    let del = sign(&keys(44), now(), 5, &[vec!["e", last.id_hex()]], "");
+    assert_eq!(c.publish(&del)[2], true);
+    let mut fresh = Hll::new(hll::offset(&id));
+    for n in 30..44u8 {
+        fresh.add(&keys(n).pubkey);
+    }
+    assert_eq!(count(&mut c, "c"), (14, fresh.to_hex()));
+    assert_eq!(
+        hits(&r),
+        1,
+        "a deletion since the cached answer makes it a miss"
+    );
+    assert_eq!(count(&mut c, "d"), (14, fresh.to_hex()));
+    assert_eq!(hits(&r), 2);
+}
+
 fn nip11_nips(r: &TestRelay) -> Vec<u64> {
     let doc = common::nip11_of(&r.url);
     doc["supported_nips"]

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub access_refused: Counter,
     /// EVENTs refused for too little NIP-13 proof of work.
     pub pow_refused: Counter,
+    /// COUNTs with `hll` that extended a cached answer (`relay::hll_cache`).
+    pub hll_cache_hits: Counter,
     pub write_events: Counter,
     pub write_rejected: Counter,
     pub write_dups: Counter,
@@ -214,6 +216,10 @@ impl Metrics {
             self.access_refused.get().to_string(),
         );
         line("wok_pow_refused_total", self.pow_refused.get().to_string());
+        line(
+            "wok_hll_cache_hits_total",
+            self.hll_cache_hits.get().to_string(),
+        );
         line(
             "strfry_write_events_total",
             self.write_events.get().to_string(),

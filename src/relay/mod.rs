@@ -8,6 +8,7 @@ pub mod deflate;
 pub mod extension;
 pub mod fair;
 pub mod frame;
+pub mod hll_cache;
 pub mod http;
 pub mod ingester;
 pub mod io;
@@ -82,6 +83,8 @@ pub struct Shared {
     pub access: Arc<crate::policy::access::Access>,
     /// Authenticated pubkeys' rate-limit buckets (looked up once per AUTH).
     pub pubkeys: crate::policy::limits::Pubkeys,
+    /// NIP-45 COUNT answers with `hll`, extended by newer events (`hll_cache`).
+    pub hll_cache: hll_cache::HllCache,
     config: RwLock<Arc<Config>>,
 }
 
@@ -98,6 +101,7 @@ impl Shared {
             filter_values: AtomicUsize::new(0),
             access: Arc::new(access),
             pubkeys: Default::default(),
+            hll_cache: Default::default(),
             config: RwLock::new(Arc::new(cfg)),
         })
     }
@@ -203,6 +207,7 @@ impl Relay {
             filter_values: AtomicUsize::new(0),
             access,
             pubkeys: Default::default(),
+            hll_cache: Default::default(),
             config: RwLock::new(Arc::new(cfg)),
         });
 

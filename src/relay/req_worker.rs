@@ -61,6 +61,20 @@ struct Running {
     /// NIP-45: a COUNT of one filter whose first tag attribute has one value gets the
     /// HyperLogLog registers of the counted events' authors.
     hll: Option<std::cell::RefCell<Hll>>,
+    /// Such a COUNT whose answer is the same for every reader: extends a cached answer (or
+    /// starts one) and keeps the result (`hll_cache`).
+    cached: Option<Cached>,
+}
+
+struct Cached {
+    filter: Filter,
+    offset: u8,
+    /// `Store::deletions` in the snapshot's transaction.
+    deletions: u64,
+    /// The cached answer's count this COUNT started from.
+    base: u64,
+    /// The earliest expiration among the counted events.
+    expires: std::cell::Cell<u64>,
 }
 
 impl Running {
@@ -328,7 +342,24 @@ impl ReqWorker {
             (Some(_), [f]) => f.hll_offset.0.map(|o| std::cell::RefCell::new(Hll::new(o))),
             _ => None,
         };
-        let snapshot = match self.shared.store.snapshot() {
+        let cacheable = match (&hll, filters.as_slice()) {
+            (Some(h), [f]) if f.search.is_none() && auth.sees_all_of(f) => {
+                Some((f.clone(), h.borrow().offset))
+            }
+            _ => None,
+        };
+        // The snapshot, and for a cacheable COUNT the deletion count in the same
+        // transaction (the two must describe one state of the DB).
+        let store = &self.shared.store;
+        let snap = store.read_txn().and_then(|txn| {
+            let s = store.latest_lev_id(&txn)?;
+            let d = match cacheable {
+                Some(_) => store.deletions(&txn)?,
+                None => 0,
+            };
+            Ok((s, d))
+        });
+        let (snapshot, deletions) = match snap {
             Ok(s) => s,
             Err(e) => {
                 log::error!("snapshot failed: {e}");
@@ -338,8 +369,34 @@ impl ReqWorker {
                 return None;
             }
         };
+        let mut after = 0;
+        let mut count = count;
+        let cached = cacheable.map(|(filter, offset)| {
+            let mut c = Cached {
+                filter,
+                offset,
+                deletions,
+                base: 0,
+                expires: std::cell::Cell::new(u64::MAX),
+            };
+            let hit = self
+                .shared
+                .hll_cache
+                .get(&c.filter, offset, deletions, snapshot, now());
+            if let (Some(a), Some(h)) = (hit, &hll) {
+                after = a.through;
+                c.base = a.count;
+                c.expires.set(a.expires);
+                *h.borrow_mut() = a.hll;
+                count = Some(a.count);
+                self.shared.metrics.hll_cache_hits.inc();
+            }
+            c
+        });
         // Pause every few events so back-pressure is checked often (see `slice`).
-        let query = Query::new(filters, cap, snapshot, now()).pace(PACE);
+        let query = Query::new(filters, cap, snapshot, now())
+            .after(after)
+            .pace(PACE);
         let outbound = self
             .shared
             .outbound
@@ -357,6 +414,7 @@ impl ReqWorker {
             ticket,
             started: false,
             hll,
+            cached,
         })
     }
 
@@ -387,12 +445,16 @@ impl ReqWorker {
             // Restricted kinds are dropped per event, after the limit (as strfry).
             let auth = &r.auth;
             let hll = &r.hll;
+            let expires = r.cached.as_ref().map(|c| &c.expires);
             let p = r
                 .query
                 .run_keeping(store, &txn, WORK_CHUNK, &mut levs, &|rec| {
                     let ok = auth.may_read(rec);
                     if let (true, Some(h)) = (ok, hll) {
                         h.borrow_mut().add(rec.pubkey());
+                        if let (Some(e), Some(x)) = (expires, rec.expiration()) {
+                            e.set(e.get().min(x));
+                        }
                     }
                     ok
                 })?;
@@ -429,6 +491,43 @@ impl ReqWorker {
         }
     }
 
+    /// Caches a complete COUNT+hll answer, if the DB removed nothing while it ran (the
+    /// answer then holds for the snapshot it started from).
+    fn keep_answer(&self, r: &Running, n: u64) {
+        let (Some(c), Some(h)) = (&r.cached, &r.hll) else {
+            return;
+        };
+        // Stopped at the count cap: not the whole count.
+        if n - c.base
+            >= self
+                .shared
+                .config()
+                .relay
+                .max_filter_limit_count
+                .saturating_add(1)
+        {
+            return;
+        }
+        let store = &self.shared.store;
+        let unchanged = store
+            .read_txn()
+            .and_then(|txn| store.deletions(&txn))
+            .is_ok_and(|d| d == c.deletions);
+        if unchanged {
+            self.shared.hll_cache.put(
+                c.filter.clone(),
+                c.offset,
+                crate::relay::hll_cache::Answer {
+                    count: n,
+                    hll: h.borrow().clone(),
+                    through: r.snapshot,
+                    deletions: c.deletions,
+                    expires: c.expires.get(),
+                },
+            );
+        }
+    }
+
     fn finish(&self, mut r: Running) {
         // The scan was work, not waiting: the monitor's queue wait starts now.
         r.ticket.restart();
@@ -436,6 +535,7 @@ impl ReqWorker {
         match r.count {
             Some(n) => {
                 let max = self.shared.config().relay.max_filter_limit_count;
+                self.keep_answer(&r, n);
                 let hll = r.hll.as_ref().map(|h| h.borrow().to_hex());
                 message::count_hll(&mut out, &r.sub_id, n.min(max), n > max, hll.as_deref());
                 self.io.text(r.conn, out);

@@ -7,6 +7,7 @@
 
 use super::tokenize::{tokenize, TokenBuf};
 use crate::nostr::JsonParser;
+use std::collections::HashMap;
 
 /// Tag names whose first value is indexed text.
 pub const TEXT_TAGS: [&str; 5] = ["title", "summary", "subject", "t", "alt"];
@@ -73,26 +74,25 @@ impl Terms {
     /// Counts and sorts a token list.
     pub fn of_tokens(toks: &TokenBuf) -> Terms {
         let len = u32::try_from(toks.len()).unwrap_or(u32::MAX);
-        // Sort by the first eight bytes as one integer, then the rest: most comparisons
-        // are one integer compare instead of a memcmp call.
-        let mut order: Vec<(u64, &str)> = toks.iter().map(|t| (head(t), t)).collect();
+        // Counted in a hash map first (a note repeats its common words), then the distinct
+        // terms sorted by their first eight bytes as one integer, then the rest: most
+        // comparisons are one integer compare instead of a memcmp call.
+        let mut counts: HashMap<&str, u32, foldhash::fast::FixedState> =
+            HashMap::with_capacity_and_hasher(toks.len(), Default::default());
+        for t in toks.iter() {
+            *counts.entry(t).or_insert(0) += 1;
+        }
+        let mut order: Vec<(u64, &str, u32)> =
+            counts.into_iter().map(|(t, n)| (head(t), t, n)).collect();
         order.sort_unstable();
         let mut out = Terms {
-            text: String::with_capacity(toks.len() * 6),
+            text: String::with_capacity(order.iter().map(|o| o.1.len()).sum()),
             terms: Vec::with_capacity(order.len()),
             len,
         };
-        let mut last: Option<&str> = None;
-        for (_, t) in order {
-            if last == Some(t) {
-                if let Some(c) = out.terms.last_mut() {
-                    c.1 += 1;
-                }
-                continue;
-            }
+        for (_, t, n) in order {
             out.text.push_str(t);
-            out.terms.push((out.text.len() as u32, 1));
-            last = Some(t);
+            out.terms.push((out.text.len() as u32, n));
         }
         out
     }
@@ -112,7 +112,8 @@ pub fn tokens<'a>(
     content: &str,
     tags: impl Iterator<Item = (&'a str, Option<&'a str>)>,
 ) -> TokenBuf {
-    let mut out = TokenBuf::default();
+    // Tokens are at most the text's bytes: one allocation each, no regrowth.
+    let mut out = TokenBuf::with_capacity(content.len());
     if kind == 0 {
         if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(content) {
             for f in PROFILE_FIELDS {

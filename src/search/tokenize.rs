@@ -46,6 +46,14 @@ pub struct TokenBuf {
 }
 
 impl TokenBuf {
+    /// Room for tokens of about `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> TokenBuf {
+        TokenBuf {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(bytes / 5 + 4),
+        }
+    }
+
     pub fn push(&mut self, t: &str) {
         self.text.push_str(t);
         self.ends.push(self.text.len() as u32);
@@ -85,7 +93,7 @@ impl TokenBuf {
 /// Appends the tokens of `text` to `out`.
 pub fn tokenize(text: &str, out: &mut TokenBuf) {
     let mut folded = String::new();
-    for chunk in text.split_whitespace() {
+    for chunk in chunks(text) {
         if let Some(rest) = strip_scheme(chunk) {
             url(rest, out);
             continue;
@@ -185,13 +193,61 @@ pub fn fold_into(text: &str, out: &mut String) {
     }
 }
 
+/// The rest of a chunk that starts with `http://` or `https://` (any case) and has at least
+/// eight bytes. (Compared in place: this runs for every word of every note.)
 fn strip_scheme(chunk: &str) -> Option<&str> {
-    let lower = chunk.get(..8).map(str::to_ascii_lowercase);
-    match lower.as_deref() {
-        Some(s) if s.starts_with("https://") => chunk.get(8..),
-        Some(s) if s.starts_with("http://") => chunk.get(7..),
-        _ => None,
+    let b = chunk.as_bytes();
+    if b.len() < 8 || !chunk.is_char_boundary(8) {
+        return None;
     }
+    if b[..8].eq_ignore_ascii_case(b"https://") {
+        chunk.get(8..)
+    } else if b[..7].eq_ignore_ascii_case(b"http://") {
+        chunk.get(7..)
+    } else {
+        None
+    }
+}
+
+/// `str::split_whitespace` (Unicode White_Space, empty pieces skipped), with a byte test
+/// for ASCII and a char decode only at non-ASCII bytes.
+fn chunks(text: &str) -> impl Iterator<Item = &str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        // The width of the whitespace character at `i`, or 0.
+        let space_at = |i: usize| -> usize {
+            match b[i] {
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C => 1,
+                x if x < 0x80 => 0,
+                _ => match text[i..].chars().next() {
+                    Some(c) if c.is_whitespace() => c.len_utf8(),
+                    _ => 0,
+                },
+            }
+        };
+        while i < b.len() {
+            let w = space_at(i);
+            if w == 0 {
+                break;
+            }
+            i += w;
+        }
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        while i < b.len() && space_at(i) == 0 {
+            // Step over a whole character (non-ASCII bytes come in UTF-8 sequences).
+            i += match b[i] {
+                x if x < 0x80 => 1,
+                x if x >= 0xF0 => 4,
+                x if x >= 0xE0 => 3,
+                _ => 2,
+            };
+        }
+        Some(&text[start..i.min(b.len())])
+    })
 }
 
 /// Host (and its labels but the TLD) and path words of a URL without its scheme.
@@ -363,6 +419,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn chunks_are_split_whitespace(s in "[a \t\n\u{85}\u{a0}\u{2003}\u{3000}é日🤙\u{b}\u{c}\u{1c}-]{0,24}") {
+            proptest::prop_assert!(chunks(&s).eq(s.split_whitespace()), "{:?}", s);
+        }
+
+        #[test]
+        fn strip_scheme_is_case_insensitive_and_exact(s in "(?i)(https?://|htt|ht)?[a-zé/:.]{0,10}") {
+            let lower = s.get(..8).map(str::to_ascii_lowercase);
+            let want = match lower.as_deref() {
+                Some(l) if l.starts_with("https://") => s.get(8..),
+                Some(l) if l.starts_with("http://") => s.get(7..),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(strip_scheme(&s), want);
+        }
+
         /// The ASCII fast path gives exactly the tokens of the general path (so an index
         /// built before it still removes cleanly).
         #[test]

@@ -214,6 +214,8 @@ pub struct Meta {
 }
 
 const META_KEY: &[u8] = b"meta";
+/// Meta row: the number of events ever removed ([`Store::deletions`]), u64 BE.
+const DELETIONS_KEY: &[u8] = b"deletions";
 /// Meta rows of mesh links' positions: this prefix, then the link's identity.
 const LINK_PREFIX: &[u8] = b"link\0";
 
@@ -406,6 +408,25 @@ impl Store {
     pub fn meta(&self, txn: &RoTxn) -> Result<Meta> {
         self.read_meta(txn)?
             .ok_or_else(|| StoreError::Corrupt("missing Meta row".into()))
+    }
+
+    /// How many events have ever been removed from this DB (replaced, deleted, expired,
+    /// pruned, banned), counted in the transaction that removes them: two snapshots with
+    /// the same count hold the same events up to the older one's last levId, so an answer
+    /// computed for the older (a cached COUNT) can be extended by the newer events alone.
+    pub fn deletions(&self, txn: &RoTxn) -> Result<u64> {
+        Ok(self
+            .t
+            .meta
+            .get(txn, DELETIONS_KEY)?
+            .and_then(keys::read_u64)
+            .unwrap_or(0))
+    }
+
+    pub(crate) fn add_deletions(&self, txn: &mut RwTxn, n: u64) -> Result<()> {
+        let total = self.deletions(txn)?.saturating_add(n);
+        self.t.meta.put(txn, DELETIONS_KEY, &total.to_be_bytes())?;
+        Ok(())
     }
 
     /// The highest levId assigned so far (0 when empty): a REQ's snapshot bound.

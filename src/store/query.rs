@@ -74,6 +74,9 @@ pub struct Query {
     scans: Vec<FilterScan>,
     current: usize,
     snapshot: LevId,
+    /// Events with a levId at or below this are skipped before their record is read
+    /// (extending an answer already computed up to it, [`Query::after`]).
+    after: LevId,
     now: u64,
     sent: HashSet<LevId>,
 }
@@ -101,9 +104,17 @@ impl Query {
             scans,
             current: 0,
             snapshot,
+            after: 0,
             now,
             sent: HashSet::new(),
         }
+    }
+
+    /// Only events with a levId above `lev` (a cached COUNT extended by newer events).
+    /// Index scans skip the rest by the levId in their keys; search filters ignore it.
+    pub fn after(mut self, lev: LevId) -> Query {
+        self.after = lev;
+        self
     }
 
     /// The filters it was made with (those that can match anything), for whoever takes
@@ -152,6 +163,7 @@ impl Query {
             scans,
             current,
             snapshot,
+            after,
             now,
             sent,
         } = self;
@@ -211,7 +223,7 @@ impl Query {
                 let Some((_, lev)) = keys::parse_suffix(&sfx) else {
                     continue;
                 };
-                if lev > *snapshot {
+                if lev > *snapshot || lev <= *after {
                     continue;
                 }
                 work += 1;

@@ -306,6 +306,7 @@ impl Store {
         self.search_remove(txn, &mut p.search, lev)?;
         self.t.payload.delete(txn, &lk)?;
         self.t.event.delete(txn, &lk)?;
+        p.deleted += 1;
         Ok(true)
     }
 
@@ -460,6 +461,9 @@ pub(crate) struct Pending {
     /// The batch's search postings, and `search.kinds` read once per batch.
     search: super::search::SearchPending,
     search_kinds: Option<std::sync::Arc<super::search::KindSet>>,
+    /// Events this batch removed: the DB's deletion count grows by as many
+    /// ([`Store::deletions`]).
+    deleted: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -536,6 +540,9 @@ impl Pending {
             }
             kept.push(r);
             i += 1;
+        }
+        if self.deleted > 0 {
+            store.add_deletions(txn, self.deleted)?;
         }
         store.apply_tree_ops(txn, &self.tree_ops)?;
         store.search_apply(txn, std::mem::take(&mut self.search))?;
