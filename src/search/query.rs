@@ -105,16 +105,25 @@ impl SearchQuery {
 }
 
 /// BM25 parameters (the usual ones).
-const K1: f64 = 1.2;
+pub const K1: f64 = 1.2;
 const B: f64 = 0.75;
 
 /// BM25 contribution of one term: `tf` occurrences in a document of `dl` tokens, the term
 /// in `df` of `n` documents whose average length is `avgdl`.
 pub fn bm25(tf: u8, dl: u8, df: u64, n: u64, avgdl: f64) -> f64 {
-    let (tf, dl, df, n) = (f64::from(tf), f64::from(dl), df as f64, n.max(1) as f64);
-    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-    let norm = K1 * (1.0 - B + B * dl / avgdl.max(1.0));
-    idf * tf * (K1 + 1.0) / (tf + norm)
+    let tf = f64::from(tf);
+    bm25_idf(df, n) * tf * (K1 + 1.0) / (tf + bm25_norm(dl, avgdl))
+}
+
+/// BM25's inverse document frequency of a term in `df` of `n` documents.
+pub fn bm25_idf(df: u64, n: u64) -> f64 {
+    let (df, n) = (df as f64, n.max(1) as f64);
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+}
+
+/// BM25's length normalisation of a document of `dl` tokens.
+pub fn bm25_norm(dl: u8, avgdl: f64) -> f64 {
+    K1 * (1.0 - B + B * f64::from(dl) / avgdl.max(1.0))
 }
 
 /// The mild recency boost NIP-50 suggests: up to +10% for the newest document, by its

@@ -93,6 +93,7 @@ impl TokenBuf {
 /// Appends the tokens of `text` to `out`.
 pub fn tokenize(text: &str, out: &mut TokenBuf) {
     let mut folded = String::new();
+    let mut latin = Vec::new();
     for chunk in chunks(text) {
         if let Some(rest) = strip_scheme(chunk) {
             url(rest, out);
@@ -102,10 +103,61 @@ pub fn tokenize(text: &str, out: &mut TokenBuf) {
             ascii_words(chunk.as_bytes(), out);
             continue;
         }
+        if fold_latin(chunk, &mut latin) {
+            ascii_words(&latin, out);
+            continue;
+        }
         folded.clear();
         fold_into(chunk, &mut folded);
         words(&folded, out);
     }
+}
+
+/// First code point of [`LATIN`]: Latin-1 Supplement and Latin Extended-A/B.
+const LATIN_FROM: u32 = 0xC0;
+const LATIN_TO: u32 = 0x24F;
+
+/// For each of U+00C0..=U+024F, the one ASCII letter `fold_into` makes of it (`é` → `e`,
+/// `Ñ` → `n`), or 0 when it makes something else (`ß`, `æ`, `Ĳ` → `ij`). Computed from
+/// `fold_into` itself, so the two cannot disagree.
+fn latin_table() -> &'static [u8] {
+    static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (LATIN_FROM..=LATIN_TO)
+            .map(|cp| {
+                let mut f = String::new();
+                if let Some(c) = char::from_u32(cp) {
+                    fold_into(c.encode_utf8(&mut [0; 4]), &mut f);
+                }
+                match f.as_bytes() {
+                    [b] if b.is_ascii_alphanumeric() => *b,
+                    _ => 0,
+                }
+            })
+            .collect()
+    })
+}
+
+/// A chunk of ASCII and accented Latin letters folded to ASCII (what `fold_into` would
+/// make of it, without its NFKD pass); false if some character folds to anything else.
+/// European text mostly takes this path: its words then go through `ascii_words`.
+fn fold_latin(chunk: &str, out: &mut Vec<u8>) -> bool {
+    let table = latin_table();
+    out.clear();
+    for c in chunk.chars() {
+        let cp = c as u32;
+        if cp < 0x80 {
+            out.push((cp as u8).to_ascii_lowercase());
+        } else if (LATIN_FROM..=LATIN_TO).contains(&cp) {
+            match table[(cp - LATIN_FROM) as usize] {
+                0 => return false,
+                b => out.push(b),
+            }
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// UAX #29 word classes of ASCII (no whitespace: chunks are split at it first).
@@ -418,6 +470,29 @@ mod tests {
         assert_eq!(tokens("blog.example.com"), ["blog.example.com"]);
     }
 
+    #[test]
+    fn every_latin_letter_folds_as_nfkd_does() {
+        for cp in LATIN_FROM..=LATIN_TO {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            for text in [format!("x{c}y"), format!("{c}"), format!("1.{c}.2 {c}'s")] {
+                let mut fast = TokenBuf::default();
+                tokenize(&text, &mut fast);
+                let mut slow = TokenBuf::default();
+                for chunk in text.split_whitespace() {
+                    let mut folded = String::new();
+                    fold_into(chunk, &mut folded);
+                    words(&folded, &mut slow);
+                }
+                assert!(
+                    fast.iter().eq(slow.iter()),
+                    "{text:?}: {fast:?} vs {slow:?}"
+                );
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn chunks_are_split_whitespace(s in "[a \t\n\u{85}\u{a0}\u{2003}\u{3000}é日🤙\u{b}\u{c}\u{1c}-]{0,24}") {
@@ -433,6 +508,20 @@ mod tests {
                 _ => None,
             };
             proptest::prop_assert_eq!(strip_scheme(&s), want);
+        }
+
+        /// Accented Latin folded by the table gives exactly the tokens of NFKD folding.
+        #[test]
+        fn latin_fast_path_matches_folding(s in "[aZé ÑüÀßæĲſǅ'.,_:1-]{0,20}") {
+            let mut fast = TokenBuf::default();
+            tokenize(&s, &mut fast);
+            let mut slow = TokenBuf::default();
+            for chunk in s.split_whitespace() {
+                let mut folded = String::new();
+                fold_into(chunk, &mut folded);
+                words(&folded, &mut slow);
+            }
+            proptest::prop_assert!(fast.iter().eq(slow.iter()), "{:?} vs {:?}", fast, slow);
         }
 
         /// The ASCII fast path gives exactly the tokens of the general path (so an index

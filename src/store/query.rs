@@ -62,7 +62,7 @@ struct FilterScan {
     /// Built on the first run (ids are resolved in a transaction).
     cursors: Option<Vec<Cursor>>,
     /// `Search`: the ranked candidates (best first), computed on the first run.
-    ranked: Option<VecDeque<LevId>>,
+    ranked: Option<super::search::Ranked>,
     /// `domain:` answers per author.
     domains: std::collections::HashMap<[u8; 32], bool>,
 }
@@ -268,12 +268,12 @@ fn search_scan(
     if scan.ranked.is_none() {
         let (ranked, w) = store.search(txn, q, snapshot)?;
         *work += w;
-        scan.ranked = Some(ranked.into());
+        scan.ranked = Some(ranked);
     }
-    let ranked = scan.ranked.get_or_insert_with(VecDeque::new);
+    let ranked = scan.ranked.get_or_insert_with(Default::default);
     let mut checked = 0;
     while scan.found < scan.limit {
-        let Some(lev) = ranked.pop_front() else {
+        let Some(lev) = ranked.pop() else {
             return Ok(Progress::Done);
         };
         checked += 1;

@@ -28,7 +28,7 @@ use super::{Record, Result, Store, StoreError};
 use crate::nostr::filter::EventView;
 use crate::search::doc::{self, Terms};
 use crate::search::postings::{self, Posting, BLOCK_BYTES, MAX_POSTING_BYTES};
-use crate::search::query::{bm25, recency_boost, SearchQuery};
+use crate::search::query::{bm25_idf, bm25_norm, SearchQuery, K1};
 use crate::search::tokenize;
 
 pub(crate) type Table = Database<Bytes, Bytes>;
@@ -508,70 +508,78 @@ impl Store {
 
     /// Postings of one token (levId ascending): (levId, tf, length byte).
     pub fn postings(&self, txn: &RoTxn, token: &str) -> Result<Vec<(LevId, u8, u8)>> {
-        let mut list = Vec::new();
-        let pre = postings::prefix(token.as_bytes());
-        for row in self.s.blocks.prefix_iter(txn, &pre)? {
-            let (k, v) = row?;
-            let first = match postings::split_key(k) {
-                Some((t, first)) if t == token.as_bytes() => first,
-                _ => continue,
-            };
-            postings::decode_into(first, v, &mut list)
-                .ok_or_else(|| corrupt_block(token.as_bytes(), first))?;
-        }
+        let list = self.posting_list(txn, token.as_bytes())?;
         Ok(list.into_iter().map(|p| (p.lev, p.tf, p.len)).collect())
     }
 
     /// Every indexed event containing all of `q`'s terms, with levId ≤ `snapshot`, best
     /// first (BM25 with a mild recency boost; ties newest first), and the work done
     /// (postings read). Candidates are not checked against the rest of the filter.
-    pub fn search(
-        &self,
-        txn: &RoTxn,
-        q: &SearchQuery,
-        snapshot: LevId,
-    ) -> Result<(Vec<LevId>, u64)> {
+    pub fn search(&self, txn: &RoTxn, q: &SearchQuery, snapshot: LevId) -> Result<(Ranked, u64)> {
         let n = self.s.docs.len(txn)?;
         let avgdl = self.search_total(txn)? as f64 / n.max(1) as f64;
-        let mut lists = Vec::with_capacity(q.terms.len());
+        let mut lists: Vec<Vec<Posting>> = Vec::with_capacity(q.terms.len());
         let mut work = 0u64;
         for t in &q.terms {
-            let mut l = self.postings(txn, t)?;
+            let mut l = self.posting_list(txn, t.as_bytes())?;
             work += l.len() as u64;
-            l.retain(|p| p.0 <= snapshot);
+            // levIds ascend: the snapshot cuts the tail.
+            let keep = l.partition_point(|p| p.lev <= snapshot);
+            l.truncate(keep);
             if l.is_empty() {
-                return Ok((Vec::new(), work));
+                return Ok((Ranked::default(), work));
             }
             lists.push(l);
         }
         lists.sort_by_key(Vec::len);
-        let dfs: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+        // BM25 with its per-term and per-length parts computed once: the length is a byte.
+        let norm: Vec<f64> = (0..=255u8).map(|dl| bm25_norm(dl, avgdl)).collect();
+        let idfs: Vec<f64> = lists.iter().map(|l| bm25_idf(l.len() as u64, n)).collect();
+        let term = |p: &Posting, idf: f64| {
+            let tf = f64::from(p.tf);
+            idf * tf * (K1 + 1.0) / (tf + norm[usize::from(p.len)])
+        };
         // Intersect, starting from the rarest term: (levId, score so far).
-        let mut cands: Vec<(LevId, f64)> = lists[0]
-            .iter()
-            .map(|&(lev, tf, len)| (lev, bm25(tf, len, dfs[0], n, avgdl)))
-            .collect();
-        for (l, &df) in lists.iter().zip(&dfs).skip(1) {
+        let mut cands: Vec<(LevId, f64)> =
+            lists[0].iter().map(|p| (p.lev, term(p, idfs[0]))).collect();
+        for (l, &idf) in lists.iter().zip(&idfs).skip(1) {
             let mut j = 0;
             cands.retain_mut(|(lev, score)| {
-                // Both ascending: gallop through `l`.
-                while j < l.len() && l[j].0 < *lev {
-                    j += 1;
-                }
+                // Both ascending: skip ahead in `l` (by halving steps when far behind).
+                j += l[j..].partition_point(|p| p.lev < *lev);
                 match l.get(j) {
-                    Some(&(l2, tf, len)) if l2 == *lev => {
-                        *score += bm25(tf, len, df, n, avgdl);
+                    Some(p) if p.lev == *lev => {
+                        *score += term(p, idf);
                         true
                     }
                     _ => false,
                 }
             });
         }
-        for (lev, score) in cands.iter_mut() {
-            *score *= recency_boost(*lev, snapshot);
+        let boost = 0.1 / snapshot.max(1) as f64;
+        let heap: Vec<Scored> = cands
+            .into_iter()
+            .map(|(lev, score)| Scored(score * (1.0 + boost * lev as f64), lev))
+            .collect();
+        // A heap, not a sort: a REQ takes the best `limit` (at most a few hundred) of
+        // possibly hundreds of thousands of candidates.
+        Ok((Ranked(std::collections::BinaryHeap::from(heap)), work))
+    }
+
+    /// A token's postings, in levId order.
+    fn posting_list(&self, txn: &RoTxn, token: &[u8]) -> Result<Vec<Posting>> {
+        let mut list = Vec::new();
+        let pre = postings::prefix(token);
+        for row in self.s.blocks.prefix_iter(txn, &pre)? {
+            let (k, v) = row?;
+            let first = match postings::split_key(k) {
+                Some((t, first)) if t == token => first,
+                _ => continue,
+            };
+            postings::decode_into(first, v, &mut list)
+                .ok_or_else(|| corrupt_block(token, first))?;
         }
-        cands.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
-        Ok((cands.into_iter().map(|c| c.0).collect(), work))
+        Ok(list)
     }
 
     /// Is `lev` in the index?
@@ -712,6 +720,44 @@ fn corrupt_block(token: &[u8], first: u64) -> StoreError {
         String::from_utf8_lossy(token)
     ))
 }
+
+/// A search's candidates, best first ([`Store::search`]).
+#[derive(Default)]
+pub struct Ranked(std::collections::BinaryHeap<Scored>);
+
+impl Ranked {
+    pub fn pop(&mut self) -> Option<LevId> {
+        self.0.pop().map(|s| s.1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// (score, levId): higher scores first, then newer events.
+struct Scored(f64, LevId);
+
+impl Ord for Scored {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Scored {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl Eq for Scored {}
 
 /// `wok info` / `wok search inspect` figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
