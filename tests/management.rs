@@ -1,5 +1,6 @@
 //! NIP-86 relay management over real HTTP: NIP-98 authorization (each refusal and its
-//! status), every method's effect on a running relay, 413, and persistence across a restart.
+//! status, a token good for one request), every method's effect on a running relay, 413,
+//! and persistence across a restart.
 
 mod common;
 
@@ -126,6 +127,84 @@ fn authorization_statuses() {
     let big = vec![b' '; 70_000];
     let (s, _, _) = http_request(&relay.url, "POST", "/", CT, &big);
     assert_eq!(s, 413);
+}
+
+/// A NIP-98 token is good for one request: the same header sent again is refused with 401
+/// and the reason, also after the change it made was undone (a captured `banpubkey`
+/// replayed after an `unbanpubkey`); copies sent at once get one 200 between them; the
+/// same call signed anew works.
+#[test]
+fn a_token_is_good_for_one_request() {
+    let relay = managed(|_| {});
+    let target = hex::encode(&keys(5).pubkey);
+    let body = json!({ "method": "banpubkey", "params": [target, "spam"] }).to_string();
+    let auth = nip98_header(&admin(), &http_url(&relay), body.as_bytes(), now()).expect("sign");
+    let send = |auth: &str| {
+        let (status, _, answer) = http_request(
+            &relay.url,
+            "POST",
+            "/",
+            &format!("{CT}Authorization: {auth}\r\n"),
+            body.as_bytes(),
+        );
+        (status, answer)
+    };
+    let (s, b) = send(&auth);
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = send(&auth);
+    assert_eq!(s, 401, "the same token twice: {b}");
+    assert!(b.contains("already used"), "{b}");
+
+    call(&relay, "unbanpubkey", json!([target]));
+    let (s, b) = send(&auth);
+    assert_eq!(s, 401, "the captured ban replayed: {b}");
+    assert!(b.contains("already used"), "{b}");
+    assert_eq!(call(&relay, "listbannedpubkeys", json!([])), json!([]));
+
+    // Copies of a fresh token at once: one is served, the others refused.
+    let unban = json!({ "method": "unbanpubkey", "params": [target] }).to_string();
+    let auth = nip98_header(&admin(), &http_url(&relay), unban.as_bytes(), now()).expect("sign");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let sends: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    http_request(
+                        &relay.url,
+                        "POST",
+                        "/",
+                        &format!("{CT}Authorization: {auth}\r\n"),
+                        unban.as_bytes(),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        sends.into_iter().map(|h| h.join().expect("send")).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+
+    // The same ban, signed anew (within the same second, too): a new token, served.
+    assert_eq!(
+        call(&relay, "banpubkey", json!([target, "spam"])),
+        json!(true)
+    );
+    assert_eq!(
+        call(&relay, "banpubkey", json!([target, "spam"])),
+        json!(true)
+    );
+    assert_eq!(
+        call(&relay, "listbannedpubkeys", json!([])),
+        json!([{ "pubkey": target, "reason": "spam" }])
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use super::keys::Config;
 use super::schema::{keys, sections, Setting};
 use super::tao::quote_json;
+use std::sync::OnceLock;
 
 const HEADER: &str = "\
 ##
@@ -22,64 +23,111 @@ const WIDTH: usize = 100;
 
 /// Renders `cfg` as a complete, commented config file.
 pub fn render_conf(cfg: &Config) -> String {
-    let mut out = String::from(HEADER);
-    let mut open: Vec<&str> = Vec::new();
-    // No blank line directly after a section's opening brace.
-    let mut first_in_block = false;
-    for k in keys() {
-        let comps: Vec<&str> = k.name.split('.').collect();
-        let (leaf, section) = match comps.split_last() {
-            Some((leaf, section)) => (*leaf, section),
-            None => continue,
-        };
-        // Close sections that this key is not in.
-        let common = open.iter().zip(section).take_while(|(a, b)| a == b).count();
-        while open.len() > common {
-            open.pop();
-            out.push_str(&"    ".repeat(open.len()));
-            out.push_str("}\n");
-            first_in_block = false;
+    let t = template();
+    let mut out = String::with_capacity(t.len + 1024);
+    for (k, (before, leaf_line)) in keys().iter().zip(&t.keys) {
+        out.push_str(before);
+        out.push_str(leaf_line);
+        match k.get(cfg) {
+            // `retention.rules` is a block of named blocks (config/retention.rs).
+            Setting::Str(s) if k.name == super::typed::RULES_KEY => {
+                out.push_str(" {");
+                if !s.is_empty() {
+                    out.push(' ');
+                    out.push_str(&s);
+                    out.push(' ');
+                }
+                out.push('}');
+            }
+            Setting::U64(n) => {
+                out.push_str(" = ");
+                out.push_str(itoa::Buffer::new().format(n));
+            }
+            Setting::Bool(b) => out.push_str(if b { " = true" } else { " = false" }),
+            Setting::Str(s) => {
+                out.push_str(" = ");
+                out.push_str(&quote_json(&s));
+            }
         }
-        // Open the sections it is in.
-        for (depth, name) in section.iter().enumerate().skip(common) {
-            let full = section[..=depth].join(".");
-            let indent = "    ".repeat(depth);
+        out.push('\n');
+    }
+    out.push_str(&t.end);
+    out
+}
+
+/// What the rendered file is made of that the values do not change: for each key, the
+/// text before its line (sections closed and opened, blank lines, its comment) and its
+/// line up to the value (indent and name); the closing braces at the end. Built once:
+/// wrapping every comment anew was most of a render's time.
+struct Template {
+    keys: Vec<(String, String)>,
+    end: String,
+    /// All of the above, in bytes.
+    len: usize,
+}
+
+fn template() -> &'static Template {
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let mut t = Template {
+            keys: Vec::with_capacity(keys().len()),
+            end: String::new(),
+            len: 0,
+        };
+        let mut out = String::from(HEADER);
+        let mut open: Vec<&str> = Vec::new();
+        // No blank line directly after a section's opening brace.
+        let mut first_in_block = false;
+        for k in keys() {
+            let (section, leaf): (Vec<&str>, &str) = match k.name.rsplit_once('.') {
+                Some((section, leaf)) => (section.split('.').collect(), leaf),
+                None => (Vec::new(), k.name),
+            };
+            // Close sections that this key is not in.
+            let common = open
+                .iter()
+                .zip(&section)
+                .take_while(|(a, b)| a == b)
+                .count();
+            while open.len() > common {
+                open.pop();
+                out.push_str(&"    ".repeat(open.len()));
+                out.push_str("}\n");
+                first_in_block = false;
+            }
+            // Open the sections it is in.
+            for (depth, name) in section.iter().enumerate().skip(common) {
+                let full = section[..=depth].join(".");
+                let indent = "    ".repeat(depth);
+                if !first_in_block {
+                    out.push('\n');
+                }
+                if let Some(s) = sections().iter().find(|s| s.name == full) {
+                    push_comment(&mut out, &indent, s.doc, None);
+                }
+                out.push_str(&format!("{indent}{name} {{\n"));
+                open.push(name);
+                first_in_block = true;
+            }
+            let indent = "    ".repeat(open.len());
             if !first_in_block {
                 out.push('\n');
             }
-            if let Some(s) = sections().iter().find(|s| s.name == full) {
-                push_comment(&mut out, &indent, s.doc, None);
-            }
-            out.push_str(&format!("{indent}{name} {{\n"));
-            open.push(name);
-            first_in_block = true;
+            first_in_block = false;
+            let suffix = k.no_reload.then_some("(restart required)");
+            push_comment(&mut out, &indent, k.doc, suffix);
+            t.keys
+                .push((std::mem::take(&mut out), format!("{indent}{leaf}")));
         }
-        let indent = "    ".repeat(open.len());
-        if !first_in_block {
-            out.push('\n');
+        while !open.is_empty() {
+            open.pop();
+            out.push_str(&"    ".repeat(open.len()));
+            out.push_str("}\n");
         }
-        first_in_block = false;
-        let suffix = k.no_reload.then_some("(restart required)");
-        push_comment(&mut out, &indent, k.doc, suffix);
-        let value = match k.get(cfg) {
-            // `retention.rules` is a block of named blocks (config/retention.rs).
-            Setting::Str(s) if k.name == super::typed::RULES_KEY => {
-                let body = if s.is_empty() { s } else { format!(" {s} ") };
-                out.push_str(&format!("{indent}{leaf} {{{body}}}\n"));
-                continue;
-            }
-            Setting::U64(n) => n.to_string(),
-            Setting::Bool(b) => b.to_string(),
-            Setting::Str(s) => quote_json(&s),
-        };
-        out.push_str(&format!("{indent}{leaf} = {value}\n"));
-    }
-    while !open.is_empty() {
-        open.pop();
-        out.push_str(&"    ".repeat(open.len()));
-        out.push_str("}\n");
-    }
-    out
+        t.end = out;
+        t.len = t.keys.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>() + t.end.len();
+        t
+    })
 }
 
 /// Appends `text` as `# ` comment lines, word-wrapped to [`WIDTH`] columns;

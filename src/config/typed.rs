@@ -9,6 +9,7 @@ use super::error::{ConfigError, ErrorKind, Pos};
 use super::keys::Config;
 use super::schema::{keys, sections, KeyType, Setting};
 use super::tao::{Object, Value, ValueKind};
+use std::sync::OnceLock;
 
 const MAX_SUGGESTIONS: usize = 100;
 
@@ -179,25 +180,11 @@ pub(crate) fn suggest(unknown: &str) -> Option<&'static str> {
     if unknown.len() > 200 {
         return None;
     }
-    let lower = unknown.to_ascii_lowercase();
-    let candidates = keys()
-        .iter()
-        .map(|k| k.name)
-        .chain(sections().iter().map(|s| s.name));
-    let mut best: Option<(usize, &'static str)> = None;
-    for c in candidates {
-        let d = osa_distance(&lower, &c.to_ascii_lowercase());
-        if best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    let limit = (unknown.chars().count() / 4).clamp(1, 3);
-    if let Some((d, c)) = best {
-        if d <= limit {
-            return Some(c);
-        }
+    if let Some(c) = closest(unknown) {
+        return Some(c);
     }
     // `port = 7777` at the top level: suggest the one key with that last name.
+    let lower = unknown.to_ascii_lowercase();
     let last = lower.rsplit('.').next().unwrap_or("");
     let mut matches = keys().iter().filter(|k| {
         k.name
@@ -211,20 +198,63 @@ pub(crate) fn suggest(unknown: &str) -> Option<&'static str> {
     }
 }
 
-/// Optimal-string-alignment edit distance (Levenshtein plus adjacent swaps).
-fn osa_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for i in 0..=a.len() {
-        d[i * w] = i;
+/// The first known key or section at the least edit distance from `unknown` (case
+/// aside), if that distance is small for its length: at most a quarter of it, 1 to 3.
+fn closest(unknown: &str) -> Option<&'static str> {
+    let lower: Vec<char> = unknown.to_ascii_lowercase().chars().collect();
+    let limit = (lower.len() / 4).clamp(1, 3);
+    let mut best: Option<(usize, &'static str)> = None;
+    for (name, chars) in candidates() {
+        // Only a name strictly closer than the best so far replaces it. Bounding the
+        // distance lets most names out after a length comparison or a few rows of the
+        // table: a file of unknown keys cost one full table per key per known name,
+        // which was most of the config fuzz target's time.
+        let max = match best {
+            Some((0, _)) => break,
+            Some((d, _)) => d - 1,
+            None => limit,
+        };
+        if let Some(d) = osa_within(&lower, chars, max) {
+            best = Some((d, name));
+        }
     }
-    for (j, cell) in d.iter_mut().enumerate().take(w) {
+    best.map(|(_, c)| c)
+}
+
+/// Every key and section name, in table order (keys first), with its lower-cased
+/// characters: built once, not per unknown key.
+fn candidates() -> &'static [(&'static str, Vec<char>)] {
+    static CANDIDATES: OnceLock<Vec<(&'static str, Vec<char>)>> = OnceLock::new();
+    CANDIDATES.get_or_init(|| {
+        keys()
+            .iter()
+            .map(|k| k.name)
+            .chain(sections().iter().map(|s| s.name))
+            .map(|n| (n, n.to_ascii_lowercase().chars().collect()))
+            .collect()
+    })
+}
+
+/// The optimal-string-alignment edit distance (Levenshtein plus adjacent swaps) between
+/// `a` and `b` if it is at most `max`. Only cells within `max` of the diagonal are
+/// computed (a cell further off is more than `max` already), values are capped at
+/// `max + 1`, and a row with no cell within `max` ends it.
+fn osa_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let over = max + 1;
+    let w = b.len() + 1;
+    let mut d = vec![over; (a.len() + 1) * w];
+    for (j, cell) in d.iter_mut().enumerate().take(w.min(over)) {
         *cell = j;
     }
     for i in 1..=a.len() {
-        for j in 1..=b.len() {
+        if i <= max {
+            d[i * w] = i;
+        }
+        let mut row_min = d[i * w];
+        for j in i.saturating_sub(max).max(1)..=(i + max).min(b.len()) {
             let cost = usize::from(a[i - 1] != b[j - 1]);
             let mut v = (d[(i - 1) * w + j] + 1)
                 .min(d[i * w + j - 1] + 1)
@@ -232,10 +262,15 @@ fn osa_distance(a: &str, b: &str) -> usize {
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[(i - 2) * w + j - 2] + 1);
             }
+            let v = v.min(over);
             d[i * w + j] = v;
+            row_min = row_min.min(v);
+        }
+        if row_min > max {
+            return None;
         }
     }
-    d[a.len() * w + b.len()]
+    Some(d[a.len() * w + b.len()]).filter(|&v| v <= max)
 }
 
 #[cfg(test)]
@@ -273,12 +308,119 @@ mod tests {
         assert_eq!(cfg.relay.management.write_access, "wot");
     }
 
+    /// The full table: what [`osa_within`] bounds.
+    fn osa_distance(a: &[char], b: &[char]) -> usize {
+        let w = b.len() + 1;
+        let mut d = vec![0usize; (a.len() + 1) * w];
+        for i in 0..=a.len() {
+            d[i * w] = i;
+        }
+        for (j, cell) in d.iter_mut().enumerate().take(w) {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut v = (d[(i - 1) * w + j] + 1)
+                    .min(d[i * w + j - 1] + 1)
+                    .min(d[(i - 1) * w + j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    v = v.min(d[(i - 2) * w + j - 2] + 1);
+                }
+                d[i * w + j] = v;
+            }
+        }
+        d[a.len() * w + b.len()]
+    }
+
+    fn dist(a: &str, b: &str) -> usize {
+        let c = |s: &str| s.chars().collect::<Vec<char>>();
+        osa_distance(&c(a), &c(b))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The bounded distance is the full one when that is within the bound, else none
+        /// (short words over three letters, so swaps and near misses are common).
+        #[test]
+        fn bounded_distance_is_the_full_one(
+            a in "[abc]{0,9}",
+            b in "[abc]{0,9}",
+            max in 0usize..5,
+        ) {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            let full = osa_distance(&a, &b);
+            proptest::prop_assert_eq!(osa_within(&a, &b, max), (full <= max).then_some(full));
+        }
+    }
+
     #[test]
     fn distances() {
-        assert_eq!(osa_distance("", ""), 0);
-        assert_eq!(osa_distance("abc", ""), 3);
-        assert_eq!(osa_distance("relay.prot", "relay.port"), 1);
-        assert_eq!(osa_distance("kitten", "sitting"), 3);
+        assert_eq!(dist("", ""), 0);
+        assert_eq!(dist("abc", ""), 3);
+        assert_eq!(dist("relay.prot", "relay.port"), 1);
+        assert_eq!(dist("kitten", "sitting"), 3);
+    }
+
+    /// [`closest`] as it was before it skipped names whose length alone rules them out:
+    /// the distance to every name.
+    fn closest_of_all(unknown: &str) -> Option<&'static str> {
+        let lower = unknown.to_ascii_lowercase();
+        let names = keys()
+            .iter()
+            .map(|k| k.name)
+            .chain(sections().iter().map(|s| s.name));
+        let mut best: Option<(usize, &'static str)> = None;
+        for c in names {
+            let d = dist(&lower, &c.to_ascii_lowercase());
+            if best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, c));
+            }
+        }
+        let limit = (unknown.chars().count() / 4).clamp(1, 3);
+        best.filter(|&(d, _)| d <= limit).map(|(_, c)| c)
+    }
+
+    /// Bounding the distance changes no answer: every name, in capitals, with one edit
+    /// (a character dropped, doubled, replaced or swapped with the next) at its start and
+    /// in its middle, cut short and made longer. (Few edits per name: the full tables
+    /// of the reference are slow in a debug build.)
+    #[test]
+    fn bounded_search_finds_what_every_name_would() {
+        let (mut tried, mut found) = (0, 0);
+        for (name, _) in candidates() {
+            let chars: Vec<char> = name.chars().collect();
+            let mut variants = vec![name.to_string(), name.to_uppercase()];
+            for i in [0, chars.len() / 2] {
+                let mut v = chars.clone();
+                v.remove(i);
+                variants.push(v.iter().collect());
+                let mut v = chars.clone();
+                v.insert(i, chars[i]);
+                variants.push(v.iter().collect());
+                let mut v = chars.clone();
+                v[i] = 'é';
+                variants.push(v.iter().collect());
+                let mut v = chars.clone();
+                v.swap(i, (i + 1).min(chars.len() - 1));
+                variants.push(v.iter().collect());
+            }
+            for n in [1, 4] {
+                variants.push(chars.iter().skip(n).collect());
+                variants.push(format!("{name}{}", "x".repeat(n)));
+            }
+            for v in variants {
+                let want = closest_of_all(&v);
+                assert_eq!(closest(&v), want, "{v}");
+                tried += 1;
+                found += usize::from(want.is_some());
+            }
+        }
+        assert!(tried > 1500 && found > tried / 2, "{tried} {found}");
+        // A tie goes to the first name in table order, as it did.
+        let tie = "relay.filterValidation.mixFiltersPerReq";
+        assert_eq!(closest(tie), closest_of_all(tie));
+        assert!(closest(tie).is_some());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! generation or an admin's follow list moved — which is how changes made by other
 //! processes (`wok admin` offline) reach a running relay — and on a change re-renders
 //! NIP-11 (name, description and icon overrides) and wakes the io thread, which closes
-//! connections from newly blocked IPs.
+//! connections from newly blocked IPs. It also remembers the NIP-98 tokens it accepted
+//! until their window has passed, and refuses one used before (a token is good for one
+//! request).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -35,12 +37,16 @@ pub struct Management {
 
 impl Management {
     pub fn run(self) {
+        // This thread is the only one that verifies NIP-98 tokens, one call at a time, so
+        // it owns the memory of those used: checking and recording a token is one step,
+        // and a copy sent at the same time waits its turn and is refused.
+        let mut seen = manage::SeenTokens::new(manage::REPLAY_CAP);
         loop {
             match self.rx.recv_timeout(WATCH_EVERY) {
                 Ok(m) => {
                     let cfg = self.shared.config();
                     let (a, changed) =
-                        manage::serve(&self.shared.store, &cfg, &m.call, super::now());
+                        manage::serve(&self.shared.store, &cfg, &m.call, super::now(), &mut seen);
                     // The change is in effect (snapshot, NIP-11) before the caller hears.
                     if changed {
                         self.refresh(true);
