@@ -99,7 +99,19 @@ pub fn decode_into(first: u64, mut v: &[u8], out: &mut Vec<Posting>) -> Option<(
 
 /// The levId of a block's last posting, without collecting them.
 pub fn last_lev(first: u64, v: &[u8]) -> Option<u64> {
+    walk(first, v, u64::MAX).map(|(_, last)| last)
+}
+
+/// How many of a block's postings have a levId at or below `upto` (a search's snapshot),
+/// without collecting them: a term's document frequency from blocks it need not decode.
+pub fn count_upto(first: u64, v: &[u8], upto: u64) -> Option<u64> {
+    walk(first, v, upto).map(|(n, _)| n)
+}
+
+/// (postings at or below `upto`, last levId) of a block; `None` if it is malformed.
+fn walk(first: u64, v: &[u8], upto: u64) -> Option<(u64, u64)> {
     let mut lev = first;
+    let mut n = 0u64;
     let mut i = 0;
     while i < v.len() {
         let mut d = 0u64;
@@ -117,9 +129,10 @@ pub fn last_lev(first: u64, v: &[u8]) -> Option<u64> {
             shift += 7;
         }
         lev = lev.checked_add(d)?;
+        n += u64::from(lev <= upto);
         i += 2;
     }
-    (i == v.len()).then_some(lev)
+    (i == v.len()).then_some((n, lev))
 }
 
 /// Cuts sorted postings into blocks: (first levId, value), each at most about
@@ -200,6 +213,9 @@ mod tests {
                 proptest::prop_assert!(decode_into(*first, v, &mut back).is_some());
                 proptest::prop_assert_eq!(back[before].lev, *first);
                 proptest::prop_assert_eq!(last_lev(*first, v), back.last().map(|x| x.lev));
+                let mid = levs.get(levs.len() / 2).copied().unwrap_or(0);
+                let below = back[before..].iter().filter(|p| p.lev <= mid).count() as u64;
+                proptest::prop_assert_eq!(count_upto(*first, v, mid), Some(below));
             }
             proptest::prop_assert_eq!(back, ps);
         }

@@ -518,43 +518,88 @@ impl Store {
     pub fn search(&self, txn: &RoTxn, q: &SearchQuery, snapshot: LevId) -> Result<(Ranked, u64)> {
         let n = self.s.docs.len(txn)?;
         let avgdl = self.search_total(txn)? as f64 / n.max(1) as f64;
-        let mut lists: Vec<Vec<Posting>> = Vec::with_capacity(q.terms.len());
+        // Each term's blocks and document frequency (counted, not decoded).
+        let mut terms = Vec::with_capacity(q.terms.len());
         let mut work = 0u64;
         for t in &q.terms {
-            let mut l = self.posting_list(txn, t.as_bytes())?;
-            work += l.len() as u64;
-            // levIds ascend: the snapshot cuts the tail.
-            let keep = l.partition_point(|p| p.lev <= snapshot);
-            l.truncate(keep);
-            if l.is_empty() {
+            let mut blocks: Vec<(u64, &[u8])> = Vec::new();
+            let mut df = 0u64;
+            for row in self
+                .s
+                .blocks
+                .prefix_iter(txn, &postings::prefix(t.as_bytes()))?
+            {
+                let (k, v) = row?;
+                let first = match postings::split_key(k) {
+                    Some((tok, first)) if tok == t.as_bytes() => first,
+                    _ => continue,
+                };
+                if first > snapshot {
+                    break;
+                }
+                df += postings::count_upto(first, v, snapshot)
+                    .ok_or_else(|| corrupt_block(t.as_bytes(), first))?;
+                blocks.push((first, v));
+            }
+            if df == 0 {
                 return Ok((Ranked::default(), work));
             }
-            lists.push(l);
+            terms.push((df, blocks, t.as_bytes()));
         }
-        lists.sort_by_key(Vec::len);
+        terms.sort_by_key(|t| t.0);
         // BM25 with its per-term and per-length parts computed once: the length is a byte.
         let norm: Vec<f64> = (0..=255u8).map(|dl| bm25_norm(dl, avgdl)).collect();
-        let idfs: Vec<f64> = lists.iter().map(|l| bm25_idf(l.len() as u64, n)).collect();
-        let term = |p: &Posting, idf: f64| {
+        let score = |p: &Posting, idf: f64| {
             let tf = f64::from(p.tf);
             idf * tf * (K1 + 1.0) / (tf + norm[usize::from(p.len)])
         };
-        // Intersect, starting from the rarest term: (levId, score so far).
-        let mut cands: Vec<(LevId, f64)> =
-            lists[0].iter().map(|p| (p.lev, term(p, idfs[0]))).collect();
-        for (l, &idf) in lists.iter().zip(&idfs).skip(1) {
+        // The rarest term's postings are the candidates: (levId, score so far).
+        let mut cands: Vec<(LevId, f64)> = Vec::new();
+        let mut list: Vec<Posting> = Vec::new();
+        for (i, (df, blocks, tok)) in terms.iter().enumerate() {
+            let idf = bm25_idf(*df, n);
+            // Decode only the blocks that can hold a candidate (all of them for the first).
+            list.clear();
+            let mut c = 0;
+            for (b, &(first, v)) in blocks.iter().enumerate() {
+                let end = blocks.get(b + 1).map_or(u64::MAX, |x| x.0);
+                if i > 0 {
+                    c += cands[c..].partition_point(|x| x.0 < first);
+                    if cands.get(c).is_none_or(|x| x.0 >= end) {
+                        continue;
+                    }
+                }
+                postings::decode_into(first, v, &mut list)
+                    .ok_or_else(|| corrupt_block(tok, first))?;
+            }
+            work += list.len() as u64;
+            let keep = list.partition_point(|p| p.lev <= snapshot);
+            list.truncate(keep);
+            if i == 0 {
+                cands = list.iter().map(|p| (p.lev, score(p, idf))).collect();
+                continue;
+            }
+            // Both ascending: gallop through `list` for each candidate.
             let mut j = 0;
-            cands.retain_mut(|(lev, score)| {
-                // Both ascending: skip ahead in `l` (by halving steps when far behind).
-                j += l[j..].partition_point(|p| p.lev < *lev);
-                match l.get(j) {
+            cands.retain_mut(|(lev, s)| {
+                let mut step = 1;
+                while j + step < list.len() && list[j + step].lev < *lev {
+                    j += step;
+                    step *= 2;
+                }
+                let hi = (j + step + 1).min(list.len());
+                j += list[j..hi].partition_point(|p| p.lev < *lev);
+                match list.get(j) {
                     Some(p) if p.lev == *lev => {
-                        *score += term(p, idf);
+                        *s += score(p, idf);
                         true
                     }
                     _ => false,
                 }
             });
+            if cands.is_empty() {
+                break;
+            }
         }
         let boost = 0.1 / snapshot.max(1) as f64;
         let heap: Vec<Scored> = cands
@@ -1146,6 +1191,103 @@ mod tests {
             vec![other_kind.id]
         );
         assert!(search(&store, r#"{"search":"nostr protocol zzz"}"#, 200).is_empty());
+    }
+
+    /// Intersections over lists of many blocks: only blocks that can hold a candidate are
+    /// decoded, and the document frequency is counted from blocks; answers must still equal
+    /// the plain set intersection, at the latest snapshot and at one in the middle.
+    #[test]
+    fn multi_block_intersections_equal_the_set_intersection() {
+        let n = 3000usize;
+        // The last events of "common"'s blocks (a first store holding only that
+        // word cuts the same blocks: block sizes do not depend on the other words).
+        let mut edges = std::collections::HashSet::new();
+        {
+            let (_d, store) = temp_store();
+            let evs: Vec<Event> = (0..n)
+                .map(|i| ev((i % 50) as u8 + 1, 10_000 + i as u64, 1, &[], "common"))
+                .collect();
+            store.write_batch(&evs).expect("write");
+            let txn = store.read_txn().expect("txn");
+            for row in store
+                .s
+                .blocks
+                .prefix_iter(&txn, &postings::prefix(b"common"))
+                .expect("iter")
+            {
+                let (k, v) = row.expect("row");
+                let (_, first) = postings::split_key(k).expect("key");
+                let mut list = Vec::new();
+                postings::decode_into(first, v, &mut list).expect("block");
+                if let Some(p) = list.last() {
+                    let rec = store.record(&txn, p.lev).expect("r").expect("rec");
+                    edges.insert((rec.created_at() - 10_000) as usize);
+                }
+            }
+            assert!(edges.len() >= 3, "common spans several blocks: {edges:?}");
+        }
+        let (_d, store) = temp_store();
+        let words = |i: usize| {
+            let mut w = vec!["common"];
+            if edges.contains(&i) {
+                w.push("edge");
+            }
+            if i % 7 == 0 {
+                w.push("seven");
+            }
+            if (1498..1505).contains(&i) || i == 2990 || i == 3 {
+                w.push("rare");
+            }
+            if i % 500 == 499 {
+                w.push("sparse");
+            }
+            if i % 2 == 0 {
+                w.push("even");
+            }
+            w.join(" ")
+        };
+        let evs: Vec<Event> = (0..n)
+            .map(|i| ev((i % 50) as u8 + 1, 10_000 + i as u64, 1, &[], &words(i)))
+            .collect();
+        store.write_batch(&evs).expect("write");
+        let txn = store.read_txn().expect("txn");
+        let levs = store.all_lev_ids(&txn).expect("levs");
+        let latest = store.latest_lev_id(&txn).expect("latest");
+        let mid = levs[levs.len() / 2];
+        for query in [
+            "common rare",
+            "rare seven",
+            "seven common",
+            "sparse seven",
+            "sparse rare",
+            "common seven sparse",
+            "even common",
+            "even seven",
+            "edge common",
+            "edge even",
+        ] {
+            let q = crate::search::query::SearchQuery::parse(query, 100).expect("q");
+            for snap in [latest, mid] {
+                let mut want: Vec<[u8; 32]> = Vec::new();
+                for &lev in levs.iter().filter(|&&l| l <= snap) {
+                    let rec = store.record(&txn, lev).expect("r").expect("rec");
+                    let i = (rec.created_at() - 10_000) as usize;
+                    let have = words(i);
+                    if query.split(' ').all(|w| have.split(' ').any(|h| h == w)) {
+                        want.push(*rec.id());
+                    }
+                }
+                let (mut ranked, _) = store.search(&txn, &q, snap).expect("search");
+                let mut got = Vec::new();
+                while let Some(lev) = ranked.pop() {
+                    got.push(*store.record(&txn, lev).expect("r").expect("rec").id());
+                }
+                got.sort_unstable();
+                want.sort_unstable();
+                assert!(!want.is_empty() || query.contains("sparse") || query == "edge even");
+                assert_eq!(got, want, "{query} at {snap}");
+            }
+        }
     }
 
     proptest::proptest! {
