@@ -78,7 +78,8 @@ pub struct Query {
     /// (extending an answer already computed up to it, [`Query::after`]).
     after: LevId,
     now: u64,
-    sent: HashSet<LevId>,
+    /// Emitted levIds, when an event could come twice (several filters or cursors).
+    sent: HashSet<LevId, foldhash::fast::RandomState>,
 }
 
 impl Query {
@@ -106,7 +107,7 @@ impl Query {
             snapshot,
             after: 0,
             now,
-            sent: HashSet::new(),
+            sent: HashSet::default(),
         }
     }
 
@@ -169,6 +170,7 @@ impl Query {
         } = self;
         let out_start = out.len();
         let mut work = 0u64;
+        let several = scans.len() > 1;
         while let Some(scan) = scans.get_mut(*current) {
             if scan.found >= scan.limit {
                 *current += 1;
@@ -195,6 +197,9 @@ impl Query {
                 )?);
             }
             let cursors = scan.cursors.as_deref_mut().unwrap_or_default();
+            // One cursor of one filter yields each event once: no set to keep (COUNT+hll
+            // over 10k reactions: 3.57 -> 3.07 ms).
+            let dedup = several || cursors.len() > 1;
             let db = table(store, scan.index);
             let (lo, hi) = keys::suffix_bounds(scan.filter.since, scan.filter.until);
             loop {
@@ -235,7 +240,7 @@ impl Query {
                 }
                 scan.found += 1;
                 // Matches count towards the limit even if an earlier filter sent them.
-                if sent.insert(lev) && keep(&rec) {
+                if (!dedup || sent.insert(lev)) && keep(&rec) {
                     out.push(lev);
                 }
             }
@@ -254,7 +259,7 @@ fn search_scan(
     scan: &mut FilterScan,
     snapshot: LevId,
     now: u64,
-    sent: &mut HashSet<LevId>,
+    sent: &mut HashSet<LevId, foldhash::fast::RandomState>,
     out: &mut Vec<LevId>,
     keep: &dyn Fn(&Record<'_>) -> bool,
     work: &mut u64,

@@ -402,3 +402,29 @@ fn created_at_walk_orders_ties_by_id() {
     assert_eq!(walk(true, 0, u64::MAX), rev);
     assert_eq!(walk(false, 101, 101), want[3..].to_vec());
 }
+
+/// Each event once: a repeated id, an event under two values of the filter's tag, and one
+/// matched by two filters (the one-cursor fast path keeps no set of what it sent).
+#[test]
+fn each_event_is_returned_once() {
+    let (_d, s) = temp_store();
+    let k = key(13);
+    let a = ev(&k, 100, 1, &[vec!["t", "x"], vec!["t", "y"]], "a");
+    let b = ev(&k, 101, 1, &[vec!["t", "x"]], "b");
+    s.write_batch(&[a.clone(), b.clone()]).expect("w");
+    let (ia, ib) = (a.id_hex(), b.id_hex());
+    let once = |f: &[&str]| query(&s, f, 1000);
+    assert_eq!(
+        once(&[&format!(r#"{{"ids":["{ia}","{ia}"]}}"#)]),
+        vec![a.id]
+    );
+    assert_eq!(once(&[r##"{"#t":["x","y"]}"##]), vec![b.id, a.id]);
+    assert_eq!(
+        once(&[r##"{"#t":["y"]}"##, r##"{"#t":["x"]}"##]),
+        vec![a.id, b.id]
+    );
+    assert_eq!(
+        once(&[&format!(r#"{{"ids":["{ib}"]}}"#), r#"{"kinds":[1]}"#]),
+        vec![b.id, a.id]
+    );
+}
