@@ -181,8 +181,16 @@ fn main() {
             .expect("copy");
         f.metadata().expect("meta").len()
     };
-    let extra = used(on).saturating_sub(used(off));
-    println!(
+    if !ingest_ab {
+        // The store without the index was not filled: no size to compare with.
+        println!(
+            "index: {} docs, {} postings (stats estimate {} bytes; sizes need WOK_BENCH_INGEST=1)",
+            s.docs, s.tokens, s.bytes
+        );
+    }
+    if ingest_ab {
+        let extra = used(on).saturating_sub(used(off));
+        println!(
         "index: {} docs, {} postings; {} more bytes than without (compacted copies) = {:.1}% of the {} payload bytes it covers ({:.1} B/posting; stats estimate {} bytes)",
         s.docs,
         s.tokens,
@@ -192,6 +200,7 @@ fn main() {
         extra as f64 / s.tokens.max(1) as f64,
         s.bytes,
     );
+    }
 
     // Search latency.
     let one = [

@@ -547,68 +547,114 @@ impl Store {
             terms.push((df, blocks, t.as_bytes()));
         }
         terms.sort_by_key(|t| t.0);
-        // BM25 with its per-term and per-length parts computed once: the length is a byte.
+        // BM25 with its per-term and per-length parts computed once: the length is a byte,
+        // and tf is small, so a table per term leaves no division in the loops.
         let norm: Vec<f64> = (0..=255u8).map(|dl| bm25_norm(dl, avgdl)).collect();
-        let score = |p: &Posting, idf: f64| {
-            let tf = f64::from(p.tf);
-            idf * tf * (K1 + 1.0) / (tf + norm[usize::from(p.len)])
+        let table = |idf: f64| -> Vec<f64> {
+            (0..=TF_TABLE)
+                .flat_map(|tf| {
+                    let tf = tf as f64;
+                    norm.iter().map(move |nl| idf * tf * (K1 + 1.0) / (tf + nl))
+                })
+                .collect()
         };
-        // The rarest term's postings are the candidates: (levId, score so far).
-        let mut cands: Vec<(LevId, f64)> = Vec::new();
+        let score = |t: &[f64], p: &Posting, idf: f64| match usize::from(p.tf) {
+            tf @ 0..=TF_TABLE => t[tf * 256 + usize::from(p.len)],
+            _ => {
+                let tf = f64::from(p.tf);
+                idf * tf * (K1 + 1.0) / (tf + norm[usize::from(p.len)])
+            }
+        };
+        // The rarest term's postings are the candidates; each other term drops those it
+        // lacks and adds its score to the survivors; the rarest term's own score comes last,
+        // for the survivors only.
+        let mut cands: Vec<(Posting, f64)> = Vec::new();
         let mut list: Vec<Posting> = Vec::new();
         for (i, (df, blocks, tok)) in terms.iter().enumerate() {
-            let idf = bm25_idf(*df, n);
-            // Decode only the blocks that can hold a candidate (all of them for the first).
-            list.clear();
-            let mut c = 0;
-            for (b, &(first, v)) in blocks.iter().enumerate() {
-                let end = blocks.get(b + 1).map_or(u64::MAX, |x| x.0);
-                if i > 0 {
-                    c += cands[c..].partition_point(|x| x.0 < first);
-                    if cands.get(c).is_none_or(|x| x.0 >= end) {
-                        continue;
-                    }
-                }
-                postings::decode_into(first, v, &mut list)
-                    .ok_or_else(|| corrupt_block(tok, first))?;
-            }
-            work += list.len() as u64;
-            let keep = list.partition_point(|p| p.lev <= snapshot);
-            list.truncate(keep);
             if i == 0 {
-                cands = list.iter().map(|p| (p.lev, score(p, idf))).collect();
+                for &(first, v) in blocks {
+                    postings::decode_into(first, v, &mut list)
+                        .ok_or_else(|| corrupt_block(tok, first))?;
+                }
+                work += list.len() as u64;
+                let keep = list.partition_point(|p| p.lev <= snapshot);
+                cands = list[..keep].iter().map(|&p| (p, 0.0)).collect();
                 continue;
             }
-            // Both ascending: gallop through `list` for each candidate.
-            let mut j = 0;
-            cands.retain_mut(|(lev, s)| {
-                let mut step = 1;
-                while j + step < list.len() && list[j + step].lev < *lev {
-                    j += step;
-                    step *= 2;
+            let idf = bm25_idf(*df, n);
+            let t = table(idf);
+            // Block by block, decoding only blocks whose levId range holds a candidate, into
+            // a buffer that stays in cache; survivors are compacted to the front.
+            let (mut read, mut kept) = (0, 0);
+            let mut tfs: Vec<u8> = Vec::new();
+            for (b, &(first, v)) in blocks.iter().enumerate() {
+                let end = blocks.get(b + 1).map_or(u64::MAX, |x| x.0);
+                read += cands[read..].partition_point(|x| x.0.lev < first);
+                let upto = read + cands[read..].partition_point(|x| x.0.lev < end);
+                if read == upto {
+                    continue;
                 }
-                let hi = (j + step + 1).min(list.len());
-                j += list[j..hi].partition_point(|p| p.lev < *lev);
-                match list.get(j) {
-                    Some(p) if p.lev == *lev => {
-                        *s += score(p, idf);
-                        true
+                list.clear();
+                postings::decode_into(first, v, &mut list)
+                    .ok_or_else(|| corrupt_block(tok, first))?;
+                work += list.len() as u64;
+                let span = list.last().map_or(0, |p| p.lev - first + 1);
+                if span <= dense_span() {
+                    // Each levId of the block's range gets its tf (0 = absent): a lookup per
+                    // candidate, and no branch on whether it matched (both lists are about
+                    // as dense in a two-common-word query, where a search spends its time).
+                    tfs.clear();
+                    tfs.resize(span as usize, 0);
+                    for p in &list {
+                        tfs[(p.lev - first) as usize] = p.tf;
                     }
-                    _ => false,
+                    for r in read..upto {
+                        let (cand, s) = cands[r];
+                        let tf = tfs.get((cand.lev - first) as usize).copied().unwrap_or(0);
+                        // The length byte is the document's: the same in every term's posting.
+                        let hit = Posting { tf, ..cand };
+                        cands[kept] = (cand, s + score(&t, &hit, idf));
+                        kept += usize::from(tf != 0);
+                    }
+                    read = upto;
+                    continue;
                 }
-            });
+                // A sparse block: gallop through it for each candidate.
+                let mut j = 0;
+                for r in read..upto {
+                    let (cand, s) = cands[r];
+                    let mut step = 1;
+                    while j + step < list.len() && list[j + step].lev < cand.lev {
+                        j += step;
+                        step *= 2;
+                    }
+                    let hi = (j + step + 1).min(list.len());
+                    j += list[j..hi].partition_point(|p| p.lev < cand.lev);
+                    if let Some(p) = list.get(j).filter(|p| p.lev == cand.lev) {
+                        cands[kept] = (cand, s + score(&t, p, idf));
+                        kept += 1;
+                    }
+                }
+                read = upto;
+            }
+            cands.truncate(kept);
             if cands.is_empty() {
                 break;
             }
         }
+        let idf = terms.first().map_or(0.0, |t| bm25_idf(t.0, n));
+        let t = table(idf);
         let boost = 0.1 / snapshot.max(1) as f64;
-        let heap: Vec<Scored> = cands
+        let all: Vec<Scored> = cands
             .into_iter()
-            .map(|(lev, score)| Scored(score * (1.0 + boost * lev as f64), lev))
+            .map(|(p, s)| {
+                Scored(
+                    (s + score(&t, &p, idf)) * (1.0 + boost * p.lev as f64),
+                    p.lev,
+                )
+            })
             .collect();
-        // A heap, not a sort: a REQ takes the best `limit` (at most a few hundred) of
-        // possibly hundreds of thousands of candidates.
-        Ok((Ranked(std::collections::BinaryHeap::from(heap)), work))
+        Ok((Ranked::new(all), work))
     }
 
     /// A token's postings, in levId order.
@@ -766,21 +812,59 @@ fn corrupt_block(token: &[u8], first: u64) -> StoreError {
     ))
 }
 
-/// A search's candidates, best first ([`Store::search`]).
+/// Term frequencies up to this have a precomputed score per length byte.
+const TF_TABLE: usize = 4;
+
+/// A block whose postings span at most this many levIds is intersected through a table of
+/// its tfs by levId (64 KiB at most); tests lower it to take the other path too.
+fn dense_span() -> u64 {
+    #[cfg(test)]
+    if let Some(v) = tests::DENSE_SPAN.with(std::cell::Cell::get) {
+        return v;
+    }
+    1 << 16
+}
+
+/// A search's candidates, best first ([`Store::search`]). A REQ takes the best `limit`
+/// (at most a few hundred) of possibly hundreds of thousands of candidates, so they are
+/// ordered a chunk at a time: the best [`RANK_CHUNK`] are selected (linear) and sorted, the
+/// rest stay unordered until needed.
 #[derive(Default)]
-pub struct Ranked(std::collections::BinaryHeap<Scored>);
+pub struct Ranked {
+    /// Not yet ordered.
+    rest: Vec<Scored>,
+    /// The best of what is left, worst first (popped from the end).
+    next: Vec<Scored>,
+}
+
+const RANK_CHUNK: usize = 512;
 
 impl Ranked {
+    fn new(rest: Vec<Scored>) -> Ranked {
+        Ranked {
+            rest,
+            next: Vec::new(),
+        }
+    }
+
     pub fn pop(&mut self) -> Option<LevId> {
-        self.0.pop().map(|s| s.1)
+        if self.next.is_empty() {
+            let k = self.rest.len().saturating_sub(RANK_CHUNK);
+            if k > 0 {
+                self.rest.select_nth_unstable(k);
+            }
+            self.next = self.rest.split_off(k);
+            self.next.sort_unstable();
+        }
+        self.next.pop().map(|s| s.1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rest.is_empty() && self.next.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.rest.len() + self.next.len()
     }
 }
 
@@ -1193,6 +1277,35 @@ mod tests {
         assert!(search(&store, r#"{"search":"nostr protocol zzz"}"#, 200).is_empty());
     }
 
+    proptest::proptest! {
+        /// Chunked selection pops exactly the order of a full sort (best score first, then
+        /// newest), across chunk boundaries and with tied scores.
+        #[test]
+        fn ranked_pops_in_sorted_order(scores in proptest::collection::vec(0u8..20, 0..1500)) {
+            let all: Vec<Scored> = scores
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| Scored(f64::from(s), i as u64))
+                .collect();
+            let mut want: Vec<(u8, u64)> =
+                scores.iter().enumerate().map(|(i, &s)| (s, i as u64)).collect();
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            let mut r = Ranked::new(all);
+            proptest::prop_assert_eq!(r.len(), want.len());
+            let mut got = Vec::new();
+            while let Some(lev) = r.pop() {
+                got.push(lev);
+            }
+            proptest::prop_assert!(r.is_empty());
+            proptest::prop_assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>());
+        }
+    }
+
+    thread_local! {
+        /// Overrides `dense_span()` on this test's thread.
+        pub(super) static DENSE_SPAN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    }
+
     /// Intersections over lists of many blocks: only blocks that can hold a candidate are
     /// decoded, and the document frequency is counted from blocks; answers must still equal
     /// the plain set intersection, at the latest snapshot and at one in the middle.
@@ -1267,7 +1380,13 @@ mod tests {
             "edge even",
         ] {
             let q = crate::search::query::SearchQuery::parse(query, 100).expect("q");
-            for snap in [latest, mid] {
+            for (snap, span) in [
+                (latest, None),
+                (mid, None),
+                (latest, Some(8)),
+                (mid, Some(8)),
+            ] {
+                DENSE_SPAN.with(|c| c.set(span));
                 let mut want: Vec<[u8; 32]> = Vec::new();
                 for &lev in levs.iter().filter(|&&l| l <= snap) {
                     let rec = store.record(&txn, lev).expect("r").expect("rec");
@@ -1285,7 +1404,7 @@ mod tests {
                 got.sort_unstable();
                 want.sort_unstable();
                 assert!(!want.is_empty() || query.contains("sparse") || query == "edge even");
-                assert_eq!(got, want, "{query} at {snap}");
+                assert_eq!(got, want, "{query} at {snap}, dense span {span:?}");
             }
         }
     }
