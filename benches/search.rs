@@ -301,7 +301,15 @@ fn main() {
         std::hint::black_box(h.borrow().to_hex());
         (t.elapsed().as_secs_f64() * 1e3, out.len(), snap)
     };
-    let runs = if smoke { 5 } else { 50 };
+    // WOK_BENCH_HLL_RUNS: more counts, for a profiler attached to this phase.
+    let runs = if smoke {
+        5
+    } else {
+        std::env::var("WOK_BENCH_HLL_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(50)
+    };
     let mut cold = Vec::new();
     let mut through = 0;
     for _ in 0..runs {

@@ -360,6 +360,61 @@ fn a_malformed_flood_is_disconnected_and_cooled_down() {
     assert!(c.req("ok", "{}").is_empty(), "limits off: still served");
 }
 
+/// A flooder closed for violations is not read for the whole closing grace (5 s): its
+/// connection ends as soon as our close is out, even while it keeps writing and never
+/// answers the close (its writes then fail: the socket is gone).
+#[test]
+fn a_flooder_closed_for_violations_is_dropped_at_once() {
+    let relay = TestRelay::with(|c| {
+        quiet(c);
+        c.relay.limits.violations_before_disconnect = 5;
+        c.relay.limits.violation_window_seconds = 60;
+    });
+    let (head, mut s) = upgrade(&relay.url, "127.0.0.2", "");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    // A masked text frame holding "x": not a Nostr message.
+    let mask = [1u8, 2, 3, 4];
+    let frame = [
+        0x81,
+        0x81,
+        mask[0],
+        mask[1],
+        mask[2],
+        mask[3],
+        b'x' ^ mask[0],
+    ];
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let ended = loop {
+        if start.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        if s.write_all(&frame).is_err() {
+            break true;
+        }
+        match s.read(&mut buf) {
+            // The relay's half-close after its close frame: it may still be reading, so
+            // keep writing until a write fails (the relay dropped the socket), paced.
+            Ok(0) => std::thread::sleep(Duration::from_millis(1)),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break true,
+        }
+    };
+    let took = start.elapsed();
+    assert!(ended, "still open after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "ended after {took:?}, the grace is 5 s"
+    );
+}
+
 #[test]
 fn exempt_cidrs_and_loopback() {
     let relay = TestRelay::with(|c| {

@@ -154,6 +154,28 @@ fn deleted_and_replaced_events_are_never_found() {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// A restricted kind an operator chose to index is still only found by readers who may
+/// read it: an unauthenticated search sees the public note, not the DM with the same word.
+#[test]
+fn restricted_kinds_are_not_found_by_other_readers() {
+    let r = TestRelay::with(|c| {
+        c.search.enabled = true;
+        c.search.kinds = "1, 4".into();
+    });
+    let mut c = r.client();
+    let t = now();
+    let (alice, bob) = (keys(21), keys(22));
+    let bob_pk = sign(&bob, t, 1, &[], "").pubkey_hex().to_string();
+    let dm = sign(&alice, t - 5, 4, &[vec!["p", &bob_pk]], "walrus secret");
+    let note = sign(&alice, t - 4, 1, &[], "walrus public");
+    assert_eq!(c.publish(&dm)[2], true);
+    assert_eq!(c.publish(&note)[2], true);
+    assert_eq!(ids(&c.req("s", r#"{"search":"walrus"}"#)), [note.id_hex()]);
+    // Asking for the restricted kind alone is refused outright (strfry's rule).
+    let reason = closed_reason(&mut c, "k", r#"{"search":"walrus","kinds":[4]}"#);
+    assert!(reason.starts_with("auth-required:"), "{reason}");
+}
+
 #[test]
 fn live_search_subscription() {
     let r = TestRelay::with(|c| c.search.enabled = true);

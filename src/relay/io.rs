@@ -1140,6 +1140,12 @@ impl Io {
             }
         }
         start_close(c, 1008, "rate-limited: too many refused messages");
+        // An abuser is not waited for (RFC 6455 §7.1.7 lets us fail the connection): what
+        // it keeps sending is drained unparsed and ends the connection once our close is
+        // out, instead of being read for the whole closing grace.
+        if let Phase::Ws(ws) = &mut c.phase {
+            ws.failed = true;
+        }
     }
 
     /// May a per-connection line be logged now (see `log_budget`)?

@@ -76,8 +76,10 @@ impl Store {
                 problems.push(format!("index {i}: {n} rows, expected {}", expect[i]));
             }
         }
-        for (name, db) in [("id", self.t.id), ("payload", self.t.payload)] {
-            let n = db.len(txn)?;
+        for (name, n) in [
+            ("id", self.t.id.len(txn)?),
+            ("payload", self.t.payload.len(txn)?),
+        ] {
             if n != events {
                 problems.push(format!("{name}: {n} rows for {events} events"));
             }

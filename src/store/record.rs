@@ -93,43 +93,30 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// field, 0 = absent and so the default).
 fn read_packed(b: &[u8]) -> Option<Record<'_>> {
     let table = usize::try_from(u32_at(b, 0)?).ok()?;
-    let back = i64::from(u32_at(b, table)? as i32);
-    let vtable = usize::try_from(i64::try_from(table).ok()?.checked_sub(back)?).ok()?;
+    // Both below 2^32: no overflow in i64.
+    let vtable = usize::try_from(table as i64 - i64::from(u32_at(b, table)? as i32)).ok()?;
     let vt_len = u16_at(b, vtable)?;
     let table_len = u16_at(b, vtable + 2)?;
-    let table_end = table.checked_add(table_len)?;
-    if table_end > b.len() || vtable.checked_add(vt_len)? > b.len() {
-        return None;
-    }
-    // Where a field's `size` bytes start inside the table; Some(None) when it is absent.
-    let field = |slot: usize, size: usize| -> Option<Option<usize>> {
-        let at = 4 + 2 * slot;
-        if at + 2 > vt_len {
-            return Some(None);
-        }
-        match u16_at(b, vtable + at)? {
-            0 => Some(None),
-            off => {
-                let start = table.checked_add(off)?;
-                (start.checked_add(size)? <= table_end).then_some(Some(start))
-            }
-        }
-    };
-    let bytes32 = |slot| -> Option<&[u8; 32]> {
-        let at = field(slot, 32)??;
-        b.get(at..at + 32)?.try_into().ok()
-    };
+    // The field offsets, and the table's bytes that they index.
+    let slots = b.get(vtable + 4..vtable.checked_add(vt_len.max(4))?)?;
+    let tb = b.get(table..table.checked_add(table_len)?)?;
+    let (id, pubkey) = (
+        field(slots, tb, F_ID, 32)??.try_into().ok()?,
+        field(slots, tb, F_PUBKEY, 32)??.try_into().ok()?,
+    );
     let u64_field = |slot| -> Option<u64> {
-        match field(slot, 8)? {
-            None => Some(0),
-            Some(at) => Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?)),
-        }
+        Some(match field(slots, tb, slot, 8)? {
+            None => 0,
+            Some(v) => u64::from_le_bytes(v.try_into().ok()?),
+        })
     };
-    let (id, pubkey) = (bytes32(F_ID)?, bytes32(F_PUBKEY)?);
-    let tags = match field(F_TAGS, 4)? {
+    let tags = match field(slots, tb, F_TAGS, 4)? {
         None => &[][..],
-        Some(at) => {
-            let vec = at.checked_add(usize::try_from(u32_at(b, at)?).ok()?)?;
+        Some(v) => {
+            // The vector's offset counts from where it is stored.
+            let at = v.as_ptr() as usize - b.as_ptr() as usize;
+            let vec =
+                at.checked_add(usize::try_from(u32::from_le_bytes(v.try_into().ok()?)).ok()?)?;
             let len = usize::try_from(u32_at(b, vec)?).ok()?;
             b.get(vec + 4..(vec + 4).checked_add(len)?)?
         }
@@ -142,6 +129,19 @@ fn read_packed(b: &[u8]) -> Option<Record<'_>> {
         expiration: u64_field(F_EXPIRATION)?,
         tags,
     })
+}
+
+/// Field `slot`'s `size` bytes inside the table: `Some(None)` when the vtable leaves it
+/// out (its default), `None` when its offset points outside the table.
+#[inline(always)]
+fn field<'a>(slots: &[u8], table: &'a [u8], slot: usize, size: usize) -> Option<Option<&'a [u8]>> {
+    let Some(&[lo, hi]) = slots.get(2 * slot..2 * slot + 2) else {
+        return Some(None);
+    };
+    match usize::from(u16::from_le_bytes([lo, hi])) {
+        0 => Some(None),
+        off => table.get(off..off.checked_add(size)?).map(Some),
+    }
 }
 
 impl EventView for Record<'_> {

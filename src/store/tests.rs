@@ -428,3 +428,23 @@ fn each_event_is_returned_once() {
         vec![b.id, a.id]
     );
 }
+
+proptest::proptest! {
+    /// The levId comparator orders exactly as LMDB's default byte order, so files written
+    /// before it (and other tools) agree on the order of `Event` and `EventPayload`.
+    #[test]
+    fn lev_key_order_is_byte_order(
+        a in proptest::prop_oneof![
+            proptest::strategy::Strategy::prop_map(proptest::prelude::any::<[u8; 8]>(), |a| a.to_vec()),
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)
+        ],
+        b in proptest::prop_oneof![
+            proptest::strategy::Strategy::prop_map(proptest::prelude::any::<[u8; 8]>(), |a| a.to_vec()),
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)
+        ],
+    ) {
+        use heed::Comparator;
+        proptest::prop_assert_eq!(super::LevKeyOrder::compare(&a, &b), a.cmp(&b));
+        proptest::prop_assert_eq!(super::LevKeyOrder::compare(&a, &a), std::cmp::Ordering::Equal);
+    }
+}
