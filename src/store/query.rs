@@ -431,14 +431,17 @@ fn refill(
         Some(k) => Bound::Excluded(k),
         None => Bound::Included(keys::with_suffix(c.prefix.clone(), hi)),
     };
-    let range = (
-        Bound::Included(low.as_slice()),
-        high.as_ref().map(Vec::as_slice),
-    );
+    // The lower bound is checked here, not by heed: its default comparator walks a key
+    // byte by byte against the bound at every step, which was half of an index walk
+    // (a cached COUNT's 10k-key tag scan, perf); a slice comparison is one memcmp.
+    let range = (Bound::Unbounded, high.as_ref().map(Vec::as_slice));
     let mut n = 0;
     let mut last = None;
     for row in db.rev_range(txn, &range)? {
         let (k, _) = row?;
+        if k < low.as_slice() {
+            break;
+        }
         if let Some(s) = k
             .get(k.len().saturating_sub(SUFFIX_LEN)..)
             .and_then(|s| <[u8; SUFFIX_LEN]>::try_from(s).ok())

@@ -448,3 +448,37 @@ proptest::proptest! {
         proptest::prop_assert_eq!(super::LevKeyOrder::compare(&a, &a), std::cmp::Ordering::Equal);
     }
 }
+
+/// A scan stops at its index range's lower end: the keys below it (another author's) are
+/// never walked, so a query over a small range finishes in a small budget however much
+/// lies below it. (The filter re-check would keep the answer right, not the cost.)
+#[test]
+fn scans_stop_at_the_lower_bound() {
+    let (_d, s) = temp_store();
+    let (mut a, mut b) = (key(31), key(32));
+    let probe = |k: &Keys| ev(k, 1, 1, &[], "p").pubkey;
+    if probe(&a) > probe(&b) {
+        std::mem::swap(&mut a, &mut b);
+    }
+    // `a` sorts first: its keys lie just below `b`'s in the pubkey index.
+    let many: Vec<Event> = (0..600).map(|i| ev(&a, 100 + i, 1, &[], "a")).collect();
+    s.write_batch(&many).expect("w");
+    let mine = ev(&b, 5000, 1, &[], "b");
+    s.write_batch(std::slice::from_ref(&mine)).expect("w");
+    let txn = s.read_txn().expect("txn");
+    let snap = s.latest_lev_id(&txn).expect("snap");
+    let pk = mine.pubkey_hex();
+    for f in [
+        format!(r#"{{"authors":["{pk}"]}}"#),
+        format!(r#"{{"authors":["{pk}"],"since":4000}}"#),
+    ] {
+        let mut q = Query::new(vec![filter(&f)], u64::MAX, snap, 10_000);
+        let mut out = Vec::new();
+        assert_eq!(
+            q.run(&s, &txn, 50, &mut out).expect("run"),
+            Progress::Done,
+            "{f}: walked past its range"
+        );
+        assert_eq!(out.len(), 1);
+    }
+}
