@@ -574,8 +574,8 @@ mod tests {
         assert!(!matches(&by_service, "http://relay.example/"));
     }
 
-    #[test]
-    fn blockip_takes_cidr_prefixes() {
+    /// A small store in a temporary directory (kept alive by the returned guard).
+    fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
             dir.path(),
@@ -585,6 +585,12 @@ mod tests {
             },
         )
         .expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn blockip_takes_cidr_prefixes() {
+        let (_dir, store) = temp_store();
         let ok = |m: &str, p: Value| call(&store, m, p.as_array().expect("params")).expect(m);
         ok("blockip", json!(["203.0.113.0/24", "range"]));
         ok("blockip", json!(["2001:db8::/32"]));
@@ -689,15 +695,7 @@ mod tests {
     /// call signed again works; a non-admin's tokens are not remembered (403 each time).
     #[test]
     fn serve_refuses_a_token_used_before() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            dir.path(),
-            &crate::store::StoreOptions {
-                map_size: 1 << 26,
-                ..crate::store::StoreOptions::default()
-            },
-        )
-        .expect("open");
+        let (_dir, store) = temp_store();
         let admin = crate::nostr::sign::Keys::from_secret([9; 32]).expect("key");
         let mut cfg = Config::default();
         cfg.relay.management.admin_pubkeys = hex::encode(&admin.pubkey);

@@ -109,6 +109,10 @@ pub fn count_upto(first: u64, v: &[u8], upto: u64) -> Option<u64> {
 }
 
 /// (postings at or below `upto`, last levId) of a block; `None` if it is malformed.
+///
+/// The varint loop is written out here and in `decode_into` on purpose: one shared
+/// per-posting reader measured 2x slower searches (300k events, 1-word p50 0.96 -> 1.80 ms,
+/// 2-word 0.98 -> 2.67 ms; the cause was not traced).
 fn walk(first: u64, v: &[u8], upto: u64) -> Option<(u64, u64)> {
     let mut lev = first;
     let mut n = 0u64;
