@@ -8,8 +8,10 @@
 # Each relay gets the same minimal config (defaults for every limit, loopback, its own port)
 # and, every round, a fresh copy of the same preloaded DB (`wok gen --count $COUNT --seed 1`
 # imported through the relay's own CLI). Per round and relay, in this order: conns (on an
-# empty DB), then on the preloaded DB query, NIP-77 reconcile (`wok sync --print-missing`
-# from a DB 1% apart), fanout and ingest, and import/export through the relay's CLI. Relays alternate A,B,A,B over
+# empty DB), then on the preloaded DB query (with relay CPU per REQ and its idle share), on a
+# freshly started relay NIP-77 reconciles from a DB 1% apart (`wok sync --print-missing`:
+# `{}` as an unauthenticated reader, then `{"kinds":[1]}`, a set no tree holds; time, relay
+# CPU, peak RSS, exactness), fanout and ingest, and import/export through the relay's CLI. Relays alternate A,B,A,B over
 # $ROUNDS rounds (at least 3); the table shows medians and the ratio wok/strfry, and every
 # sample goes to $OUT (JSON lines, with relay CPU/RSS every 100 ms of each bench scenario),
 # drawn by `wok bench plot` into ${OUT%.jsonl}.svg. Loopback only; this script never builds or downloads
@@ -38,6 +40,10 @@ relays=(wok)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ms() { date +%s%N | cut -c1-13; }
+# A process's CPU time (user + system) so far, in ms (clock ticks are 10 ms).
+cpu_ms() { awk '{ sub(/.*\) /, ""); print ($12 + $13) * 10 }' "/proc/$1/stat"; }
+# A process's peak resident set since it started, in KiB.
+peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 conf() { # relay dbdir port -> config path
   local c="$T/$1-$3.conf"
@@ -120,34 +126,55 @@ for round in $(seq "$ROUNDS"); do
     rm -rf "$T/db"; cp -r "$T/pre-$r" "$T/db"
     start_relay "$r" "$T/db"
     "$WOK" bench --json --pid "$relay_pid" query "$url" --count "$COUNT" --seed 1 | record "$r" "$round"
+    # NIP-77 on a relay fresh from start, so its peak RSS is what the sync made it hold.
     # Before fanout and ingest add events: the sets differ by 1% each way.
-    t0=$(ms)
-    if ! "$WOK" --set db="$T/local" sync "$url" --print-missing --timeout 30 >"$T/missing" 2>"$T/sync.log"; then
-      echo "NIP-77 sync against $r failed: $(tail -1 "$T/sync.log")" >&2
-      exit 1
-    fi
-    t1=$(ms)
-    one "$r" "$round" negentropy reconcile_ms $((t1 - t0)) ms
-    one "$r" "$round" negentropy differences "$(wc -l <"$T/missing")" ids
-    read -r rounds up down < <(grep -o '[0-9]* rounds, [0-9]* bytes up, [0-9]* bytes down' "$T/sync.log" |
-      awk '{print $1, $3, $6}') || true
-    one "$r" "$round" negentropy round_trips "${rounds:-0}" rounds
-    one "$r" "$round" negentropy bytes "$(( ${up:-0} + ${down:-0} ))" bytes
-    # The reported difference must be exactly the set difference of the two databases
-    # (each side's own export, read beside the running relay; expired events are already
-    # purged on the wok side by the sync).
-    cli "$r" "$(conf "$r" "$T/db" 1)" export 2>/dev/null >"$T/relay-ids.jsonl"
-    "$WOK" --set db="$T/local" export 2>/dev/null >"$T/local-ids.jsonl"
-    exact=$(python3 - "$T/relay-ids.jsonl" "$T/local-ids.jsonl" "$T/missing" <<'PY'
+    stop_relay
+    start_relay "$r" "$T/db"
+    # `{}` from an unauthenticated client (default config: wok answers from its public
+    # tree), then `{"kinds":[1]}`, which no tree holds: a set collected from the index.
+    for case in "negentropy {}" 'neg_collected {"kinds":[1]}'; do
+      scen=${case%% *}; filter=${case#* }
+      c0=$(cpu_ms "$relay_pid"); t0=$(ms)
+      if ! "$WOK" --set db="$T/local" sync "$url" --filter "$filter" --print-missing --timeout 30 \
+          >"$T/missing" 2>"$T/sync.log"; then
+        echo "NIP-77 sync ($filter) against $r failed: $(tail -1 "$T/sync.log")" >&2
+        exit 1
+      fi
+      t1=$(ms); c1=$(cpu_ms "$relay_pid")
+      one "$r" "$round" "$scen" reconcile_ms $((t1 - t0)) ms
+      one "$r" "$round" "$scen" relay_cpu_ms $((c1 - c0)) ms
+      one "$r" "$round" "$scen" relay_peak_rss_kb "$(peak_rss_kb "$relay_pid")" KiB
+      one "$r" "$round" "$scen" differences "$(wc -l <"$T/missing")" ids
+      read -r rounds up down < <(grep -o '[0-9]* rounds, [0-9]* bytes up, [0-9]* bytes down' "$T/sync.log" |
+        awk '{print $1, $3, $6}') || true
+      one "$r" "$round" "$scen" round_trips "${rounds:-0}" rounds
+      one "$r" "$round" "$scen" bytes "$(( ${up:-0} + ${down:-0} ))" bytes
+      # The reported difference must be exactly the set difference of the two databases
+      # under the filter (each side's own export, read beside the running relay; expired
+      # events are already purged on the local side by the sync).
+      cli "$r" "$(conf "$r" "$T/db" 1)" export 2>/dev/null >"$T/relay-ids.jsonl"
+      "$WOK" --set db="$T/local" export 2>/dev/null >"$T/local-ids.jsonl"
+      exact=$(python3 - "$T/relay-ids.jsonl" "$T/local-ids.jsonl" "$T/missing" "$filter" <<'PY'
 import json, sys
-ids = lambda p: {json.loads(l)["id"] for l in open(p) if l.strip()}
+flt = json.loads(sys.argv[4])
+def ids(p):
+    out = set()
+    for l in open(p):
+        if l.strip():
+            e = json.loads(l)
+            # Restricted kinds (4, 1059 by default) are never offered to an unauthenticated
+            # reader; the generated data holds none, so every event counts.
+            if "kinds" not in flt or e["kind"] in flt["kinds"]:
+                out.add(e["id"])
+    return out
 relay, local = ids(sys.argv[1]), ids(sys.argv[2])
 got = {tuple(l.strip().split(",")) for l in open(sys.argv[3]) if l.strip()}
 want = {("have", i) for i in local - relay} | {("need", i) for i in relay - local}
 print(1 if got == want else 0)
 PY
 )
-    one "$r" "$round" negentropy exact "$exact" bool
+      one "$r" "$round" "$scen" exact "$exact" bool
+    done
     "$WOK" bench --json --pid "$relay_pid" fanout "$url" | record "$r" "$round"
     "$WOK" bench --json --pid "$relay_pid" ingest "$url" --seed $((100 + round)) | record "$r" "$round"
     stop_relay

@@ -162,16 +162,17 @@ impl ProcWatch {
 
     /// Adds relay CPU seconds, cores used over `secs`, and RSS figures, then the sampled
     /// series: `relay_cores` (CPU used between two samples / their interval) and
-    /// `relay_rss_kb`, each with its time `t`.
-    pub fn finish(&self, r: &mut Report, scenario: &'static str, secs: f64) {
+    /// `relay_rss_kb`, each with its time `t`. Returns the relay CPU seconds used, when known.
+    pub fn finish(&self, r: &mut Report, scenario: &'static str, secs: f64) -> Option<f64> {
         self.stop.store(true, Ordering::Relaxed);
         let handle = self.sampler.lock().ok().and_then(|mut h| h.take());
         let mut samples = handle.and_then(|h| h.join().ok()).unwrap_or_default();
-        let Some(pid) = self.pid else { return };
+        let pid = self.pid?;
         // One at the very end too, so even a run shorter than SAMPLE_EVERY has a segment.
         if let (Some(cpu), Some(rss)) = (cpu_secs(pid), rss_kb(pid)) {
             samples.push((self.start.elapsed().as_secs_f64(), cpu, rss));
         }
+        let used = cpu_secs(pid).map(|cpu| cpu - self.cpu0);
         if let Some(cpu) = cpu_secs(pid) {
             r.add(scenario, "relay_cpu_s", cpu - self.cpu0, "s");
             if secs > 0.0 {
@@ -195,6 +196,7 @@ impl ProcWatch {
             }
             r.add_at(scenario, "relay_rss_kb", t1, rss as f64, "KiB");
         }
+        used
     }
 }
 

@@ -204,6 +204,26 @@ pub fn run(o: &QueryOptions, r: &mut Report) -> Result<(), String> {
         r.add("query", format!("{name}_p99_ms"), pct(&mut lat, 0.99), "ms");
         r.add("query", format!("{name}_events"), n as f64, "events");
     }
-    watch.finish(r, "query", secs);
+    if let Some(cpu) = watch.finish(r, "query", secs) {
+        // What one REQ costs the relay, and how much of the machine it left unused: a relay
+        // that is not the bottleneck shows idle cores while the clients wait on their own turn.
+        if !all.is_empty() {
+            r.add(
+                "query",
+                "relay_cpu_per_req_us",
+                cpu * 1e6 / all.len() as f64,
+                "us",
+            );
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if secs > 0.0 {
+            r.add(
+                "query",
+                "relay_idle_share",
+                (1.0 - cpu / (secs * cores)).max(0.0),
+                "share",
+            );
+        }
+    }
     Ok(())
 }
