@@ -5,9 +5,15 @@
 //! (then the writer and live fanout carry the flood too) (a reader thread per
 //! connection throws the answers away, so they are not closed as slow readers), while a
 //! polite client on its own connection sends one REQ (time to EOSE) and one EVENT (time to
-//! OK) at a time. The polite figures are taken unloaded first, then under the flood; the
-//! flooders' answered messages per second (OK, EOSE, and the NOTICE or CLOSED of a message
-//! refused) is their throughput.
+//! OK) at a time. The polite figures are taken unloaded first, then under the flood, then
+//! unloaded again once the flood stops (`after_*`: drift between phases with no flood, such
+//! as fsync times, shows there); the flooders' answered messages per second (OK, EOSE, and
+//! the NOTICE or CLOSED of a message refused) is their throughput.
+//!
+//! Controls: `--polite-every-ms` paces the polite rounds (a real app's pace, and a long run
+//! stays under the default per-IP REQ rate); `--flooders 0` runs the phases with no flood;
+//! `--flood-url` aims the flood at another relay, so the polite figures show what the load
+//! generator's own work on this shared machine costs them, apart from the relay's.
 //!
 //! Flooders speak raw WebSocket frames over `ws://` only (a blocking send that can stop at
 //! any time needs its own framing); the polite client may use any URL.
@@ -34,6 +40,9 @@ use crate::nostr::Event;
 
 pub struct FairnessOptions {
     pub url: String,
+    /// Where the flood goes, when not at `url`: a second relay, so the polite figures show
+    /// what the load generator's own work on this machine costs them (a control).
+    pub flood_url: Option<String>,
     pub flooders: usize,
     /// Events each flooder sends (then it sends them again).
     pub flood_events: usize,
@@ -44,6 +53,8 @@ pub struct FairnessOptions {
     pub fresh: bool,
     /// Polite REQs (and as many EVENTs) per phase.
     pub polite: usize,
+    /// Start of one polite round to the next (zero: back to back).
+    pub polite_every: Duration,
     /// Flood time before the polite client starts measuring.
     pub warmup: Duration,
     pub seed: u64,
@@ -101,7 +112,7 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         stored.truncate(want);
         stored
     };
-    let polite_evs = gen(o.seed.wrapping_add(1_000_003), o.polite.max(1) * 2);
+    let polite_evs = gen(o.seed.wrapping_add(1_000_003), o.polite.max(1) * 3);
     let mut polite = match o.polite_from {
         Some(from) => connect_from(&o.url, from, Duration::from_secs(1))?,
         None => connect(&o.url, Duration::from_secs(1))?,
@@ -113,6 +124,7 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         &polite_evs[..o.polite],
         "u",
         o.polite,
+        o.polite_every,
         &mut polite_refused,
     )?;
     add(r, "unloaded", req0, pub0);
@@ -123,7 +135,9 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
     let per = flood_evs.len().div_ceil(flooders).max(1);
     // Bytes per message of the flood, to turn bytes sent into messages.
     let (mut total_bytes, mut total_msgs) = (0usize, 0usize);
-    for (f, evs) in flood_evs.chunks(per).enumerate() {
+    // `--flooders 0` runs both phases without a flood: a control for drift between them.
+    let chunks = flood_evs.chunks(per).take(o.flooders);
+    for (f, evs) in chunks.enumerate() {
         let bytes = if o.malformed {
             malformed_bytes(evs.len())
         } else {
@@ -133,12 +147,18 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         total_msgs += 2 * evs.len();
         // The first flooder's connection must work (a relay that refuses it is not
         // flooded); later ones may already find their address refused by rate limits.
-        let first = match raw_connect(&o.url, o.flood_from) {
+        let flood_url = o.flood_url.as_deref().unwrap_or(&o.url);
+        let first = match raw_connect(flood_url, o.flood_from) {
             Ok(s) => Some(s),
             Err(e) if f == 0 => return Err(e),
             Err(_) => None,
         };
-        let (stop, counts, url, from) = (stop.clone(), counts.clone(), o.url.clone(), o.flood_from);
+        let (stop, counts, url, from) = (
+            stop.clone(),
+            counts.clone(),
+            flood_url.to_string(),
+            o.flood_from,
+        );
         threads.push(std::thread::spawn(move || {
             flooder(first, &url, from, &bytes, &stop, &counts)
         }));
@@ -159,9 +179,10 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
     let (c0, t) = (snap(&counts), Instant::now());
     let measured = polite_phase(
         &mut polite,
-        &polite_evs[o.polite..],
+        &polite_evs[o.polite..2 * o.polite],
         "f",
         o.polite,
+        o.polite_every,
         &mut polite_refused,
     );
     let secs = t.elapsed().as_secs_f64();
@@ -202,12 +223,6 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
     r.add("fairness", "flood_disconnects", d(5), "conns");
     r.add(
         "fairness",
-        "polite_rate_limited",
-        polite_refused as f64,
-        "msgs",
-    );
-    r.add(
-        "fairness",
         "flood_answered_per_s",
         (a1 - a0) as f64 / secs,
         "msgs/s",
@@ -219,6 +234,24 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         "MB/s",
     );
     watch.finish(r, "fairness", secs);
+    // Unloaded again once the flood has stopped: what drifts between phases without any
+    // flood (fsync times as the DB grows, the machine's other tenants) shows here, so the
+    // flood's effect is read against both unloaded phases, not only the first.
+    let (req2, pub2) = polite_phase(
+        &mut polite,
+        &polite_evs[2 * o.polite..],
+        "a",
+        o.polite,
+        o.polite_every,
+        &mut polite_refused,
+    )?;
+    add(r, "after", req2, pub2);
+    r.add(
+        "fairness",
+        "polite_rate_limited",
+        polite_refused as f64,
+        "msgs",
+    );
     Ok(())
 }
 
@@ -255,10 +288,16 @@ fn polite_phase(
     evs: &[Event],
     tag: &str,
     n: usize,
+    every: Duration,
     refused: &mut u64,
 ) -> Result<(Vec<f64>, Vec<f64>), String> {
     let (mut req, mut publ) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let start = Instant::now();
     for (i, ev) in evs.iter().take(n).enumerate() {
+        // Paced rounds start on a fixed grid, so a slow answer does not shift the rest.
+        if let Some(wait) = (start + every * i as u32).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         let sub = format!("{tag}{i}");
         let t = Instant::now();
         send(ws, format!(r#"["REQ","{sub}",{REQ_FILTER}]"#))?;

@@ -66,6 +66,10 @@ enum Scenario {
     /// and EVENT→OK times, unloaded and under the flood
     Fairness {
         url: String,
+        /// Send the flood to this relay instead of URL (a control: the polite figures then
+        /// show what the load generator's own work on this machine costs them)
+        #[arg(long)]
+        flood_url: Option<String>,
         #[arg(long, default_value_t = 8)]
         flooders: usize,
         /// Events per flooder (sent again once used up)
@@ -83,6 +87,11 @@ enum Scenario {
         /// Polite REQs (and EVENTs) per phase
         #[arg(long, default_value_t = 200)]
         polite: usize,
+        /// Milliseconds from the start of one polite round (a REQ and an EVENT) to the next;
+        /// 0 sends the next as soon as the last is answered. Pacing keeps a long run under the
+        /// default per-IP REQ rate (100/s) and is closer to a real app
+        #[arg(long, default_value_t = 0.0)]
+        polite_every_ms: f64,
         /// Seconds of flood before the polite client measures
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
@@ -173,12 +182,14 @@ pub fn run(args: &BenchArgs) -> ExitCode {
         ),
         Scenario::Fairness {
             url,
+            flood_url,
             flooders,
             flood_events,
             count,
             data_seed,
             fresh,
             polite,
+            polite_every_ms,
             warmup,
             seed,
             flood_from,
@@ -187,12 +198,16 @@ pub fn run(args: &BenchArgs) -> ExitCode {
         } => bench::fairness::run(
             &bench::fairness::FairnessOptions {
                 url: url.clone(),
+                flood_url: flood_url.clone(),
                 flooders: *flooders,
                 flood_events: *flood_events,
                 count: *count,
                 data_seed: *data_seed,
                 fresh: *fresh,
                 polite: *polite,
+                polite_every: std::time::Duration::from_secs_f64(
+                    polite_every_ms.clamp(0.0, 60_000.0) / 1e3,
+                ),
                 warmup: std::time::Duration::from_secs_f64(warmup.clamp(0.0, 600.0)),
                 seed: *seed,
                 pid,

@@ -326,6 +326,9 @@ pub fn ok(out: &mut Vec<u8>, id_hex: &str, accepted: bool, msg: &str) {
     out.push(b']');
 }
 
+/// Bytes `event` adds around the sub id and the JSON: `["EVENT","` `",` `]`.
+pub const EVENT_OVERHEAD: usize = 13;
+
 /// `["EVENT",<sub>,<json>]` with the stored JSON copied verbatim (never re-encoded).
 pub fn event(out: &mut Vec<u8>, sub_id: &SubId, json: &[u8]) {
     event_prefix(out, sub_id);
@@ -415,6 +418,15 @@ pub fn neg_err(out: &mut Vec<u8>, sub_id: &str, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_overhead_is_what_event_adds() {
+        let sub = SubId::new("feed").expect("sub id");
+        let mut out = Vec::new();
+        event(&mut out, &sub, b"{}");
+        assert_eq!(out, br#"["EVENT","feed",{}]"#);
+        assert_eq!(out.len(), 4 + 2 + EVENT_OVERHEAD);
+    }
     use crate::nostr::sign::Keys;
     use crate::nostr::tags::Tags;
 

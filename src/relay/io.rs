@@ -19,7 +19,7 @@ use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::log_budget::LogBudget;
 use super::metrics::Metrics;
-use super::msg::{ConnId, Deferred, Framed, InFlight, IngesterMsg, Outbound, Pool};
+use super::msg::{ConnId, Deferred, Framed, InFlight, IngesterMsg, Outbound, Pool, TextBatch};
 use crate::policy::limits::{IpTable, Limit, Peer};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
@@ -112,6 +112,8 @@ enum Out {
     Spliced(Vec<u8>, Arc<SharedEvent>),
     /// Framed (and compressed) by a compressor thread.
     Framed(Vec<u8>),
+    /// Several texts in one buffer (a scan slice), framed a piece at a time.
+    Batch(TextBatch),
 }
 
 enum Phase {
@@ -303,8 +305,8 @@ impl Io {
                             touched.insert(conn);
                         }
                     }
-                    Outbound::SendPaced { conn, texts } => {
-                        self.enqueue_all(&mut conns, &mut touched, conn, texts, true);
+                    Outbound::SendPaced { conn, batch } => {
+                        self.enqueue_batch(&mut conns, &mut touched, conn, batch);
                     }
                     Outbound::SendAll { conn, texts } => {
                         self.enqueue_all(&mut conns, &mut touched, conn, texts, false);
@@ -841,6 +843,36 @@ impl Io {
         }
     }
 
+    /// Queues a scan slice's messages (paced, see `SendPaced`) as one entry, framed by
+    /// `flush` straight from the batch's buffer; a connection whose compressor thread frames
+    /// its messages gets them one by one, in order.
+    fn enqueue_batch(
+        &self,
+        conns: &mut HashMap<ConnId, Conn>,
+        touched: &mut HashSet<ConnId>,
+        conn: ConnId,
+        batch: TextBatch,
+    ) {
+        for text in batch.iter() {
+            self.metrics.relay_message(text);
+        }
+        let Some(c) = conns.get_mut(&conn) else {
+            return;
+        };
+        touched.insert(conn);
+        match (&self.compressors, &c.phase) {
+            (Some(_), Phase::Ws(ws)) if ws.offload && !c.closing => {
+                for text in batch.iter() {
+                    self.enqueue(conn, c, text.to_vec(), true);
+                }
+            }
+            _ => {
+                let (len, cost) = (batch.bytes(), cost(batch.capacity()));
+                queue_len(c, Out::Batch(batch), len, cost, true);
+            }
+        }
+    }
+
     /// Queues one text message: framed later by `flush`, or now handed to the
     /// connection's compressor thread (in order; it comes back as `Outbound::Framed`).
     fn enqueue(&self, id: ConnId, c: &mut Conn, text: Vec<u8>, paced: bool) {
@@ -1293,14 +1325,41 @@ fn flush(c: &mut Conn, budget: usize) -> bool {
             let Some((m, len, cost, paced)) = c.out.pop_front() else {
                 break;
             };
-            match &m {
-                Out::Text(t) => ws.enc.text(t, &mut ws.wbuf),
-                Out::Spliced(prefix, shared) => ws.enc.spliced(prefix, shared, b"]", &mut ws.wbuf),
-                Out::Framed(f) => ws.wbuf.extend_from_slice(f),
+            moved = true;
+            match m {
+                Out::Text(t) => ws.enc.text(&t, &mut ws.wbuf),
+                Out::Spliced(prefix, shared) => {
+                    ws.enc.spliced(&prefix, &shared, b"]", &mut ws.wbuf)
+                }
+                Out::Framed(f) => ws.wbuf.extend_from_slice(&f),
+                Out::Batch(mut b) => {
+                    // Framed only while the buffer has room, so one big slice does not
+                    // stretch a turn's write budget; the rest goes back to the front.
+                    let mut framed = 0;
+                    while ws.wbuf.len() - ws.wpos < WBUF_TARGET {
+                        let Some(t) = b.take_next() else { break };
+                        framed += t.len();
+                        ws.enc.text(t, &mut ws.wbuf);
+                    }
+                    unpace(&c.published, paced, framed);
+                    if b.done() {
+                        c.pending = c.pending.saturating_sub(cost);
+                    } else {
+                        c.pending = c.pending.saturating_sub(framed);
+                        let rest = (
+                            Out::Batch(b),
+                            len.saturating_sub(framed),
+                            cost.saturating_sub(framed),
+                            paced,
+                        );
+                        c.out.push_front(rest);
+                        break;
+                    }
+                    continue;
+                }
             }
             c.pending = c.pending.saturating_sub(cost);
             unpace(&c.published, paced, len);
-            moved = true;
         }
         if moved {
             // A client that reads what we send is alive, even if it sends nothing.
@@ -1519,6 +1578,65 @@ mod tests {
         assert!(c.out.is_empty() && flushed, "backlog left");
         drop(c);
         assert_eq!(reader.join().expect("reader"), n * (16 * 1024 + 4));
+    }
+
+    /// A scan slice packed in one batch is framed a piece at a time like separate
+    /// messages: one turn stays within its budget, the published backlog (what req-workers
+    /// pause on) and `pending` shrink by exactly what was framed, and every message
+    /// arrives whole and in order.
+    #[test]
+    fn a_packed_batch_is_framed_in_pieces_and_accounted_exactly() {
+        let (mut c, mut peer) = ws_conn();
+        let (n, size) = (64usize, 16 * 1024);
+        let mut batch = TextBatch::default();
+        for i in 0..n {
+            batch.push_with(|out| out.extend(std::iter::repeat_n(i as u8, size)));
+        }
+        let (len, cost) = (batch.bytes(), cost(batch.capacity()));
+        let published = Arc::new(AtomicUsize::new(len));
+        c.published = Some(published.clone());
+        queue_len(&mut c, Out::Batch(batch), len, cost, true);
+        let reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while bytes.len() < n * (size + 4) {
+                match peer.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => bytes.extend_from_slice(&buf[..k]),
+                }
+            }
+            bytes
+        });
+        assert!(flush(&mut c, WRITE_BUDGET));
+        let framed = len - published.load(Ordering::Relaxed);
+        assert!(
+            framed > 0 && framed < len,
+            "one turn framed {framed} of {len}"
+        );
+        assert!(framed <= WRITE_BUDGET + WBUF_TARGET);
+        assert_eq!(
+            c.pending,
+            cost - framed,
+            "pending must drop by what was framed"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (!c.out.is_empty() || c.more_to_write) && Instant::now() < deadline {
+            assert!(flush(&mut c, WRITE_BUDGET));
+            std::thread::yield_now();
+        }
+        assert!(c.out.is_empty(), "backlog left");
+        assert_eq!((c.pending, published.load(Ordering::Relaxed)), (0, 0));
+        drop(c);
+        let bytes = reader.join().expect("reader");
+        assert_eq!(bytes.len(), n * (size + 4));
+        for (i, frame) in bytes.chunks(size + 4).enumerate() {
+            // 0x81 (FIN, text), 126: a 16-bit length follows.
+            assert_eq!(frame[..4], [0x81, 126, (size >> 8) as u8, size as u8]);
+            assert!(
+                frame[4..].iter().all(|&b| b == i as u8),
+                "message {i} out of order"
+            );
+        }
     }
 
     #[test]

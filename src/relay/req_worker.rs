@@ -17,7 +17,7 @@ use crossbeam_channel::Receiver;
 use super::auth::ReadAuth;
 use super::fair::Turns;
 use super::metrics::Stage;
-use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, Ticket};
+use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, TextBatch, Ticket};
 use super::{now, Shared};
 use crate::nostr::filter::EventView;
 use crate::nostr::message;
@@ -461,22 +461,27 @@ impl ReqWorker {
             match &mut r.count {
                 Some(n) => *n += levs.len() as u64,
                 None => {
-                    let mut texts = Vec::with_capacity(levs.len());
+                    let mut jsons = Vec::with_capacity(levs.len());
                     for &lev in &levs {
                         if let Some(json) = super::stored_json(store, &txn, lev)? {
-                            let mut out = Vec::with_capacity(json.len() + 80);
-                            message::event(&mut out, &r.sub_id, &json);
-                            sent += out.len();
-                            if let Some(p) = &r.outbound {
-                                p.fetch_add(out.len(), Ordering::Relaxed);
-                            }
-                            texts.push(out);
+                            jsons.push(json);
                         }
                     }
-                    if !texts.is_empty() {
+                    // Sized up front: growing the buffer would copy the slice again.
+                    let frame = r.sub_id.as_str().len() + message::EVENT_OVERHEAD;
+                    let bytes = jsons.iter().map(|j| j.len() + frame).sum();
+                    let mut batch = TextBatch::with_capacity(bytes, jsons.len());
+                    for json in &jsons {
+                        batch.push_with(|out| message::event(out, &r.sub_id, json));
+                    }
+                    if !batch.is_empty() {
+                        sent += batch.bytes();
+                        if let Some(p) = &r.outbound {
+                            p.fetch_add(batch.bytes(), Ordering::Relaxed);
+                        }
                         self.io.send(Outbound::SendPaced {
                             conn: r.conn,
-                            texts,
+                            batch,
                         });
                     }
                 }
