@@ -13,7 +13,9 @@
 # --seed 1`). Relays alternate A,B,A,B over $ROUNDS rounds (at least 3); the table shows
 # medians and every sample goes to $OUT (JSON lines). WOK_SET="key=value ..." is passed to
 # the wok relays as --set options (e.g. relay.maxMessagesInFlightPerConnection=0);
-# BENCH_ARGS is added to the bench's (e.g. "--fresh --flooders 4").
+# BENCH_ARGS is added to the bench's (e.g. "--fresh --flooders 4"; for rate limits, "--flood-from
+# 127.0.0.2 --polite-from 127.0.0.3 --polite 1000 --polite-every-ms 12": two addresses, a paced
+# polite client with enough samples for a p99).
 # $WOK is always the bench client. Loopback only; nothing is built or downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +74,7 @@ done
 for ((round = 1; round <= ROUNDS; round++)); do
   for r in "${relays[@]}"; do
     rm -rf "$T/run" && cp -r "$T/pre-$r" "$T/run"
+    sync # the copy's writeback must not land on the relay's fsyncs mid-run
     port=$(free_port)
     c=$(conf "$T/run" "$port")
     mapfile -t extra < <(sets "$r")

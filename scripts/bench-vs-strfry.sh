@@ -11,11 +11,12 @@
 # empty DB), then on the preloaded DB query (with relay CPU per REQ and its idle share), on a
 # freshly started relay NIP-77 reconciles from a DB 1% apart (`wok sync --print-missing`:
 # `{}` as an unauthenticated reader, then `{"kinds":[1]}`, a set no tree holds; time, relay
-# CPU, peak RSS, exactness), fanout and ingest, and import/export through the relay's CLI. Relays alternate A,B,A,B over
-# $ROUNDS rounds (at least 3); the table shows medians and the ratio wok/strfry, and every
-# sample goes to $OUT (JSON lines, with relay CPU/RSS every 100 ms of each bench scenario),
-# drawn by `wok bench plot` into ${OUT%.jsonl}.svg. Loopback only; this script never builds or downloads
-# strfry.
+# CPU, peak RSS and its growth during the sync, exactness), fanout and ingest, and
+# import/export through the relay's CLI. Relays alternate A,B,A,B over $ROUNDS rounds (at
+# least 3); the table shows medians and the ratio wok/strfry, and every sample goes to $OUT
+# (JSON lines, with relay CPU/RSS every 100 ms of each bench scenario), drawn by
+# `wok bench plot` into ${OUT%.jsonl}.svg. Loopback only; this script never builds or
+# downloads strfry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WOK=${WOK:-$PWD/target/release/wok}
@@ -42,8 +43,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ms() { date +%s%N | cut -c1-13; }
 # A process's CPU time (user + system) so far, in ms (clock ticks are 10 ms).
 cpu_ms() { awk '{ sub(/.*\) /, ""); print ($12 + $13) * 10 }' "/proc/$1/stat"; }
-# A process's peak resident set since it started, in KiB.
+# A process's peak resident set since it started (or since reset_peak), in KiB.
 peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Starts the peak over from the current RSS (Linux >= 4.0; ignored where refused).
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
 conf() { # relay dbdir port -> config path
   local c="$T/$1-$3.conf"
@@ -130,10 +134,14 @@ for round in $(seq "$ROUNDS"); do
     # Before fanout and ingest add events: the sets differ by 1% each way.
     stop_relay
     start_relay "$r" "$T/db"
+    # Start-up work settles first (wok purges the data's expired events, which maps much of
+    # the file: its peak RSS from start says little about a sync; relay_rss_growth_kb does).
+    sleep 1
     # `{}` from an unauthenticated client (default config: wok answers from its public
     # tree), then `{"kinds":[1]}`, which no tree holds: a set collected from the index.
     for case in "negentropy {}" 'neg_collected {"kinds":[1]}'; do
       scen=${case%% *}; filter=${case#* }
+      rss0=$(rss_kb "$relay_pid"); reset_peak "$relay_pid"
       c0=$(cpu_ms "$relay_pid"); t0=$(ms)
       if ! "$WOK" --set db="$T/local" sync "$url" --filter "$filter" --print-missing --timeout 30 \
           >"$T/missing" 2>"$T/sync.log"; then
@@ -144,6 +152,8 @@ for round in $(seq "$ROUNDS"); do
       one "$r" "$round" "$scen" reconcile_ms $((t1 - t0)) ms
       one "$r" "$round" "$scen" relay_cpu_ms $((c1 - c0)) ms
       one "$r" "$round" "$scen" relay_peak_rss_kb "$(peak_rss_kb "$relay_pid")" KiB
+      # What the sync itself made the relay hold: its peak over the RSS just before it.
+      one "$r" "$round" "$scen" relay_rss_growth_kb $(( $(peak_rss_kb "$relay_pid") - rss0 )) KiB
       one "$r" "$round" "$scen" differences "$(wc -l <"$T/missing")" ids
       read -r rounds up down < <(grep -o '[0-9]* rounds, [0-9]* bytes up, [0-9]* bytes down' "$T/sync.log" |
         awk '{print $1, $3, $6}') || true
