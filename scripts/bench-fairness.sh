@@ -15,7 +15,8 @@
 # the wok relays as --set options (e.g. relay.maxMessagesInFlightPerConnection=0);
 # BENCH_ARGS is added to the bench's (e.g. "--fresh --flooders 4"; for rate limits, "--flood-from
 # 127.0.0.2 --polite-from 127.0.0.3 --polite 1000 --polite-every-ms 12": two addresses, a paced
-# polite client with enough samples for a p99).
+# polite client with enough samples for a p99; add "--flood-nice 19" so the generator's
+# flood, like one from other machines, takes only cores the relays leave idle).
 # $WOK is always the bench client. Loopback only; nothing is built or downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -14,6 +14,9 @@
 //! stays under the default per-IP REQ rate); `--flooders 0` runs the phases with no flood;
 //! `--flood-url` aims the flood at another relay, so the polite figures show what the load
 //! generator's own work on this shared machine costs them, apart from the relay's.
+//! `--flood-nice N` lowers the flooding threads' scheduling priority, standing in for a
+//! flood sent from other machines: the generator then takes only cores the relay and the
+//! polite client leave idle.
 //!
 //! Flooders speak raw WebSocket frames over `ws://` only (a blocking send that can stop at
 //! any time needs its own framing); the polite client may use any URL.
@@ -65,6 +68,8 @@ pub struct FairnessOptions {
     pub polite_from: Option<IpAddr>,
     /// Flood with malformed messages instead of EVENTs and REQs.
     pub malformed: bool,
+    /// Nice value the flooding threads give themselves (0: as the polite client's).
+    pub flood_nice: i32,
 }
 
 /// What the flooders count, all connections together.
@@ -119,6 +124,7 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
     };
 
     let mut polite_refused = 0;
+    let mut stored_ids = Vec::new();
     let (req0, pub0) = polite_phase(
         &mut polite,
         &polite_evs[..o.polite],
@@ -126,6 +132,7 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         o.polite,
         o.polite_every,
         &mut polite_refused,
+        &mut stored_ids,
     )?;
     add(r, "unloaded", req0, pub0);
 
@@ -159,8 +166,10 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
             flood_url.to_string(),
             o.flood_from,
         );
+        let nice = o.flood_nice;
         threads.push(std::thread::spawn(move || {
-            flooder(first, &url, from, &bytes, &stop, &counts)
+            lower_priority(nice);
+            flooder(first, &url, from, &bytes, &stop, &counts, nice)
         }));
     }
     let msg_bytes = total_bytes as f64 / total_msgs.max(1) as f64;
@@ -184,6 +193,7 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         o.polite,
         o.polite_every,
         &mut polite_refused,
+        &mut stored_ids,
     );
     let secs = t.elapsed().as_secs_f64();
     let c1 = snap(&counts);
@@ -244,6 +254,7 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         o.polite,
         o.polite_every,
         &mut polite_refused,
+        &mut stored_ids,
     )?;
     add(r, "after", req2, pub2);
     r.add(
@@ -252,6 +263,14 @@ pub fn run(o: &FairnessOptions, r: &mut Report) -> Result<(), String> {
         polite_refused as f64,
         "msgs",
     );
+    let (checked, lost) = lost_events(&mut polite, &polite_evs, &stored_ids)?;
+    r.add(
+        "fairness",
+        "polite_checked_stored",
+        checked as f64,
+        "events",
+    );
+    r.add("fairness", "polite_lost", lost as f64, "events");
     Ok(())
 }
 
@@ -290,6 +309,7 @@ fn polite_phase(
     n: usize,
     every: Duration,
     refused: &mut u64,
+    stored: &mut Vec<String>,
 ) -> Result<(Vec<f64>, Vec<f64>), String> {
     let (mut req, mut publ) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let start = Instant::now();
@@ -323,9 +343,64 @@ fn polite_phase(
             eprintln!("polite EVENT refused: {m}");
             *refused += 1;
         }
+        if m.contains(",true,") && !m.contains("duplicate:") {
+            stored.push(id.to_string());
+        }
         publ.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok((req, publ))
+}
+
+/// Of the polite client's events the relay accepted (`OK true`, not a duplicate), the ones
+/// that must still be there at the end — regular kinds with no expiry that none of its own
+/// deletions names, and not DMs or gift wraps (restricted reads by default) — asked back by
+/// id: (how many were checked, how many are missing).
+fn lost_events(ws: &mut Ws, sent: &[Event], ok: &[String]) -> Result<(usize, usize), String> {
+    use std::collections::HashSet;
+    let deleted: HashSet<&str> = sent
+        .iter()
+        .filter(|e| e.kind == crate::nostr::kinds::KIND_DELETION)
+        .flat_map(|e| {
+            e.tags
+                .iter()
+                .filter(|t| t.name() == "e")
+                .filter_map(|t| t.value())
+        })
+        .collect();
+    let lasting: HashSet<&str> = sent
+        .iter()
+        .filter(|e| {
+            e.class() == crate::nostr::kinds::KindClass::Regular
+                && e.expiration.is_none()
+                && !matches!(e.kind, 4 | crate::nostr::kinds::KIND_GIFT_WRAP)
+        })
+        .map(|e| e.id_hex())
+        .filter(|id| !deleted.contains(id))
+        .collect();
+    let want: Vec<&str> = ok
+        .iter()
+        .map(String::as_str)
+        .filter(|id| lasting.contains(id))
+        .collect();
+    let mut found = 0;
+    for (i, chunk) in want.chunks(100).enumerate() {
+        let sub = format!("lost{i}");
+        let ids: Vec<String> = chunk.iter().map(|id| format!("\"{id}\"")).collect();
+        send(
+            ws,
+            format!(r#"["REQ","{sub}",{{"ids":[{}]}}]"#, ids.join(",")),
+        )?;
+        loop {
+            let m = await_msg(ws, |m| super::second_str(m) == Some(&sub))?;
+            match verb(&m) {
+                "EVENT" => found += 1,
+                "EOSE" => break,
+                _ => return Err(format!("checking stored events: {m}")),
+            }
+        }
+        send(ws, format!(r#"["CLOSE","{sub}"]"#))?;
+    }
+    Ok((want.len(), want.len() - found.min(want.len())))
 }
 
 fn send(ws: &mut Ws, text: String) -> Result<(), String> {
@@ -478,6 +553,18 @@ fn connect_from(url: &str, from: IpAddr, read_timeout: Duration) -> Result<Ws, S
 
 /// One flooder: pushes its messages over `first`, and whenever the relay closes the
 /// connection, connects again at once (after 10 ms if the upgrade is refused), until `stop`.
+/// Lowers the calling thread's scheduling priority (Linux nice values are per thread), so a
+/// flood generated on the relay's own machine yields the cores to the relay and the polite
+/// client as a flood from elsewhere would. Lowering needs no privilege; failure is ignored.
+fn lower_priority(nice: i32) {
+    if nice > 0 {
+        // SAFETY: setpriority has no memory effects; who = 0 is the calling thread.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+        }
+    }
+}
+
 fn flooder(
     first: Option<TcpStream>,
     url: &str,
@@ -485,6 +572,7 @@ fn flooder(
     bytes: &[u8],
     stop: &Arc<AtomicBool>,
     counts: &Arc<Counts>,
+    nice: i32,
 ) {
     let mut conn = first;
     while !stop.load(Ordering::Relaxed) {
@@ -505,7 +593,10 @@ fn flooder(
         // Ends the reader when the writer is done with this connection.
         let done = Arc::new(AtomicBool::new(false));
         let (d, c) = (done.clone(), counts.clone());
-        let r = std::thread::spawn(move || read_loop(reader, &d, &c));
+        let r = std::thread::spawn(move || {
+            lower_priority(nice);
+            read_loop(reader, &d, &c)
+        });
         write_loop(&s, bytes, stop, &counts.sent);
         if !stop.load(Ordering::Relaxed) {
             counts.disconnects.fetch_add(1, Ordering::Relaxed);

@@ -108,6 +108,10 @@ enum Scenario {
         /// arrays), each answered with a NOTICE or OK false, instead of EVENTs and REQs
         #[arg(long)]
         malformed: bool,
+        /// Nice value of the flooding threads (0-19): stands in for a flood that comes from
+        /// other machines, whose generator does not take this machine's cores from the relay
+        #[arg(long, default_value_t = 0)]
+        flood_nice: i32,
     },
     /// K idle connections holding one subscription each
     Conns {
@@ -195,6 +199,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             flood_from,
             polite_from,
             malformed,
+            flood_nice,
         } => bench::fairness::run(
             &bench::fairness::FairnessOptions {
                 url: url.clone(),
@@ -214,6 +219,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
                 flood_from: *flood_from,
                 polite_from: *polite_from,
                 malformed: *malformed,
+                flood_nice: (*flood_nice).clamp(0, 19),
             },
             &mut r,
         ),
