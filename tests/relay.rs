@@ -514,3 +514,45 @@ fn a_client_vanishing_mid_req_harms_no_one() {
     assert_eq!(w.publish(&live)[2], true);
     assert_eq!(sub.recv()[2]["id"], live.id_hex());
 }
+
+/// A write batch whose events are all refused (here an event its author deleted, sent
+/// again) is rolled back, not committed: no LMDB transaction, so no page writes and no
+/// fsync. A flood of re-sent deleted events used to cost a disk flush per batch.
+#[test]
+fn a_batch_of_refused_events_commits_nothing() {
+    let r = TestRelay::start();
+    let mut c = r.client();
+    let k = keys(7);
+    let ev = note(&k, "soon deleted");
+    assert_eq!(c.publish(&ev)[2], true);
+    let del = sign(&k, now(), 5, &[vec!["e", ev.id_hex()]], "");
+    assert_eq!(c.publish(&del)[2], true);
+    let store = r.relay.as_ref().expect("relay").store();
+    let txn_before = store.env().info().last_txn_id;
+    let rolled = metric(&r.url, "wok_write_batches_rolled_back_total");
+    for _ in 0..3 {
+        let ok = c.publish(&ev);
+        assert_eq!(ok[2], false, "{ok}");
+        assert!(
+            ok[3].as_str().is_some_and(|m| m.starts_with("deleted:")),
+            "{ok}"
+        );
+    }
+    assert_eq!(
+        store.env().info().last_txn_id,
+        txn_before,
+        "a batch of refused events committed a transaction"
+    );
+    assert_eq!(
+        metric(&r.url, "wok_write_batches_rolled_back_total"),
+        rolled + 3
+    );
+    // The writer goes on as before: the next new event is committed and served.
+    let next = note(&k, "after");
+    assert_eq!(c.publish(&next)[2], true);
+    assert!(store.env().info().last_txn_id > txn_before);
+    let ids = format!(r#"{{"ids":["{}","{}"]}}"#, ev.id_hex(), next.id_hex());
+    let got = c.req("s", &ids);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["id"], next.id_hex());
+}

@@ -95,6 +95,9 @@ pub struct Metrics {
     pub write_batches: Counter,
     /// Part of `write_time_us` spent in `commit` (writing pages and fsync).
     pub commit_time_us: Counter,
+    /// Batches whose events were all refused (already stored, deleted, replaced, banned):
+    /// rolled back instead of committed, so they cost no page writes and no fsync.
+    pub write_batches_rolled_back: Counter,
     pub auth_challenges: Counter,
     pub auth_success: Counter,
     pub auth_failure: Counter,
@@ -256,6 +259,10 @@ impl Metrics {
         line(
             "wok_write_commit_microseconds_total",
             self.commit_time_us.get().to_string(),
+        );
+        line(
+            "wok_write_batches_rolled_back_total",
+            self.write_batches_rolled_back.get().to_string(),
         );
         line(
             "wok_inflight_messages",

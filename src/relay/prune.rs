@@ -102,8 +102,9 @@ impl RelayPruner {
     /// due, so the batch's commit (and fsync) carries the deletions too. A slice in a
     /// transaction of its own paid a commit of its own, which on this VM's disk took longer
     /// than the slice's budget and shrank slices to 8 events (~200 pruned/s under load).
-    pub fn in_batch(&mut self, shared: &Shared, txn: &mut RwTxn) {
-        self.run(shared, false, Some(txn));
+    /// Returns how many events it deleted in `txn`.
+    pub fn in_batch(&mut self, shared: &Shared, txn: &mut RwTxn) -> u64 {
+        self.run(shared, false, Some(txn))
     }
 
     /// After a write batch has committed.
@@ -117,11 +118,12 @@ impl RelayPruner {
         self.run(shared, idle, None);
     }
 
-    fn run(&mut self, shared: &Shared, idle: bool, txn: Option<&mut RwTxn>) {
+    /// One slice if one is due; how many events it deleted.
+    fn run(&mut self, shared: &Shared, idle: bool, txn: Option<&mut RwTxn>) -> u64 {
         let cfg = shared.config();
         if cfg.retention.rules.is_empty() && cfg.retention.max_db_bytes == 0 {
             self.more = true;
-            return;
+            return 0;
         }
         let quiet = idle && self.last_batch.is_none_or(|b| b.elapsed() >= QUIET);
         if let Some(last) = self.last {
@@ -131,7 +133,7 @@ impl RelayPruner {
                 (false, _) => RECHECK,
             };
             if last.elapsed() < every {
-                return;
+                return 0;
             }
         }
         if cfg.retention.rules != self.rules_text {
@@ -193,6 +195,7 @@ impl RelayPruner {
                 if r.deleted > 0 {
                     log::debug!("retention: pruned {} events ({:?})", r.deleted, r.per_rule);
                 }
+                r.deleted
             }
             Err(e) => {
                 // Try again later, not in a loop against a full disk.
@@ -202,6 +205,7 @@ impl RelayPruner {
                     self.last_error_log = Some(Instant::now());
                     log::error!("retention: pruning failed: {e}");
                 }
+                0
             }
         }
     }

@@ -150,7 +150,16 @@ impl Writer {
         let store = &self.shared.store;
         let mut txn = store.write_txn()?;
         let out = store.write_events_with(&mut txn, events, terms)?;
-        prune.in_batch(&self.shared, &mut txn);
+        let pruned = prune.in_batch(&self.shared, &mut txn);
+        if pruned == 0 && !out.iter().any(|o| matches!(o, Outcome::Written(_))) {
+            // Every event was refused (already stored, deleted, replaced, banned): nothing
+            // to keep. Committing would still write pages (the id rows claimed and given
+            // back, Meta) and fsync, so a flood of re-sent deleted events cost a disk flush
+            // per batch; their OKs promise nothing durable.
+            txn.abort();
+            self.shared.metrics.write_batches_rolled_back.inc();
+            return Ok(out);
+        }
         let t = Instant::now();
         txn.commit()?;
         self.shared
