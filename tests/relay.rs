@@ -515,26 +515,25 @@ fn a_client_vanishing_mid_req_harms_no_one() {
     assert_eq!(sub.recv()[2]["id"], live.id_hex());
 }
 
-/// A write batch whose events are all refused (here an event its author deleted, sent
-/// again) is rolled back, not committed: no LMDB transaction, so no page writes and no
-/// fsync. A flood of re-sent deleted events used to cost a disk flush per batch.
+/// A write batch whose events are all refused (here an older version of a replaceable
+/// event, sent after the newer one) is rolled back, not committed: no LMDB transaction, so
+/// no page writes and no fsync. A flood of such events used to cost a disk flush per batch.
 #[test]
 fn a_batch_of_refused_events_commits_nothing() {
     let r = TestRelay::start();
     let mut c = r.client();
     let k = keys(7);
-    let ev = note(&k, "soon deleted");
-    assert_eq!(c.publish(&ev)[2], true);
-    let del = sign(&k, now(), 5, &[vec!["e", ev.id_hex()]], "");
-    assert_eq!(c.publish(&del)[2], true);
+    let newer = sign(&k, now(), 0, &[], r#"{"name":"newer"}"#);
+    let older = sign(&k, now() - 60, 0, &[], r#"{"name":"older"}"#);
+    assert_eq!(c.publish(&newer)[2], true);
     let store = r.relay.as_ref().expect("relay").store();
     let txn_before = store.env().info().last_txn_id;
     let rolled = metric(&r.url, "wok_write_batches_rolled_back_total");
     for _ in 0..3 {
-        let ok = c.publish(&ev);
+        let ok = c.publish(&older);
         assert_eq!(ok[2], false, "{ok}");
         assert!(
-            ok[3].as_str().is_some_and(|m| m.starts_with("deleted:")),
+            ok[3].as_str().is_some_and(|m| m.starts_with("replaced:")),
             "{ok}"
         );
     }
@@ -551,8 +550,47 @@ fn a_batch_of_refused_events_commits_nothing() {
     let next = note(&k, "after");
     assert_eq!(c.publish(&next)[2], true);
     assert!(store.env().info().last_txn_id > txn_before);
-    let ids = format!(r#"{{"ids":["{}","{}"]}}"#, ev.id_hex(), next.id_hex());
+    let ids = format!(r#"{{"ids":["{}","{}"]}}"#, older.id_hex(), next.id_hex());
     let got = c.req("s", &ids);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["id"], next.id_hex());
+}
+
+/// An event its author deleted, sent again, is refused by the ingester from the tombstone
+/// (no signature check, no trip to the writer), with the writer's words; an event with a
+/// forged id is still judged on its id.
+#[test]
+fn a_deleted_event_sent_again_is_refused_before_the_writer() {
+    let r = TestRelay::start();
+    let mut c = r.client();
+    let k = keys(8);
+    let ev = note(&k, "soon deleted");
+    assert_eq!(c.publish(&ev)[2], true);
+    let del = sign(&k, now(), 5, &[vec!["e", ev.id_hex()]], "");
+    assert_eq!(c.publish(&del)[2], true);
+    let batches = metric(&r.url, "wok_write_batches_total");
+    for _ in 0..3 {
+        let ok = c.publish(&ev);
+        assert_eq!(ok[2], false, "{ok}");
+        assert_eq!(ok[3], "deleted: user requested deletion", "{ok}");
+    }
+    assert_eq!(
+        metric(&r.url, "wok_write_batches_total"),
+        batches,
+        "a deleted event went to the writer"
+    );
+    // The same id over other content is not the deleted event: its id is wrong.
+    let forged = ev
+        .json()
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .replace("soon deleted", "other words");
+    c.send(&format!(r#"["EVENT",{forged}]"#));
+    let id = ev.id_hex().to_string();
+    let (_, ok) = c.until(|m| m[0] == "OK" && m[1] == id.as_str());
+    assert!(
+        ok[3].as_str().is_some_and(|m| m.starts_with("invalid:")),
+        "{ok}"
+    );
 }

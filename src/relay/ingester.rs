@@ -512,6 +512,22 @@ impl Ingester {
                 });
             }
         }
+        // An event its author deleted, sent again (clients and mirrors re-broadcast), is
+        // refused from its tombstone, one lookup instead of a signature check; the writer
+        // would refuse it anyway. (Its id is checked to be the hash of its pubkey and
+        // content, so only the signature goes unchecked: nothing is stored either way.)
+        if let Some(txn) = txn {
+            if ev.check_id().is_ok()
+                && matches!(
+                    self.shared.store.is_deleted(txn, &ev.id, &ev.pubkey),
+                    Ok(true)
+                )
+            {
+                self.shared.metrics.write_rejected.inc();
+                let (_, why) = crate::store::write::Outcome::Deleted.ok_reply();
+                return refuse(&why);
+            }
+        }
         // NIP-13 before the signature: counting zero bits is cheaper than a verify.
         if let Err(e) = crate::policy::pow::check(cfg, &ev) {
             self.shared.metrics.pow_refused.inc();

@@ -493,6 +493,16 @@ impl Store {
         Ok(self.t.id.get(txn, id)?.and_then(keys::read_u64))
     }
 
+    /// Has `pubkey` deleted the event `id` (a NIP-09 tombstone)? Such an event is refused
+    /// if it comes again.
+    pub fn is_deleted(&self, txn: &RoTxn, id: &[u8; 32], pubkey: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .t
+            .deletion
+            .get(txn, &keys::deletion_key(id, pubkey))?
+            .is_some())
+    }
+
     /// Number of stored events.
     pub fn count(&self, txn: &RoTxn) -> Result<u64> {
         Ok(self.t.event.len(txn)?)
