@@ -148,12 +148,7 @@ impl Store {
         meta: &mut Meta,
         p: &mut Pending,
     ) -> Result<Outcome> {
-        if self
-            .t
-            .deletion
-            .get(txn, &keys::deletion_key(&ev.id, &ev.pubkey))?
-            .is_some()
-        {
+        if self.is_deleted(txn, &ev.id, &ev.pubkey)? {
             return Ok(Outcome::Deleted);
         }
         if is_gift_wrap(ev.kind) {
@@ -161,13 +156,7 @@ impl Store {
                 let Ok(p) = <&[u8; 32]>::try_from(value) else {
                     continue;
                 };
-                if name == b'p'
-                    && self
-                        .t
-                        .deletion
-                        .get(txn, &keys::deletion_key(&ev.id, p))?
-                        .is_some()
-                {
+                if name == b'p' && self.is_deleted(txn, &ev.id, p)? {
                     return Ok(Outcome::Deleted);
                 }
             }
