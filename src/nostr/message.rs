@@ -418,6 +418,8 @@ pub fn neg_err(out: &mut Vec<u8>, sub_id: &str, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nostr::sign::Keys;
+    use crate::nostr::tags::Tags;
 
     #[test]
     fn event_overhead_is_what_event_adds() {
@@ -427,8 +429,6 @@ mod tests {
         assert_eq!(out, br#"["EVENT","feed",{}]"#);
         assert_eq!(out.len(), 4 + 2 + EVENT_OVERHEAD);
     }
-    use crate::nostr::sign::Keys;
-    use crate::nostr::tags::Tags;
 
     fn dec(s: &str) -> Result<Option<ClientMsg>, MsgError> {
         decode(

@@ -517,11 +517,12 @@ impl Ingester {
         // would refuse it anyway. (Its id is checked to be the hash of its pubkey and
         // content, so only the signature goes unchecked: nothing is stored either way.)
         if let Some(txn) = txn {
-            if ev.check_id().is_ok()
-                && matches!(
-                    self.shared.store.is_deleted(txn, &ev.id, &ev.pubkey),
-                    Ok(true)
-                )
+            // The lookup first: hashing the id too would be done twice for every event
+            // that is not deleted (verify checks it again).
+            if matches!(
+                self.shared.store.is_deleted(txn, &ev.id, &ev.pubkey),
+                Ok(true)
+            ) && ev.check_id().is_ok()
             {
                 self.shared.metrics.write_rejected.inc();
                 let (_, why) = crate::store::write::Outcome::Deleted.ok_reply();

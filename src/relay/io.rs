@@ -860,24 +860,21 @@ impl Io {
             return;
         };
         touched.insert(conn);
-        match (&self.compressors, &c.phase) {
-            (Some(_), Phase::Ws(ws)) if ws.offload && !c.closing => {
-                for text in batch.iter() {
-                    self.enqueue(conn, c, text.to_vec(), true);
-                }
+        if self.compressor_of(c).is_some() {
+            for text in batch.iter() {
+                self.enqueue(conn, c, text.to_vec(), true);
             }
-            _ => {
-                let (len, cost) = (batch.bytes(), cost(batch.capacity()));
-                queue_len(c, Out::Batch(batch), len, cost, true);
-            }
+        } else {
+            let (len, cost) = (batch.bytes(), cost(batch.capacity()));
+            queue_len(c, Out::Batch(batch), len, cost, true);
         }
     }
 
     /// Queues one text message: framed later by `flush`, or now handed to the
     /// connection's compressor thread (in order; it comes back as `Outbound::Framed`).
     fn enqueue(&self, id: ConnId, c: &mut Conn, text: Vec<u8>, paced: bool) {
-        match (&self.compressors, &c.phase) {
-            (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => {
+        match self.compressor_of(c) {
+            Some(comp) => {
                 let cost = cost(text.capacity());
                 c.pending += cost;
                 comp.send(
@@ -901,8 +898,8 @@ impl Io {
         // The shared piece is held once for all recipients, but each owes its client the
         // whole message: count that.
         let cost = cost(prefix.capacity().max(len));
-        match (&self.compressors, &c.phase) {
-            (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => {
+        match self.compressor_of(c) {
+            Some(comp) => {
                 c.pending += cost;
                 comp.send(
                     id,
@@ -914,7 +911,17 @@ impl Io {
                     },
                 );
             }
-            _ => queue_len(c, Out::Spliced(prefix, shared), len, cost, false),
+            None => queue_len(c, Out::Spliced(prefix, shared), len, cost, false),
+        }
+    }
+
+    /// The compressor threads, when they frame this connection's messages (it agreed to a
+    /// sliding window and is not closing): then everything for it goes through them, to
+    /// keep its order.
+    fn compressor_of(&self, c: &Conn) -> Option<&Compressors> {
+        match (&self.compressors, &c.phase) {
+            (Some(comp), Phase::Ws(ws)) if ws.offload && !c.closing => Some(comp),
+            _ => None,
         }
     }
 

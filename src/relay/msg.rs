@@ -59,23 +59,23 @@ impl TextBatch {
         self.buf.capacity() + self.ends.capacity() * std::mem::size_of::<u32>()
     }
 
+    /// Message `i`.
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        self.buf.get(start..end)
+    }
+
     /// Every message, from the first (ignores `take_next`).
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(a, b)| self.buf.get(a as usize..b as usize).unwrap_or_default())
+        (0..self.ends.len()).filter_map(|i| self.get(i))
     }
 
     /// The next message not yet taken.
     pub fn take_next(&mut self) -> Option<&[u8]> {
-        let end = *self.ends.get(self.taken)? as usize;
-        let start = match self.taken {
-            0 => 0,
-            i => self.ends[i - 1] as usize,
-        };
-        self.taken += 1;
-        self.buf.get(start..end)
+        let i = self.taken;
+        self.taken = (i + 1).min(self.ends.len());
+        self.get(i)
     }
 
     /// Whether `take_next` has taken every message.
