@@ -271,3 +271,140 @@ fn a_connection_past_its_in_flight_limit_is_paused_and_loses_nothing() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     assert!(common::metric(&r.url, "wok_heap_in_use_bytes") > 1 << 20);
 }
+
+/// A connection that pipelines past `relay.busyAtMessagesInFlight` moves to the busy lane's
+/// threads (`msg::Lane`) and keeps everything it had: its order (each REQ after the CLOSE
+/// before it, with one subscription allowed, so a reordering is refused "too many"), its
+/// NIP-42 session (restricted kinds still served) and its subscription count; then, calm
+/// for a second, it comes back to the light lane.
+#[test]
+fn a_connection_that_turns_busy_keeps_its_order_and_session() {
+    let url = "wss://relay.example.com";
+    let r = TestRelay::with(|c| {
+        c.relay.auth.service_url = url.into();
+        c.relay.max_subs_per_connection = 1;
+        c.relay.limits.enabled = false;
+    });
+    let (alice, bob) = (common::keys(10), common::keys(11));
+    let bob_hex = wok::nostr::hex::encode(&bob.pubkey);
+    let dm = common::sign(&alice, common::now(), 4, &[vec!["p", &bob_hex]], "hi bob");
+    assert_eq!(r.client().publish(&dm)[2], true);
+
+    let mut c = r.client();
+    c.send(r#"["REQ","dm",{"kinds":[4]}]"#);
+    let challenge = c.recv();
+    assert_eq!(challenge[0], "AUTH", "{challenge}");
+    assert_eq!(c.recv()[0], "CLOSED");
+    let chal = challenge[1].as_str().unwrap_or_default().to_string();
+    let auth = common::sign(
+        &bob,
+        common::now(),
+        22242,
+        &[vec!["challenge", &chal], vec!["relay", url]],
+        "",
+    );
+    c.send(&format!(
+        "[\"AUTH\",{}]",
+        String::from_utf8_lossy(auth.json())
+    ));
+    assert_eq!(c.recv()[2], true, "authenticated");
+    let busy = |r: &TestRelay| common::metric(&r.url, "wok_lane_changes_total{to=\"busy\"}");
+    assert_eq!(busy(&r), 0, "one message at a time is not busy");
+
+    // All of it at once: far more than 8 in flight.
+    for i in 0..300 {
+        c.send(&format!(r#"["REQ","s{i}",{{"kinds":[4]}}]"#));
+        c.send(&format!(r#"["CLOSE","s{i}"]"#));
+    }
+    c.send(r#"["REQ","last",{"kinds":[4]}]"#);
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        let Some(m) = c.recv_within(Duration::from_millis(200)) else {
+            continue;
+        };
+        assert_ne!(m[0], "CLOSED", "refused: {m}");
+        assert_ne!(m[0], "NOTICE", "{m}");
+        if m[1] == "last" {
+            if m[0] == "EOSE" {
+                break;
+            }
+            got.push(m[2]["id"].clone());
+        }
+    }
+    assert_eq!(got, vec![serde_json::json!(dm.id_hex())], "bob's DM, once");
+    assert!(busy(&r) >= 1, "the connection never turned busy");
+
+    // Calm: one REQ at a time until it is light again (after about a second).
+    let light = |r: &TestRelay| common::metric(&r.url, "wok_lane_changes_total{to=\"light\"}");
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    while light(&r) == 0 && Instant::now() < end {
+        c.send(r#"["CLOSE","last"]"#);
+        let ev = c.req(&format!("calm{i}"), r#"{"kinds":[4]}"#);
+        assert_eq!(ev.len(), 1, "still authenticated");
+        c.send(&format!(r#"["CLOSE","calm{i}"]"#));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(light(&r), 1, "it never came back to the light lane");
+    assert_eq!(common::metric(&r.url, "wok_busy_connections"), 0);
+    let ev = c.req("light", r#"{"kinds":[4]}"#);
+    assert_eq!(ev.len(), 1, "authenticated in the light lane too");
+}
+
+/// The busy lane's threads run at `relay.busyLaneNice`, the light ones as the process does.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_busy_lane_runs_at_its_nice_value() {
+    let _r = TestRelay::with(|c| c.relay.busy_lane_nice = 19);
+    let nice = |stat: &str| -> i64 {
+        // After the parenthesised name: state is field 3, nice field 19.
+        let rest = stat.rsplit(')').next().unwrap_or_default();
+        rest.split_whitespace()
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .expect("nice field")
+    };
+    let of = |name: &str| -> Vec<i64> {
+        let mut v = Vec::new();
+        for t in std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() == name {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                v.push(nice(&stat));
+            }
+        }
+        v
+    };
+    // A thread sets its priority as it starts; give them a moment to start.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut busy = Vec::new();
+    while Instant::now() < end {
+        busy = ["IngesterBusy 0", "IngesterBusy 2", "ReqWorkerBusy 1"]
+            .iter()
+            .flat_map(|n| of(n))
+            .collect();
+        if busy.len() >= 3 && busy.iter().all(|n| *n == 19) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every relay in this test process uses the default, 19.
+    assert!(
+        busy.len() >= 3 && busy.iter().all(|n| *n == 19),
+        "busy threads' nice values: {busy:?}"
+    );
+    let mine = nice(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"));
+    let light: Vec<i64> = ["Ingester 0", "ReqWorker 2"]
+        .iter()
+        .flat_map(|n| of(n))
+        .collect();
+    assert!(
+        !light.is_empty() && light.iter().all(|n| *n == mine),
+        "light threads' nice values: {light:?}, the process's {mine}"
+    );
+}

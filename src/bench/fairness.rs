@@ -16,7 +16,7 @@
 //! generator's own work on this shared machine costs them, apart from the relay's.
 //! `--flood-nice N` lowers the flooding threads' scheduling priority, standing in for a
 //! flood sent from other machines: the generator then takes only cores the relay and the
-//! polite client leave idle.
+//! polite client leave idle (20: SCHED_IDLE, below the relay's busy lane at nice 19).
 //!
 //! Flooders speak raw WebSocket frames over `ws://` only (a blocking send that can stop at
 //! any time needs its own framing); the polite client may use any URL.
@@ -556,8 +556,19 @@ fn connect_from(url: &str, from: IpAddr, read_timeout: Duration) -> Result<Ws, S
 /// Lowers the calling thread's scheduling priority (Linux nice values are per thread), so a
 /// flood generated on the relay's own machine yields the cores to the relay and the polite
 /// client as a flood from elsewhere would. Lowering needs no privilege; failure is ignored.
+/// 20 means SCHED_IDLE: below every nice value, so the generator does not compete even with
+/// a relay's busy lane (nice 19), which a flood from elsewhere would not.
 fn lower_priority(nice: i32) {
-    if nice > 0 {
+    if nice >= 20 {
+        #[cfg(target_os = "linux")]
+        {
+            let p = libc::sched_param { sched_priority: 0 };
+            // SAFETY: `p` outlives the call; pid 0 is the calling thread.
+            unsafe {
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+            }
+        }
+    } else if nice > 0 {
         // SAFETY: setpriority has no memory effects; who = 0 is the calling thread.
         unsafe {
             libc::setpriority(libc::PRIO_PROCESS, 0, nice);

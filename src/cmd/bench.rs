@@ -108,8 +108,9 @@ enum Scenario {
         /// arrays), each answered with a NOTICE or OK false, instead of EVENTs and REQs
         #[arg(long)]
         malformed: bool,
-        /// Nice value of the flooding threads (0-19): stands in for a flood that comes from
-        /// other machines, whose generator does not take this machine's cores from the relay
+        /// Nice value of the flooding threads (0-19; 20 = SCHED_IDLE, below every nice value,
+        /// as a relay's busy lane runs at 19): stands in for a flood that comes from other
+        /// machines, whose generator does not take this machine's cores from the relay
         #[arg(long, default_value_t = 0)]
         flood_nice: i32,
     },
@@ -219,7 +220,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
                 flood_from: *flood_from,
                 polite_from: *polite_from,
                 malformed: *malformed,
-                flood_nice: (*flood_nice).clamp(0, 19),
+                flood_nice: (*flood_nice).clamp(0, 20),
             },
             &mut r,
         ),

@@ -98,6 +98,10 @@ config_section! {
                 "wok only: client messages one connection may have read but not yet answered (an EVENT until its OK, a REQ until EOSE); past it the connection is not read until some finish, so TCP slows the sender (0 = no limit)";
             max_bytes_in_flight_per_connection: u64 = 4_194_304 => "maxBytesInFlightPerConnection", wok, live,
                 "wok only: the same counted in message bytes; one message is always let through, however large (0 = no limit)";
+            busy_at_messages_in_flight: u64 = 8 => "busyAtMessagesInFlight", wok, live,
+                "wok only: a connection with this many client messages in flight at once is busy: its parsing and stored-event scans move to the busy lane's threads until it has been calm for a second, so a flood waits behind everyone else's work, not they behind it (0 = one lane for every connection)";
+            busy_lane_nice: u64 = 19 => "busyLaneNice", wok, live,
+                "wok only: CPU priority (nice, 0-19) of the busy lane's threads (one per ingester and per reqWorker); 19 gives busy connections the cores only when nobody else needs them";
 
             [auth: AuthConfig => "auth", "NIP-42 client authentication"] {
                 enabled: bool = true => "enabled", strfry, live,

@@ -490,6 +490,8 @@ mod tests {
                 "relay.maxTotalPendingOutboundBytes",
                 "relay.maxMessagesInFlightPerConnection",
                 "relay.maxBytesInFlightPerConnection",
+                "relay.busyAtMessagesInFlight",
+                "relay.busyLaneNice",
                 "relay.negentropy.idleTimeoutSeconds",
                 "relay.metrics.enabled",
                 "relay.metrics.bearerToken",

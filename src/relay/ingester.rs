@@ -4,7 +4,7 @@
 //! the monitors), REQ/COUNT/CLOSE to the req-workers. Every refusal is answered here.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Receiver;
 use heed::RoTxn;
@@ -12,9 +12,9 @@ use heed::RoTxn;
 use super::auth::{self, ReadAuth};
 use super::fair::Turns;
 use super::metrics::Stage;
-use super::msg::{ConnId, IngesterMsg, IoSender, NegMsg, Outbound, Pool, ReqMsg, Ticket};
+use super::msg::{ConnId, IngesterMsg, IoSender, Lane, NegMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::write_policy::PolicyMsg;
-use super::{now, Shared};
+use super::{now, BusyNice, Shared};
 use crate::config::Config;
 use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
@@ -33,9 +33,22 @@ fn conn_of(m: &IngesterMsg) -> ConnId {
     }
 }
 
-/// NIP-42 state of one connection (owned by the ingester its messages go to).
+/// Each connection's session, shared by the ingester threads its messages may go to (one
+/// per lane, see `msg::Lane`). A connection changes lane only with nothing in flight, but
+/// its last message's ticket is given back inside `handle`, just before that thread is
+/// done with the session: so each session has a lock of its own, which the other lane's
+/// thread waits for in that moment instead of seeing a session half-way.
+pub type Sessions = Arc<Mutex<HashMap<ConnId, Arc<Mutex<Session>>>>>;
+
+/// A lock, also after a panic elsewhere while it was held (the data is still consistent:
+/// every update is a single assignment).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// NIP-42 state of one connection.
 #[derive(Default)]
-struct Session {
+pub struct Session {
     challenge: Option<String>,
     authed: Option<[u8; 32]>,
     /// For the write-policy plugin's `sourceType`/`sourceInfo`.
@@ -46,6 +59,10 @@ struct Session {
 
 pub struct Ingester {
     pub rx: Receiver<IngesterMsg>,
+    /// Shared with this thread's sibling in the other lane.
+    pub sessions: Sessions,
+    /// Its lane: the busy lane's threads run at `relay.busyLaneNice`.
+    pub lane: Lane,
     pub shared: Arc<Shared>,
     pub io: IoSender,
     pub reqs: Pool<ReqMsg>,
@@ -56,11 +73,13 @@ pub struct Ingester {
 impl Ingester {
     pub fn run(self) {
         let mut parser = JsonParser::new();
-        let mut sessions: HashMap<ConnId, Session> = HashMap::new();
         // The inbox sorted by connection, served in turns (fair share): a connection's one
         // message waits for one message of each busy connection, not for their backlogs.
         let mut turns: Turns<IngesterMsg> = Turns::default();
+        let mut nice = BusyNice::default();
+        nice.follow(self.lane, self.shared.config().relay.busy_lane_nice);
         while let Ok(first) = self.rx.recv() {
+            nice.follow(self.lane, self.shared.config().relay.busy_lane_nice);
             turns.push(conn_of(&first), first);
             // One read transaction for the duplicate checks of many messages (DESIGN §1):
             // beginning one per event takes LMDB's reader-table lock every time.
@@ -85,19 +104,13 @@ impl Ingester {
                         break;
                     };
                     served += 1;
-                    self.serve(m, &mut sessions, &mut parser, txn.as_deref());
+                    self.serve(m, &mut parser, txn.as_deref());
                 }
             }
         }
     }
 
-    fn serve(
-        &self,
-        m: IngesterMsg,
-        sessions: &mut HashMap<ConnId, Session>,
-        parser: &mut JsonParser,
-        txn: Option<&RoTxn>,
-    ) {
+    fn serve(&self, m: IngesterMsg, parser: &mut JsonParser, txn: Option<&RoTxn>) {
         match m {
             IngesterMsg::Text {
                 conn,
@@ -105,23 +118,23 @@ impl Ingester {
                 mut ticket,
             } => {
                 ticket.waited(Stage::Ingester);
-                let s = sessions.entry(conn).or_default();
-                self.handle(conn, s, &mut text, ticket, parser, txn);
+                let session = locked(&self.sessions).entry(conn).or_default().clone();
+                let mut s = locked(&session);
+                self.handle(conn, &mut s, &mut text, ticket, parser, txn);
             }
             IngesterMsg::Connected { conn, ip, limits } => {
-                sessions.insert(
-                    conn,
-                    Session {
-                        ip: Some(ip),
-                        limits: Some(limits),
-                        ..Session::default()
-                    },
-                );
+                let s = Session {
+                    ip: Some(ip),
+                    limits: Some(limits),
+                    ..Session::default()
+                };
+                locked(&self.sessions).insert(conn, Arc::new(Mutex::new(s)));
             }
             IngesterMsg::Closed { conn } => {
                 // Only authenticated connections leave the gauge (strfry decrements
                 // it for every disconnect).
-                if sessions.remove(&conn).is_some_and(|s| s.authed.is_some()) {
+                let gone = locked(&self.sessions).remove(&conn);
+                if gone.is_some_and(|s| locked(&s).authed.is_some()) {
                     self.shared.metrics.authenticated.dec();
                 }
                 self.reqs.dispatch(conn, ReqMsg::ConnClosed { conn });

@@ -19,7 +19,9 @@ use super::frame::{Decoder, Encoder, Incoming, SharedEvent, OP_PING, OP_PONG};
 use super::http::{self, HttpInfo};
 use super::log_budget::LogBudget;
 use super::metrics::Metrics;
-use super::msg::{ConnId, Deferred, Framed, InFlight, IngesterMsg, Outbound, Pool, TextBatch};
+use super::msg::{
+    ConnId, Deferred, Framed, InFlight, IngesterMsg, Lane, LaneState, Outbound, Pool, TextBatch,
+};
 use crate::policy::limits::{IpTable, Limit, Peer};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
@@ -64,6 +66,8 @@ pub struct IoConfig {
     /// `relay.maxMessagesInFlightPerConnection` and `…BytesInFlight…` (0 = no limit).
     pub max_inflight_msgs: u64,
     pub max_inflight_bytes: u64,
+    /// `relay.busyAtMessagesInFlight` (0 = one lane; see `msg::Lane`).
+    pub busy_at: u64,
     /// `relay.limits` (re-read every second, like the keys above).
     pub limits: crate::config::LimitsConfig,
 }
@@ -163,6 +167,8 @@ struct Conn {
     inflight: Arc<InFlight>,
     /// Held at the in-flight limit (counted once per pause in `read_pauses`).
     paused: bool,
+    /// The threads its messages go to (fair share: busy connections get their own).
+    lane: LaneState,
     /// Its read budget ran out with input left: read again on the next turn.
     more_to_read: bool,
     /// Its write budget ran out with output left and the socket still writable: write
@@ -446,6 +452,7 @@ impl Io {
                         .unwrap_or(usize::MAX);
                 self.cfg.max_inflight_msgs = cfg.relay.max_messages_in_flight_per_connection;
                 self.cfg.max_inflight_bytes = cfg.relay.max_bytes_in_flight_per_connection;
+                self.cfg.busy_at = cfg.relay.busy_at_messages_in_flight;
                 self.cfg.limits.clone_from(&cfg.relay.limits);
                 self.ips
                     .borrow_mut()
@@ -509,6 +516,7 @@ impl Io {
                             stalled: None,
                             inflight: InFlight::new(self.metrics.clone()),
                             paused: false,
+                            lane: LaneState::default(),
                             more_to_read: false,
                             more_to_write: false,
                             closing: false,
@@ -630,7 +638,7 @@ impl Io {
                         ip,
                         limits: sibling,
                     };
-                    if let Err(hello) = self.ingesters.try_dispatch(id, hello) {
+                    if let Err(hello) = self.ingesters.try_dispatch(Lane::Light, id, hello) {
                         self.metrics.io_deferred.inc();
                         c.unannounced = Some(hello);
                     }
@@ -639,7 +647,7 @@ impl Io {
         }
         // Announced first: the ingester must know the connection before its messages.
         if let Some(hello) = c.unannounced.take() {
-            if let Err(hello) = self.ingesters.try_dispatch(id, hello) {
+            if let Err(hello) = self.ingesters.try_dispatch(Lane::Light, id, hello) {
                 c.unannounced = Some(hello);
                 return;
             }
@@ -647,7 +655,7 @@ impl Io {
         // A message held back (in-flight limit or full ingester): deliver it before
         // reading more.
         if let Some(text) = c.stalled.take() {
-            if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, text) {
+            if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, &mut c.lane, text) {
                 c.stalled = Some(text);
                 return;
             }
@@ -695,7 +703,9 @@ impl Io {
                     // A connection we are closing is read only to drain it.
                     if !c.closing {
                         // A flooding client waits in its own socket buffer; others go on.
-                        if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, text) {
+                        if let Err(text) =
+                            self.deliver(id, &c.inflight, &mut c.paused, &mut c.lane, text)
+                        {
                             c.stalled = Some(text);
                             break;
                         }
@@ -797,6 +807,7 @@ impl Io {
         id: ConnId,
         inflight: &Arc<InFlight>,
         paused: &mut bool,
+        lane: &mut LaneState,
         text: Vec<u8>,
     ) -> Result<(), Vec<u8>> {
         if !self.cfg.may_take(inflight, text.len()) {
@@ -807,8 +818,28 @@ impl Io {
             return Err(text);
         }
         *paused = false;
+        let before = lane.lane;
+        let in_flight = inflight.msgs.load(Ordering::Acquire);
+        // Changing lane waits (unread) for its messages in flight to finish.
+        let Some(to) = lane.next(in_flight, self.cfg.busy_at, Instant::now()) else {
+            return Err(text);
+        };
+        if to != before {
+            let m = &self.metrics;
+            match to {
+                Lane::Busy => {
+                    m.lane_to_busy.inc();
+                    m.busy_connections.inc();
+                }
+                Lane::Light => {
+                    m.lane_to_light.inc();
+                    m.busy_connections.dec();
+                }
+            }
+        }
         let ticket = inflight.ticket(text.len());
         match self.ingesters.try_dispatch(
+            to,
             id,
             IngesterMsg::Text {
                 conn: id,
@@ -1231,9 +1262,13 @@ impl Io {
                 // no subscription can be installed after its connection is gone.
                 // Never announced: the stages never heard of it, so nothing to end.
                 let announced = c.unannounced.take().is_none();
+                if c.lane.lane == Lane::Busy {
+                    self.metrics.busy_connections.dec();
+                }
                 if announced
                     && self.closes.borrow_mut().send(
                         &self.ingesters,
+                        c.lane.lane,
                         id,
                         IngesterMsg::Closed { conn: id },
                     )
@@ -1534,6 +1569,7 @@ mod tests {
             stalled: None,
             inflight: InFlight::new(Arc::new(Metrics::default())),
             paused: false,
+            lane: LaneState::default(),
             more_to_read: false,
             more_to_write: false,
             closing: false,

@@ -109,6 +109,10 @@ pub struct Metrics {
     /// Times a connection stopped being read because its messages in flight were at the
     /// per-connection limit.
     pub read_pauses: Counter,
+    /// Connections moved to the busy lane and back (`msg::Lane`), and those in it now.
+    pub lane_to_busy: Counter,
+    pub lane_to_light: Counter,
+    pub busy_connections: Gauge,
     /// Turns of the io thread's loop and the microseconds they took (on and off the CPU):
     /// a mean turn of milliseconds means every connection waits that long for its reads
     /// and writes, so the io thread (or the CPU) is the bottleneck.
@@ -272,6 +276,18 @@ impl Metrics {
         line(
             "wok_conn_read_pauses_total",
             self.read_pauses.get().to_string(),
+        );
+        line(
+            "wok_lane_changes_total{to=\"busy\"}",
+            self.lane_to_busy.get().to_string(),
+        );
+        line(
+            "wok_lane_changes_total{to=\"light\"}",
+            self.lane_to_light.get().to_string(),
+        );
+        line(
+            "wok_busy_connections",
+            self.busy_connections.get().to_string(),
         );
         line("wok_io_turns_total", self.io_turns.get().to_string());
         line(

@@ -38,7 +38,7 @@ use crate::nostr::message::DecodeLimits;
 use crate::nostr::TimeWindow;
 use crate::store::Store;
 use metrics::Metrics;
-use msg::{IoSender, Pool};
+use msg::{IoSender, Lane, Pool};
 
 use crate::policy::now;
 
@@ -193,8 +193,10 @@ impl Relay {
             sliding_window: cfg.relay.compression.sliding_window,
             max_inflight_msgs: cfg.relay.max_messages_in_flight_per_connection,
             max_inflight_bytes: cfg.relay.max_bytes_in_flight_per_connection,
+            busy_at: cfg.relay.busy_at_messages_in_flight,
             limits: cfg.relay.limits.clone(),
         };
+
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).
         store.set_compress_new_events(cfg.events.compression);
@@ -219,15 +221,18 @@ impl Relay {
             woken: woken.clone(),
         };
         // Bounded inboxes: a flood waits in the socket buffers, not in memory.
-        let (ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
-        let (req_tx, req_rx): (Vec<_>, Vec<_>) = (0..n_req).map(|_| bounded(4096)).unzip();
+        // Light and busy lanes (`msg::Lane`): n threads each.
+        let (ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..2 * n_ing).map(|_| bounded(4096)).unzip();
+        let (req_tx, req_rx): (Vec<_>, Vec<_>) = (0..2 * n_req).map(|_| bounded(4096)).unzip();
         let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| unbounded()).unzip();
         let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| bounded(4096)).unzip();
         // One write-policy thread (and plugin process) per ingester; idle without a plugin.
         let (pol_tx, pol_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
         let (writer_tx, writer_rx) = bounded(65_536);
-        let ingesters = Pool::new(ing_tx);
-        let reqs = Pool::new(req_tx);
+        let mut ing_tx = ing_tx;
+        let ingesters = Pool::with_busy(ing_tx.drain(..n_ing).collect(), ing_tx);
+        let mut req_tx = req_tx;
+        let reqs = Pool::with_busy(req_tx.drain(..n_req).collect(), req_tx);
         let monitors = Pool::new(mon_tx);
         let negs = Pool::new(neg_tx);
         let policies = Pool::new(pol_tx);
@@ -243,16 +248,20 @@ impl Relay {
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f)
         };
+        let sessions: Vec<ingester::Sessions> = (0..n_ing).map(|_| Arc::default()).collect();
         for (i, rx) in ing_rx.into_iter().enumerate() {
+            let (lane, name) = lane_of(i, n_ing, "Ingester");
             let s = ingester::Ingester {
                 rx,
+                sessions: sessions[i % n_ing].clone(),
+                lane,
                 shared: shared.clone(),
                 io: io_sender.clone(),
-                reqs: reqs.clone(),
+                reqs: reqs.lane(lane),
                 negs: negs.clone(),
                 policy: policies.clone(),
             };
-            stages.push(spawn(format!("Ingester {i}"), Box::new(move || s.run()))?);
+            stages.push(spawn(name, Box::new(move || s.run()))?);
         }
         drop(policies);
         for (i, rx) in pol_rx.into_iter().enumerate() {
@@ -276,14 +285,18 @@ impl Relay {
             monitors: monitors.clone(),
         };
         stages.push(spawn("Writer".into(), Box::new(move || w.run()))?);
+        let subs: Vec<req_worker::SharedSubs> = (0..n_req).map(|_| Arc::default()).collect();
         for (i, rx) in req_rx.into_iter().enumerate() {
+            let (lane, name) = lane_of(i, n_req, "ReqWorker");
             let s = req_worker::ReqWorker {
                 rx,
+                subs: subs[i % n_req].clone(),
+                lane,
                 shared: shared.clone(),
                 io: io_sender.clone(),
                 monitors: monitors.clone(),
             };
-            stages.push(spawn(format!("ReqWorker {i}"), Box::new(move || s.run()))?);
+            stages.push(spawn(name, Box::new(move || s.run()))?);
         }
         for (i, rx) in mon_rx.into_iter().enumerate() {
             let s = req_monitor::ReqMonitor {
@@ -472,6 +485,47 @@ pub(crate) fn render_http(
     match h.write() {
         Ok(mut h) => *h = info,
         Err(p) => *p.into_inner() = info,
+    }
+}
+
+/// The lane of a pool's `i`th thread (the first `n` are light) and its name, which says so
+/// (`top -H` shows which threads the busy connections keep busy).
+fn lane_of(i: usize, n: usize, stage: &str) -> (Lane, String) {
+    if i < n {
+        (Lane::Light, format!("{stage} {i}"))
+    } else {
+        // Thread names are cut at 15 bytes: "ReqWorkerBusy 0".
+        (Lane::Busy, format!("{stage}Busy {}", i - n))
+    }
+}
+
+/// The CPU priority of a thread of the busy lane, following `relay.busyLaneNice` (checked
+/// each time the thread wakes for work, so a reload applies within a moment).
+#[derive(Default)]
+pub(crate) struct BusyNice {
+    set: Option<u64>,
+}
+
+impl BusyNice {
+    pub(crate) fn follow(&mut self, lane: Lane, nice: u64) {
+        let nice = nice.min(19);
+        if lane != Lane::Busy || self.set == Some(nice) {
+            return;
+        }
+        // Tried once per value: lowering nice again (a reload from 19 to 10) needs
+        // CAP_SYS_NICE or RLIMIT_NICE; without them the thread keeps its priority.
+        self.set = Some(nice);
+        #[cfg(target_os = "linux")]
+        {
+            let v = i32::try_from(nice).unwrap_or(19);
+            // SAFETY: setpriority touches no memory; `who` 0 is the calling thread on Linux.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, v) } != 0 {
+                log::warn!(
+                    "busy lane: cannot set nice {v}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
     }
 }
 

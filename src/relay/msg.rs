@@ -343,40 +343,125 @@ impl IoSender {
     }
 }
 
-/// A pool of one stage: message for connection `c` goes to thread `c % n`, so one
-/// connection's messages stay ordered.
+/// Which of a stage's threads serve a connection (fair share). A connection is `Light`
+/// until it has `relay.busyAtMessagesInFlight` messages in flight; then its ingester and
+/// req-worker work goes to the `Busy` lane, threads of their own at a lower CPU priority
+/// (`relay.busyLaneNice`), so a flood keeps the cores busy only when nobody else needs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lane {
+    #[default]
+    Light,
+    Busy,
+}
+
+/// How long a busy connection stays busy after it last had `busyAtMessagesInFlight`
+/// messages in flight: a flood that pauses for a moment does not get light threads back.
+pub const BUSY_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One connection's lane, as the io thread decides it message by message (sans IO: the
+/// counts and the clock are parameters).
+#[derive(Debug, Default)]
+pub struct LaneState {
+    pub lane: Lane,
+    /// When it last had `busy_at` messages in flight (counting the one being handed over).
+    busy_seen: Option<std::time::Instant>,
+}
+
+impl LaneState {
+    /// The lane for the connection's next message, given its messages in flight before it
+    /// and `busy_at` (`relay.busyAtMessagesInFlight`, 0 = one lane); `None` while it must
+    /// change lane but still has messages in flight: its order across stages holds only if
+    /// it changes with nothing in flight, so the caller stops reading it until then.
+    pub fn next(
+        &mut self,
+        in_flight: usize,
+        busy_at: u64,
+        now: std::time::Instant,
+    ) -> Option<Lane> {
+        let want = if busy_at == 0 {
+            Lane::Light
+        } else if in_flight as u64 + 1 >= busy_at {
+            self.busy_seen = Some(now);
+            Lane::Busy
+        } else if self
+            .busy_seen
+            .is_some_and(|t| now.saturating_duration_since(t) < BUSY_LINGER)
+        {
+            Lane::Busy
+        } else {
+            Lane::Light
+        };
+        if want != self.lane {
+            if in_flight > 0 {
+                return None;
+            }
+            self.lane = want;
+        }
+        Some(self.lane)
+    }
+}
+
+/// A pool of one stage: a message for connection `c` goes to thread `c % n` of the
+/// connection's lane, so one connection's messages stay ordered (a connection changes lane
+/// only with nothing in flight). A pool without busy threads serves both lanes with one set.
 pub struct Pool<T> {
     senders: Vec<Sender<T>>,
+    busy: Vec<Sender<T>>,
 }
 
 impl<T> Clone for Pool<T> {
     fn clone(&self) -> Self {
         Pool {
             senders: self.senders.clone(),
+            busy: self.busy.clone(),
         }
     }
 }
 
 impl<T> Pool<T> {
     pub fn new(senders: Vec<Sender<T>>) -> Self {
-        Pool { senders }
+        Pool {
+            senders,
+            busy: Vec::new(),
+        }
+    }
+
+    /// A pool whose `Busy` lane has threads of its own.
+    pub fn with_busy(senders: Vec<Sender<T>>, busy: Vec<Sender<T>>) -> Self {
+        Pool { senders, busy }
+    }
+
+    /// The one lane's threads, as a pool (what a stage of that lane hands its work to).
+    pub fn lane(&self, lane: Lane) -> Pool<T> {
+        Pool::new(self.lane_senders(lane).to_vec())
+    }
+
+    fn lane_senders(&self, lane: Lane) -> &[Sender<T>] {
+        match lane {
+            Lane::Busy if !self.busy.is_empty() => &self.busy,
+            _ => &self.senders,
+        }
+    }
+
+    fn sender(&self, lane: Lane, conn: ConnId) -> Option<&Sender<T>> {
+        let s = self.lane_senders(lane);
+        let n = s.len() as u64;
+        (n > 0).then(|| &s[(conn % n) as usize])
     }
 
     pub fn dispatch(&self, conn: ConnId, m: T) {
-        let n = self.senders.len() as u64;
-        if n > 0 {
-            let _ = self.senders[(conn % n) as usize].send(m);
+        if let Some(s) = self.sender(Lane::Light, conn) {
+            let _ = s.send(m);
         }
     }
 
-    /// Like `dispatch`, but hands the message back when that thread's inbox is full, so
-    /// the caller (the io thread) never blocks on one busy stage.
-    pub fn try_dispatch(&self, conn: ConnId, m: T) -> Result<(), T> {
-        let n = self.senders.len() as u64;
-        if n == 0 {
+    /// Like `dispatch` (in `lane`), but hands the message back when that thread's inbox
+    /// is full, so the caller (the io thread) never blocks on one busy stage.
+    pub fn try_dispatch(&self, lane: Lane, conn: ConnId, m: T) -> Result<(), T> {
+        let Some(s) = self.sender(lane, conn) else {
             return Ok(());
-        }
-        match self.senders[(conn % n) as usize].try_send(m) {
+        };
+        match s.try_send(m) {
             Ok(()) => Ok(()),
             Err(crossbeam_channel::TrySendError::Full(m)) => Err(m),
             // The stage is gone (shutdown): nothing to deliver to.
@@ -389,7 +474,7 @@ impl<T> Pool<T> {
     }
 
     pub fn queued(&self) -> usize {
-        self.senders.iter().map(Sender::len).sum()
+        self.senders.iter().chain(&self.busy).map(Sender::len).sum()
     }
 }
 
@@ -397,7 +482,7 @@ impl<T> Pool<T> {
 /// order and retried every turn: io never blocks on a stage (a blocked io thread stops
 /// every socket), and a close is never lost (its subscriptions and sessions must end).
 pub struct Deferred<T> {
-    queue: std::collections::VecDeque<(ConnId, T)>,
+    queue: std::collections::VecDeque<(Lane, ConnId, T)>,
 }
 
 impl<T> Default for Deferred<T> {
@@ -411,23 +496,23 @@ impl<T> Default for Deferred<T> {
 impl<T> Deferred<T> {
     /// Delivers `m` now if nothing is waiting and its inbox has room, else queues it
     /// behind what waits; returns whether it had to wait.
-    pub fn send(&mut self, pool: &Pool<T>, conn: ConnId, m: T) -> bool {
+    pub fn send(&mut self, pool: &Pool<T>, lane: Lane, conn: ConnId, m: T) -> bool {
         if self.queue.is_empty() {
-            match pool.try_dispatch(conn, m) {
+            match pool.try_dispatch(lane, conn, m) {
                 Ok(()) => return false,
-                Err(m) => self.queue.push_back((conn, m)),
+                Err(m) => self.queue.push_back((lane, conn, m)),
             }
         } else {
-            self.queue.push_back((conn, m));
+            self.queue.push_back((lane, conn, m));
         }
         true
     }
 
     /// Delivers waiting messages in order until an inbox is full.
     pub fn retry(&mut self, pool: &Pool<T>) {
-        while let Some((conn, m)) = self.queue.pop_front() {
-            if let Err(m) = pool.try_dispatch(conn, m) {
-                self.queue.push_front((conn, m));
+        while let Some((lane, conn, m)) = self.queue.pop_front() {
+            if let Err(m) = pool.try_dispatch(lane, conn, m) {
+                self.queue.push_front((lane, conn, m));
                 return;
             }
         }
@@ -453,11 +538,11 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded::<u64>(1);
         let pool = Pool::new(vec![tx]);
         let mut d = Deferred::default();
-        assert!(!d.send(&pool, 1, 1), "room: delivered at once");
-        assert!(d.send(&pool, 2, 2), "full: waits");
+        assert!(!d.send(&pool, Lane::Light, 1, 1), "room: delivered at once");
+        assert!(d.send(&pool, Lane::Light, 2, 2), "full: waits");
         assert_eq!(rx.try_recv(), Ok(1));
         assert!(
-            d.send(&pool, 3, 3),
+            d.send(&pool, Lane::Light, 3, 3),
             "queued behind 2 although there is room"
         );
         assert_eq!(d.len(), 2);
@@ -469,6 +554,67 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(3));
         d.retry(&pool);
         assert!(rx.try_recv().is_err());
+    }
+
+    /// A connection turns busy at `busy_at` in flight, but only once nothing it sent is in
+    /// flight (its order across stages depends on it); it stays busy for `BUSY_LINGER`
+    /// after it was last that busy, and goes back the same way. `busy_at` 0: one lane.
+    #[test]
+    fn a_connection_changes_lane_only_with_nothing_in_flight() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let mut l = LaneState::default();
+        for n in 0..7 {
+            assert_eq!(l.next(n, 8, at(0)), Some(Lane::Light), "{n} in flight");
+        }
+        assert_eq!(
+            l.next(7, 8, at(1)),
+            None,
+            "the 8th waits for the 7 to finish"
+        );
+        assert_eq!(l.next(3, 8, at(2)), None, "still 3 in flight");
+        assert_eq!(l.next(0, 8, at(3)), Some(Lane::Busy), "moved, empty-handed");
+        assert_eq!(l.next(7, 8, at(4)), Some(Lane::Busy));
+        assert_eq!(l.next(0, 8, at(900)), Some(Lane::Busy), "lingers");
+        let calm = 4 + BUSY_LINGER.as_millis() as u64;
+        assert_eq!(l.next(2, 8, at(calm)), None, "calm, but 2 in flight");
+        assert_eq!(l.next(0, 8, at(calm)), Some(Lane::Light));
+        assert_eq!(l.next(1, 8, at(calm + 1)), Some(Lane::Light));
+        // Switched off live: a busy connection comes back the same way.
+        let mut l = LaneState::default();
+        assert_eq!(
+            l.next(0, 1, at(0)),
+            Some(Lane::Busy),
+            "busy_at 1: every message"
+        );
+        assert_eq!(l.next(5, 0, at(1)), None);
+        assert_eq!(l.next(0, 0, at(2)), Some(Lane::Light));
+        assert_eq!(l.next(100, 0, at(3)), Some(Lane::Light), "0: never busy");
+    }
+
+    /// Each lane has its own threads; a pool without busy threads serves both with one set,
+    /// and a lane's view is an ordinary pool of that lane's threads.
+    #[test]
+    fn a_pool_sends_each_lane_to_its_own_threads() {
+        let (light, busy): (Vec<_>, Vec<_>) = (0..4)
+            .map(|_| crossbeam_channel::unbounded::<u64>())
+            .unzip();
+        let (ltx, lrx) = (light[..2].to_vec(), &busy[..2]);
+        let (btx, brx) = (light[2..].to_vec(), &busy[2..]);
+        let pool = Pool::with_busy(ltx, btx);
+        assert!(pool.try_dispatch(Lane::Light, 3, 30).is_ok());
+        assert!(pool.try_dispatch(Lane::Busy, 3, 31).is_ok());
+        pool.lane(Lane::Busy).dispatch(4, 40);
+        pool.dispatch(5, 50);
+        assert_eq!(lrx[1].try_recv(), Ok(30), "light thread 3 % 2");
+        assert_eq!(brx[1].try_recv(), Ok(31), "busy thread 3 % 2");
+        assert_eq!(brx[0].try_recv(), Ok(40));
+        assert_eq!(lrx[1].try_recv(), Ok(50), "dispatch is the light lane");
+        assert_eq!(pool.queued(), 0);
+        let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+        let one = Pool::new(vec![tx]);
+        assert!(one.try_dispatch(Lane::Busy, 9, 90).is_ok());
+        assert_eq!(rx.try_recv(), Ok(90), "no busy threads: the light ones");
     }
 
     #[test]

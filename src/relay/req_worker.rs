@@ -17,8 +17,8 @@ use crossbeam_channel::Receiver;
 use super::auth::ReadAuth;
 use super::fair::Turns;
 use super::metrics::Stage;
-use super::msg::{ConnId, IoSender, MonitorMsg, Outbound, Pool, ReqMsg, TextBatch, Ticket};
-use super::{now, Shared};
+use super::msg::{ConnId, IoSender, Lane, MonitorMsg, Outbound, Pool, ReqMsg, TextBatch, Ticket};
+use super::{now, BusyNice, Shared};
 use crate::nostr::filter::EventView;
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
@@ -35,6 +35,10 @@ const PACE: usize = 16;
 /// Open subscriptions per connection, with the filter values each holds and its place in
 /// its IP's count (given back when the entry is dropped).
 type Subs = HashMap<ConnId, HashMap<SubId, (usize, Option<SubSlot>)>>;
+
+/// `Subs`, shared by a req-worker and its sibling in the other lane (`msg::Lane`): a
+/// connection's subscriptions count wherever its next REQ is served.
+pub type SharedSubs = Arc<std::sync::Mutex<Subs>>;
 
 /// A REQ (limit cap) or a COUNT (count cap).
 enum Mode {
@@ -87,6 +91,9 @@ impl Running {
 
 pub struct ReqWorker {
     pub rx: Receiver<ReqMsg>,
+    pub subs: SharedSubs,
+    /// Its lane: the busy lane's threads run at `relay.busyLaneNice`.
+    pub lane: Lane,
     pub shared: Arc<Shared>,
     pub io: IoSender,
     pub monitors: Pool<MonitorMsg>,
@@ -95,25 +102,24 @@ pub struct ReqWorker {
 impl ReqWorker {
     pub fn run(self) {
         let mut running: Turns<Running> = Turns::default();
-        // Every open subscription per connection (scanning or live) with its filter values,
-        // for the limits.
-        let mut subs: Subs = HashMap::new();
+        let mut nice = BusyNice::default();
         loop {
+            nice.follow(self.lane, self.shared.config().relay.busy_lane_nice);
             if running.is_empty() {
                 match self.rx.recv() {
-                    Ok(m) => self.handle(m, &mut running, &mut subs),
+                    Ok(m) => self.handle(m, &mut running),
                     Err(_) => return,
                 }
             }
             while let Ok(m) = self.rx.try_recv() {
-                self.handle(m, &mut running, &mut subs);
+                self.handle(m, &mut running);
             }
             // Back-pressure: skip queries whose connection has not drained its backlog.
             let hwm = self.high_water_mark();
             let Some((_, mut r)) = running.pop_where(|_, r| r.backlog() < hwm) else {
                 // Everything is waiting for slow readers: wait for a message or a moment.
                 match self.rx.recv_timeout(Duration::from_millis(5)) {
-                    Ok(m) => self.handle(m, &mut running, &mut subs),
+                    Ok(m) => self.handle(m, &mut running),
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
@@ -132,13 +138,21 @@ impl ReqWorker {
                     let mut out = Vec::new();
                     message::closed(&mut out, r.sub_id.as_str(), "error: internal error");
                     self.io.text(r.conn, out);
-                    self.release(&mut subs, r.conn, &r.sub_id);
+                    self.release(&mut self.subs(), r.conn, &r.sub_id);
                 }
             }
         }
     }
 
-    fn handle(&self, m: ReqMsg, running: &mut Turns<Running>, subs: &mut Subs) {
+    /// Every open subscription per connection (scanning or live) with its filter values,
+    /// for the limits; held only while they are counted, not across a scan.
+    fn subs(&self) -> std::sync::MutexGuard<'_, Subs> {
+        self.subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn handle(&self, m: ReqMsg, running: &mut Turns<Running>) {
         let cfg = self.shared.config();
         if let ReqMsg::Req {
             conn,
@@ -173,6 +187,7 @@ impl ReqWorker {
                 ticket,
                 subs: per_ip,
             } => {
+                let mut subs = self.subs();
                 let open = subs.entry(conn).or_default();
                 let replaces = open.contains_key(&sub_id);
                 if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
@@ -217,6 +232,7 @@ impl ReqWorker {
                     );
                 }
                 open.insert(sub_id.clone(), (values, slot));
+                drop(subs);
                 let mode = Mode::Req(cfg.relay.max_filter_limit);
                 // A new query goes before its connection's scans that already had a slice.
                 if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {
@@ -235,7 +251,7 @@ impl ReqWorker {
                     .iter_conn(conn)
                     .filter(|r| r.count.is_some())
                     .count();
-                let open = subs.get(&conn).map_or(0, HashMap::len);
+                let open = self.subs().get(&conn).map_or(0, HashMap::len);
                 if (counting + open) as u64 >= cfg.relay.max_subs_per_connection {
                     let mut out = Vec::new();
                     message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
@@ -254,13 +270,14 @@ impl ReqWorker {
                 ticket: _done,
             } => {
                 running.retain_conn(conn, |r| r.sub_id != sub_id);
-                self.release(subs, conn, &sub_id);
+                self.release(&mut self.subs(), conn, &sub_id);
                 self.monitors
                     .dispatch(conn, MonitorMsg::Unsubscribe { conn, sub_id });
             }
             ReqMsg::ConnClosed { conn } => {
                 running.remove_conn(conn);
-                if let Some(open) = subs.remove(&conn) {
+                let open = self.subs().remove(&conn);
+                if let Some(open) = open {
                     self.give_back(open.values().map(|v| v.0).sum());
                 }
                 // After any Subscribe this worker sent for the connection.
