@@ -652,12 +652,16 @@ impl Io {
                 return;
             }
         }
-        // A message held back (in-flight limit or full ingester): deliver it before
-        // reading more.
+        // A message held back (in-flight limit, a lane change or a full ingester): deliver
+        // it before reading more. A connection we are closing is read only to drain it, so
+        // its held message goes unread too, and the draining is not held up behind it
+        // (unread input when the socket is dropped would reset it, losing our close).
         if let Some(text) = c.stalled.take() {
-            if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, &mut c.lane, text) {
-                c.stalled = Some(text);
-                return;
+            if !c.closing {
+                if let Err(text) = self.deliver(id, &c.inflight, &mut c.paused, &mut c.lane, text) {
+                    c.stalled = Some(text);
+                    return;
+                }
             }
         }
         let Phase::Ws(ws) = &mut c.phase else { return };
