@@ -351,6 +351,13 @@ fn a_connection_that_turns_busy_keeps_its_order_and_session() {
     assert_eq!(common::metric(&r.url, "wok_busy_connections"), 0);
     let ev = c.req("light", r#"{"kinds":[4]}"#);
     assert_eq!(ev.len(), 1, "authenticated in the light lane too");
+    // Queue waits are also counted for the light lane alone: what polite clients see.
+    let waited = |name: &str| common::metric(&r.url, &format!("{name}{{stage=\"ingester\"}}"));
+    let (all, light) = (
+        waited("wok_queue_waited_total"),
+        waited("wok_light_queue_waited_total"),
+    );
+    assert!(light > 0 && light + 300 <= all, "light {light} of {all}");
 }
 
 /// The busy lane's threads run at `relay.busyLaneNice`, the light ones as the process does.

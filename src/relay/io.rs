@@ -841,7 +841,7 @@ impl Io {
                 }
             }
         }
-        let ticket = inflight.ticket(text.len());
+        let ticket = inflight.ticket(text.len(), to);
         match self.ingesters.try_dispatch(
             to,
             id,

@@ -129,6 +129,10 @@ pub struct Metrics {
     /// its queue (the mean wait is their ratio between two scrapes).
     queue_waited: [Counter; 6],
     queue_wait_us: [Counter; 6],
+    /// The same for light-lane connections only (`msg::Lane`): with a flood in the busy
+    /// lane, these are the waits everyone else sees.
+    light_waited: [Counter; 6],
+    light_wait_us: [Counter; 6],
     /// `nostr_client_messages_total{verb}`, indexed like `CLIENT_VERBS`.
     client: [Counter; 8],
     /// `nostr_relay_messages_total{verb}`, indexed like `RELAY_VERBS`.
@@ -150,11 +154,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn queue_wait(&self, stage: Stage, waited: std::time::Duration) {
+    pub fn queue_wait(&self, stage: Stage, lane: super::msg::Lane, waited: std::time::Duration) {
         let i = stage as usize;
         let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.queue_waited[i].inc();
         self.queue_wait_us[i].add(us);
+        if lane == super::msg::Lane::Light {
+            self.light_waited[i].inc();
+            self.light_wait_us[i].add(us);
+        }
     }
 
     pub fn client_message(&self, verb: &'static str) {
@@ -358,6 +366,16 @@ impl Metrics {
                 s,
                 "wok_queue_wait_microseconds_total{{stage=\"{stage}\"}} {}",
                 self.queue_wait_us[i].get()
+            );
+            let _ = writeln!(
+                s,
+                "wok_light_queue_waited_total{{stage=\"{stage}\"}} {}",
+                self.light_waited[i].get()
+            );
+            let _ = writeln!(
+                s,
+                "wok_light_queue_wait_microseconds_total{{stage=\"{stage}\"}} {}",
+                self.light_wait_us[i].get()
             );
         }
         s

@@ -102,8 +102,9 @@ impl InFlight {
         })
     }
 
-    /// Takes one message of `bytes` into the count; its ticket gives it back when dropped.
-    pub fn ticket(self: &Arc<Self>, bytes: usize) -> Ticket {
+    /// Takes one message of `bytes`, handed to `lane`, into the count; its ticket gives it
+    /// back when dropped.
+    pub fn ticket(self: &Arc<Self>, bytes: usize, lane: Lane) -> Ticket {
         self.msgs.fetch_add(1, Ordering::AcqRel);
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
         self.metrics.inflight_messages.inc();
@@ -111,6 +112,7 @@ impl InFlight {
         Ticket {
             of: self.clone(),
             bytes,
+            lane,
             since: std::time::Instant::now(),
         }
     }
@@ -124,6 +126,8 @@ impl InFlight {
 pub struct Ticket {
     of: Arc<InFlight>,
     bytes: usize,
+    /// Light-lane waits are also counted apart: what a polite client waits for.
+    lane: Lane,
     /// When the message entered the queue it is leaving now (see `waited`).
     since: std::time::Instant,
 }
@@ -135,7 +139,7 @@ impl Ticket {
         let now = std::time::Instant::now();
         self.of
             .metrics
-            .queue_wait(stage, now.saturating_duration_since(self.since));
+            .queue_wait(stage, self.lane, now.saturating_duration_since(self.since));
         self.since = now;
     }
 

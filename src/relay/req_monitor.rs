@@ -285,7 +285,7 @@ mod tests {
             filters: vec![Filter::default()],
             snapshot: 0,
             auth: ReadAuth::open(),
-            ticket: inflight.ticket(1),
+            ticket: inflight.ticket(1, crate::relay::msg::Lane::Light),
         }
     }
 
