@@ -196,7 +196,6 @@ impl Relay {
             busy_at: cfg.relay.busy_at_messages_in_flight,
             limits: cfg.relay.limits.clone(),
         };
-
         let outbound: Arc<Outbound> = Arc::default();
         // The config decides, whatever the store was opened with (tests open it themselves).
         store.set_compress_new_events(cfg.events.compression);
@@ -222,16 +221,14 @@ impl Relay {
         };
         // Bounded inboxes: a flood waits in the socket buffers, not in memory.
         // Light and busy lanes (`msg::Lane`): n threads each.
-        let (ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..2 * n_ing).map(|_| bounded(4096)).unzip();
-        let (req_tx, req_rx): (Vec<_>, Vec<_>) = (0..2 * n_req).map(|_| bounded(4096)).unzip();
+        let (mut ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..2 * n_ing).map(|_| bounded(4096)).unzip();
+        let (mut req_tx, req_rx): (Vec<_>, Vec<_>) = (0..2 * n_req).map(|_| bounded(4096)).unzip();
         let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| unbounded()).unzip();
         let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| bounded(4096)).unzip();
         // One write-policy thread (and plugin process) per ingester; idle without a plugin.
         let (pol_tx, pol_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
         let (writer_tx, writer_rx) = bounded(65_536);
-        let mut ing_tx = ing_tx;
         let ingesters = Pool::with_busy(ing_tx.drain(..n_ing).collect(), ing_tx);
-        let mut req_tx = req_tx;
         let reqs = Pool::with_busy(req_tx.drain(..n_req).collect(), req_tx);
         let monitors = Pool::new(mon_tx);
         let negs = Pool::new(neg_tx);
