@@ -291,23 +291,7 @@ fn a_connection_that_turns_busy_keeps_its_order_and_session() {
     assert_eq!(r.client().publish(&dm)[2], true);
 
     let mut c = r.client();
-    c.send(r#"["REQ","dm",{"kinds":[4]}]"#);
-    let challenge = c.recv();
-    assert_eq!(challenge[0], "AUTH", "{challenge}");
-    assert_eq!(c.recv()[0], "CLOSED");
-    let chal = challenge[1].as_str().unwrap_or_default().to_string();
-    let auth = common::sign(
-        &bob,
-        common::now(),
-        22242,
-        &[vec!["challenge", &chal], vec!["relay", url]],
-        "",
-    );
-    c.send(&format!(
-        "[\"AUTH\",{}]",
-        String::from_utf8_lossy(auth.json())
-    ));
-    assert_eq!(c.recv()[2], true, "authenticated");
+    common::authenticate(&mut c, &bob, url);
     let busy = |r: &TestRelay| common::metric(&r.url, "wok_lane_changes_total{to=\"busy\"}");
     assert_eq!(busy(&r), 0, "one message at a time is not busy");
 
@@ -388,23 +372,17 @@ fn the_busy_lane_runs_at_its_nice_value() {
         v
     };
     // A thread sets its priority as it starts; give them a moment to start.
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut busy = Vec::new();
-    while Instant::now() < end {
-        busy = ["IngesterBusy 0", "IngesterBusy 2", "ReqWorkerBusy 1"]
+    let busy = || -> Vec<i64> {
+        ["IngesterBusy 0", "IngesterBusy 2", "ReqWorkerBusy 1"]
             .iter()
             .flat_map(|n| of(n))
-            .collect();
-        if busy.len() >= 3 && busy.iter().all(|n| *n == 19) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .collect()
+    };
+    let all_19 = |v: &[i64]| v.len() >= 3 && v.iter().all(|n| *n == 19);
+    common::eventually(Duration::from_secs(10), || all_19(&busy()));
+    let busy = busy();
     // Every relay in this test process uses the default, 19.
-    assert!(
-        busy.len() >= 3 && busy.iter().all(|n| *n == 19),
-        "busy threads' nice values: {busy:?}"
-    );
+    assert!(all_19(&busy), "busy threads' nice values: {busy:?}");
     let mine = nice(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"));
     let light: Vec<i64> = ["Ingester 0", "ReqWorker 2"]
         .iter()

@@ -48,27 +48,6 @@ fn small_window_client(url: &str) -> Client {
     Client { ws }
 }
 
-/// NIP-42 on `c` as `k`: a REQ only for a restricted kind draws the challenge.
-fn authenticate(c: &mut Client, k: &Keys) {
-    c.send(r#"["REQ","auth-probe",{"kinds":[4]}]"#);
-    let (_, challenge) = c.until(|m| m[0] == "AUTH");
-    c.until(|m| m[0] == "CLOSED" && m[1] == "auth-probe");
-    let chal = challenge[1].as_str().expect("challenge").to_string();
-    let ev = sign(
-        k,
-        now(),
-        22242,
-        &[vec!["challenge", &chal], vec!["relay", SERVICE_URL]],
-        "",
-    );
-    c.send(&format!(
-        "[\"AUTH\",{}]",
-        String::from_utf8_lossy(ev.json())
-    ));
-    let ok = c.until(|m| m[0] == "OK").1;
-    assert_eq!(ok[2], true, "{ok}");
-}
-
 /// The ids of the next `n` EVENTs for `sub`, in arrival order.
 fn next_events(c: &mut Client, sub: &str, n: usize) -> Vec<String> {
     let mut out = Vec::new();
@@ -157,13 +136,13 @@ fn restricted_kinds_never_reach_live_subscribers_who_may_not_read_them() {
     let mut anon = r.client();
     assert!(anon.req("live", filter).is_empty());
     let mut third = r.client();
-    authenticate(&mut third, &carol);
+    common::authenticate(&mut third, &carol, SERVICE_URL);
     assert!(third.req("live", filter).is_empty());
     let mut recipient = r.client();
-    authenticate(&mut recipient, &bob);
+    common::authenticate(&mut recipient, &bob, SERVICE_URL);
     assert!(recipient.req("live", filter).is_empty());
     let mut sender = r.client();
-    authenticate(&mut sender, &alice);
+    common::authenticate(&mut sender, &alice, SERVICE_URL);
     assert!(sender.req("live", filter).is_empty());
 
     let bob_hex = hex_of(&bob);
@@ -314,10 +293,10 @@ fn negentropy_never_lists_restricted_events_to_readers_who_may_not_read_them() {
         id_set(&notes)
     );
     let mut third = r.client();
-    authenticate(&mut third, &carol);
+    common::authenticate(&mut third, &carol, SERVICE_URL);
     assert_eq!(negentropy_ids(&mut third, "n", "{}"), id_set(&notes));
     let mut recipient = r.client();
-    authenticate(&mut recipient, &bob);
+    common::authenticate(&mut recipient, &bob, SERVICE_URL);
     assert_eq!(negentropy_ids(&mut recipient, "n", "{}"), id_set(&all));
 }
 
@@ -361,7 +340,7 @@ fn stored_trees_serve_only_readers_who_may_see_all_of_them() {
     );
     // A DM tree holds other people's DMs: Bob's set is collected, with his alone.
     let mut recipient = r.client();
-    authenticate(&mut recipient, &bob);
+    common::authenticate(&mut recipient, &bob, SERVICE_URL);
     assert_eq!(
         negentropy_ids(&mut recipient, "d", r#"{"kinds":[4]}"#),
         id_set([&to_bob])

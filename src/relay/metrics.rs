@@ -356,27 +356,19 @@ impl Metrics {
                 let _ = writeln!(s, "wok_queue_depth{{stage=\"{stage}\"}} {}", f());
             }
         }
+        let per_stage = [
+            ("wok_queue_waited_total", &self.queue_waited),
+            ("wok_queue_wait_microseconds_total", &self.queue_wait_us),
+            ("wok_light_queue_waited_total", &self.light_waited),
+            (
+                "wok_light_queue_wait_microseconds_total",
+                &self.light_wait_us,
+            ),
+        ];
         for (i, stage) in STAGES.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "wok_queue_waited_total{{stage=\"{stage}\"}} {}",
-                self.queue_waited[i].get()
-            );
-            let _ = writeln!(
-                s,
-                "wok_queue_wait_microseconds_total{{stage=\"{stage}\"}} {}",
-                self.queue_wait_us[i].get()
-            );
-            let _ = writeln!(
-                s,
-                "wok_light_queue_waited_total{{stage=\"{stage}\"}} {}",
-                self.light_waited[i].get()
-            );
-            let _ = writeln!(
-                s,
-                "wok_light_queue_wait_microseconds_total{{stage=\"{stage}\"}} {}",
-                self.light_wait_us[i].get()
-            );
+            for (name, counters) in per_stage {
+                let _ = writeln!(s, "{name}{{stage=\"{stage}\"}} {}", counters[i].get());
+            }
         }
         s
     }

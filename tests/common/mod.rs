@@ -611,3 +611,25 @@ pub fn open_store(dir: &Path) -> Store {
     )
     .expect("store")
 }
+
+/// NIP-42 on `c` as `k`, for a relay whose `serviceUrl` is `url`: a REQ only for a
+/// restricted kind draws the challenge (and a CLOSED), then AUTH must be accepted.
+pub fn authenticate(c: &mut Client, k: &Keys, url: &str) {
+    c.send(r#"["REQ","auth-probe",{"kinds":[4]}]"#);
+    let (_, challenge) = c.until(|m| m[0] == "AUTH");
+    c.until(|m| m[0] == "CLOSED" && m[1] == "auth-probe");
+    let chal = challenge[1].as_str().expect("challenge").to_string();
+    let ev = sign(
+        k,
+        now(),
+        22242,
+        &[vec!["challenge", &chal], vec!["relay", url]],
+        "",
+    );
+    c.send(&format!(
+        "[\"AUTH\",{}]",
+        String::from_utf8_lossy(ev.json())
+    ));
+    let ok = c.until(|m| m[0] == "OK").1;
+    assert_eq!(ok[2], true, "{ok}");
+}
