@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::Receiver;
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
@@ -58,7 +57,7 @@ pub struct Session {
 }
 
 pub struct Ingester {
-    pub rx: Receiver<IngesterMsg>,
+    pub rx: super::inbox::Inbox<IngesterMsg>,
     /// Shared with this thread's sibling in the other lane.
     pub sessions: Sessions,
     /// Its lane: the busy lane's threads run at `relay.busyLaneNice`.

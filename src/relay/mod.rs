@@ -10,6 +10,7 @@ pub mod fair;
 pub mod frame;
 pub mod hll_cache;
 pub mod http;
+pub mod inbox;
 pub mod ingester;
 pub mod io;
 pub mod landing;
@@ -221,12 +222,14 @@ impl Relay {
         };
         // Bounded inboxes: a flood waits in the socket buffers, not in memory.
         // Light and busy lanes (`msg::Lane`): n threads each.
-        let (mut ing_tx, ing_rx): (Vec<_>, Vec<_>) = (0..2 * n_ing).map(|_| bounded(4096)).unzip();
-        let (mut req_tx, req_rx): (Vec<_>, Vec<_>) = (0..2 * n_req).map(|_| bounded(4096)).unzip();
-        let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| unbounded()).unzip();
-        let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| bounded(4096)).unzip();
+        let (mut ing_tx, ing_rx): (Vec<_>, Vec<_>) =
+            (0..2 * n_ing).map(|_| inbox::bounded(4096)).unzip();
+        let (mut req_tx, req_rx): (Vec<_>, Vec<_>) =
+            (0..2 * n_req).map(|_| inbox::bounded(4096)).unzip();
+        let (mon_tx, mon_rx): (Vec<_>, Vec<_>) = (0..n_mon).map(|_| inbox::unbounded()).unzip();
+        let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| inbox::bounded(4096)).unzip();
         // One write-policy thread (and plugin process) per ingester; idle without a plugin.
-        let (pol_tx, pol_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| bounded(4096)).unzip();
+        let (pol_tx, pol_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| inbox::bounded(4096)).unzip();
         let (writer_tx, writer_rx) = bounded(65_536);
         let ingesters = Pool::with_busy(ing_tx.drain(..n_ing).collect(), ing_tx);
         let reqs = Pool::with_busy(req_tx.drain(..n_req).collect(), req_tx);
@@ -234,12 +237,12 @@ impl Relay {
         let negs = Pool::new(neg_tx);
         let policies = Pool::new(pol_tx);
         if let Ok(mut q) = metrics.queues.lock() {
-            q.push(("ingester", Box::new(depth(ing_rx.clone()))));
-            q.push(("reqWorker", Box::new(depth(req_rx.clone()))));
-            q.push(("reqMonitor", Box::new(depth(mon_rx.clone()))));
+            q.push(("ingester", Box::new(depth(probes(&ing_rx)))));
+            q.push(("reqWorker", Box::new(depth(probes(&req_rx)))));
+            q.push(("reqMonitor", Box::new(depth(probes(&mon_rx)))));
             q.push(("writer", Box::new(depth(vec![writer_rx.clone()]))));
-            q.push(("negentropy", Box::new(depth(neg_rx.clone()))));
-            q.push(("writePolicy", Box::new(depth(pol_rx.clone()))));
+            q.push(("negentropy", Box::new(depth(probes(&neg_rx)))));
+            q.push(("writePolicy", Box::new(depth(probes(&pol_rx)))));
         }
         let mut stages = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
@@ -497,33 +500,66 @@ fn lane_of(i: usize, n: usize, stage: &str) -> (Lane, String) {
 }
 
 /// The CPU priority of a thread of the busy lane, following `relay.busyLaneNice` (checked
-/// each time the thread wakes for work, so a reload applies within a moment).
+/// each time the thread wakes for work, so a reload applies within a moment): a nice value
+/// 0-19, or 20 for SCHED_IDLE, below every nice value. SCHED_IDLE is more than nice 19 with
+/// less weight: a waking thread of any nice value preempts it at once, where a nice-19 one
+/// may run on to the end of its time slice (about 1.4 ms with EEVDF on two cores).
 #[derive(Default)]
 pub(crate) struct BusyNice {
     set: Option<u64>,
 }
 
+/// `relay.busyLaneNice` meaning SCHED_IDLE.
+pub(crate) const SCHED_IDLE_NICE: u64 = 20;
+
 impl BusyNice {
     pub(crate) fn follow(&mut self, lane: Lane, nice: u64) {
-        let nice = nice.min(19);
+        let nice = nice.min(SCHED_IDLE_NICE);
         if lane != Lane::Busy || self.set == Some(nice) {
             return;
         }
-        // Tried once per value: lowering nice again (a reload from 19 to 10) needs
-        // CAP_SYS_NICE or RLIMIT_NICE; without them the thread keeps its priority.
+        // Tried once per value: raising the priority again (a reload from 19 to 10, or from
+        // 20 to any nice value) needs CAP_SYS_NICE or RLIMIT_NICE; without them the thread
+        // keeps its priority.
+        let was_idle = self.set == Some(SCHED_IDLE_NICE);
         self.set = Some(nice);
         #[cfg(target_os = "linux")]
         {
-            let v = i32::try_from(nice).unwrap_or(19);
-            // SAFETY: setpriority touches no memory; `who` 0 is the calling thread on Linux.
-            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, v) } != 0 {
-                log::warn!(
-                    "busy lane: cannot set nice {v}: {}",
-                    std::io::Error::last_os_error()
-                );
+            let idle = nice == SCHED_IDLE_NICE;
+            if idle || was_idle {
+                let policy = if idle {
+                    libc::SCHED_IDLE
+                } else {
+                    libc::SCHED_OTHER
+                };
+                let p = libc::sched_param { sched_priority: 0 };
+                // SAFETY: `p` outlives the call; pid 0 is the calling thread.
+                if unsafe { libc::sched_setscheduler(0, policy, &p) } != 0 {
+                    let what = if idle { "switch to" } else { "leave" };
+                    log::warn!(
+                        "busy lane: cannot {what} SCHED_IDLE: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    return;
+                }
+            }
+            if !idle {
+                let v = i32::try_from(nice).unwrap_or(19);
+                // SAFETY: setpriority touches no memory; `who` 0 is the calling thread on Linux.
+                if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, v) } != 0 {
+                    log::warn!(
+                        "busy lane: cannot set nice {v}: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
             }
         }
     }
+}
+
+/// Depth probes of a pool's inboxes.
+fn probes<T>(inboxes: &[inbox::Inbox<T>]) -> Vec<crossbeam_channel::Receiver<T>> {
+    inboxes.iter().map(inbox::Inbox::depth_probe).collect()
 }
 
 /// A queue-depth reader over receivers (holding senders would keep stages alive at shutdown).
@@ -688,4 +724,46 @@ pub fn nip11_doc(cfg: &Config) -> serde_json::Value {
 /// The NIP-11 document, from `relay.info.*` and what is enabled.
 pub fn nip11(cfg: &Config) -> String {
     nip11_doc(cfg).to_string()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// This thread's scheduling policy and nice value, from /proc (fields 41 and 19).
+    fn policy_and_nice() -> (i64, i64) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        // After the parenthesised name, state is field 3.
+        let f: Vec<i64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(-1))
+            .collect();
+        (f[38], f[16])
+    }
+
+    /// `busyLaneNice` 20 is SCHED_IDLE, a lower value a nice value; light threads keep the
+    /// process's priority.
+    #[test]
+    fn a_busy_thread_follows_busy_lane_nice() {
+        let run = |lane: Lane, nice: u64| {
+            std::thread::spawn(move || {
+                let mut n = BusyNice::default();
+                n.follow(lane, nice);
+                policy_and_nice()
+            })
+            .join()
+            .expect("thread")
+        };
+        let (policy, nice) = std::thread::spawn(policy_and_nice).join().expect("thread");
+        assert_eq!(run(Lane::Light, 20), (policy, nice));
+        assert_eq!(run(Lane::Busy, 19), (policy, 19));
+        assert_eq!(
+            run(Lane::Busy, SCHED_IDLE_NICE).0,
+            i64::from(libc::SCHED_IDLE)
+        );
+        assert_eq!(run(Lane::Busy, 99).0, i64::from(libc::SCHED_IDLE));
+    }
 }

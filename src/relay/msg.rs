@@ -1,4 +1,4 @@
-//! The messages stages send each other. Every stage owns its inbox (a crossbeam channel);
+//! The messages stages send each other. Every stage thread owns its inbox (`inbox::Inbox`);
 //! the io thread is additionally woken through its `mio::Waker`.
 
 use std::net::IpAddr;
@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+
+use super::inbox::Door;
 
 use super::auth::ReadAuth;
 use crate::nostr::{Event, Filter, SubId};
@@ -409,8 +411,8 @@ impl LaneState {
 /// connection's lane, so one connection's messages stay ordered (a connection changes lane
 /// only with nothing in flight). A pool without busy threads serves both lanes with one set.
 pub struct Pool<T> {
-    senders: Vec<Sender<T>>,
-    busy: Vec<Sender<T>>,
+    senders: Vec<Door<T>>,
+    busy: Vec<Door<T>>,
 }
 
 impl<T> Clone for Pool<T> {
@@ -423,7 +425,7 @@ impl<T> Clone for Pool<T> {
 }
 
 impl<T> Pool<T> {
-    pub fn new(senders: Vec<Sender<T>>) -> Self {
+    pub fn new(senders: Vec<Door<T>>) -> Self {
         Pool {
             senders,
             busy: Vec::new(),
@@ -431,7 +433,7 @@ impl<T> Pool<T> {
     }
 
     /// A pool whose `Busy` lane has threads of its own.
-    pub fn with_busy(senders: Vec<Sender<T>>, busy: Vec<Sender<T>>) -> Self {
+    pub fn with_busy(senders: Vec<Door<T>>, busy: Vec<Door<T>>) -> Self {
         Pool { senders, busy }
     }
 
@@ -440,14 +442,14 @@ impl<T> Pool<T> {
         Pool::new(self.lane_senders(lane).to_vec())
     }
 
-    fn lane_senders(&self, lane: Lane) -> &[Sender<T>] {
+    fn lane_senders(&self, lane: Lane) -> &[Door<T>] {
         match lane {
             Lane::Busy if !self.busy.is_empty() => &self.busy,
             _ => &self.senders,
         }
     }
 
-    fn sender(&self, lane: Lane, conn: ConnId) -> Option<&Sender<T>> {
+    fn sender(&self, lane: Lane, conn: ConnId) -> Option<&Door<T>> {
         let s = self.lane_senders(lane);
         let n = s.len() as u64;
         (n > 0).then(|| &s[(conn % n) as usize])
@@ -473,12 +475,12 @@ impl<T> Pool<T> {
         }
     }
 
-    pub fn all(&self) -> &[Sender<T>] {
+    pub fn all(&self) -> &[Door<T>] {
         &self.senders
     }
 
     pub fn queued(&self) -> usize {
-        self.senders.iter().chain(&self.busy).map(Sender::len).sum()
+        self.senders.iter().chain(&self.busy).map(Door::len).sum()
     }
 }
 
@@ -539,7 +541,7 @@ mod tests {
     /// behind it, and retries deliver them all, in order, as room appears.
     #[test]
     fn deferred_messages_wait_in_order_and_are_all_delivered() {
-        let (tx, rx) = crossbeam_channel::bounded::<u64>(1);
+        let (tx, rx) = crate::relay::inbox::bounded::<u64>(1);
         let pool = Pool::new(vec![tx]);
         let mut d = Deferred::default();
         assert!(!d.send(&pool, Lane::Light, 1, 1), "room: delivered at once");
@@ -601,7 +603,7 @@ mod tests {
     #[test]
     fn a_pool_sends_each_lane_to_its_own_threads() {
         let (light, busy): (Vec<_>, Vec<_>) = (0..4)
-            .map(|_| crossbeam_channel::unbounded::<u64>())
+            .map(|_| crate::relay::inbox::unbounded::<u64>())
             .unzip();
         let (ltx, lrx) = (light[..2].to_vec(), &busy[..2]);
         let (btx, brx) = (light[2..].to_vec(), &busy[2..]);
@@ -615,7 +617,7 @@ mod tests {
         assert_eq!(brx[0].try_recv(), Ok(40));
         assert_eq!(lrx[1].try_recv(), Ok(50), "dispatch is the light lane");
         assert_eq!(pool.queued(), 0);
-        let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+        let (tx, rx) = crate::relay::inbox::unbounded::<u64>();
         let one = Pool::new(vec![tx]);
         assert!(one.try_dispatch(Lane::Busy, 9, 90).is_ok());
         assert_eq!(rx.try_recv(), Ok(90), "no busy threads: the light ones");

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
 use super::auth::ReadAuth;
@@ -47,7 +47,7 @@ fn sweep_period(idle: Option<Duration>) -> Duration {
 }
 
 pub struct NegWorker {
-    pub rx: Receiver<NegMsg>,
+    pub rx: super::inbox::Inbox<NegMsg>,
     pub shared: Arc<Shared>,
     pub io: IoSender,
 }

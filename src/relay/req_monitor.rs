@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 
 use super::auth::ReadAuth;
 use super::fair::Turns;
@@ -31,7 +31,7 @@ const ROUNDS_BUDGET: Duration = Duration::from_millis(1);
 const CATCH_UP_STEP: LevId = 10_000;
 
 pub struct ReqMonitor {
-    pub rx: Receiver<MonitorMsg>,
+    pub rx: super::inbox::Inbox<MonitorMsg>,
     pub shared: Arc<Shared>,
     pub io: IoSender,
 }
@@ -299,7 +299,7 @@ mod tests {
         let poll = mio::Poll::new().expect("poll");
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
         let (io_tx, io_rx) = crossbeam_channel::unbounded();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::relay::inbox::unbounded();
         let m = ReqMonitor {
             rx,
             shared: shared.clone(),

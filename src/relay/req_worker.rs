@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 use super::auth::ReadAuth;
 use super::fair::Turns;
 use super::metrics::Stage;
@@ -90,7 +88,7 @@ impl Running {
 }
 
 pub struct ReqWorker {
-    pub rx: Receiver<ReqMsg>,
+    pub rx: super::inbox::Inbox<ReqMsg>,
     pub subs: SharedSubs,
     /// Its lane: the busy lane's threads run at `relay.busyLaneNice`.
     pub lane: Lane,
@@ -187,31 +185,41 @@ impl ReqWorker {
                 ticket,
                 subs: per_ip,
             } => {
-                let mut subs = self.subs();
-                let open = subs.entry(conn).or_default();
-                let replaces = open.contains_key(&sub_id);
-                if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
-                    let mut out = Vec::new();
-                    message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
-                    self.io.text(conn, out);
-                    return;
-                }
-                let values: usize = filters.iter().map(Filter::values).sum();
-                let old = open.get(&sub_id).map_or(0, |v| v.0);
-                // A new subscription takes a place in its IP's count (`maxSubscriptionsPerIp`;
-                // given back if refused below); a replacement keeps the old one's.
-                let slot = match replaces {
-                    true => Ok(None),
-                    false => per_ip.take(&cfg.relay.limits, &self.shared.metrics.limits),
+                // The lock covers the counts only: nothing that wakes another thread runs
+                // under it (a busy-lane sibling preempted there would hold it; see `inbox`).
+                let admitted = {
+                    let mut subs = self.subs();
+                    let open = subs.entry(conn).or_default();
+                    let replaces = open.contains_key(&sub_id);
+                    if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
+                        Err("error: too many concurrent REQs".to_string())
+                    } else {
+                        let values: usize = filters.iter().map(Filter::values).sum();
+                        let old = open.get(&sub_id).map_or(0, |v| v.0);
+                        // A new subscription takes a place in its IP's count
+                        // (`maxSubscriptionsPerIp`; given back if refused below); a
+                        // replacement keeps the old one's.
+                        let slot = match replaces {
+                            true => Ok(None),
+                            false => per_ip.take(&cfg.relay.limits, &self.shared.metrics.limits),
+                        };
+                        let taken = slot.and_then(|slot| {
+                            self.take_values(&cfg, open, old, values).map(|()| slot)
+                        });
+                        // A refused replacement leaves the old subscription as it was.
+                        taken.map(|slot| {
+                            let slot = match slot {
+                                None => open.get_mut(&sub_id).and_then(|v| v.1.take()),
+                                slot => slot,
+                            };
+                            open.insert(sub_id.clone(), (values, slot));
+                            replaces
+                        })
+                    }
                 };
-                let taken =
-                    slot.and_then(|slot| self.take_values(&cfg, open, old, values).map(|()| slot));
-                let slot = match taken {
-                    Ok(None) => open.get_mut(&sub_id).and_then(|v| v.1.take()),
-                    Ok(slot) => slot,
+                let replaces = match admitted {
+                    Ok(replaces) => replaces,
                     Err(why) => {
-                        // The old subscription stays as it was: a refused replacement changes
-                        // nothing.
                         let mut out = Vec::new();
                         message::closed(&mut out, sub_id.as_str(), &why);
                         self.io.text(conn, out);
@@ -231,8 +239,6 @@ impl ReqWorker {
                         },
                     );
                 }
-                open.insert(sub_id.clone(), (values, slot));
-                drop(subs);
                 let mode = Mode::Req(cfg.relay.max_filter_limit);
                 // A new query goes before its connection's scans that already had a slice.
                 if let Some(r) = self.start(conn, sub_id, filters, auth, mode, ticket) {

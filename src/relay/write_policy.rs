@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use super::fair::Turns;
 use super::metrics::Stage;
@@ -30,7 +30,7 @@ pub struct PolicyMsg {
 }
 
 pub struct Policy {
-    pub rx: Receiver<PolicyMsg>,
+    pub rx: super::inbox::Inbox<PolicyMsg>,
     pub shared: Arc<Shared>,
     pub io: IoSender,
     pub writer: Sender<WriterMsg>,
