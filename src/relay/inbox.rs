@@ -256,10 +256,29 @@ mod tests {
         tx2.send(7).expect("receiver alive");
         drop(tx2);
         assert_eq!(r.join().expect("receiver"), Ok(7));
+        // Asleep before the door goes, so only the door's ring can wake it.
         let (tx, rx) = unbounded::<u8>();
-        let r = std::thread::spawn(move || rx.recv());
+        let bell = rx.bell.clone();
+        let r = std::thread::spawn(move || rx.recv_timeout(Duration::from_secs(5)));
+        let t = Instant::now();
+        while !bell.asleep.load(Ordering::SeqCst) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "receiver never slept"
+            );
+            std::thread::yield_now();
+        }
         drop(tx);
-        assert_eq!(r.join().expect("receiver"), Err(RecvError));
+        let woke = Instant::now();
+        assert_eq!(
+            r.join().expect("receiver"),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        // Without the ring it would see the disconnection only at its deadline.
+        assert!(
+            woke.elapsed() < Duration::from_secs(4),
+            "woken by the deadline"
+        );
     }
 
     #[test]
@@ -274,7 +293,9 @@ mod tests {
         tx.try_send(1).expect("room for one");
         assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2))));
         assert_eq!(tx.len(), 1);
+        assert!(!tx.is_empty());
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![1]);
+        assert!(tx.is_empty());
         drop(rx);
         assert!(matches!(tx.try_send(3), Err(TrySendError::Disconnected(3))));
     }
