@@ -765,5 +765,21 @@ mod tests {
             i64::from(libc::SCHED_IDLE)
         );
         assert_eq!(run(Lane::Busy, 99).0, i64::from(libc::SCHED_IDLE));
+        // A reload from 20 to 19: back to a nice value where leaving SCHED_IDLE is allowed
+        // (root, as in CI), else the thread stays idle (and says so in the log).
+        let back = std::thread::spawn(|| {
+            let mut n = BusyNice::default();
+            n.follow(Lane::Busy, SCHED_IDLE_NICE);
+            n.follow(Lane::Busy, 19);
+            policy_and_nice()
+        })
+        .join()
+        .expect("thread");
+        // SAFETY: geteuid only reads the calling process's credentials.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(back, (i64::from(libc::SCHED_OTHER), 19));
+        } else {
+            assert_eq!(back.0, i64::from(libc::SCHED_IDLE));
+        }
     }
 }
