@@ -122,7 +122,13 @@ impl<T> Inbox<T> {
     }
 
     fn wait(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        self.bell.thread.get_or_init(std::thread::current);
+        let owner = self.bell.thread.get_or_init(std::thread::current);
+        // The doorbell unparks the first thread that waited here, so only it may wait.
+        debug_assert_eq!(
+            owner.id(),
+            std::thread::current().id(),
+            "one receiving thread"
+        );
         loop {
             match self.rx.try_recv() {
                 Ok(m) => return Ok(m),

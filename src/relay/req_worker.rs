@@ -185,38 +185,8 @@ impl ReqWorker {
                 ticket,
                 subs: per_ip,
             } => {
-                // The lock covers the counts only: nothing that wakes another thread runs
-                // under it (a busy-lane sibling preempted there would hold it; see `inbox`).
-                let admitted = {
-                    let mut subs = self.subs();
-                    let open = subs.entry(conn).or_default();
-                    let replaces = open.contains_key(&sub_id);
-                    if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
-                        Err("error: too many concurrent REQs".to_string())
-                    } else {
-                        let values: usize = filters.iter().map(Filter::values).sum();
-                        let old = open.get(&sub_id).map_or(0, |v| v.0);
-                        // A new subscription takes a place in its IP's count
-                        // (`maxSubscriptionsPerIp`; given back if refused below); a
-                        // replacement keeps the old one's.
-                        let slot = match replaces {
-                            true => Ok(None),
-                            false => per_ip.take(&cfg.relay.limits, &self.shared.metrics.limits),
-                        };
-                        let taken = slot.and_then(|slot| {
-                            self.take_values(&cfg, open, old, values).map(|()| slot)
-                        });
-                        // A refused replacement leaves the old subscription as it was.
-                        taken.map(|slot| {
-                            let slot = match slot {
-                                None => open.get_mut(&sub_id).and_then(|v| v.1.take()),
-                                slot => slot,
-                            };
-                            open.insert(sub_id.clone(), (values, slot));
-                            replaces
-                        })
-                    }
-                };
+                let values: usize = filters.iter().map(Filter::values).sum();
+                let admitted = self.admit(&cfg, conn, &sub_id, values, &per_ip);
                 let replaces = match admitted {
                     Ok(replaces) => replaces,
                     Err(why) => {
@@ -291,6 +261,38 @@ impl ReqWorker {
                     .dispatch(conn, MonitorMsg::ConnClosed { conn });
             }
         }
+    }
+
+    /// Records a new subscription, or one replacing the same id, if it fits the
+    /// connection's, its IP's and the relay's limits: `Ok(replaces)`, or the reason for
+    /// CLOSED (a refused replacement leaves the old one as it was). The pair's lock is held
+    /// for this function only: nothing here wakes another thread, so a busy-lane sibling
+    /// preempted under it cannot hold up one that is (see `inbox`).
+    fn admit(
+        &self,
+        cfg: &crate::config::Config,
+        conn: ConnId,
+        sub_id: &SubId,
+        values: usize,
+        per_ip: &crate::policy::limits::SubLimit,
+    ) -> Result<bool, String> {
+        let mut subs = self.subs();
+        let open = subs.entry(conn).or_default();
+        let replaces = open.contains_key(sub_id);
+        if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
+            return Err("error: too many concurrent REQs".to_string());
+        }
+        let old = open.get(sub_id).map_or(0, |v| v.0);
+        // A new subscription takes a place in its IP's count (`maxSubscriptionsPerIp`; given
+        // back as `slot` drops if refused below); a replacement keeps the old one's.
+        let slot = match replaces {
+            true => None,
+            false => per_ip.take(&cfg.relay.limits, &self.shared.metrics.limits)?,
+        };
+        self.take_values(cfg, open, old, values)?;
+        let slot = slot.or_else(|| open.get_mut(sub_id).and_then(|v| v.1.take()));
+        open.insert(sub_id.clone(), (values, slot));
+        Ok(replaces)
     }
 
     /// Accounts a subscription's `values` (replacing one that held `old`) against the
