@@ -3,12 +3,13 @@
 //! connection's NIP-42 state, and route: events to the writer (ephemeral ones straight to
 //! the monitors), REQ/COUNT/CLOSE to the req-workers. Every refusal is answered here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use heed::RoTxn;
 
 use super::auth::{self, ReadAuth};
+use super::conn_map::{locked, ConnMap};
 use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IngesterMsg, IoSender, Lane, NegMsg, Outbound, Pool, ReqMsg, Ticket};
@@ -32,19 +33,6 @@ fn conn_of(m: &IngesterMsg) -> ConnId {
     }
 }
 
-/// Each connection's session, shared by the ingester threads its messages may go to (one
-/// per lane, see `msg::Lane`). A connection changes lane only with nothing in flight, but
-/// its last message's ticket is given back inside `handle`, just before that thread is
-/// done with the session: so each session has a lock of its own, which the other lane's
-/// thread waits for in that moment instead of seeing a session half-way.
-pub type Sessions = Arc<Mutex<HashMap<ConnId, Arc<Mutex<Session>>>>>;
-
-/// A lock, also after a panic elsewhere while it was held (the data is still consistent:
-/// every update is a single assignment).
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// NIP-42 state of one connection.
 #[derive(Default)]
 pub struct Session {
@@ -58,8 +46,12 @@ pub struct Session {
 
 pub struct Ingester {
     pub rx: super::inbox::Inbox<IngesterMsg>,
-    /// Shared with this thread's sibling in the other lane.
-    pub sessions: Sessions,
+    /// Each connection's session, shared with this thread's sibling in the other lane. A
+    /// connection changes lane only with nothing in flight, but its last message's ticket
+    /// is given back inside `handle`, just before that thread is done with the session: so
+    /// each session has a lock of its own, which the other lane's thread waits for in that
+    /// moment instead of seeing a session half-way.
+    pub sessions: RefCell<ConnMap<Session>>,
     /// Its lane: the busy lane's threads run at `relay.busyLaneNice`.
     pub lane: Lane,
     pub shared: Arc<Shared>,
@@ -117,7 +109,7 @@ impl Ingester {
                 mut ticket,
             } => {
                 ticket.waited(Stage::Ingester);
-                let session = locked(&self.sessions).entry(conn).or_default().clone();
+                let session = self.sessions.borrow_mut().get(conn).clone();
                 let mut s = locked(&session);
                 self.handle(conn, &mut s, &mut text, ticket, parser, txn);
             }
@@ -127,12 +119,12 @@ impl Ingester {
                     limits: Some(limits),
                     ..Session::default()
                 };
-                locked(&self.sessions).insert(conn, Arc::new(Mutex::new(s)));
+                self.sessions.borrow_mut().insert(conn, s);
             }
             IngesterMsg::Closed { conn } => {
                 // Only authenticated connections leave the gauge (strfry decrements
                 // it for every disconnect).
-                let gone = locked(&self.sessions).remove(&conn);
+                let gone = self.sessions.borrow_mut().remove(conn);
                 if gone.is_some_and(|s| locked(&s).authed.is_some()) {
                     self.shared.metrics.authenticated.dec();
                 }

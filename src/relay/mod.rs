@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod compressor;
+pub mod conn_map;
 pub mod deflate;
 pub mod extension;
 pub mod fair;
@@ -26,6 +27,7 @@ pub mod req_worker;
 pub mod write_policy;
 pub mod writer;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -230,7 +232,7 @@ impl Relay {
         let (neg_tx, neg_rx): (Vec<_>, Vec<_>) = (0..n_neg).map(|_| inbox::bounded(4096)).unzip();
         // One write-policy thread (and plugin process) per ingester; idle without a plugin.
         let (pol_tx, pol_rx): (Vec<_>, Vec<_>) = (0..n_ing).map(|_| inbox::bounded(4096)).unzip();
-        let (writer_tx, writer_rx) = bounded(65_536);
+        let (writer_tx, writer_rx) = inbox::bounded(65_536);
         let ingesters = Pool::with_busy(ing_tx.drain(..n_ing).collect(), ing_tx);
         let reqs = Pool::with_busy(req_tx.drain(..n_req).collect(), req_tx);
         let monitors = Pool::new(mon_tx);
@@ -240,7 +242,10 @@ impl Relay {
             q.push(("ingester", Box::new(depth(probes(&ing_rx)))));
             q.push(("reqWorker", Box::new(depth(probes(&req_rx)))));
             q.push(("reqMonitor", Box::new(depth(probes(&mon_rx)))));
-            q.push(("writer", Box::new(depth(vec![writer_rx.clone()]))));
+            q.push((
+                "writer",
+                Box::new(depth(probes(std::slice::from_ref(&writer_rx)))),
+            ));
             q.push(("negentropy", Box::new(depth(probes(&neg_rx)))));
             q.push(("writePolicy", Box::new(depth(probes(&pol_rx)))));
         }
@@ -248,12 +253,18 @@ impl Relay {
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f)
         };
-        let sessions: Vec<ingester::Sessions> = (0..n_ing).map(|_| Arc::default()).collect();
+        // One view per thread of each pair's sessions (the light thread's, then the busy one's).
+        let mut sessions: Vec<Option<conn_map::ConnMap<ingester::Session>>> = Vec::new();
+        for _ in 0..n_ing {
+            let (light, busy) = conn_map::ConnMap::pair();
+            sessions.push(Some(light));
+            sessions.push(Some(busy));
+        }
         for (i, rx) in ing_rx.into_iter().enumerate() {
             let (lane, name) = lane_of(i, n_ing, "Ingester");
             let s = ingester::Ingester {
                 rx,
-                sessions: sessions[i % n_ing].clone(),
+                sessions: RefCell::new(take_view(&mut sessions, i, n_ing)),
                 lane,
                 shared: shared.clone(),
                 io: io_sender.clone(),
@@ -285,12 +296,17 @@ impl Relay {
             monitors: monitors.clone(),
         };
         stages.push(spawn("Writer".into(), Box::new(move || w.run()))?);
-        let subs: Vec<req_worker::SharedSubs> = (0..n_req).map(|_| Arc::default()).collect();
+        let mut subs: Vec<Option<conn_map::ConnMap<req_worker::ConnSubs>>> = Vec::new();
+        for _ in 0..n_req {
+            let (light, busy) = conn_map::ConnMap::pair();
+            subs.push(Some(light));
+            subs.push(Some(busy));
+        }
         for (i, rx) in req_rx.into_iter().enumerate() {
             let (lane, name) = lane_of(i, n_req, "ReqWorker");
             let s = req_worker::ReqWorker {
                 rx,
-                subs: subs[i % n_req].clone(),
+                subs: RefCell::new(take_view(&mut subs, i, n_req)),
                 lane,
                 shared: shared.clone(),
                 io: io_sender.clone(),
@@ -490,6 +506,20 @@ pub(crate) fn render_http(
 
 /// The lane of a pool's `i`th thread (the first `n` are light) and its name, which says so
 /// (`top -H` shows which threads the busy connections keep busy).
+/// Thread `i`'s view of its pair's per-connection map (`views` holds each pair's light view,
+/// then its busy one; threads are numbered as in `lane_of`).
+fn take_view<V: Default>(
+    views: &mut [Option<conn_map::ConnMap<V>>],
+    i: usize,
+    n: usize,
+) -> conn_map::ConnMap<V> {
+    let at = 2 * (i % n) + usize::from(i >= n);
+    views
+        .get_mut(at)
+        .and_then(Option::take)
+        .expect("one view per thread")
+}
+
 fn lane_of(i: usize, n: usize, stage: &str) -> (Lane, String) {
     if i < n {
         (Lane::Light, format!("{stage} {i}"))

@@ -7,12 +7,14 @@
 //! the subscription moves to the req-monitor with the snapshot its scan used, so nothing
 //! is missed or sent twice.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::auth::ReadAuth;
+use super::conn_map::{locked, ConnMap, Entry};
 use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, Lane, MonitorMsg, Outbound, Pool, ReqMsg, TextBatch, Ticket};
@@ -30,13 +32,9 @@ const WORK_CHUNK: u64 = 2_000;
 /// Events between back-pressure checks inside a slice.
 const PACE: usize = 16;
 
-/// Open subscriptions per connection, with the filter values each holds and its place in
+/// A connection's open subscriptions, with the filter values each holds and its place in
 /// its IP's count (given back when the entry is dropped).
-type Subs = HashMap<ConnId, HashMap<SubId, (usize, Option<SubSlot>)>>;
-
-/// `Subs`, shared by a req-worker and its sibling in the other lane (`msg::Lane`): a
-/// connection's subscriptions count wherever its next REQ is served.
-pub type SharedSubs = Arc<std::sync::Mutex<Subs>>;
+pub type ConnSubs = HashMap<SubId, (usize, Option<SubSlot>)>;
 
 /// A REQ (limit cap) or a COUNT (count cap).
 enum Mode {
@@ -89,7 +87,9 @@ impl Running {
 
 pub struct ReqWorker {
     pub rx: super::inbox::Inbox<ReqMsg>,
-    pub subs: SharedSubs,
+    /// Each connection's subscriptions (scanning or live), shared with this thread's sibling
+    /// in the other lane: they count wherever the connection's next REQ is served.
+    pub subs: RefCell<ConnMap<ConnSubs>>,
     /// Its lane: the busy lane's threads run at `relay.busyLaneNice`.
     pub lane: Lane,
     pub shared: Arc<Shared>,
@@ -136,18 +136,16 @@ impl ReqWorker {
                     let mut out = Vec::new();
                     message::closed(&mut out, r.sub_id.as_str(), "error: internal error");
                     self.io.text(r.conn, out);
-                    self.release(&mut self.subs(), r.conn, &r.sub_id);
+                    self.release(r.conn, &r.sub_id);
                 }
             }
         }
     }
 
-    /// Every open subscription per connection (scanning or live) with its filter values,
-    /// for the limits; held only while they are counted, not across a scan.
-    fn subs(&self) -> std::sync::MutexGuard<'_, Subs> {
-        self.subs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A connection's subscriptions; the lock is its own, uncontended but while the
+    /// connection changes lane (`conn_map`).
+    fn subs(&self, conn: ConnId) -> Entry<ConnSubs> {
+        self.subs.borrow_mut().get(conn).clone()
     }
 
     fn handle(&self, m: ReqMsg, running: &mut Turns<Running>) {
@@ -227,7 +225,7 @@ impl ReqWorker {
                     .iter_conn(conn)
                     .filter(|r| r.count.is_some())
                     .count();
-                let open = self.subs().get(&conn).map_or(0, HashMap::len);
+                let open = locked(&self.subs(conn)).len();
                 if (counting + open) as u64 >= cfg.relay.max_subs_per_connection {
                     let mut out = Vec::new();
                     message::closed(&mut out, sub_id.as_str(), "error: too many concurrent REQs");
@@ -246,15 +244,14 @@ impl ReqWorker {
                 ticket: _done,
             } => {
                 running.retain_conn(conn, |r| r.sub_id != sub_id);
-                self.release(&mut self.subs(), conn, &sub_id);
+                self.release(conn, &sub_id);
                 self.monitors
                     .dispatch(conn, MonitorMsg::Unsubscribe { conn, sub_id });
             }
             ReqMsg::ConnClosed { conn } => {
                 running.remove_conn(conn);
-                let open = self.subs().remove(&conn);
-                if let Some(open) = open {
-                    self.give_back(open.values().map(|v| v.0).sum());
+                if let Some(open) = self.subs.borrow_mut().remove(conn) {
+                    self.give_back(locked(&open).values().map(|v| v.0).sum());
                 }
                 // After any Subscribe this worker sent for the connection.
                 self.monitors
@@ -265,9 +262,7 @@ impl ReqWorker {
 
     /// Records a new subscription, or one replacing the same id, if it fits the
     /// connection's, its IP's and the relay's limits: `Ok(replaces)`, or the reason for
-    /// CLOSED (a refused replacement leaves the old one as it was). The pair's lock is held
-    /// for this function only: nothing here wakes another thread, so a busy-lane sibling
-    /// preempted under it cannot hold up one that is (see `inbox`).
+    /// CLOSED (a refused replacement leaves the old one as it was).
     fn admit(
         &self,
         cfg: &crate::config::Config,
@@ -276,8 +271,8 @@ impl ReqWorker {
         values: usize,
         per_ip: &crate::policy::limits::SubLimit,
     ) -> Result<bool, String> {
-        let mut subs = self.subs();
-        let open = subs.entry(conn).or_default();
+        let subs = self.subs(conn);
+        let mut open = locked(&subs);
         let replaces = open.contains_key(sub_id);
         if !replaces && open.len() as u64 >= cfg.relay.max_subs_per_connection {
             return Err("error: too many concurrent REQs".to_string());
@@ -289,7 +284,7 @@ impl ReqWorker {
             true => None,
             false => per_ip.take(&cfg.relay.limits, &self.shared.metrics.limits)?,
         };
-        self.take_values(cfg, open, old, values)?;
+        self.take_values(cfg, &open, old, values)?;
         let slot = slot.or_else(|| open.get_mut(sub_id).and_then(|v| v.1.take()));
         open.insert(sub_id.clone(), (values, slot));
         Ok(replaces)
@@ -332,11 +327,10 @@ impl ReqWorker {
     }
 
     /// Forgets one subscription and gives its filter values back.
-    fn release(&self, subs: &mut Subs, conn: ConnId, sub_id: &SubId) {
-        if let Some(open) = subs.get_mut(&conn) {
-            if let Some((v, _slot)) = open.remove(sub_id) {
-                self.give_back(v);
-            }
+    fn release(&self, conn: ConnId, sub_id: &SubId) {
+        let removed = locked(&self.subs(conn)).remove(sub_id);
+        if let Some((v, _slot)) = removed {
+            self.give_back(v);
         }
     }
 

@@ -9,8 +9,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
 use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, MonitorMsg, Pool, Ticket, WriterMsg};
@@ -33,7 +31,7 @@ pub struct Policy {
     pub rx: super::inbox::Inbox<PolicyMsg>,
     pub shared: Arc<Shared>,
     pub io: IoSender,
-    pub writer: Sender<WriterMsg>,
+    pub writer: super::inbox::Door<WriterMsg>,
     pub monitors: Pool<MonitorMsg>,
 }
 

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
-
 use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{IoSender, MonitorMsg, Pool, WriterMsg};
@@ -23,7 +21,7 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(9);
 const PURGE_BATCH: usize = 1_000;
 
 pub struct Writer {
-    pub rx: Receiver<WriterMsg>,
+    pub rx: super::inbox::Inbox<WriterMsg>,
     pub shared: Arc<Shared>,
     pub io: IoSender,
     pub monitors: Pool<MonitorMsg>,
