@@ -106,6 +106,13 @@ const IDLE_KEEP: usize = 2 * 1024;
 /// How much a read asks the socket for.
 const READ_CHUNK: usize = 8 * 1024;
 
+thread_local! {
+    /// The io thread's read buffer, zeroed once: a stack array per read was zeroed on
+    /// every read (callgrind: 8 KiB memset per read, 3% of a query run's instructions).
+    static CHUNK: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
 impl Decoder {
     /// `max`: the largest frame and the largest (inflated) message (at most 1 GiB, so
     /// length arithmetic can never overflow).
@@ -131,10 +138,11 @@ impl Decoder {
     /// read buffer of its own.
     pub fn read_from(&mut self, r: &mut impl Read) -> std::io::Result<usize> {
         self.compact();
-        let mut chunk = [0u8; READ_CHUNK];
-        let n = r.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        CHUNK.with_borrow_mut(|chunk| {
+            let n = r.read(chunk)?;
+            self.buf.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        })
     }
 
     /// Drops consumed bytes; an idle connection keeps at most a small buffer.
