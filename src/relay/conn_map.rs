@@ -62,10 +62,25 @@ impl<V: Default> ConnMap<V> {
         &self.mine[&conn]
     }
 
-    /// A connection that opens, with its first value.
+    /// A connection that opens, with its first value. The sibling may have met it first
+    /// (its first message can reach the other lane before the open is handled, with
+    /// `busyAtMessagesInFlight = 1`): then the value it made is replaced in place, so both
+    /// threads keep holding the same one.
     pub fn insert(&mut self, conn: ConnId, v: V) {
-        let e = Arc::new(Mutex::new(v));
-        locked(&self.shared).insert(conn, e.clone());
+        let e = {
+            let mut shared = locked(&self.shared);
+            match shared.get(&conn) {
+                Some(e) => {
+                    *locked(e) = v;
+                    e.clone()
+                }
+                None => {
+                    let e = Arc::new(Mutex::new(v));
+                    shared.insert(conn, e.clone());
+                    e
+                }
+            }
+        };
         self.keep(conn, e);
     }
 
@@ -111,6 +126,15 @@ mod tests {
         // Made by whichever thread meets it first, then the same for the other.
         *locked(busy.get(8)) = 5;
         assert_eq!(*locked(light.get(8)), 5);
+    }
+
+    #[test]
+    fn an_open_handled_after_the_siblings_first_message_is_shared() {
+        let (mut light, mut busy) = ConnMap::<u32>::pair();
+        *locked(busy.get(3)) = 1;
+        light.insert(3, 10);
+        *locked(busy.get(3)) += 1;
+        assert_eq!(*locked(light.get(3)), 11);
     }
 
     /// The invariant the module exists for: once a thread has met a connection, its

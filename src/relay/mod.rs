@@ -504,8 +504,6 @@ pub(crate) fn render_http(
     }
 }
 
-/// The lane of a pool's `i`th thread (the first `n` are light) and its name, which says so
-/// (`top -H` shows which threads the busy connections keep busy).
 /// Thread `i`'s view of its pair's per-connection map (`views` holds each pair's light view,
 /// then its busy one; threads are numbered as in `lane_of`).
 fn take_view<V: Default>(
@@ -520,6 +518,8 @@ fn take_view<V: Default>(
         .expect("one view per thread")
 }
 
+/// The lane of a pool's `i`th thread (the first `n` are light) and its name, which says so
+/// (`top -H` shows which threads the busy connections keep busy).
 fn lane_of(i: usize, n: usize, stage: &str) -> (Lane, String) {
     if i < n {
         (Lane::Light, format!("{stage} {i}"))
