@@ -16,7 +16,7 @@ RATE=${RATE:-5000}
 EVENTS=${EVENTS:-100000}
 PORT=${PORT:-17790}
 tmp=$(mktemp -d)
-trap 'kill "${pid:-}" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
     for mode in off on; do
         rm -rf "$tmp/db"
