@@ -16,16 +16,17 @@ RATE=${RATE:-5000}
 EVENTS=${EVENTS:-100000}
 PORT=${PORT:-17790}
 tmp=$(mktemp -d)
-trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'kill "${pid:-}" "${bench:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# The config, rewritten whole (the relay reloads it when its mtime changes).
+conf() {
+    printf 'db = "%s"\nrelay { port = %s limits { enabled = false } }\nretention { %s }\n' "$tmp/db" "$PORT" "$1" >"$tmp/conf.new"
+    mv "$tmp/conf.new" "$tmp/conf"
+}
+metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 for round in $(seq 1 "$ROUNDS"); do
     for mode in off on; do
         rm -rf "$tmp/db"
         cp -r "$SRC" "$tmp/db"
-        conf() {
-            printf 'db = "%s"\nrelay { port = %s limits { enabled = false } }\nretention { %s }\n' "$tmp/db" "$PORT" "$1" >"$tmp/conf.new"
-            mv "$tmp/conf.new" "$tmp/conf"
-        }
-        metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
         conf ""
         "$W" --config "$tmp/conf" relay 2>"$tmp/relay.log" &
         pid=$!

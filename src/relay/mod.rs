@@ -239,32 +239,22 @@ impl Relay {
         let negs = Pool::new(neg_tx);
         let policies = Pool::new(pol_tx);
         if let Ok(mut q) = metrics.queues.lock() {
-            q.push(("ingester", Box::new(depth(probes(&ing_rx)))));
-            q.push(("reqWorker", Box::new(depth(probes(&req_rx)))));
-            q.push(("reqMonitor", Box::new(depth(probes(&mon_rx)))));
-            q.push((
-                "writer",
-                Box::new(depth(probes(std::slice::from_ref(&writer_rx)))),
-            ));
-            q.push(("negentropy", Box::new(depth(probes(&neg_rx)))));
-            q.push(("writePolicy", Box::new(depth(probes(&pol_rx)))));
+            q.push(("ingester", Box::new(depth(&ing_rx))));
+            q.push(("reqWorker", Box::new(depth(&req_rx))));
+            q.push(("reqMonitor", Box::new(depth(&mon_rx))));
+            q.push(("writer", Box::new(depth(std::slice::from_ref(&writer_rx)))));
+            q.push(("negentropy", Box::new(depth(&neg_rx))));
+            q.push(("writePolicy", Box::new(depth(&pol_rx))));
         }
         let mut stages = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f)
         };
-        // One view per thread of each pair's sessions (the light thread's, then the busy one's).
-        let mut sessions: Vec<Option<conn_map::ConnMap<ingester::Session>>> = Vec::new();
-        for _ in 0..n_ing {
-            let (light, busy) = conn_map::ConnMap::pair();
-            sessions.push(Some(light));
-            sessions.push(Some(busy));
-        }
-        for (i, rx) in ing_rx.into_iter().enumerate() {
+        for (i, (rx, sessions)) in ing_rx.into_iter().zip(pair_views(n_ing)).enumerate() {
             let (lane, name) = lane_of(i, n_ing, "Ingester");
             let s = ingester::Ingester {
                 rx,
-                sessions: RefCell::new(take_view(&mut sessions, i, n_ing)),
+                sessions: RefCell::new(sessions),
                 lane,
                 shared: shared.clone(),
                 io: io_sender.clone(),
@@ -296,17 +286,11 @@ impl Relay {
             monitors: monitors.clone(),
         };
         stages.push(spawn("Writer".into(), Box::new(move || w.run()))?);
-        let mut subs: Vec<Option<conn_map::ConnMap<req_worker::ConnSubs>>> = Vec::new();
-        for _ in 0..n_req {
-            let (light, busy) = conn_map::ConnMap::pair();
-            subs.push(Some(light));
-            subs.push(Some(busy));
-        }
-        for (i, rx) in req_rx.into_iter().enumerate() {
+        for (i, (rx, subs)) in req_rx.into_iter().zip(pair_views(n_req)).enumerate() {
             let (lane, name) = lane_of(i, n_req, "ReqWorker");
             let s = req_worker::ReqWorker {
                 rx,
-                subs: RefCell::new(take_view(&mut subs, i, n_req)),
+                subs: RefCell::new(subs),
                 lane,
                 shared: shared.clone(),
                 io: io_sender.clone(),
@@ -504,18 +488,11 @@ pub(crate) fn render_http(
     }
 }
 
-/// Thread `i`'s view of its pair's per-connection map (`views` holds each pair's light view,
-/// then its busy one; threads are numbered as in `lane_of`).
-fn take_view<V: Default>(
-    views: &mut [Option<conn_map::ConnMap<V>>],
-    i: usize,
-    n: usize,
-) -> conn_map::ConnMap<V> {
-    let at = 2 * (i % n) + usize::from(i >= n);
-    views
-        .get_mut(at)
-        .and_then(Option::take)
-        .expect("one view per thread")
+/// Each thread's view of its pair's per-connection map, in `lane_of`'s order: the `n` light
+/// threads' views, then their busy siblings' (thread `i` and `n + i` share one map).
+fn pair_views<V: Default>(n: usize) -> impl Iterator<Item = conn_map::ConnMap<V>> {
+    let (light, busy): (Vec<_>, Vec<_>) = (0..n).map(|_| conn_map::ConnMap::pair()).unzip();
+    light.into_iter().chain(busy)
 }
 
 /// The lane of a pool's `i`th thread (the first `n` are light) and its name, which says so
@@ -587,13 +564,10 @@ impl BusyNice {
     }
 }
 
-/// Depth probes of a pool's inboxes.
-fn probes<T>(inboxes: &[inbox::Inbox<T>]) -> Vec<crossbeam_channel::Receiver<T>> {
-    inboxes.iter().map(inbox::Inbox::depth_probe).collect()
-}
-
-/// A queue-depth reader over receivers (holding senders would keep stages alive at shutdown).
-fn depth<T: Send + 'static>(rs: Vec<crossbeam_channel::Receiver<T>>) -> impl Fn() -> usize + Send {
+/// A queue-depth reader over a pool's inboxes, through receivers that never take a message
+/// (holding senders would keep stages alive at shutdown).
+fn depth<T: Send + 'static>(inboxes: &[inbox::Inbox<T>]) -> impl Fn() -> usize + Send {
+    let rs: Vec<_> = inboxes.iter().map(inbox::Inbox::depth_probe).collect();
     move || rs.iter().map(|r| r.len()).sum()
 }
 

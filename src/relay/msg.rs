@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use super::inbox::Door;
-
 use super::auth::ReadAuth;
+use super::inbox::Door;
 use crate::nostr::{Event, Filter, SubId};
 use crate::store::LevId;
 
