@@ -16,13 +16,16 @@ use common::TestRelay;
 
 const SLOW: &str = "strfry_slow_client_terminations_total";
 const NOTICES: &str = "nostr_relay_messages_total{verb=\"NOTICE\"}";
+/// How long a wait may take before it counts as a failure: the waits end as soon as their
+/// event happens, but a debug build on a loaded 2-core machine answers 400k frames slowly.
+const PATIENCE: Duration = Duration::from_secs(120);
 
 /// `count` masked one-byte text frames (`x`): each is garbage that earns a NOTICE.
 /// Returns false if the relay closed the connection before all were written.
 fn flood(s: &mut TcpStream, count: usize) -> bool {
     let one = [0x81u8, 0x81, 0, 0, 0, 0, b'x'];
     let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
-    s.set_write_timeout(Some(Duration::from_secs(20)))
+    s.set_write_timeout(Some(PATIENCE))
         .expect("timeout");
     for _ in 0..count / 1000 {
         if s.write_all(&batch).is_err() {
@@ -34,7 +37,7 @@ fn flood(s: &mut TcpStream, count: usize) -> bool {
 
 /// Waits (bounded) for the metric to reach `want`.
 fn await_terminations(addr: &str, want: u64) -> u64 {
-    let end = Instant::now() + Duration::from_secs(30);
+    let end = Instant::now() + PATIENCE;
     loop {
         let n = common::metric(addr, SLOW);
         if n >= want || Instant::now() > end {
@@ -76,7 +79,7 @@ fn the_relay_wide_budget_closes_the_largest_backlogs() {
     // budget while the big one holds more. Flooding both at once made which one was larger
     // when the once-a-second check ran a matter of scheduling.
     let notices = |n: u64| {
-        let end = Instant::now() + Duration::from_secs(30);
+        let end = Instant::now() + PATIENCE;
         while common::metric(&addr, NOTICES) < n && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -94,7 +97,7 @@ fn the_relay_wide_budget_closes_the_largest_backlogs() {
         "no connection was closed"
     );
     // The big one went; the small one is still served.
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + PATIENCE;
     let mut buf = [0u8; 65536];
     big.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
