@@ -99,15 +99,19 @@ pub fn local_set(store: &Store, filter: &Filter) -> Result<NegentropyStorageVect
     let mut query = Query::new(vec![filter.clone()], u64::MAX, u64::MAX, now());
     loop {
         let txn = store.read_txn().map_err(err)?;
-        let mut levs = Vec::new();
-        let progress = query.run(store, &txn, 1_000_000, &mut levs).map_err(err)?;
-        for lev in levs {
-            if let Some(rec) = store.record(&txn, lev).map_err(err)? {
+        let mut failed = None;
+        let progress = query
+            .run_with(store, &txn, 1_000_000, &mut |_, rec| {
                 use crate::nostr::filter::EventView;
-                storage
-                    .insert(rec.created_at(), Id::from_byte_array(*rec.id()))
-                    .map_err(|e| e.to_string())?;
-            }
+                // Straight from the record the scan loaded (no second lookup by levId).
+                if let Err(e) = storage.insert(rec.created_at(), Id::from_byte_array(*rec.id())) {
+                    failed.get_or_insert(e.to_string());
+                }
+                true
+            })
+            .map_err(err)?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         if progress == Progress::Done {
             break;

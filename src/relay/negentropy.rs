@@ -418,22 +418,18 @@ impl NegWorker {
         let store = &self.shared.store;
         let txn = store.read_txn()?;
         let start = Instant::now();
-        let mut levs = Vec::new();
         loop {
-            levs.clear();
-            let auth = &c.auth;
-            let p = c
-                .query
-                .run_keeping(store, &txn, WORK_CHUNK, &mut levs, &|r| auth.may_read(r))?;
-            for &lev in &levs {
-                if let Some(rec) = store.record(&txn, lev)? {
+            let (auth, storage, items) = (&c.auth, &mut c.storage, &mut c.items);
+            // Straight from the record the scan loaded (no second lookup by levId).
+            let p = c.query.run_with(store, &txn, WORK_CHUNK, &mut |_, r| {
+                let ok = auth.may_read(r);
+                if ok {
                     // Cannot fail on an unsealed vector.
-                    let _ = c
-                        .storage
-                        .insert(rec.created_at(), Id::from_byte_array(*rec.id()));
-                    c.items += 1;
+                    let _ = storage.insert(r.created_at(), Id::from_byte_array(*r.id()));
+                    *items += 1;
                 }
-            }
+                ok
+            })?;
             if c.items > c.max {
                 return Ok(Slice::TooMany);
             }

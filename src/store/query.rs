@@ -159,6 +159,25 @@ impl Query {
         out: &mut Vec<LevId>,
         keep: &dyn Fn(&Record<'_>) -> bool,
     ) -> Result<Progress> {
+        self.run_with(store, txn, budget, &mut |lev, rec| {
+            let k = keep(rec);
+            if k {
+                out.push(lev);
+            }
+            k
+        })
+    }
+
+    /// `run` handing each match to `emit` with the record the scan loaded (a caller that
+    /// needs only the record's fields reads it once, not again by levId); `emit` returns
+    /// whether it took the event, which is what `pace` counts.
+    pub fn run_with(
+        &mut self,
+        store: &Store,
+        txn: &RoTxn,
+        budget: u64,
+        emit: &mut dyn FnMut(LevId, &Record<'_>) -> bool,
+    ) -> Result<Progress> {
         let Query {
             pace,
             scans,
@@ -168,7 +187,7 @@ impl Query {
             now,
             sent,
         } = self;
-        let out_start = out.len();
+        let mut emitted = 0usize;
         let mut work = 0u64;
         let several = scans.len() > 1;
         while let Some(scan) = scans.get_mut(*current) {
@@ -178,9 +197,17 @@ impl Query {
             }
             if scan.index == IndexKind::Search {
                 if search_scan(
-                    store, txn, scan, *snapshot, *now, sent, out, keep, &mut work,
+                    store,
+                    txn,
+                    scan,
+                    *snapshot,
+                    *now,
+                    sent,
+                    emit,
+                    &mut emitted,
+                    &mut work,
                 )? == Progress::Paused
-                    || out.len() - out_start >= *pace
+                    || emitted >= *pace
                 {
                     return Ok(Progress::Paused);
                 }
@@ -206,7 +233,7 @@ impl Query {
                 if scan.found >= scan.limit {
                     break;
                 }
-                if work >= budget || out.len() - out_start >= *pace {
+                if work >= budget || emitted >= *pace {
                     return Ok(Progress::Paused);
                 }
                 // Top up empty buffers, then take the greatest head (newest first).
@@ -240,8 +267,8 @@ impl Query {
                 }
                 scan.found += 1;
                 // Matches count towards the limit even if an earlier filter sent them.
-                if (!dedup || sent.insert(lev)) && keep(&rec) {
-                    out.push(lev);
+                if (!dedup || sent.insert(lev)) && emit(lev, &rec) {
+                    emitted += 1;
                 }
             }
             *current += 1;
@@ -260,8 +287,8 @@ fn search_scan(
     snapshot: LevId,
     now: u64,
     sent: &mut HashSet<LevId, foldhash::fast::RandomState>,
-    out: &mut Vec<LevId>,
-    keep: &dyn Fn(&Record<'_>) -> bool,
+    emit: &mut dyn FnMut(LevId, &Record<'_>) -> bool,
+    emitted: &mut usize,
     work: &mut u64,
 ) -> Result<Progress> {
     /// Candidates checked per call: a selective filter over a common word must not hold
@@ -297,8 +324,8 @@ fn search_scan(
             };
             if domain_ok && !rec.is_expired(now) && scan.filter.matches(&rec) {
                 scan.found += 1;
-                if sent.insert(lev) && keep(&rec) {
-                    out.push(lev);
+                if sent.insert(lev) && emit(lev, &rec) {
+                    *emitted += 1;
                 }
             }
         }
