@@ -25,8 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 fn flood(s: &mut TcpStream, count: usize) -> bool {
     let one = [0x81u8, 0x81, 0, 0, 0, 0, b'x'];
     let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
-    s.set_write_timeout(Some(PATIENCE))
-        .expect("timeout");
+    s.set_write_timeout(Some(PATIENCE)).expect("timeout");
     for _ in 0..count / 1000 {
         if s.write_all(&batch).is_err() {
             return false;
