@@ -158,6 +158,52 @@ fn a_filter_limits_the_reconciled_set() {
     assert!(!o.status.success());
 }
 
+/// A filter no stored tree holds (`kinds`): both sides collect their sets from the index
+/// (the relay in its negentropy thread, the CLI in `local_set`), and the difference is
+/// still exact.
+#[test]
+fn a_set_no_tree_holds_is_collected_on_both_sides() {
+    let ks = keys(20);
+    let t0 = now() - 7200;
+    let notes = events(300, "k");
+    let reactions: Vec<Event> = (0..100)
+        .map(|i| sign(&ks, t0 + i, 7, &[], &format!("+{i}")))
+        .collect();
+    let relay_has: Vec<Event> = notes[..200]
+        .iter()
+        .chain(&reactions[..60])
+        .cloned()
+        .collect();
+    let cli_has: Vec<Event> = notes[100..]
+        .iter()
+        .chain(&reactions[40..])
+        .cloned()
+        .collect();
+    let relay = relay_with(&relay_has, |_| {});
+    let cli = tempfile::tempdir().expect("tmp");
+    fill(cli.path(), &cli_has);
+    let out = sync(
+        cli.path(),
+        &relay.url,
+        &["--filter", r#"{"kinds":[1]}"#, "--print-missing"],
+    );
+    ok(&out);
+    let lines: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let expect: BTreeSet<String> = notes[200..]
+        .iter()
+        .map(|e| format!("have,{}", hex::encode(&e.id)))
+        .chain(
+            notes[..100]
+                .iter()
+                .map(|e| format!("need,{}", hex::encode(&e.id))),
+        )
+        .collect();
+    assert_eq!(lines, expect);
+}
+
 #[test]
 fn two_relays_reconcile_through_a_cli_writing_into_one_of_them() {
     let all = events(800, "r");

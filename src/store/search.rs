@@ -994,6 +994,27 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
     }
 
+    /// A search filter pauses after each chunk of candidates (256); the next run must go on
+    /// with the rest of its ranked list, not move on to the next filter.
+    #[test]
+    fn a_search_longer_than_one_chunk_resumes_where_it_paused() {
+        let (_d, store) = temp_store();
+        let evs: Vec<Event> = (0..300u64)
+            .map(|i| {
+                ev(
+                    1 + (i % 3) as u8,
+                    100 + i,
+                    1,
+                    &[],
+                    &format!("zebra number {i}"),
+                )
+            })
+            .collect();
+        store.write_batch(&evs).expect("write");
+        let found = search(&store, r#"{"search":"zebra","limit":500}"#, 1000);
+        assert_eq!(found.len(), 300);
+    }
+
     #[test]
     fn delete_replace_expire_and_wok_delete_remove_postings() {
         let (_d, store) = temp_store();
