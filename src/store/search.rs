@@ -1015,6 +1015,53 @@ mod tests {
         assert_eq!(found.len(), 300);
     }
 
+    /// A paced query (the relay's, watching a socket's backlog) returns after any run that
+    /// emitted `pace` events, search filters included.
+    #[test]
+    fn a_paced_search_returns_after_emitting_its_pace() {
+        let (_d, store) = temp_store();
+        let evs: Vec<Event> = (0..300u64)
+            .map(|i| {
+                ev(
+                    1 + (i % 3) as u8,
+                    100 + i,
+                    1,
+                    &[],
+                    &format!("zebra number {i}"),
+                )
+            })
+            .collect();
+        store.write_batch(&evs).expect("write");
+        let filter = JsonParser::new()
+            .parse(&mut br#"{"search":"zebra","limit":500}"#.to_vec(), |v| {
+                Filter::from_json(v, 3)
+            })
+            .expect("json")
+            .expect("filter");
+        let txn = store.read_txn().expect("txn");
+        let snap = store.latest_lev_id(&txn).expect("snap");
+        let mut q = Query::new(vec![filter], u64::MAX, snap, 1000).pace(10);
+        let mut runs = Vec::new();
+        for _ in 0..10 {
+            let mut out = Vec::new();
+            let p = q.run(&store, &txn, u64::MAX, &mut out).expect("run");
+            runs.push((p, out.len()));
+            if p == Progress::Done {
+                break;
+            }
+        }
+        // A chunk of 256 candidates, the other 44 (past the pace: the caller looks at its
+        // socket), then nothing left.
+        assert_eq!(
+            runs,
+            [
+                (Progress::Paused, 256),
+                (Progress::Paused, 44),
+                (Progress::Done, 0)
+            ]
+        );
+    }
+
     #[test]
     fn delete_replace_expire_and_wok_delete_remove_postings() {
         let (_d, store) = temp_store();
