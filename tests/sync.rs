@@ -64,6 +64,25 @@ fn ok(o: &Output) -> String {
     err
 }
 
+/// The `have,<id>` / `need,<id>` lines of a successful `--print-missing` run.
+fn missing(o: &Output) -> BTreeSet<String> {
+    ok(o);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines `--print-missing` must print: `have` for what only the CLI holds, `need` for
+/// what only the relay holds.
+fn difference(have: &[Event], need: &[Event]) -> BTreeSet<String> {
+    let line = |what: &str, e: &Event| format!("{what},{}", hex::encode(&e.id));
+    have.iter()
+        .map(|e| line("have", e))
+        .chain(need.iter().map(|e| line("need", e)))
+        .collect()
+}
+
 /// A relay holding `evs`, and its DB directory.
 fn relay_with(evs: &[Event], tweak: impl FnOnce(&mut wok::config::Config)) -> TestRelay {
     TestRelay::with_store(tweak, |s| {
@@ -104,21 +123,7 @@ fn down_up_and_print_missing_move_only_what_they_say() {
     fill(cli.path(), &all[200..]);
 
     let out = sync(cli.path(), &relay.url, &["--print-missing"]);
-    ok(&out);
-    let lines: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let expect: BTreeSet<String> = all[400..]
-        .iter()
-        .map(|e| format!("have,{}", hex::encode(&e.id)))
-        .chain(
-            all[..200]
-                .iter()
-                .map(|e| format!("need,{}", hex::encode(&e.id))),
-        )
-        .collect();
-    assert_eq!(lines, expect);
+    assert_eq!(missing(&out), difference(&all[400..], &all[..200]));
     assert_eq!(
         stored_ids(cli.path()),
         ids(&all[200..]),
@@ -187,21 +192,7 @@ fn a_set_no_tree_holds_is_collected_on_both_sides() {
         &relay.url,
         &["--filter", r#"{"kinds":[1]}"#, "--print-missing"],
     );
-    ok(&out);
-    let lines: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let expect: BTreeSet<String> = notes[200..]
-        .iter()
-        .map(|e| format!("have,{}", hex::encode(&e.id)))
-        .chain(
-            notes[..100]
-                .iter()
-                .map(|e| format!("need,{}", hex::encode(&e.id))),
-        )
-        .collect();
-    assert_eq!(lines, expect);
+    assert_eq!(missing(&out), difference(&notes[200..], &notes[..100]));
 }
 
 #[test]

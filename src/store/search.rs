@@ -973,11 +973,15 @@ mod tests {
             .expect("sign")
     }
 
-    fn search(store: &Store, f: &str, now: u64) -> Vec<[u8; 32]> {
-        let filter = JsonParser::new()
+    fn filter(f: &str) -> Filter {
+        JsonParser::new()
             .parse(&mut f.as_bytes().to_vec(), |v| Filter::from_json(v, 3))
             .expect("json")
-            .expect("filter");
+            .expect("filter")
+    }
+
+    fn search(store: &Store, f: &str, now: u64) -> Vec<[u8; 32]> {
+        let filter = filter(f);
         let txn = store.read_txn().expect("txn");
         let snap = store.latest_lev_id(&txn).expect("snap");
         let mut q = Query::new(vec![filter], u64::MAX, snap, now);
@@ -994,12 +998,9 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
     }
 
-    /// A search filter pauses after each chunk of candidates (256); the next run must go on
-    /// with the rest of its ranked list, not move on to the next filter.
-    #[test]
-    fn a_search_longer_than_one_chunk_resumes_where_it_paused() {
-        let (_d, store) = temp_store();
-        let evs: Vec<Event> = (0..300u64)
+    /// `n` kind-1 notes by three authors, each containing "zebra".
+    fn write_zebras(store: &Store, n: u64) {
+        let evs: Vec<Event> = (0..n)
             .map(|i| {
                 ev(
                     1 + (i % 3) as u8,
@@ -1011,6 +1012,14 @@ mod tests {
             })
             .collect();
         store.write_batch(&evs).expect("write");
+    }
+
+    /// A search filter pauses after each chunk of candidates (256); the next run must go on
+    /// with the rest of its ranked list, not move on to the next filter.
+    #[test]
+    fn a_search_longer_than_one_chunk_resumes_where_it_paused() {
+        let (_d, store) = temp_store();
+        write_zebras(&store, 300);
         let found = search(&store, r#"{"search":"zebra","limit":500}"#, 1000);
         assert_eq!(found.len(), 300);
     }
@@ -1020,24 +1029,8 @@ mod tests {
     #[test]
     fn a_paced_search_returns_after_emitting_its_pace() {
         let (_d, store) = temp_store();
-        let evs: Vec<Event> = (0..300u64)
-            .map(|i| {
-                ev(
-                    1 + (i % 3) as u8,
-                    100 + i,
-                    1,
-                    &[],
-                    &format!("zebra number {i}"),
-                )
-            })
-            .collect();
-        store.write_batch(&evs).expect("write");
-        let filter = JsonParser::new()
-            .parse(&mut br#"{"search":"zebra","limit":500}"#.to_vec(), |v| {
-                Filter::from_json(v, 3)
-            })
-            .expect("json")
-            .expect("filter");
+        write_zebras(&store, 300);
+        let filter = filter(r#"{"search":"zebra","limit":500}"#);
         let txn = store.read_txn().expect("txn");
         let snap = store.latest_lev_id(&txn).expect("snap");
         let mut q = Query::new(vec![filter], u64::MAX, snap, 1000).pace(10);
