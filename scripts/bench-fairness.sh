@@ -17,6 +17,10 @@
 # 127.0.0.2 --polite-from 127.0.0.3 --polite 1000 --polite-every-ms 12": two addresses, a paced
 # polite client with enough samples for a p99; add "--flood-nice 19" so the generator's
 # flood, like one from other machines, takes only cores the relays leave idle).
+# FLOOR=1 adds a control, "floor": the polite client talks to this wok as usual but the flood
+# goes to a second wok run wholly at SCHED_IDLE (`chrt -i 0`), so the polite figures show what
+# the load generator and a flooded relay's kernel work cost on this machine when the polite
+# relay itself does none of the flood's work: the lowest the wok column could reach here.
 # $WOK is always the bench client. Loopback only; nothing is built or downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +35,10 @@ ARGS=${BENCH_ARGS:-}
 [ "$ROUNDS" -ge 3 ] || { echo "ROUNDS must be at least 3" >&2; exit 1; }
 T=$(mktemp -d)
 relay_pid=""
+sink_pid=""
 cleanup() {
   [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$T"
 }
@@ -42,6 +48,10 @@ trap cleanup EXIT
 relays=(wok)
 [ -n "$BASE" ] && relays+=(base)
 [ -n "$STRFRY" ] && relays+=(strfry)
+if [ "${FLOOR:-0}" = 1 ]; then
+  command -v chrt >/dev/null || { echo "FLOOR=1 needs chrt (util-linux)" >&2; exit 1; }
+  relays+=(floor)
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -60,7 +70,7 @@ EOF
   echo "$c"
 }
 
-bin() { case $1 in wok) echo "$WOK" ;; base) echo "$BASE" ;; strfry) echo "$STRFRY" ;; esac; }
+bin() { case $1 in wok | floor) echo "$WOK" ;; base) echo "$BASE" ;; strfry) echo "$STRFRY" ;; esac; }
 sets() { # wok relays only
   [ "$1" = strfry ] && return 0
   for kv in ${WOK_SET:-}; do printf -- '--set\n%s\n' "$kv"; done
@@ -68,13 +78,29 @@ sets() { # wok relays only
 
 "$WOK" gen --count "$COUNT" --seed 1 >"$T/data.jsonl"
 for r in "${relays[@]}"; do
+  [ "$r" = floor ] && continue # uses wok's
   mkdir -p "$T/pre-$r"
   "$(bin "$r")" --config "$(conf "$T/pre-$r" 1)" import <"$T/data.jsonl" >/dev/null 2>&1
 done
 
 for ((round = 1; round <= ROUNDS; round++)); do
   for r in "${relays[@]}"; do
-    rm -rf "$T/run" && cp -r "$T/pre-$r" "$T/run"
+    pre=$T/pre-$r
+    [ "$r" = floor ] && pre=$T/pre-wok
+    rm -rf "$T/run" "$T/sink" && cp -r "$pre" "$T/run"
+    flood_to=()
+    if [ "$r" = floor ]; then
+      cp -r "$pre" "$T/sink"
+      sink_port=$(free_port)
+      mapfile -t extra < <(sets wok)
+      chrt -i 0 "$WOK" --config "$(conf "$T/sink" "$sink_port")" "${extra[@]}" relay >"$T/sink.log" 2>&1 &
+      sink_pid=$!
+      for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && break
+        sleep 0.1
+      done
+      flood_to=(--flood-url "ws://127.0.0.1:$sink_port")
+    fi
     sync # the copy's writeback must not land on the relay's fsyncs mid-run
     port=$(free_port)
     c=$(conf "$T/run" "$port")
@@ -87,7 +113,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
     # shellcheck disable=SC2086
     "$WOK" bench fairness "ws://127.0.0.1:$port" --pid "$relay_pid" --seed $((100 + round)) \
-      --count "$COUNT" --data-seed 1 --json $ARGS | python3 -c '
+      --count "$COUNT" --data-seed 1 --json "${flood_to[@]}" $ARGS | python3 -c '
 import json, sys
 relay, rnd = sys.argv[1], int(sys.argv[2])
 for line in sys.stdin:
@@ -98,6 +124,11 @@ for line in sys.stdin:
     kill "$relay_pid" 2>/dev/null || true
     wait "$relay_pid" 2>/dev/null || true
     relay_pid=""
+    if [ -n "$sink_pid" ]; then
+      kill "$sink_pid" 2>/dev/null || true
+      wait "$sink_pid" 2>/dev/null || true
+      sink_pid=""
+    fi
   done
 done
 
