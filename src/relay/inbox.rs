@@ -108,6 +108,11 @@ impl<T> Inbox<T> {
         self.wait(Instant::now().checked_add(d))
     }
 
+    /// Nothing queued now (a snapshot: a sender may add one right after).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.rx.try_recv()
     }

@@ -20,11 +20,12 @@ const MAX_BATCH: usize = 10_000;
 /// How often expired events are purged, and how many per transaction.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(9);
 const PURGE_BATCH: usize = 1_000;
-/// While events keep coming (the last batch ended under `GATHER_WHEN` ago), a batch of fewer
-/// than `GATHER_EVENTS` waits up to `GATHER_WAIT` for more. A slow fsync makes batches by
+/// While events keep coming from several connections (the last batch ended under
+/// `GATHER_WHEN` ago and was not one lone event), a batch of fewer than `GATHER_EVENTS` waits
+/// up to `GATHER_WAIT` for more. A slow fsync makes batches by
 /// itself; a fast disk does not, and one commit per event (its dirty index pages copied out
 /// each time) kept the writer ~70% busy at 5k events/s, so pruning or a burst queued everyone.
-/// An idle relay's events never wait.
+/// An idle relay's events never wait, nor a lone client's publishing one at a time.
 const GATHER_EVENTS: usize = 8;
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 const GATHER_WHEN: std::time::Duration = std::time::Duration::from_millis(2);
@@ -48,6 +49,9 @@ impl Writer {
         // Retention: one bounded slice inside a batch when due (relay/prune.rs).
         let mut prune = super::prune::RelayPruner::default();
         let mut last_end = Instant::now();
+        // The last batch was not one lone event: it carried several, or more came meanwhile.
+        // A client that publishes one event at a time, waiting for each OK, never waits.
+        let mut contended = false;
         loop {
             // Expired events are purged here, the one place that writes (strfry's cron
             // thread does it every 9 s).
@@ -69,7 +73,7 @@ impl Writer {
             for m in self.rx.try_iter() {
                 waiting.push(m.conn, m);
             }
-            if waiting.len() < GATHER_EVENTS && last_end.elapsed() < GATHER_WHEN {
+            if contended && waiting.len() < GATHER_EVENTS && last_end.elapsed() < GATHER_WHEN {
                 let until = Instant::now() + GATHER_WAIT;
                 while waiting.len() < GATHER_EVENTS {
                     let left = until.saturating_duration_since(Instant::now());
@@ -92,6 +96,7 @@ impl Writer {
             }
             let mut tickets = Vec::with_capacity(batch.len());
             let mut terms = Vec::with_capacity(batch.len());
+            let batch_len = batch.len();
             let (conns, events): (Vec<u64>, Vec<Event>) = batch
                 .into_iter()
                 .map(|mut m| {
@@ -159,6 +164,7 @@ impl Writer {
             drop(tickets);
             prune.after_batch();
             last_end = Instant::now();
+            contended = batch_len > 1 || !self.rx.is_empty();
         }
     }
 
