@@ -1,7 +1,7 @@
 //! The writer: the only thread that opens write transactions (invariant 2). Group commit:
 //! each transaction takes everything queued since the last one (up to MAX_BATCH, taken from
-//! connections in turns); only while events keep coming does a small batch wait a moment
-//! for more (`GATHER_*`); `OK` goes out only after the commit returns (invariant 3), then
+//! connections in turns); only while several connections' events keep coming does a small
+//! batch wait a moment for more (`GATHER_*`); `OK` goes out only after the commit returns (invariant 3), then
 //! the monitors are told.
 
 use std::sync::Arc;
@@ -22,10 +22,10 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(9);
 const PURGE_BATCH: usize = 1_000;
 /// While events keep coming from several connections (the last batch ended under
 /// `GATHER_WHEN` ago and was not one lone event), a batch of fewer than `GATHER_EVENTS` waits
-/// up to `GATHER_WAIT` for more. A slow fsync makes batches by
-/// itself; a fast disk does not, and one commit per event (its dirty index pages copied out
-/// each time) kept the writer ~70% busy at 5k events/s, so pruning or a burst queued everyone.
-/// An idle relay's events never wait, nor a lone client's publishing one at a time.
+/// up to `GATHER_WAIT` for more. A slow fsync makes batches by itself; a fast disk does
+/// not, and one commit per event (its dirty index pages copied out each time) kept the
+/// writer ~70% busy at 5k events/s, so pruning or a burst queued everyone. An idle relay's
+/// events never wait, nor a lone client's publishing one at a time.
 const GATHER_EVENTS: usize = 8;
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 const GATHER_WHEN: std::time::Duration = std::time::Duration::from_millis(2);
