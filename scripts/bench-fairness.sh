@@ -70,6 +70,13 @@ EOF
   echo "$c"
 }
 
+wait_port() { # until something listens on 127.0.0.1:$1 (10 s at most)
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
+
 bin() { case $1 in wok | floor) echo "$WOK" ;; base) echo "$BASE" ;; strfry) echo "$STRFRY" ;; esac; }
 sets() { # wok relays only
   [ "$1" = strfry ] && return 0
@@ -95,10 +102,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
       mapfile -t extra < <(sets wok)
       chrt -i 0 "$WOK" --config "$(conf "$T/sink" "$sink_port")" "${extra[@]}" relay >"$T/sink.log" 2>&1 &
       sink_pid=$!
-      for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && break
-        sleep 0.1
-      done
+      wait_port "$sink_port"
       flood_to=(--flood-url "ws://127.0.0.1:$sink_port")
     fi
     sync # the copy's writeback must not land on the relay's fsyncs mid-run
@@ -107,10 +111,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     mapfile -t extra < <(sets "$r")
     "$(bin "$r")" --config "$c" "${extra[@]}" relay >"$T/relay.log" 2>&1 &
     relay_pid=$!
-    for _ in $(seq 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      sleep 0.1
-    done
+    wait_port "$port"
     # shellcheck disable=SC2086
     "$WOK" bench fairness "ws://127.0.0.1:$port" --pid "$relay_pid" --seed $((100 + round)) \
       --count "$COUNT" --data-seed 1 --json "${flood_to[@]}" $ARGS | python3 -c '
