@@ -6,8 +6,11 @@
 //!   the whole backlog (seconds).
 //! - A connection pipelining far more EVENTs than it may have in flight is paused, not
 //!   refused: every event gets its OK and is stored, and the pause is counted.
+//! - A busy connection's socket moves to the busy io thread and back (`io::link`) with
+//!   nothing lost, repeated or reordered, its deflate stream included.
 
 mod common;
+mod pmd;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -344,6 +347,89 @@ fn a_connection_that_turns_busy_keeps_its_order_and_session() {
     assert!(light > 0 && light + 300 <= all, "light {light} of {all}");
 }
 
+/// A connection that turns busy is handed, socket and all, to the busy io thread, and back
+/// when it calms down; meanwhile the stages keep answering it through the main io thread
+/// and another connection's events reach its live subscription. Its deflate stream (a
+/// sliding window: frames compressed in order by its compressor thread, then written by
+/// whichever io thread owns it) must stay intact, and the live events must arrive once
+/// each, in the order they were published, twice over the round trip.
+#[test]
+fn a_connection_moves_between_io_threads_and_loses_nothing() {
+    let r = TestRelay::with(|c| c.relay.limits.enabled = false);
+    let author = common::keys(40);
+    let author_hex = wok::nostr::hex::encode(&author.pubkey);
+    // Published one at a time (each waits for its OK) while the other client runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (url, stop) = (r.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = common::Client::connect(&url);
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                let ev = common::sign(&author, common::now(), 1, &[], &format!("n{n}"));
+                assert_eq!(c.publish(&ev)[2], true);
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut steps = vec![
+        serde_json::json!({"send": format!(r#"["REQ","live",{{"authors":["{author_hex}"],"limit":0}}]"#)}),
+        serde_json::json!({"recv_until": r#""EOSE","live""#}),
+    ];
+    for round in 0..2 {
+        // Busy: far more than 8 in flight at once.
+        for i in 0..200 {
+            steps.push(serde_json::json!({"send": format!(r#"["REQ","b{round}-{i}",{{"kinds":[1],"limit":5}}]"#)}));
+            steps.push(serde_json::json!({"send": format!(r#"["CLOSE","b{round}-{i}"]"#)}));
+        }
+        steps.push(serde_json::json!({"send": format!(r#"["REQ","end{round}",{{"kinds":[1],"limit":5}}]"#)}));
+        steps.push(serde_json::json!({"recv_until": format!(r#""EOSE","end{round}""#)}));
+        // Calm for longer than a busy connection lingers, then one REQ at a time: light.
+        steps.push(serde_json::json!({"pause_ms": 1300}));
+        for i in 0..30 {
+            steps.push(serde_json::json!({"send": format!(r#"["REQ","c{round}-{i}",{{"kinds":[1],"limit":1}}]"#)}));
+            steps.push(serde_json::json!({"recv_until": format!(r#""EOSE","c{round}-{i}""#)}));
+            steps.push(serde_json::json!({"send": format!(r#"["CLOSE","c{round}-{i}"]"#)}));
+        }
+    }
+    let out = pmd::client(serde_json::json!({
+        "url": r.url,
+        "offer": pmd::default_offer(),
+        "steps": steps,
+    }));
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher");
+    assert_eq!(out["extensions"], "permessage-deflate", "a sliding window");
+    let metric = |name: &str| common::metric(&r.url, name);
+    assert!(
+        metric("wok_lane_changes_total{to=\"busy\"}") >= 2,
+        "it never turned busy twice"
+    );
+    assert!(
+        metric("wok_lane_changes_total{to=\"light\"}") >= 2,
+        "it never came back twice"
+    );
+    let mut live = Vec::new();
+    for text in out["received"].as_array().expect("received") {
+        let m: serde_json::Value =
+            serde_json::from_str(text.as_str().expect("text")).expect("json");
+        assert_ne!(m[0], "CLOSED", "{m}");
+        assert_ne!(m[0], "NOTICE", "{m}");
+        if m[0] == "EVENT" && m[1] == "live" {
+            let content = m[2]["content"].as_str().expect("content");
+            live.push(content.trim_start_matches('n').parse::<u32>().expect("n"));
+        }
+    }
+    // What it read before it stopped: a prefix of what was published, in order.
+    assert!(
+        live.len() > 50 && live.len() as u32 <= published,
+        "{} of {published}",
+        live.len()
+    );
+    assert_eq!(live, (0..live.len() as u32).collect::<Vec<_>>());
+}
+
 /// The busy lane's threads run at `relay.busyLaneNice`, the light ones as the process does.
 #[cfg(target_os = "linux")]
 #[test]
@@ -373,18 +459,23 @@ fn the_busy_lane_runs_at_its_nice_value() {
     };
     // A thread sets its priority as it starts; give them a moment to start.
     let busy = || -> Vec<i64> {
-        ["IngesterBusy 0", "IngesterBusy 2", "ReqWorkerBusy 1"]
-            .iter()
-            .flat_map(|n| of(n))
-            .collect()
+        [
+            "IngesterBusy 0",
+            "IngesterBusy 2",
+            "ReqWorkerBusy 1",
+            "WebsocketBusy",
+        ]
+        .iter()
+        .flat_map(|n| of(n))
+        .collect()
     };
-    let all_19 = |v: &[i64]| v.len() >= 3 && v.iter().all(|n| *n == 19);
+    let all_19 = |v: &[i64]| v.len() >= 4 && v.iter().all(|n| *n == 19);
     common::eventually(Duration::from_secs(10), || all_19(&busy()));
     let busy = busy();
     // Every relay in this test process uses the default, 19.
     assert!(all_19(&busy), "busy threads' nice values: {busy:?}");
     let mine = nice(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"));
-    let light: Vec<i64> = ["Ingester 0", "ReqWorker 2"]
+    let light: Vec<i64> = ["Ingester 0", "ReqWorker 2", "Websocket"]
         .iter()
         .flat_map(|n| of(n))
         .collect();

@@ -53,7 +53,7 @@ pub struct Compressors {
 }
 
 impl Compressors {
-    /// Starts `n` threads (at least one). They end when this handle is dropped.
+    /// Starts `n` threads (at least one). They end when every handle is dropped.
     pub fn start(n: usize, io: &IoSender) -> std::io::Result<Compressors> {
         let mut txs = Vec::new();
         for i in 0..n.max(1) {
@@ -66,6 +66,16 @@ impl Compressors {
         }
         let pending = RefCell::new((0..txs.len()).map(|_| Vec::new()).collect());
         Ok(Compressors { txs, pending })
+    }
+
+    /// A second handle on the same threads, with its own batches (the busy io thread's):
+    /// one connection's jobs still come from one io thread at a time, in order.
+    pub fn handle(&self) -> Compressors {
+        let pending = RefCell::new((0..self.txs.len()).map(|_| Vec::new()).collect());
+        Compressors {
+            txs: self.txs.clone(),
+            pending,
+        }
     }
 
     /// Queues a job for `conn`'s thread; it leaves at the next `flush`.

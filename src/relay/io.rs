@@ -3,7 +3,8 @@
 //! permessage-deflate negotiation), reads frames (`frame.rs` does framing, fragmentation,
 //! inflate and size limits), hands each text message to an ingester, and writes what the
 //! stages send back through per-connection queues, compressing as it frames them. It never
-//! parses Nostr JSON (invariant 5).
+//! parses Nostr JSON (invariant 5). Two run this loop: the main io thread, and the busy
+//! lane's, which owns busy connections' sockets (`link`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -26,6 +27,9 @@ use crate::policy::limits::{IpTable, Limit, Peer};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+
+mod link;
+pub use link::{BusyLink, Link, MainLink, Moved};
 
 pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -51,6 +55,7 @@ const WRITE_BUDGET: usize = 256 * 1024;
 /// Bytes read from one connection per turn of the loop.
 const READ_BUDGET: usize = 256 * 1024;
 
+#[derive(Clone)]
 pub struct IoConfig {
     pub max_payload: usize,
     pub max_pending: usize,
@@ -223,6 +228,11 @@ pub struct Io {
     pub ips: RefCell<IpTable>,
     /// Closes that met a full ingester inbox, retried every turn.
     pub closes: RefCell<Deferred<IngesterMsg>>,
+    /// Main or busy io thread, and the way to the other (see `link`).
+    pub link: Link,
+    /// Each io thread's outbound backlog, main then busy (`maxTotalPendingOutboundBytes`
+    /// counts both).
+    pub backlogs: Arc<[AtomicUsize; 2]>,
 }
 
 impl Io {
@@ -239,8 +249,12 @@ impl Io {
         let mut listening = true;
         // Access-control version last acted on (blocked IPs closed).
         let mut access_seen = self.shared.access.version();
+        // This thread's part of each inbox message (see `route`).
+        let mut local: Vec<Outbound> = Vec::new();
+        let main = matches!(self.link, Link::Main(_));
+        self.follow_nice();
         while !self.shutdown.load(Ordering::Relaxed) {
-            if self.draining.load(Ordering::Relaxed) {
+            if main && self.draining.load(Ordering::Relaxed) {
                 if listening {
                     if let Some(mut l) = self.listener.take() {
                         let _ = self.poll.registry().deregister(&mut l);
@@ -248,7 +262,7 @@ impl Io {
                     listening = false;
                     log::info!("draining: no new connections; {} open", conns.len());
                 }
-                if conns.is_empty() {
+                if conns.is_empty() && self.away() == 0 {
                     break;
                 }
             }
@@ -271,9 +285,11 @@ impl Io {
             touched.clear();
             touched.extend(unflushed.drain(..));
             let turn = Instant::now();
-            self.metrics
-                .io_backlog
-                .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
+            if main {
+                self.metrics
+                    .io_backlog
+                    .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
+            }
             self.closes.borrow_mut().retry(&self.ingesters);
             // Connections paused on a full ingester inbox: retry them (no readiness edge
             // will come for data already in their socket buffers).
@@ -301,101 +317,12 @@ impl Io {
             // Clear before draining: a message sent after this point wakes us again.
             self.woken.store(false, Ordering::Release);
             // The whole backlog (bounded, see OUTBOUND_PER_TURN): taking a message only
-            // queues it; writes are budgeted per connection below.
+            // queues it; writes are budgeted per connection below. What is for the other
+            // io thread's connections goes on to it (see `link`).
             for m in self.rx.try_iter().take(OUTBOUND_PER_TURN) {
-                match m {
-                    Outbound::Send { conn, text } => {
-                        self.metrics.relay_message(&text);
-                        if let Some(c) = conns.get_mut(&conn) {
-                            self.enqueue(conn, c, text, false);
-                            touched.insert(conn);
-                        }
-                    }
-                    Outbound::SendPaced { conn, batch } => {
-                        self.enqueue_batch(&mut conns, &mut touched, conn, batch);
-                    }
-                    Outbound::SendAll { conn, texts } => {
-                        self.enqueue_all(&mut conns, &mut touched, conn, texts, false);
-                    }
-                    Outbound::RateLimited { conn } => {
-                        if let Some(c) = conns.get_mut(&conn) {
-                            self.rate_limited(conn, c);
-                            touched.insert(conn);
-                        }
-                    }
-                    Outbound::Framed(frames) => {
-                        for Framed {
-                            conn,
-                            frame,
-                            len,
-                            cost,
-                            paced,
-                            plain,
-                            wire,
-                        } in frames
-                        {
-                            let Some(c) = conns.get_mut(&conn) else {
-                                continue;
-                            };
-                            if let Phase::Ws(ws) = &mut c.phase {
-                                ws.enc.traffic.plain += plain;
-                                ws.enc.traffic.wire += wire;
-                            }
-                            if c.closing {
-                                unpace(&c.published, paced, len);
-                            } else {
-                                // Its cost is in `pending` since it was handed over.
-                                c.out.push_back((Out::Framed(frame), len, cost, paced));
-                                touched.insert(conn);
-                            }
-                        }
-                    }
-                    Outbound::HttpReply { conn, bytes } => {
-                        if let Some(c) = conns.get_mut(&conn) {
-                            if let Phase::Http {
-                                reply, awaiting, ..
-                            } = &mut c.phase
-                            {
-                                *reply = bytes;
-                                *awaiting = false;
-                                c.closing = true;
-                                touched.insert(conn);
-                            }
-                        }
-                    }
-                    Outbound::EventBatch { json, recipients } => {
-                        self.metrics.relay_events(recipients.len() as u64);
-                        // Compressed once, on first need, for every recipient that uses no
-                        // context takeover (with it, each connection's bytes differ).
-                        let mut shared: Option<(u8, Arc<SharedEvent>)> = None;
-                        for (conn, sub) in recipients {
-                            if let Some(c) = conns.get_mut(&conn) {
-                                let piece = c.shares().and_then(|bits| match &shared {
-                                    Some((b, s)) if *b == bits => Some(s.clone()),
-                                    _ => {
-                                        let s = Arc::new(SharedEvent::new(&json, bits)?);
-                                        shared = Some((bits, s.clone()));
-                                        Some(s)
-                                    }
-                                });
-                                // A spliced recipient keeps only its prefix queued.
-                                let body = if piece.is_some() { 0 } else { json.len() + 1 };
-                                let mut f = Vec::with_capacity(sub.as_str().len() + 16 + body);
-                                crate::nostr::message::event_prefix(&mut f, &sub);
-                                match piece {
-                                    Some(s) => {
-                                        self.enqueue_spliced(conn, c, f, s);
-                                    }
-                                    None => {
-                                        f.extend_from_slice(&json);
-                                        f.push(b']');
-                                        self.enqueue(conn, c, f, false);
-                                    }
-                                }
-                                touched.insert(conn);
-                            }
-                        }
-                    }
+                self.route(m, &mut conns, &mut touched, &mut local);
+                for m in local.drain(..) {
+                    self.handle(m, &mut conns, &mut touched);
                 }
             }
             // A management change (NIP-86, `wok admin`) may have blocked IPs that are
@@ -404,6 +331,9 @@ impl Io {
             if v != access_seen {
                 access_seen = v;
                 self.close_blocked(&mut conns);
+                if let Link::Main(l) = &self.link {
+                    l.busy.wake();
+                }
             }
             // This turn's messages for compressed connections, one batch per thread.
             if let Some(comp) = &self.compressors {
@@ -433,6 +363,8 @@ impl Io {
                     continue;
                 }
             }
+            // Connections that changed lane go to the other io thread.
+            self.hand_over(&mut conns, &touched);
             self.metrics.io_turns.inc();
             self.metrics
                 .io_turn_us
@@ -457,6 +389,7 @@ impl Io {
                 self.ips
                     .borrow_mut()
                     .sweep(&self.cfg.limits, &self.metrics.limits);
+                self.follow_nice();
                 self.tick(&mut conns);
             }
             // Forgotten connections (dropped this turn) free their encoders promptly.
@@ -467,6 +400,128 @@ impl Io {
         let ids: Vec<ConnId> = conns.keys().copied().collect();
         for id in ids {
             self.drop_conn(id, &mut conns);
+        }
+        self.finish();
+    }
+
+    /// The busy io thread's CPU priority follows `relay.busyLaneNice` (as the busy lane's
+    /// stage threads do).
+    fn follow_nice(&self) {
+        if let Link::Busy(b) = &self.link {
+            let nice = self.shared.config().relay.busy_lane_nice;
+            b.nice.borrow_mut().follow(Lane::Busy, nice);
+        }
+    }
+
+    /// Takes one stage message for connections this thread owns: queues it (framing and
+    /// writing come later, budgeted per connection).
+    fn handle(
+        &self,
+        m: Outbound,
+        conns: &mut HashMap<ConnId, Conn>,
+        touched: &mut HashSet<ConnId>,
+    ) {
+        match m {
+            Outbound::Send { conn, text } => {
+                self.metrics.relay_message(&text);
+                if let Some(c) = conns.get_mut(&conn) {
+                    self.enqueue(conn, c, text, false);
+                    touched.insert(conn);
+                }
+            }
+            Outbound::SendPaced { conn, batch } => {
+                self.enqueue_batch(conns, touched, conn, batch);
+            }
+            Outbound::SendAll { conn, texts } => {
+                self.enqueue_all(conns, touched, conn, texts, false);
+            }
+            Outbound::RateLimited { conn } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    self.rate_limited(conn, c);
+                    touched.insert(conn);
+                }
+            }
+            Outbound::Framed(frames) => {
+                for Framed {
+                    conn,
+                    frame,
+                    len,
+                    cost,
+                    paced,
+                    plain,
+                    wire,
+                } in frames
+                {
+                    let Some(c) = conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    if let Phase::Ws(ws) = &mut c.phase {
+                        ws.enc.traffic.plain += plain;
+                        ws.enc.traffic.wire += wire;
+                    }
+                    if c.closing {
+                        unpace(&c.published, paced, len);
+                    } else {
+                        // Its cost is in `pending` since it was handed over.
+                        c.out.push_back((Out::Framed(frame), len, cost, paced));
+                        touched.insert(conn);
+                    }
+                }
+            }
+            Outbound::HttpReply { conn, bytes } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    if let Phase::Http {
+                        reply, awaiting, ..
+                    } = &mut c.phase
+                    {
+                        *reply = bytes;
+                        *awaiting = false;
+                        c.closing = true;
+                        touched.insert(conn);
+                    }
+                }
+            }
+            Outbound::EventBatch { json, recipients } => {
+                self.metrics.relay_events(recipients.len() as u64);
+                // Compressed once, on first need, for every recipient that uses no
+                // context takeover (with it, each connection's bytes differ).
+                let mut shared: Option<(u8, Arc<SharedEvent>)> = None;
+                for (conn, sub) in recipients {
+                    if let Some(c) = conns.get_mut(&conn) {
+                        let piece = c.shares().and_then(|bits| match &shared {
+                            Some((b, s)) if *b == bits => Some(s.clone()),
+                            _ => {
+                                let s = Arc::new(SharedEvent::new(&json, bits)?);
+                                shared = Some((bits, s.clone()));
+                                Some(s)
+                            }
+                        });
+                        // A spliced recipient keeps only its prefix queued.
+                        let body = if piece.is_some() { 0 } else { json.len() + 1 };
+                        let mut f = Vec::with_capacity(sub.as_str().len() + 16 + body);
+                        crate::nostr::message::event_prefix(&mut f, &sub);
+                        match piece {
+                            Some(s) => {
+                                self.enqueue_spliced(conn, c, f, s);
+                            }
+                            None => {
+                                f.extend_from_slice(&json);
+                                f.push(b']');
+                                self.enqueue(conn, c, f, false);
+                            }
+                        }
+                        touched.insert(conn);
+                    }
+                }
+            }
+            // Between the io threads: taken by `route`.
+            Outbound::Adopt(_)
+            | Outbound::Returned(_)
+            | Outbound::Fence(_)
+            | Outbound::Fenced(_)
+            | Outbound::Back(_)
+            | Outbound::Gone { .. }
+            | Outbound::Strike { .. } => {}
         }
     }
 
@@ -1164,8 +1219,17 @@ impl Io {
         if self.cfg.max_total_pending == 0 {
             return;
         }
-        let total: usize = conns.values().map(backlog).sum();
-        if total <= self.cfg.max_total_pending {
+        let own: usize = conns.values().map(backlog).sum();
+        let (mine, theirs) = match self.link {
+            Link::Main(_) => (0, 1),
+            Link::Busy(_) => (1, 0),
+        };
+        self.backlogs[mine].store(own, Ordering::Relaxed);
+        let other = self.backlogs[theirs].load(Ordering::Relaxed);
+        let total = own + other;
+        // The thread holding the larger part closes its largest backlogs (both doing so
+        // would close more than needed).
+        if total <= self.cfg.max_total_pending || own < other {
             return;
         }
         let mut by_size: Vec<(usize, ConnId)> = conns
@@ -1200,6 +1264,22 @@ impl Io {
         let Some(key) = c.limits.as_ref().map(Peer::key) else {
             return;
         };
+        match &self.link {
+            Link::Main(_) => self.strike(id, key),
+            // The per-IP table is the main thread's.
+            Link::Busy(b) => b.main.send(Outbound::Strike { conn: id, key }),
+        }
+        start_close(c, 1008, "rate-limited: too many refused messages");
+        // An abuser is not waited for (RFC 6455 §7.1.7 lets us fail the connection): what
+        // it keeps sending is drained unparsed and ends the connection once our close is
+        // out, instead of being read for the whole closing grace.
+        if let Phase::Ws(ws) = &mut c.phase {
+            ws.failed = true;
+        }
+    }
+
+    /// A strike against the IP of connection `id`, closed for its refusals: a cooldown.
+    fn strike(&self, id: ConnId, key: crate::policy::limits::IpKey) {
         let cooldown = self
             .ips
             .borrow_mut()
@@ -1213,13 +1293,6 @@ impl Io {
                 None => log::info!("[{id}] rate limited too often during a cooldown, closing"),
             }
         }
-        start_close(c, 1008, "rate-limited: too many refused messages");
-        // An abuser is not waited for (RFC 6455 §7.1.7 lets us fail the connection): what
-        // it keeps sending is drained unparsed and ends the connection once our close is
-        // out, instead of being read for the whole closing grace.
-        if let Phase::Ws(ws) = &mut c.phase {
-            ws.failed = true;
-        }
     }
 
     /// May a per-connection line be logged now (see `log_budget`)?
@@ -1231,6 +1304,8 @@ impl Io {
         let Some(mut c) = conns.remove(&id) else {
             return;
         };
+        // Its IP's connection slot is freed (only an upgraded connection holds one).
+        self.forget(id, c.limits.as_ref().map(Peer::key));
         if let Ok(mut m) = self.outbound.lock() {
             m.remove(&id);
         }
@@ -1258,9 +1333,6 @@ impl Io {
                     );
                 }
                 self.metrics.connections.dec();
-                if let Some(l) = &c.limits {
-                    self.ips.borrow_mut().closed(l.key());
-                }
                 // Down the pipeline, behind anything this connection already sent: the
                 // ingester passes it to the req-worker, which passes it to the monitor, so
                 // no subscription can be installed after its connection is gone.

@@ -333,10 +333,48 @@ impl Relay {
             addr,
         };
         stages.push(spawn("Management".into(), Box::new(move || m.run()))?);
-        drop(io_sender);
 
         let shutdown = Arc::new(AtomicBool::new(false));
         let draining = Arc::new(AtomicBool::new(false));
+        let backlogs: Arc<[AtomicUsize; 2]> = Arc::default();
+        let new_log_budget = || {
+            std::cell::RefCell::new(log_budget::LogBudget::new(
+                log_budget::LINES_PER_SEC,
+                std::time::Instant::now(),
+            ))
+        };
+        // The busy lane's io thread (see `io::link`): its own poll, inbox and waker; it
+        // runs until the main io thread tells it to stop.
+        let busy_poll = mio::Poll::new()?;
+        let (busy_tx, busy_rx) = unbounded();
+        let busy_sender = IoSender {
+            tx: busy_tx,
+            waker: Arc::new(mio::Waker::new(busy_poll.registry(), io::WAKER)?),
+            woken: Arc::new(AtomicBool::new(false)),
+        };
+        let busy_stop = Arc::new(AtomicBool::new(false));
+        let busy = io::Io {
+            poll: busy_poll,
+            listener: None,
+            rx: busy_rx,
+            compressors: compressors.as_ref().map(compressor::Compressors::handle),
+            ingesters: ingesters.clone(),
+            manage: manage_tx.clone(),
+            http: http.clone(),
+            metrics: metrics.clone(),
+            cfg: io_cfg.clone(),
+            shutdown: busy_stop.clone(),
+            draining: draining.clone(),
+            outbound: outbound.clone(),
+            shared: shared.clone(),
+            woken: busy_sender.woken.clone(),
+            log_budget: new_log_budget(),
+            ips: Default::default(),
+            closes: Default::default(),
+            link: io::Link::Busy(io::BusyLink::new(io_sender)),
+            backlogs: backlogs.clone(),
+        };
+        let busy_thread = spawn("WebsocketBusy".into(), Box::new(move || busy.run()))?;
         let io = io::Io {
             poll,
             listener: Some(listener),
@@ -352,12 +390,11 @@ impl Relay {
             outbound,
             shared: shared.clone(),
             woken,
-            log_budget: std::cell::RefCell::new(log_budget::LogBudget::new(
-                log_budget::LINES_PER_SEC,
-                std::time::Instant::now(),
-            )),
+            log_budget: new_log_budget(),
             ips: Default::default(),
             closes: Default::default(),
+            link: io::Link::Main(io::MainLink::new(busy_sender, busy_thread, busy_stop)),
+            backlogs,
         };
         let io_thread = Some(spawn("Websocket".into(), Box::new(move || io.run()))?);
         log::info!("relay listening on {addr}");

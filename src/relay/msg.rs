@@ -282,14 +282,23 @@ pub enum MonitorMsg {
 /// anything → io.
 pub enum Outbound {
     /// One text message for one connection.
-    Send { conn: ConnId, text: Vec<u8> },
+    Send {
+        conn: ConnId,
+        text: Vec<u8>,
+    },
     /// Several, in order, for one connection (one channel message and wake-up): a new
     /// subscription's EOSE and its replay.
-    SendAll { conn: ConnId, texts: Vec<Vec<u8>> },
+    SendAll {
+        conn: ConnId,
+        texts: Vec<Vec<u8>>,
+    },
     /// Stored-scan output, a slice's messages at once (one channel message and wake-up
     /// per slice, not per event): counted in the connection's published backlog until
     /// handed to the socket layer, so req-workers can pause (back-pressure).
-    SendPaced { conn: ConnId, batch: TextBatch },
+    SendPaced {
+        conn: ConnId,
+        batch: TextBatch,
+    },
     /// One event for many subscriptions: the io thread frames
     /// `["EVENT","<sub>",` + json + `]` per recipient, never re-encoding the JSON.
     EventBatch {
@@ -298,12 +307,41 @@ pub enum Outbound {
     },
     /// Close a connection that kept pushing after being rate limited, and refuse its IP
     /// for a cooldown (`relay.limits.violationsBeforeDisconnect`).
-    RateLimited { conn: ConnId },
+    RateLimited {
+        conn: ConnId,
+    },
     /// Messages a compressor thread framed (see `compressor`), in order per connection.
     Framed(Vec<Framed>),
     /// The answer to a plain HTTP request served off the io thread (NIP-86 management):
     /// written, then the connection closes.
-    HttpReply { conn: ConnId, bytes: Vec<u8> },
+    HttpReply {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    /// Between the two io threads only (see `io`'s "Two io threads"): a connection, its
+    /// socket and its queues, handed to the busy io thread (`Adopt`) or back (`Returned`).
+    Adopt(super::io::Moved),
+    Returned(super::io::Moved),
+    /// To the busy io thread: everything the main thread forwarded for `conn` before this
+    /// has been sent back (as `Back`); answered with `Fenced`.
+    Fence(ConnId),
+    /// To the main io thread: the fence passed, so messages it held for `conn` may follow.
+    Fenced(ConnId),
+    /// To the main io thread: a message forwarded to the busy thread for a connection it had
+    /// already returned; older than anything the stages sent since.
+    Back(Box<Outbound>),
+    /// To the main io thread: a connection the busy thread owned is gone (its IP's slot
+    /// freed in the per-IP table, which only the main thread keeps).
+    Gone {
+        conn: ConnId,
+        key: Option<crate::policy::limits::IpKey>,
+    },
+    /// To the main io thread: a busy connection was closed for its refusals (a strike
+    /// against its IP; see `relay.limits.violationsBeforeDisconnect`).
+    Strike {
+        conn: ConnId,
+        key: crate::policy::limits::IpKey,
+    },
 }
 
 /// One message framed by a compressor thread: `len` plain bytes (for pacing), `cost` bytes

@@ -5,7 +5,7 @@
 //!                     "server_max_window_bits": int|null, "client_max_window_bits": int|true|null},
 //!    "raw_offer": null | "header value sent as is",
 //!    "steps": [{"send": text} | {"send_fragments": [text, ...]} | {"recv": n}
-//!              | {"recv_until": text}]}
+//!              | {"recv_until": text} | {"pause_ms": n} (the Rust client only)]}
 //! and answer {"extensions": header or null, "received": [text, ...], "close_code": int or null}.
 //!
 //! - [`client`]: yawc (a Rust WebSocket library with its own framing and deflate), after a
@@ -222,6 +222,9 @@ async fn run_steps(
             if ws.send(Frame::text(text.to_owned())).await.is_err() {
                 break;
             }
+        } else if let Some(ms) = step["pause_ms"].as_u64() {
+            // Pacing, not synchronisation: time the relay measures (a lane's calm second).
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         } else if let Some(parts) = step["send_fragments"].as_array() {
             let n = parts.len();
             for (i, p) in parts.iter().enumerate() {
