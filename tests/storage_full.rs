@@ -138,6 +138,9 @@ fn import_on_a_full_disk_exits_non_zero_and_leaves_the_db_usable() {
     // otherwise take the next writes).
     fill_up(&fs.path().join("ballast"));
     // And the writers that follow fail the same clear way, or succeed, never corrupt it.
+    // (When training found no room, there is no dictionary 1 to compress with: that is
+    // said as clearly.)
+    let mut trained = false;
     for args in [
         &["negentropy", "add", r#"{"kinds":[1]}"#][..],
         &["negentropy", "build", "2"][..],
@@ -146,10 +149,17 @@ fn import_on_a_full_disk_exits_non_zero_and_leaves_the_db_usable() {
     ] {
         let out = common::run(wok(&db).args(args));
         let err = String::from_utf8_lossy(&out.stderr);
+        let untrained = args[1] == "compress" && !trained && err.contains("couldn't find dictId 1");
         assert!(
-            out.status.success() || err.contains("disk full") || err.contains("map is full"),
+            out.status.success()
+                || err.contains("disk full")
+                || err.contains("map is full")
+                || untrained,
             "{args:?}: {err}"
         );
+        if args[1] == "train" {
+            trained = out.status.success();
+        }
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(usable(&db, &StoreOptions::default()), stored, "{args:?}");
     }

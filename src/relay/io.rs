@@ -896,6 +896,12 @@ impl Io {
                 }
             }
         }
+        // A connection changing lane moves to the other io thread first, with this message
+        // held: that thread delivers it, so the lane's answers (which its stage threads send
+        // to their own io thread) never arrive before the connection does.
+        if to != self.serves() {
+            return Err(text);
+        }
         let ticket = inflight.ticket(text.len(), to);
         match self.ingesters.try_dispatch(
             to,

@@ -222,6 +222,20 @@ impl Relay {
             waker: waker.clone(),
             woken: woken.clone(),
         };
+        // The busy lane's io thread (see `io::link`): its own poll, inbox and waker; it
+        // runs until the main io thread tells it to stop. The busy lane's stage threads
+        // answer through it; every other stage through the main one.
+        let busy_poll = mio::Poll::new()?;
+        let (busy_tx, busy_rx) = unbounded();
+        let busy_sender = IoSender {
+            tx: busy_tx,
+            waker: Arc::new(mio::Waker::new(busy_poll.registry(), io::WAKER)?),
+            woken: Arc::new(AtomicBool::new(false)),
+        };
+        let io_of = |lane: Lane| match lane {
+            Lane::Light => io_sender.clone(),
+            Lane::Busy => busy_sender.clone(),
+        };
         // Bounded inboxes: a flood waits in the socket buffers, not in memory.
         // Light and busy lanes (`msg::Lane`): n threads each.
         let (mut ing_tx, ing_rx): (Vec<_>, Vec<_>) =
@@ -257,7 +271,7 @@ impl Relay {
                 sessions: RefCell::new(sessions),
                 lane,
                 shared: shared.clone(),
-                io: io_sender.clone(),
+                io: io_of(lane),
                 reqs: reqs.lane(lane),
                 negs: negs.clone(),
                 policy: policies.clone(),
@@ -293,7 +307,7 @@ impl Relay {
                 subs: RefCell::new(subs),
                 lane,
                 shared: shared.clone(),
-                io: io_sender.clone(),
+                io: io_of(lane),
                 monitors: monitors.clone(),
             };
             stages.push(spawn(name, Box::new(move || s.run()))?);
@@ -342,15 +356,6 @@ impl Relay {
                 log_budget::LINES_PER_SEC,
                 std::time::Instant::now(),
             ))
-        };
-        // The busy lane's io thread (see `io::link`): its own poll, inbox and waker; it
-        // runs until the main io thread tells it to stop.
-        let busy_poll = mio::Poll::new()?;
-        let (busy_tx, busy_rx) = unbounded();
-        let busy_sender = IoSender {
-            tx: busy_tx,
-            waker: Arc::new(mio::Waker::new(busy_poll.registry(), io::WAKER)?),
-            woken: Arc::new(AtomicBool::new(false)),
         };
         let busy_stop = Arc::new(AtomicBool::new(false));
         let busy = io::Io {

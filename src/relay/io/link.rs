@@ -6,13 +6,18 @@
 //! other clients leave idle, as its stage work already does. It comes back when it turns
 //! light again. Either way a socket has one owner at a time.
 //!
-//! Every stage still sends to the main thread, which forwards what is for a connection it
-//! handed over: each connection's messages pass through one FIFO, in order. Handing back
-//! needs a fence, because what the main thread forwarded before it learnt of the return is
-//! still on its way: it holds the connection's new messages and sends `Fence`; the busy
-//! thread sends everything it gets for the connection back (`Back`) until the fence, then
-//! answers `Fenced`, and the held messages follow. The main thread hands over no
-//! connection while it holds messages for it.
+//! The busy lane's stage threads (ingester, req-worker) answer through the busy io thread;
+//! every other stage (writer, monitors, negentropy, compressors) sends to the main one,
+//! which forwards what is for a connection it handed over. Order holds per connection:
+//! a connection changes lane only with nothing in flight, and moves *before* the message
+//! that changed its lane is delivered (the new owner delivers it), so the lane's answers
+//! never reach an io thread before the connection does; the forwarded messages share the
+//! busy thread's FIFO. Handing back needs a fence, because what the main thread forwarded
+//! before it learnt of the return (and any busy-lane answer still queued) is on its way
+//! to the busy thread: the main thread holds the connection's new messages and sends
+//! `Fence`; the busy thread sends everything it gets for the connection back (`Back`)
+//! until the fence, then answers `Fenced`, and the held messages follow. The main thread
+//! hands over no connection while it holds messages for it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -347,29 +352,29 @@ impl Io {
                 .is_ok(),
             _ => false,
         };
-        conn.more_to_read = true;
         conns.insert(id, *conn);
-        if registered {
-            touched.insert(id);
-        } else {
+        if !registered {
             self.drop_conn(id, conns);
+            return;
         }
+        // The message that made it move (held, see `deliver`) goes to its lane now.
+        if let Some(c) = conns.get_mut(&id) {
+            self.on_readable(id, c);
+        }
+        touched.insert(id);
     }
 
     /// Hands the touched connections that changed lane this turn to the other io thread:
     /// busy ones from the main thread, light ones back from the busy thread. Closing
     /// connections finish where they are.
     pub(super) fn hand_over(&self, conns: &mut HashMap<ConnId, Conn>, touched: &HashSet<ConnId>) {
-        let leaving = match &self.link {
-            Link::Main(_) => Lane::Busy,
-            Link::Busy(_) => Lane::Light,
-        };
+        let serves = self.serves();
         let ids: Vec<ConnId> = touched
             .iter()
             .copied()
             .filter(|id| {
                 conns.get(id).is_some_and(|c| {
-                    c.lane.lane == leaving
+                    c.lane.lane != serves
                         && matches!(c.phase, Phase::Ws(_))
                         && !c.closing
                         && c.unannounced.is_none()
@@ -405,6 +410,14 @@ impl Io {
                     b.main.send(Outbound::Returned(moved));
                 }
             }
+        }
+    }
+
+    /// The lane whose connections' sockets this thread owns.
+    pub(super) fn serves(&self) -> Lane {
+        match &self.link {
+            Link::Main(_) => Lane::Light,
+            Link::Busy(_) => Lane::Busy,
         }
     }
 
