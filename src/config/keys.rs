@@ -100,8 +100,8 @@ config_section! {
                 "wok only: the same counted in message bytes; one message is always let through, however large (0 = no limit)";
             busy_at_messages_in_flight: u64 = 8 => "busyAtMessagesInFlight", wok, live,
                 "wok only: a connection with this many client messages in flight at once is busy: its parsing, stored-event scans and socket move to the busy lane's threads until it has been calm for a second, so a flood waits behind everyone else's work, not they behind it (0 = one lane for every connection)";
-            busy_lane_nice: u64 = 19 => "busyLaneNice", wok, live,
-                "wok only: CPU priority of the busy lane's threads (one per ingester and per reqWorker, and the io thread that owns busy connections' sockets): a nice value 0-19, or 20 for SCHED_IDLE; 19 gives busy connections the cores only when nobody else needs them, 20 also lets any other thread preempt them at once (polite clients' tail latency under a flood about half of 19's, the flood served about 1/6 slower); leaving 20 or lowering the value needs CAP_SYS_NICE, else a restart";
+            busy_lane_nice: u64 = 20 => "busyLaneNice", wok, live,
+                "wok only: CPU priority of the busy lane's threads (one per ingester and per reqWorker, and the io thread that owns busy connections' sockets): 20 is SCHED_IDLE, which any other thread preempts at once, or a nice value 0-19, with which a running busy thread keeps its core to the end of its time slice (at 19 polite clients' REQ p99 under a flood about twice 20's, the flood served about 6% faster); leaving 20 or lowering the value needs CAP_SYS_NICE, else a restart";
 
             [auth: AuthConfig => "auth", "NIP-42 client authentication"] {
                 enabled: bool = true => "enabled", strfry, live,

@@ -458,10 +458,13 @@ impl Io {
 
 #[cfg(test)]
 mod tests {
-    //! A model of the two io threads around one connection: the stages send numbered
-    //! messages to the main thread while the connection is handed over and back at any
-    //! moment, and each thread takes its inbox in any interleaving. Whatever the order of
-    //! events, the connection's owner must handle every message, once, in the order sent.
+    //! A model of the two io threads around one connection: the shared stages send
+    //! numbered messages to the main thread, and while the connection is busy its lane's
+    //! stage threads answer what the busy thread delivered them straight to the busy thread;
+    //! the connection is handed over at any moment and back whenever nothing is in flight,
+    //! and each thread takes its inbox in any interleaving. Whatever the order of events,
+    //! the connection's owner must handle every message, once, in the order each source
+    //! sent them.
     use super::*;
     use proptest::prelude::*;
     use std::collections::VecDeque;
@@ -477,13 +480,21 @@ mod tests {
 
     enum ToBusy {
         Forwarded(u32),
+        /// A busy-lane stage thread's answer (numbered from `LANE`).
+        Direct(u32),
         Adopt,
         Fence,
     }
 
+    const LANE: u32 = 1 << 30;
+
     #[derive(Debug, Clone)]
     enum Op {
         Send,
+        /// The busy thread delivers a message to its lane (an answer is owed).
+        Request,
+        /// The lane answers one.
+        Answer,
         MainStep,
         BusyStep,
         HandOver,
@@ -499,6 +510,9 @@ mod tests {
         main_owns: bool,
         busy_owns: bool,
         sent: u32,
+        /// Busy-lane answers owed (messages in flight), and sent.
+        owed: u32,
+        answered: u32,
         handled: Vec<u32>,
         /// Handled by a thread that did not own the connection (the real loop drops them).
         lost: Vec<u32>,
@@ -542,7 +556,7 @@ mod tests {
                 return;
             };
             match m {
-                ToBusy::Forwarded(n) => match self.busy.dest(C) {
+                ToBusy::Forwarded(n) | ToBusy::Direct(n) => match self.busy.dest(C) {
                     Dest::Bounce => self.to_main.push_back(ToMain::Back(n)),
                     _ => self.handle(self.busy_owns, n),
                 },
@@ -560,6 +574,12 @@ mod tests {
                     self.to_main.push_back(ToMain::Stage(self.sent));
                     self.sent += 1;
                 }
+                Op::Request if self.busy_owns => self.owed += 1,
+                Op::Answer if self.owed > 0 => {
+                    self.owed -= 1;
+                    self.to_busy.push_back(ToBusy::Direct(LANE + self.answered));
+                    self.answered += 1;
+                }
                 Op::MainStep => self.main_step(),
                 Op::BusyStep => self.busy_step(),
                 // As `hand_over`: only a connection whose messages come here.
@@ -568,7 +588,8 @@ mod tests {
                     self.main.handed_over(C);
                     self.to_busy.push_back(ToBusy::Adopt);
                 }
-                Op::HandBack if self.busy_owns => {
+                // A connection changes lane only with nothing in flight.
+                Op::HandBack if self.busy_owns && self.owed == 0 => {
                     self.busy_owns = false;
                     self.busy.handed_back(C);
                     self.to_main.push_back(ToMain::Returned);
@@ -581,6 +602,8 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             3 => Just(Op::Send),
+            2 => Just(Op::Request),
+            2 => Just(Op::Answer),
             3 => Just(Op::MainStep),
             3 => Just(Op::BusyStep),
             1 => Just(Op::HandOver),
@@ -596,6 +619,10 @@ mod tests {
             for op in &ops {
                 m.apply(op);
             }
+            // What is in flight is answered in the end.
+            while m.owed > 0 {
+                m.apply(&Op::Answer);
+            }
             // Both inboxes drained (bounded: each step takes one message, and a thread
             // sends at most one per message it takes, until both are empty).
             for _ in 0..10_000 {
@@ -607,7 +634,9 @@ mod tests {
             }
             prop_assert!(m.to_main.is_empty() && m.to_busy.is_empty());
             prop_assert_eq!(&m.lost, &Vec::<u32>::new(), "handled by a thread that did not own it");
-            prop_assert_eq!(m.handled, (0..m.sent).collect::<Vec<_>>());
+            let (lane, stages): (Vec<u32>, Vec<u32>) = m.handled.iter().partition(|n| **n >= LANE);
+            prop_assert_eq!(stages, (0..m.sent).collect::<Vec<_>>());
+            prop_assert_eq!(lane, (LANE..LANE + m.answered).collect::<Vec<_>>());
         }
     }
 
