@@ -64,18 +64,19 @@ impl Compressors {
                 .spawn(move || run(&rx, &io))?;
             txs.push(tx);
         }
+        Ok(Compressors::over(txs))
+    }
+
+    /// A handle on these threads with its own (empty) batches.
+    fn over(txs: Vec<Sender<Vec<Job>>>) -> Compressors {
         let pending = RefCell::new((0..txs.len()).map(|_| Vec::new()).collect());
-        Ok(Compressors { txs, pending })
+        Compressors { txs, pending }
     }
 
     /// A second handle on the same threads, with its own batches (the busy io thread's):
     /// one connection's jobs still come from one io thread at a time, in order.
     pub fn handle(&self) -> Compressors {
-        let pending = RefCell::new((0..self.txs.len()).map(|_| Vec::new()).collect());
-        Compressors {
-            txs: self.txs.clone(),
-            pending,
-        }
+        Compressors::over(self.txs.clone())
     }
 
     /// Queues a job for `conn`'s thread; it leaves at the next `flush`.

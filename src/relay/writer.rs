@@ -1,8 +1,8 @@
 //! The writer: the only thread that opens write transactions (invariant 2). Group commit:
 //! each transaction takes everything queued since the last one (up to MAX_BATCH, taken from
 //! connections in turns); only while several connections' events keep coming does a small
-//! batch wait a moment for more (`GATHER_*`); `OK` goes out only after the commit returns (invariant 3), then
-//! the monitors are told.
+//! batch wait a moment for more (`GATHER_*`); `OK` goes out only after the commit returns
+//! (invariant 3), then the monitors are told.
 
 use std::sync::Arc;
 use std::time::Instant;
