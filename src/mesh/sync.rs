@@ -100,16 +100,21 @@ pub fn local_set(store: &Store, filter: &Filter) -> Result<NegentropyStorageVect
     loop {
         let txn = store.read_txn().map_err(err)?;
         let mut failed = None;
-        let progress = query
-            .run_with(store, &txn, 1_000_000, &mut |_, rec| {
-                use crate::nostr::filter::EventView;
-                // Straight from the record the scan loaded (no second lookup by levId).
-                if let Err(e) = storage.insert(rec.created_at(), Id::from_byte_array(*rec.id())) {
-                    failed.get_or_insert(e.to_string());
-                }
-                true
-            })
-            .map_err(err)?;
+        // Straight from the record the scan loaded (no second lookup by levId).
+        let mut add = |_, rec: &crate::store::Record<'_>| {
+            use crate::nostr::filter::EventView;
+            if let Err(e) = storage.insert(rec.created_at(), Id::from_byte_array(*rec.id())) {
+                failed.get_or_insert(e.to_string());
+            }
+            true
+        };
+        // Every match (no limit): gathered in levId order; a limit needs the ordered scan.
+        let progress = if query.gatherable() {
+            query.gather(store, &txn, 1_000_000, &mut add)
+        } else {
+            query.run_with(store, &txn, 1_000_000, &mut add)
+        }
+        .map_err(err)?;
         if let Some(e) = failed {
             return Err(e);
         }

@@ -251,9 +251,13 @@ impl NegWorker {
                                 return self.err(conn, &sub_id, "error: internal error");
                             }
                         };
+                        // Without a client limit the set is every match (more than `cap`
+                        // fails the session, checked as it grows): gathered in levId order.
+                        // A client's limit keeps the newest matches: the ordered scan.
                         let mut filter = filter;
-                        let limit = cap.saturating_add(1);
-                        filter.limit = Some(filter.limit.map_or(limit, |l| l.min(limit)));
+                        if let Some(l) = filter.limit {
+                            filter.limit = Some(l.min(cap.saturating_add(1)));
+                        }
                         sessions.held += cap;
                         sessions.collecting.push(
                             conn,
@@ -421,7 +425,7 @@ impl NegWorker {
         loop {
             let (auth, storage, items) = (&c.auth, &mut c.storage, &mut c.items);
             // Straight from the record the scan loaded (no second lookup by levId).
-            let p = c.query.run_with(store, &txn, WORK_CHUNK, &mut |_, r| {
+            let mut add = |_, r: &crate::store::Record<'_>| {
                 let ok = auth.may_read(r);
                 if ok {
                     // Cannot fail on an unsealed vector.
@@ -429,7 +433,12 @@ impl NegWorker {
                     *items += 1;
                 }
                 ok
-            })?;
+            };
+            let p = if c.query.gatherable() {
+                c.query.gather(store, &txn, WORK_CHUNK, &mut add)?
+            } else {
+                c.query.run_with(store, &txn, WORK_CHUNK, &mut add)?
+            };
             if c.items > c.max {
                 return Ok(Slice::TooMany);
             }

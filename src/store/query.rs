@@ -23,6 +23,8 @@ use super::{Record, Result, Store, Table};
 use crate::nostr::filter::EventView;
 use crate::nostr::Filter;
 
+mod gather;
+
 /// Above this many author×kind pairs, strfry scans `pubkey` instead of `pubkeyKind`.
 const MAX_PUBKEY_KIND_PAIRS: usize = 1000;
 
@@ -80,6 +82,8 @@ pub struct Query {
     now: u64,
     /// Emitted levIds, when an event could come twice (several filters or cursors).
     sent: HashSet<LevId, foldhash::fast::RandomState>,
+    /// `gather`'s window of candidates.
+    gathered: gather::Gathered,
 }
 
 impl Query {
@@ -108,6 +112,7 @@ impl Query {
             after: 0,
             now,
             sent: HashSet::default(),
+            gathered: Default::default(),
         }
     }
 
@@ -186,6 +191,7 @@ impl Query {
             after,
             now,
             sent,
+            ..
         } = self;
         let mut emitted = 0usize;
         let mut work = 0u64;
