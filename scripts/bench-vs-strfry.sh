@@ -46,6 +46,10 @@ cpu_ms() { awk '{ sub(/.*\) /, ""); print ($12 + $13) * 10 }' "/proc/$1/stat"; }
 # A process's peak resident set since it started (or since reset_peak), in KiB.
 peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# RSS split: anonymous memory (the relay's own) and mapped file pages (the DB's clean page
+# cache, shared and reclaimable), which the peak above lumps together.
+rss_anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+rss_file_kb() { awk '/^RssFile:/ { print $2 }' "/proc/$1/status"; }
 # Starts the peak over from the current RSS (Linux >= 4.0; ignored where refused).
 reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
@@ -142,6 +146,7 @@ for round in $(seq "$ROUNDS"); do
     for case in "negentropy {}" 'neg_collected {"kinds":[1]}'; do
       scen=${case%% *}; filter=${case#* }
       rss0=$(rss_kb "$relay_pid"); reset_peak "$relay_pid"
+      anon0=$(rss_anon_kb "$relay_pid"); file0=$(rss_file_kb "$relay_pid")
       c0=$(cpu_ms "$relay_pid"); t0=$(ms)
       if ! "$WOK" --set db="$T/local" sync "$url" --filter "$filter" --print-missing --timeout 30 \
           >"$T/missing" 2>"$T/sync.log"; then
@@ -154,6 +159,9 @@ for round in $(seq "$ROUNDS"); do
       one "$r" "$round" "$scen" relay_peak_rss_kb "$(peak_rss_kb "$relay_pid")" KiB
       # What the sync itself made the relay hold: its peak over the RSS just before it.
       one "$r" "$round" "$scen" relay_rss_growth_kb $(( $(peak_rss_kb "$relay_pid") - rss0 )) KiB
+      # The same growth split, read after the sync: anonymous memory vs mapped file pages.
+      one "$r" "$round" "$scen" relay_rss_anon_growth_kb $(( $(rss_anon_kb "$relay_pid") - anon0 )) KiB
+      one "$r" "$round" "$scen" relay_rss_file_growth_kb $(( $(rss_file_kb "$relay_pid") - file0 )) KiB
       one "$r" "$round" "$scen" differences "$(wc -l <"$T/missing")" ids
       read -r rounds up down < <(grep -o '[0-9]* rounds, [0-9]* bytes up, [0-9]* bytes down' "$T/sync.log" |
         awk '{print $1, $3, $6}') || true
