@@ -262,8 +262,14 @@ mod tests {
         let k = Keys::from_secret([9; 32]).expect("key");
         let evs: Vec<Event> = (0..120)
             .map(|i| {
-                k.sign(100 + i, 1, Tags::from_vecs::<&str>(&[]), "x", &Limits::default())
-                    .expect("sign")
+                k.sign(
+                    100 + i,
+                    1,
+                    Tags::from_vecs::<&str>(&[]),
+                    "x",
+                    &Limits::default(),
+                )
+                .expect("sign")
             })
             .collect();
         s.write_batch(&evs).expect("write");
