@@ -137,12 +137,13 @@ impl Query {
         work: &mut u64,
         emit: &mut dyn FnMut(LevId, &Record<'_>) -> bool,
     ) -> Result<bool> {
-        // Several filters or values can yield one event in different windows.
+        // Several filters, or several tag values (an event can carry more than one), can
+        // yield one event in different windows. Other indexes hold one key per event (one
+        // pubkey, one kind), so their cursors never share an event and need no set.
         let dedup = self.scans.len() > 1
-            || self
-                .scans
-                .iter()
-                .any(|s| s.cursors.as_ref().is_some_and(|c| c.len() > 1));
+            || self.scans.iter().any(|s| {
+                s.index == IndexKind::Tag && s.cursors.as_ref().is_some_and(|c| c.len() > 1)
+            });
         let Query {
             scans,
             now,
@@ -254,32 +255,33 @@ mod tests {
         panic!("gather never finished");
     }
 
-    /// Two filters that match the same events read them in different windows (a cursor's
-    /// first read is 50 keys, the next 500): each event still comes once.
+    /// Two filters that match the same events, or two tag values that each event carries,
+    /// read them in different windows (a cursor's first read is 50 keys, the next 500):
+    /// each event still comes once.
     #[test]
-    fn an_event_two_filters_match_comes_once() {
+    fn an_event_found_twice_comes_once() {
         let (_d, s) = crate::store::tests::temp_store();
         let k = Keys::from_secret([9; 32]).expect("key");
+        let tags = [["t", "a"], ["t", "b"]];
         let evs: Vec<Event> = (0..120)
             .map(|i| {
-                k.sign(
-                    100 + i,
-                    1,
-                    Tags::from_vecs::<&str>(&[]),
-                    "x",
-                    &Limits::default(),
-                )
-                .expect("sign")
+                let tags = Tags::from_vecs(&tags.map(|t| t.to_vec()));
+                k.sign(100 + i, 1, tags, "x", &Limits::default())
+                    .expect("sign")
             })
             .collect();
         s.write_batch(&evs).expect("write");
-        let fs = [filter(r#"{"kinds":[1]}"#), filter(r#"{"kinds":[1,7]}"#)];
         let txn = s.read_txn().expect("txn");
         let snap = s.latest_lev_id(&txn).expect("snap");
         drop(txn);
-        let got = gathered(&s, &fs, snap, 1000, 1_000_000);
-        assert_eq!(got.len(), 120);
-        assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), 120);
+        for fs in [
+            vec![filter(r#"{"kinds":[1]}"#), filter(r#"{"kinds":[1,7]}"#)],
+            vec![filter(r##"{"#t":["a","b"]}"##)],
+        ] {
+            let got = gathered(&s, &fs, snap, 1000, 1_000_000);
+            assert_eq!(got.len(), 120);
+            assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), 120);
+        }
     }
 
     proptest::proptest! {
