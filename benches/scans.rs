@@ -41,7 +41,23 @@ fn bench_scans(c: &mut Criterion) {
         .step_by(997)
         .map(|e| format!("\"{}\"", e.id_hex()))
         .collect();
+    // A follow feed: 50 authors × 3 kinds, one cursor per pair, merged.
+    let mut follows: Vec<String> = events.iter().map(|e| hex::encode(&e.pubkey)).collect();
+    follows.sort();
+    follows.dedup();
+    let follows: Vec<String> = follows
+        .iter()
+        .take(50)
+        .map(|a| format!("\"{a}\""))
+        .collect();
     let shapes = [
+        (
+            "feed_50x3",
+            format!(
+                r#"{{"authors":[{}],"kinds":[1,6,7],"limit":100}}"#,
+                follows.join(",")
+            ),
+        ),
         ("ids_20", format!(r#"{{"ids":[{}]}}"#, ids.join(","))),
         (
             "pubkey_kind",
