@@ -108,13 +108,10 @@ pub fn local_set(store: &Store, filter: &Filter) -> Result<NegentropyStorageVect
             }
             true
         };
-        // Every match (no limit): gathered in levId order; a limit needs the ordered scan.
-        let progress = if query.gatherable() {
-            query.gather(store, &txn, 1_000_000, &mut add)
-        } else {
-            query.run_with(store, &txn, 1_000_000, &mut add)
-        }
-        .map_err(err)?;
+        // The set is sorted when sealed: any order will do.
+        let progress = query
+            .run_unordered(store, &txn, 1_000_000, &mut add)
+            .map_err(err)?;
         if let Some(e) = failed {
             return Err(e);
         }

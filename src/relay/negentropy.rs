@@ -264,7 +264,10 @@ impl NegWorker {
                             Collecting {
                                 conn,
                                 sub_id,
-                                query: Query::new(vec![filter], u64::MAX, snapshot, now()),
+                                // Candidates held while gathering stay within the
+                                // room reserved (8 bytes each against ~40 an item).
+                                query: Query::new(vec![filter], u64::MAX, snapshot, now())
+                                    .window(usize::try_from(cap).unwrap_or(usize::MAX).max(1024)),
                                 storage: NegentropyStorageVector::new(),
                                 items: 0,
                                 max: cap,
@@ -434,11 +437,7 @@ impl NegWorker {
                 }
                 ok
             };
-            let p = if c.query.gatherable() {
-                c.query.gather(store, &txn, WORK_CHUNK, &mut add)?
-            } else {
-                c.query.run_with(store, &txn, WORK_CHUNK, &mut add)?
-            };
+            let p = c.query.run_unordered(store, &txn, WORK_CHUNK, &mut add)?;
             if c.items > c.max {
                 return Ok(Slice::TooMany);
             }

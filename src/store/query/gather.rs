@@ -15,17 +15,19 @@ use heed::RoTxn;
 
 use super::{keys, refill, table, IndexKind, LevId, Progress, Query, Record, Result, Store};
 
-/// Candidate levIds read from the indexes before their records are fetched: bounds the
-/// memory of a collection (8 bytes each) whatever its size.
+/// Most candidate levIds read from the indexes before their records are fetched: bounds the
+/// memory of a collection (8 bytes each) whatever its size. A caller holding less room can
+/// lower it (`Query::window`).
 const WINDOW: usize = if cfg!(test) { 16 } else { 65_536 };
 /// A forward cursor steps over at most this many records to reach the next candidate; a
 /// longer gap is a fresh seek (one descent costs about as much as this many steps).
 const MAX_STEP: u64 = 32;
 
 /// `gather`'s state between calls: the current window of candidates.
-#[derive(Default)]
 pub(super) struct Gathered {
     levs: Vec<LevId>,
+    /// Most candidates held at once.
+    window: usize,
     /// Sorted and deduplicated: being fetched from `next`.
     sorted: bool,
     next: usize,
@@ -33,11 +35,48 @@ pub(super) struct Gathered {
     last: bool,
 }
 
+impl Default for Gathered {
+    fn default() -> Self {
+        Gathered {
+            levs: Vec::new(),
+            window: WINDOW,
+            sorted: false,
+            next: 0,
+            last: false,
+        }
+    }
+}
+
 impl Query {
+    /// Holds at most `candidates` (at least 1, at most 64k) candidates at once when
+    /// gathered: a caller that reserved room for fewer events than a full window keeps the
+    /// window within its reservation.
+    pub fn window(mut self, candidates: usize) -> Query {
+        self.gathered.window = candidates.clamp(1, WINDOW);
+        self
+    }
+
+    /// Every match, in whatever order is cheapest, for about `budget` units of work per
+    /// call: gathered in levId order when the query allows it (`gatherable`), else the
+    /// ordered scan. For callers that build a set (NIP-77) and sort it themselves.
+    pub fn run_unordered(
+        &mut self,
+        store: &Store,
+        txn: &RoTxn,
+        budget: u64,
+        emit: &mut dyn FnMut(LevId, &Record<'_>) -> bool,
+    ) -> Result<Progress> {
+        if self.gatherable() {
+            self.gather(store, txn, budget, emit)
+        } else {
+            self.run_with(store, txn, budget, emit)
+        }
+    }
+
     /// Can `gather` answer this query: no search filter (ranked, not an index scan) and no
     /// filter limited below the query's cap (a limit keeps the *newest* matches, which
     /// needs created_at order).
-    pub fn gatherable(&self) -> bool {
+    fn gatherable(&self) -> bool {
         self.scans
             .iter()
             .all(|s| s.index != IndexKind::Search && s.limit == u64::MAX)
@@ -47,7 +86,7 @@ impl Query {
     /// at or below `after`), each once, in no particular order (levId order within each
     /// window of candidates), for about `budget` units of work per call, as `run_with`.
     /// Only for a `gatherable` query; `emit`'s answer is ignored.
-    pub fn gather(
+    fn gather(
         &mut self,
         store: &Store,
         txn: &RoTxn,
@@ -58,7 +97,7 @@ impl Query {
         loop {
             if !self.gathered.sorted {
                 let exhausted = self.gather_levs(store, txn, budget, &mut work)?;
-                if !exhausted && self.gathered.levs.len() < WINDOW {
+                if !exhausted && self.gathered.levs.len() < self.gathered.window {
                     return Ok(Progress::Paused);
                 }
                 let g = &mut self.gathered;
@@ -91,6 +130,7 @@ impl Query {
         work: &mut u64,
     ) -> Result<bool> {
         let (snapshot, after) = (self.snapshot, self.after);
+        let window = self.gathered.window;
         let levs = &mut self.gathered.levs;
         while let Some(scan) = self.scans.get_mut(self.current) {
             if scan.cursors.is_none() {
@@ -106,17 +146,22 @@ impl Query {
             let (lo, hi) = keys::suffix_bounds(scan.filter.since, scan.filter.until);
             for c in scan.cursors.as_deref_mut().unwrap_or_default() {
                 loop {
-                    while let Some(sfx) = c.buf.pop_front() {
+                    // Never past the window: the rest stays in the cursor's buffer.
+                    while levs.len() < window {
+                        let Some(sfx) = c.buf.pop_front() else { break };
                         if let Some((_, lev)) = keys::parse_suffix(&sfx) {
                             if lev <= snapshot && lev > after {
                                 levs.push(lev);
                             }
                         }
                     }
+                    if levs.len() >= window {
+                        return Ok(false);
+                    }
                     if c.exhausted {
                         break;
                     }
-                    if levs.len() >= WINDOW || *work >= budget {
+                    if *work >= budget {
                         return Ok(false);
                     }
                     *work += refill(db, txn, c, &lo, &hi)?;
@@ -248,6 +293,7 @@ mod tests {
                     true
                 })
                 .expect("gather");
+            assert!(q.gathered.levs.len() <= q.gathered.window, "window overrun");
             if p == Progress::Done {
                 return out;
             }
