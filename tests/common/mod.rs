@@ -102,6 +102,15 @@ impl Client {
         self.ws.send(Message::text(text)).expect("send");
     }
 
+    /// Sends `texts` in one write, so the relay reads them together (no gap between them
+    /// for the relay's threads to fill, however busy the machine).
+    pub fn send_together(&mut self, texts: &[&str]) {
+        for t in texts {
+            self.ws.write(Message::text(*t)).expect("write");
+        }
+        self.ws.flush().expect("flush");
+    }
+
     pub fn send_event(&mut self, ev: &Event) {
         let text = format!("[\"EVENT\",{}]", String::from_utf8_lossy(ev.json()));
         self.send(&text);
