@@ -4,7 +4,11 @@
 //! questions (how many items sort before a bound, the id sum of a range) without a scan.
 //!
 //! Layout, in the `NegentropyTree` table (keys start with `treeId(8)`):
-//! - item rows `treeId ‖ 0x00 ‖ created_at(8) ‖ id(32)` → empty, in (created_at, id) order;
+//! - item chunks `treeId ‖ 0x00 ‖ created_at(8) ‖ id(32)` → up to `CHUNK` items packed as
+//!   `created_at(8 BE) ‖ id(32)`, sorted, the last being the key's own, so the chunk that
+//!   holds or would hold an item is the first at or after it (one seek); a chunk of one
+//!   item has an empty value (the row shape of wok before chunks: older DBs read as they
+//!   are). Chunks do not overlap: every item of a chunk sorts after the previous chunk's key;
 //! - aggregate rows `treeId ‖ level(1..=5) ‖ bucket(8)` → `count(8 LE) ‖ idSum(32 LE)`, where a
 //!   level-l bucket holds the items with `created_at >> SHIFT[l]` equal to it (16 s buckets at
 //!   level 1, each level 64 times wider than the one below);
@@ -18,10 +22,14 @@
 //! on sparse data, the items of the first bucket on the way down that holds at most
 //! `SPARSE` of them, so the finer levels' rows are not read at all.
 //!
-//! Range fingerprints are still computed by iterating the tree's item rows (sequential
-//! 49-byte keys, no event records): the crate's storage trait cannot return a fingerprint
-//! built from the aggregate sums, because its `Fingerprint` type is not nameable outside the
-//! crate. The sums are kept (and used for whole-tree fingerprints) for when it is.
+//! Items are packed in chunks because a NIP-77 sync over a big difference reads every item
+//! of the range, and with one LMDB row per item (49-byte key, 8-byte node header, pages
+//! split half-full) an item cost ~140 bytes of mapped file; packed, ~50.
+//!
+//! Range fingerprints are still computed by iterating the tree's items (no event records):
+//! the crate's storage trait cannot return a fingerprint built from the aggregate sums,
+//! because its `Fingerprint` type is not nameable outside the crate. The sums are kept (and
+//! used for whole-tree fingerprints) for when it is.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -89,6 +97,13 @@ const FANOUT_BITS: u32 = 6;
 /// 16-second bucket) those rows are as many as the items, and reading them added a third
 /// to the pages a NIP-77 sync maps (`{}` over 100k events a year apart: 160 → 116 MB).
 const SPARSE: u64 = 16;
+/// Items in one chunk row at most: 32 × 40 bytes plus key and node header is a third of a
+/// 4 KiB page, so full chunks fill pages; more would leave a page's tail unused.
+const CHUNK: usize = 32;
+/// A full chunk that an item joins this close to its end splits there, not in halves.
+const NEAR_END: usize = 4;
+/// An item as stored in a chunk: `created_at(8 BE) ‖ id(32)`, so byte order is item order.
+const ITEM_LEN: usize = 40;
 
 pub fn item_key(tree: TreeId, ts: u64, id: &[u8; 32]) -> [u8; 49] {
     let mut k = [0u8; 49];
@@ -117,10 +132,61 @@ pub fn tree_filter_text(f: &Filter) -> String {
     .to_json()
 }
 
-/// (created_at, id) of an item row's key; `None` for a key of another shape (corrupt).
-fn read_item(k: &[u8]) -> Option<(u64, [u8; 32])> {
-    let ts = u64::from_be_bytes(k.get(9..17)?.try_into().ok()?);
-    Some((ts, k.get(17..49)?.try_into().ok()?))
+/// (created_at, id) of a stored item (`ITEM_LEN` bytes); `None` for another length.
+fn read_item(it: &[u8]) -> Option<(u64, [u8; 32])> {
+    if it.len() != ITEM_LEN {
+        return None;
+    }
+    let ts = u64::from_be_bytes(it.get(..8)?.try_into().ok()?);
+    Some((ts, it.get(8..)?.try_into().ok()?))
+}
+
+/// Is `k` a key of one of `tree`'s item chunks?
+fn is_chunk_key(tree: TreeId, k: &[u8]) -> bool {
+    k.len() == 49 && k[..8] == tree.to_be_bytes() && k[8] == ITEM
+}
+
+/// The packed items of the chunk row `k → v`: the value, or for a one-item chunk (empty
+/// value) the item in its key. `None` if the row has the wrong shape.
+fn chunk_items<'a>(k: &'a [u8], v: &'a [u8]) -> Option<&'a [u8]> {
+    let items = if v.is_empty() { k.get(9..)? } else { v };
+    (!items.is_empty() && items.len() % ITEM_LEN == 0).then_some(items)
+}
+
+/// Where `item` is (Ok) or would go (Err) among the sorted packed `items`.
+fn chunk_search(items: &[u8], item: &[u8]) -> std::result::Result<usize, usize> {
+    let n = items.len() / ITEM_LEN;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match items[mid * ITEM_LEN..(mid + 1) * ITEM_LEN].cmp(item) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
+/// Writes a chunk row for the packed `items` (at least one) under its last item's key.
+fn put_chunk(
+    db: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+    txn: &mut heed::RwTxn,
+    tree: TreeId,
+    items: &[u8],
+) -> Result<()> {
+    let mut k = [0u8; 49];
+    k[..8].copy_from_slice(&tree.to_be_bytes());
+    k[8] = ITEM;
+    k[9..].copy_from_slice(&items[items.len() - ITEM_LEN..]);
+    // One item: the key says it all (and the row is the shape older DBs have).
+    let v = if items.len() == ITEM_LEN {
+        &[][..]
+    } else {
+        items
+    };
+    db.put(txn, &k, v)?;
+    Ok(())
 }
 
 fn corrupt(tree: TreeId) -> super::StoreError {
@@ -295,9 +361,9 @@ impl Store {
         for op in ops {
             let k = item_key(op.tree, op.created_at, &op.id);
             let changed = if op.add {
-                db.get_or_put(txn, &k, &[])?.is_none()
+                self.chunk_insert(txn, op.tree, &k)?
             } else {
-                db.delete(txn, &k)?
+                self.chunk_remove(txn, op.tree, &k)?
             };
             if !changed {
                 continue;
@@ -327,6 +393,91 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// `tree`'s first chunk at or after `k` (the one that holds or would hold its item;
+    /// `after`: strictly after), or its last before it, as (key, packed items) copied out
+    /// for rewriting.
+    fn chunk_near(
+        &self,
+        txn: &heed::RwTxn,
+        tree: TreeId,
+        k: &[u8; 49],
+        after: bool,
+    ) -> Result<Option<([u8; 49], Vec<u8>)>> {
+        let db = self.t.negentropy_tree;
+        let row = if after {
+            db.get_greater_than_or_equal_to(txn, k)?
+        } else {
+            db.get_lower_than(txn, k)?
+        };
+        match row {
+            Some((ck, cv)) if is_chunk_key(tree, ck) => {
+                let items = chunk_items(ck, cv).ok_or_else(|| corrupt(tree))?;
+                let mut key = [0u8; 49];
+                key.copy_from_slice(ck);
+                Ok(Some((key, items.to_vec())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Adds the item of key `k` to `tree`'s chunks; false if it was there.
+    fn chunk_insert(&self, txn: &mut heed::RwTxn, tree: TreeId, k: &[u8; 49]) -> Result<bool> {
+        let db = self.t.negentropy_tree;
+        let item = &k[9..];
+        let Some((_, mut items)) = self.chunk_near(txn, tree, k, true)? else {
+            // After every chunk (how a live relay's new events arrive): onto the last one
+            // while it has room, else a new one, so appended chunks end up full.
+            match self.chunk_near(txn, tree, k, false)? {
+                Some((pk, mut prev)) if prev.len() < CHUNK * ITEM_LEN => {
+                    db.delete(txn, &pk)?;
+                    prev.extend_from_slice(item);
+                    put_chunk(db, txn, tree, &prev)?;
+                }
+                _ => put_chunk(db, txn, tree, item)?,
+            }
+            return Ok(true);
+        };
+        let Err(pos) = chunk_search(&items, item) else {
+            return Ok(false);
+        };
+        // Before the chunk's last item, so its key stays.
+        items.splice(pos * ITEM_LEN..pos * ITEM_LEN, item.iter().copied());
+        if items.len() <= CHUNK * ITEM_LEN {
+            put_chunk(db, txn, tree, &items)?;
+        } else {
+            // In halves; but an item near the end (a live relay's new events, in no id
+            // order within a second) splits off there, leaving the rest full.
+            let at = if pos + NEAR_END >= CHUNK {
+                pos
+            } else {
+                items.len() / ITEM_LEN / 2
+            };
+            put_chunk(db, txn, tree, &items[..at * ITEM_LEN])?;
+            put_chunk(db, txn, tree, &items[at * ITEM_LEN..])?;
+        }
+        Ok(true)
+    }
+
+    /// Removes the item of key `k` from `tree`'s chunks; false if it was not there.
+    fn chunk_remove(&self, txn: &mut heed::RwTxn, tree: TreeId, k: &[u8; 49]) -> Result<bool> {
+        let db = self.t.negentropy_tree;
+        let Some((ck, mut items)) = self.chunk_near(txn, tree, k, true)? else {
+            return Ok(false);
+        };
+        let Ok(pos) = chunk_search(&items, &k[9..]) else {
+            return Ok(false);
+        };
+        items.drain(pos * ITEM_LEN..(pos + 1) * ITEM_LEN);
+        if items.len() == pos * ITEM_LEN {
+            // It was the last item, the chunk's key: the chunk moves to its new last.
+            db.delete(txn, &ck)?;
+        }
+        if !items.is_empty() {
+            put_chunk(db, txn, tree, &items)?;
+        }
+        Ok(true)
     }
 
     /// The built tree whose filter is `f` without since/until, if any: NEG-OPENs and syncs
@@ -638,15 +789,13 @@ impl<'t> TreeView<'t> {
             }
         }
         // Items of that bucket before (ts, id).
-        let lo = item_key(self.tree, items_from, &[0; 32]);
-        let hi = item_key(self.tree, ts, id);
-        let range = (
-            std::ops::Bound::Included(&lo[..]),
-            std::ops::Bound::Excluded(&hi[..]),
-        );
-        for row in self.db().range(self.txn, &range)? {
-            let (k, _) = row?;
-            let (_, id) = read_item(k).ok_or_else(|| corrupt(self.tree))?;
+        let end = item_key(self.tree, ts, id);
+        for it in self.items_from(items_from, &[0; 32])? {
+            let it = it?;
+            if it >= &end[9..] {
+                break;
+            }
+            let (_, id) = read_item(it).ok_or_else(|| corrupt(self.tree))?;
             count += 1;
             sum.add(&id);
         }
@@ -687,15 +836,11 @@ impl<'t> TreeView<'t> {
         let Some((ts_lo, ts_hi)) = region else {
             return Ok((sum, None));
         };
-        let lo = item_key(self.tree, ts_lo, &[0; 32]);
-        let hi = item_key(self.tree, ts_hi, &[0xff; 32]);
-        let range = (
-            std::ops::Bound::Included(&lo[..]),
-            std::ops::Bound::Included(&hi[..]),
-        );
-        for row in self.db().range(self.txn, &range)? {
-            let (k, _) = row?;
-            let (ts, id) = read_item(k).ok_or_else(|| corrupt(self.tree))?;
+        for it in self.items_from(ts_lo, &[0; 32])? {
+            let (ts, id) = read_item(it?).ok_or_else(|| corrupt(self.tree))?;
+            if ts > ts_hi {
+                break;
+            }
             if left == 0 {
                 return Ok((
                     sum,
@@ -708,12 +853,66 @@ impl<'t> TreeView<'t> {
         Ok((sum, None))
     }
 
+    /// The tree's items from `(ts, id)` on, in order, each as its stored `ITEM_LEN` bytes.
+    fn items_from(&self, ts: u64, id: &[u8; 32]) -> Result<Items<'t>> {
+        let k = item_key(self.tree, ts, id);
+        // From the chunk that would hold (ts, id): its items before it are skipped.
+        let hi = item_key(self.tree, u64::MAX, &[0xff; 32]);
+        let range = (
+            std::ops::Bound::Included(&k[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        let mut min = [0u8; ITEM_LEN];
+        min.copy_from_slice(&k[9..]);
+        Ok(Items {
+            tree: self.tree,
+            rows: self.db().range(self.txn, &range)?,
+            chunk: &[],
+            min: Some(min),
+        })
+    }
+
     fn fail<T>(&self, r: Result<T>) -> std::result::Result<T, NegError> {
         r.map_err(|e| {
             log::error!("negentropy tree {} read failed: {e}", self.tree);
             self.failed.set(true);
             NegError::BadRange
         })
+    }
+}
+
+/// Items of a tree in order, read chunk by chunk (see `TreeView::items_from`).
+struct Items<'t> {
+    tree: TreeId,
+    rows: heed::RoRange<'t, heed::types::Bytes, heed::types::Bytes>,
+    /// The current chunk's items not yet handed out.
+    chunk: &'t [u8],
+    /// Items before this are skipped (only the first chunk can hold any).
+    min: Option<[u8; ITEM_LEN]>,
+}
+
+impl<'t> Iterator for Items<'t> {
+    type Item = Result<&'t [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((it, rest)) = self.chunk.split_at_checked(ITEM_LEN) {
+                self.chunk = rest;
+                match self.min {
+                    Some(min) if it < &min[..] => continue,
+                    _ => self.min = None,
+                }
+                return Some(Ok(it));
+            }
+            let (k, v) = match self.rows.next()? {
+                Ok(row) => row,
+                Err(e) => return Some(Err(e.into())),
+            };
+            match chunk_items(k, v) {
+                Some(items) => self.chunk = items,
+                None => return Some(Err(corrupt(self.tree))),
+            }
+        }
     }
 }
 
@@ -791,16 +990,10 @@ impl NegentropyStorageBase for TreeView<'_> {
         let Some(first) = self.fail(self.select(self.lo + begin as u64))?.1 else {
             return Err(NegError::BadRange);
         };
-        let lo = item_key(self.tree, first.timestamp, first.id.as_bytes());
-        let hi = item_key(self.tree, u64::MAX, &[0xff; 32]);
-        let range = (
-            std::ops::Bound::Included(&lo[..]),
-            std::ops::Bound::Included(&hi[..]),
-        );
-        let iter = self.fail(self.db().range(self.txn, &range).map_err(Into::into))?;
-        for (i, row) in (begin..end).zip(iter) {
-            let (k, _) = self.fail(row.map_err(Into::into))?;
-            let (ts, id) = self.fail(read_item(k).ok_or_else(|| corrupt(self.tree)))?;
+        let iter = self.fail(self.items_from(first.timestamp, first.id.as_bytes()))?;
+        for (i, it) in (begin..end).zip(iter) {
+            let it = self.fail(it)?;
+            let (ts, id) = self.fail(read_item(it).ok_or_else(|| corrupt(self.tree)))?;
             if !cb(Item::with_timestamp_and_id(ts, Id::from_byte_array(id)), i)? {
                 break;
             }
@@ -818,5 +1011,183 @@ impl NegentropyStorageBase for TreeView<'_> {
             }
         };
         at.clamp(first, last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use negentropy::NegentropyStorageVector;
+
+    fn op(tree: TreeId, (ts, id): (u64, [u8; 32]), add: bool) -> TreeOp {
+        TreeOp {
+            tree,
+            created_at: ts,
+            id,
+            add,
+        }
+    }
+
+    /// A distinct item for `i`, seconds colliding in threes.
+    fn item(i: u64) -> (u64, [u8; 32]) {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+        (1_700_000_000 + i / 3, id)
+    }
+
+    fn chunk_rows(store: &Store, tree: TreeId) -> usize {
+        let txn = store.read_txn().expect("txn");
+        let lo = item_key(tree, 0, &[0; 32]);
+        let hi = item_key(tree, u64::MAX, &[0xff; 32]);
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        store
+            .t
+            .negentropy_tree
+            .range(&txn, &range)
+            .expect("range")
+            .count()
+    }
+
+    /// The tree's items and positional answers equal the crate's vector over `want`.
+    fn check(store: &Store, tree: TreeId, want: &[(u64, [u8; 32])]) {
+        let mut want = want.to_vec();
+        want.sort();
+        let txn = store.read_txn().expect("txn");
+        let view = TreeView::new(store, &txn, tree, 0, u64::MAX).expect("view");
+        let mut vec = NegentropyStorageVector::new();
+        for (ts, id) in &want {
+            vec.insert(*ts, Id::from_byte_array(*id)).expect("insert");
+        }
+        vec.seal().expect("seal");
+        let n = want.len();
+        assert_eq!(view.size().expect("size"), n);
+        let mut got = Vec::new();
+        view.iterate(0, n, &mut |it, _| {
+            got.push((it.timestamp, *it.id.as_bytes()));
+            Ok(true)
+        })
+        .expect("iterate");
+        assert_eq!(got, want);
+        for i in (0..n).step_by(7) {
+            assert_eq!(
+                view.get_item(i).expect("item"),
+                vec.get_item(i).expect("item")
+            );
+            for j in [i, i + 1, i + 33, n] {
+                let j = j.min(n);
+                assert_eq!(
+                    view.fingerprint(i, j).expect("fp").to_bytes(),
+                    vec.fingerprint(i, j).expect("fp").to_bytes()
+                );
+            }
+            let b = Bound::with_timestamp_and_id(want[i].0, want[i].1).expect("bound");
+            assert_eq!(
+                view.find_lower_bound(0, n, &b),
+                vec.find_lower_bound(0, n, &b)
+            );
+        }
+        assert!(!view.failed());
+    }
+
+    /// New events arrive in time order (ids in any order within a second): each nearly
+    /// fills the last chunk before another starts.
+    #[test]
+    fn appended_items_fill_their_chunks() {
+        let (_dir, store) = super::super::tests::temp_store();
+        let items: Vec<_> = (0..1000).map(item).collect();
+        for batch in items.chunks(10) {
+            let ops: Vec<_> = batch.iter().map(|&it| op(5, it, true)).collect();
+            let mut txn = store.write_txn().expect("txn");
+            store.apply_tree_ops(&mut txn, &ops).expect("apply");
+            txn.commit().expect("commit");
+        }
+        assert!(chunk_rows(&store, 5) <= 1000 / (CHUNK - NEAR_END) + 1);
+        check(&store, 5, &items);
+    }
+
+    /// Items in no particular order, then half of them removed: chunks split in halves
+    /// (never below half full while nothing is removed), and the answers stay exact.
+    #[test]
+    fn chunks_split_and_shrink_exactly() {
+        let (_dir, store) = super::super::tests::temp_store();
+        let mut items: Vec<_> = (0..1500).map(item).collect();
+        // A fixed shuffle: by the id's bytes, not by time.
+        items.sort_by_key(|(_, id)| *id);
+        let mut txn = store.write_txn().expect("txn");
+        let ops: Vec<_> = items.iter().map(|&it| op(3, it, true)).collect();
+        store.apply_tree_ops(&mut txn, &ops).expect("apply");
+        // Adding one twice changes nothing.
+        store.apply_tree_ops(&mut txn, &ops[..50]).expect("apply");
+        txn.commit().expect("commit");
+        assert!(chunk_rows(&store, 3) <= 1500 / (CHUNK / 2) + 1);
+        check(&store, 3, &items);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            items.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let ops: Vec<_> = gone.iter().map(|(_, &it)| op(3, it, false)).collect();
+        let mut txn = store.write_txn().expect("txn");
+        store.apply_tree_ops(&mut txn, &ops).expect("apply");
+        // Removing one that is not there changes nothing.
+        store.apply_tree_ops(&mut txn, &ops[..50]).expect("apply");
+        txn.commit().expect("commit");
+        let kept: Vec<_> = kept.into_iter().map(|(_, &it)| it).collect();
+        check(&store, 3, &kept);
+    }
+
+    /// A tree in the shape wok wrote before chunks (a row per item, empty value) reads as
+    /// it is, and inserts and removes on it keep it exact.
+    #[test]
+    fn rows_of_the_older_shape_read_and_change_as_chunks() {
+        let (_dir, store) = super::super::tests::temp_store();
+        let items: Vec<_> = (0..300).map(item).collect();
+        let ops: Vec<_> = items.iter().map(|&it| op(9, it, true)).collect();
+        let mut txn = store.write_txn().expect("txn");
+        store.apply_tree_ops(&mut txn, &ops).expect("apply");
+        // Rewrite the chunks as one row per item; the aggregate rows stay as they are.
+        let lo = item_key(9, 0, &[0; 32]);
+        let hi = item_key(9, u64::MAX, &[0xff; 32]);
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        store
+            .t
+            .negentropy_tree
+            .delete_range(&mut txn, &range)
+            .expect("delete");
+        for (ts, id) in &items {
+            store
+                .t
+                .negentropy_tree
+                .put(&mut txn, &item_key(9, *ts, id), &[])
+                .expect("put");
+        }
+        txn.commit().expect("commit");
+        assert_eq!(chunk_rows(&store, 9), 300);
+        check(&store, 9, &items);
+        // Some removed, new ones before, among and after the old rows.
+        let mut want: Vec<_> = items
+            .iter()
+            .copied()
+            .filter(|it| it.1[0] % 3 != 0)
+            .collect();
+        let mut ops: Vec<_> = items
+            .iter()
+            .filter(|it| it.1[0] % 3 == 0)
+            .map(|&it| op(9, it, false))
+            .collect();
+        for i in (300..700).chain([10_000, 20_000]) {
+            let mut it = item(i);
+            it.0 = 1_700_000_000 + (i * 7919) % 120;
+            want.push(it);
+            ops.push(op(9, it, true));
+        }
+        let mut txn = store.write_txn().expect("txn");
+        store.apply_tree_ops(&mut txn, &ops).expect("apply");
+        txn.commit().expect("commit");
+        check(&store, 9, &want);
+        assert!(chunk_rows(&store, 9) < 300);
     }
 }
