@@ -11,7 +11,8 @@
 //!   are). Chunks do not overlap: every item of a chunk sorts after the previous chunk's key;
 //! - aggregate rows `treeId ‖ level(1..=5) ‖ bucket(8)` → `count(8 LE) ‖ idSum(32 LE)`, where a
 //!   level-l bucket holds the items with `created_at >> SHIFT[l]` equal to it (16 s buckets at
-//!   level 1, each level 64 times wider than the one below);
+//!   level 1, each level 64 times wider than the one below); below the top level, only under
+//!   a parent bucket holding more than `SPARSE` items (no search reads the others);
 //! - `treeId ‖ 0xFF` → present once the tree holds every matching event (`build` sets it; a
 //!   new DB's tree 1 starts built). A tree that is not built is never served.
 //!
@@ -353,11 +354,20 @@ impl Store {
         Ok(self.t.negentropy_tree.get(txn, &built_key(tree))?.is_some())
     }
 
-    /// Applies tree changes: item rows, then the aggregate rows, each read and written once.
+    /// Applies tree changes: items, then the aggregate rows, each read and written once.
+    ///
+    /// A level's aggregate rows exist only under a parent bucket holding more than
+    /// `SPARSE` items: position searches stop at a bucket that holds fewer and read its
+    /// items, so rows below it would only be written, never read (on sparse data, one
+    /// row per item at the finest level). Rows are applied coarsest first, so each
+    /// bucket's parent is settled before it; a bucket that crosses `SPARSE` gets the rows
+    /// below it rebuilt from its items (growing) or removed (shrinking).
     pub(crate) fn apply_tree_ops(&self, txn: &mut heed::RwTxn, ops: &[TreeOp]) -> Result<()> {
-        use std::collections::BTreeMap;
+        use std::collections::{BTreeMap, HashMap};
         let db = self.t.negentropy_tree;
-        let mut deltas: BTreeMap<[u8; 17], (i64, Sum, Sum)> = BTreeMap::new();
+        let top = SHIFT.len() as u8;
+        // By (tree, depth below the top level, bucket): coarsest first in key order.
+        let mut deltas: BTreeMap<(TreeId, u8, u64), (i64, Sum, Sum)> = BTreeMap::new();
         for op in ops {
             let k = item_key(op.tree, op.created_at, &op.id);
             let changed = if op.add {
@@ -369,8 +379,9 @@ impl Store {
                 continue;
             }
             for (l, shift) in SHIFT.iter().enumerate() {
+                let depth = top - (l as u8 + 1);
                 let e = deltas
-                    .entry(agg_key(op.tree, l as u8 + 1, op.created_at >> shift))
+                    .entry((op.tree, depth, op.created_at >> shift))
                     .or_default();
                 if op.add {
                     e.0 += 1;
@@ -381,8 +392,18 @@ impl Store {
                 }
             }
         }
-        for (k, (n, plus, minus)) in deltas {
-            let mut a = db.get(txn, &k)?.map(read_agg).unwrap_or_default();
+        // Whether the rows below a bucket take their deltas: false when it holds too few
+        // items for rows below it, or when they were just rebuilt from the items.
+        let mut below: HashMap<(TreeId, u8, u64), bool> = HashMap::new();
+        for ((tree, depth, bucket), (n, plus, minus)) in deltas {
+            if depth > 0 && below.get(&(tree, depth - 1, bucket >> FANOUT_BITS)) != Some(&true) {
+                below.insert((tree, depth, bucket), false);
+                continue;
+            }
+            let level = top - depth;
+            let k = agg_key(tree, level, bucket);
+            let old = db.get(txn, &k)?.map(read_agg).unwrap_or_default();
+            let mut a = old;
             a.count = a.count.saturating_add_signed(n);
             a.sum.add(&plus.0);
             a.sum.sub(&minus.0);
@@ -391,13 +412,75 @@ impl Store {
             } else {
                 db.put(txn, &k, &write_agg(&a))?;
             }
+            let (was, is) = (old.count > SPARSE, a.count > SPARSE);
+            if level > 1 && was != is {
+                self.rebuild_below(txn, tree, level, bucket, is)?;
+            }
+            below.insert((tree, depth, bucket), was && is);
         }
         Ok(())
     }
 
-    /// `tree`'s first chunk at or after `k` (the one that holds or would hold its item;
-    /// `after`: strictly after), or its last before it, as (key, packed items) copied out
-    /// for rewriting.
+    /// Clears the aggregate rows below the level-`level` `bucket` of `tree` and, if
+    /// `fill`, writes them again from its items: each row whose parent holds more than
+    /// `SPARSE` items. Rows left there by a DB written before this rule are cleared too.
+    fn rebuild_below(
+        &self,
+        txn: &mut heed::RwTxn,
+        tree: TreeId,
+        level: u8,
+        bucket: u64,
+        fill: bool,
+    ) -> Result<()> {
+        use std::collections::BTreeMap;
+        let db = self.t.negentropy_tree;
+        let shift = SHIFT[usize::from(level) - 1];
+        let lo = bucket << shift;
+        let hi = lo | ((1u64 << shift) - 1);
+        for m in 1..level {
+            let s = SHIFT[usize::from(m) - 1];
+            let (a, b) = (agg_key(tree, m, lo >> s), agg_key(tree, m, hi >> s));
+            db.delete_range(
+                txn,
+                &(
+                    std::ops::Bound::Included(&a[..]),
+                    std::ops::Bound::Included(&b[..]),
+                ),
+            )?;
+        }
+        if !fill {
+            return Ok(());
+        }
+        // The bucket just grew past SPARSE in one batch: its items are few enough to hold.
+        let mut rows: BTreeMap<(u8, u64), Agg> = BTreeMap::new();
+        for it in Items::from(db, txn, tree, lo, &[0; 32])? {
+            let (ts, id) = read_item(it?).ok_or_else(|| corrupt(tree))?;
+            if ts > hi {
+                break;
+            }
+            for m in 1..level {
+                let a = rows
+                    .entry((m, ts >> SHIFT[usize::from(m) - 1]))
+                    .or_default();
+                a.count += 1;
+                a.sum.add(&id);
+            }
+        }
+        for (&(m, b), a) in &rows {
+            let parent = if m + 1 == level {
+                u64::MAX
+            } else {
+                rows.get(&(m + 1, b >> FANOUT_BITS)).map_or(0, |p| p.count)
+            };
+            if parent > SPARSE {
+                db.put(txn, &agg_key(tree, m, b), &write_agg(a))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `tree`'s first chunk at or after `k` (`after`: the one that holds or would hold its
+    /// item), or its last chunk before it, as (key, packed items) copied out for rewriting.
     fn chunk_near(
         &self,
         txn: &heed::RwTxn,
@@ -855,21 +938,7 @@ impl<'t> TreeView<'t> {
 
     /// The tree's items from `(ts, id)` on, in order, each as its stored `ITEM_LEN` bytes.
     fn items_from(&self, ts: u64, id: &[u8; 32]) -> Result<Items<'t>> {
-        let k = item_key(self.tree, ts, id);
-        // From the chunk that would hold (ts, id): its items before it are skipped.
-        let hi = item_key(self.tree, u64::MAX, &[0xff; 32]);
-        let range = (
-            std::ops::Bound::Included(&k[..]),
-            std::ops::Bound::Included(&hi[..]),
-        );
-        let mut min = [0u8; ITEM_LEN];
-        min.copy_from_slice(&k[9..]);
-        Ok(Items {
-            tree: self.tree,
-            rows: self.db().range(self.txn, &range)?,
-            chunk: &[],
-            min: Some(min),
-        })
+        Items::from(self.db(), self.txn, self.tree, ts, id)
     }
 
     fn fail<T>(&self, r: Result<T>) -> std::result::Result<T, NegError> {
@@ -889,6 +958,33 @@ struct Items<'t> {
     chunk: &'t [u8],
     /// Items before this are skipped (only the first chunk can hold any).
     min: Option<[u8; ITEM_LEN]>,
+}
+
+impl<'t> Items<'t> {
+    /// `tree`'s items from `(ts, id)` on.
+    fn from(
+        db: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+        txn: &'t RoTxn<'_>,
+        tree: TreeId,
+        ts: u64,
+        id: &[u8; 32],
+    ) -> Result<Items<'t>> {
+        let k = item_key(tree, ts, id);
+        // From the chunk that would hold (ts, id): its items before it are skipped.
+        let hi = item_key(tree, u64::MAX, &[0xff; 32]);
+        let range = (
+            std::ops::Bound::Included(&k[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        let mut min = [0u8; ITEM_LEN];
+        min.copy_from_slice(&k[9..]);
+        Ok(Items {
+            tree,
+            rows: db.range(txn, &range)?,
+            chunk: &[],
+            min: Some(min),
+        })
+    }
 }
 
 impl<'t> Iterator for Items<'t> {
@@ -1134,6 +1230,61 @@ mod tests {
         txn.commit().expect("commit");
         let kept: Vec<_> = kept.into_iter().map(|(_, &it)| it).collect();
         check(&store, 3, &kept);
+    }
+
+    fn agg_rows(store: &Store, tree: TreeId, level: u8) -> usize {
+        let txn = store.read_txn().expect("txn");
+        let (lo, hi) = (agg_key(tree, level, 0), agg_key(tree, level, u64::MAX));
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        store
+            .t
+            .negentropy_tree
+            .range(&txn, &range)
+            .expect("range")
+            .count()
+    }
+
+    /// Events minutes apart (each alone in its 16-second and 1024-second buckets) leave no
+    /// rows at the finest level: no search would read them. Grown dense, a bucket gets
+    /// them; thinned out again, it loses them, and the answers stay exact throughout.
+    #[test]
+    fn rows_exist_only_under_buckets_dense_enough_to_read_them() {
+        let (_dir, store) = super::super::tests::temp_store();
+        let sparse: Vec<_> = (0..400u64)
+            .map(|i| (1_700_000_000 + i * 2000, item(i).1))
+            .collect();
+        let apply = |ops: &[TreeOp]| {
+            let mut txn = store.write_txn().expect("txn");
+            store.apply_tree_ops(&mut txn, ops).expect("apply");
+            txn.commit().expect("commit");
+        };
+        apply(&sparse.iter().map(|&it| op(4, it, true)).collect::<Vec<_>>());
+        assert_eq!(agg_rows(&store, 4, 1), 0);
+        assert!(agg_rows(&store, 4, 2) > 0);
+        check(&store, 4, &sparse);
+        // 40 more inside one 1024-second bucket, a few per 16-second bucket.
+        let base = sparse[100].0 & !1023;
+        let dense: Vec<_> = (0..40u64)
+            .map(|i| (base + i * 20, item(1000 + i).1))
+            .collect();
+        apply(&dense.iter().map(|&it| op(4, it, true)).collect::<Vec<_>>());
+        assert!(agg_rows(&store, 4, 1) > 0);
+        let mut all = sparse.clone();
+        all.extend_from_slice(&dense);
+        check(&store, 4, &all);
+        apply(
+            &dense[..30]
+                .iter()
+                .map(|&it| op(4, it, false))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(agg_rows(&store, 4, 1), 0);
+        let mut all = sparse.clone();
+        all.extend_from_slice(&dense[30..]);
+        check(&store, 4, &all);
     }
 
     /// A tree in the shape wok wrote before chunks (a row per item, empty value) reads as
