@@ -368,7 +368,13 @@ impl Store {
         let top = SHIFT.len() as u8;
         // By (tree, depth below the top level, bucket): coarsest first in key order.
         let mut deltas: BTreeMap<(TreeId, u8, u64), (i64, Sum, Sum)> = BTreeMap::new();
-        for op in ops {
+        // Each tree's items in key order: its chunk pages are dirtied, and so placed in the
+        // file, together rather than interleaved with the other trees' (a NIP-77 sync then
+        // maps fewer foreign pages with each fault). Stable, so an item added and removed in
+        // one batch keeps that order.
+        let mut sorted = ops.to_vec();
+        sorted.sort_by_key(|o| (o.tree, o.created_at, o.id));
+        for op in &sorted {
             let k = item_key(op.tree, op.created_at, &op.id);
             let changed = if op.add {
                 self.chunk_insert(txn, op.tree, &k)?
@@ -1285,6 +1291,28 @@ mod tests {
         let mut all = sparse.clone();
         all.extend_from_slice(&dense[30..]);
         check(&store, 4, &all);
+    }
+
+    /// An item added and removed in one batch (a replaceable event and its successor, an
+    /// event and its deletion) ends as the last of its operations says.
+    #[test]
+    fn one_batch_applies_an_items_operations_in_order() {
+        let (_dir, store) = super::super::tests::temp_store();
+        let mut ops = Vec::new();
+        for i in 0..300 {
+            // Added then removed: gone. Removed (absent) then added: there.
+            let it = item(i);
+            if i % 2 == 0 {
+                ops.extend([op(6, it, true), op(6, it, false)]);
+            } else {
+                ops.extend([op(6, it, false), op(6, it, true)]);
+            }
+        }
+        let mut txn = store.write_txn().expect("txn");
+        store.apply_tree_ops(&mut txn, &ops).expect("apply");
+        txn.commit().expect("commit");
+        let want: Vec<_> = (0..300).filter(|i| i % 2 == 1).map(item).collect();
+        check(&store, 6, &want);
     }
 
     /// A tree in the shape wok wrote before chunks (a row per item, empty value) reads as
