@@ -1137,20 +1137,24 @@ mod tests {
         (1_700_000_000 + i / 3, id)
     }
 
-    fn chunk_rows(store: &Store, tree: TreeId) -> usize {
+    /// Rows of the tree table from `lo` to `hi`, both included.
+    fn rows_between(store: &Store, lo: &[u8], hi: &[u8]) -> usize {
         let txn = store.read_txn().expect("txn");
-        let lo = item_key(tree, 0, &[0; 32]);
-        let hi = item_key(tree, u64::MAX, &[0xff; 32]);
-        let range = (
-            std::ops::Bound::Included(&lo[..]),
-            std::ops::Bound::Included(&hi[..]),
-        );
+        let range = (std::ops::Bound::Included(lo), std::ops::Bound::Included(hi));
         store
             .t
             .negentropy_tree
             .range(&txn, &range)
             .expect("range")
             .count()
+    }
+
+    fn chunk_rows(store: &Store, tree: TreeId) -> usize {
+        let (lo, hi) = (
+            item_key(tree, 0, &[0; 32]),
+            item_key(tree, u64::MAX, &[0xff; 32]),
+        );
+        rows_between(store, &lo, &hi)
     }
 
     /// The tree's items and positional answers equal the crate's vector over `want`.
@@ -1239,18 +1243,8 @@ mod tests {
     }
 
     fn agg_rows(store: &Store, tree: TreeId, level: u8) -> usize {
-        let txn = store.read_txn().expect("txn");
         let (lo, hi) = (agg_key(tree, level, 0), agg_key(tree, level, u64::MAX));
-        let range = (
-            std::ops::Bound::Included(&lo[..]),
-            std::ops::Bound::Included(&hi[..]),
-        );
-        store
-            .t
-            .negentropy_tree
-            .range(&txn, &range)
-            .expect("range")
-            .count()
+        rows_between(store, &lo, &hi)
     }
 
     /// Events minutes apart (each alone in its 16-second and 1024-second buckets) leave no
