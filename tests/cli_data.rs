@@ -189,6 +189,44 @@ fn import_export_round_trip_and_reimport_duplicates() {
     assert_eq!(db.export(&[]), export_order(&evs));
 }
 
+/// An import into an empty DB purges what has expired and builds the negentropy trees once,
+/// at its end; they come out equal, size and fingerprint, to trees kept event by event (an
+/// import into a DB that already held an event).
+#[test]
+fn import_into_an_empty_db_builds_its_trees_at_the_end() {
+    let mut evs: Vec<Event> = (0..300u64)
+        .map(|i| {
+            sign(
+                (i % 3) as u8 + 1,
+                1_700_000_000 + i * 7919 % 50_000,
+                1,
+                &[],
+                &format!("{i}"),
+            )
+        })
+        .collect();
+    let gone = sign(1, 1_700_000_500, 1, &[vec!["expiration", "1000"]], "gone");
+    evs.insert(150, gone.clone());
+    let fresh = Db::new();
+    let err = fresh.import(&[], &jsonl(&evs));
+    assert!(err.contains("Purged 1 expired events"), "{err}");
+    assert!(
+        err.contains("Built negentropy tree 1 (300 events)"),
+        "{err}"
+    );
+    let exported = fresh.export(&[]);
+    assert_eq!(exported.len(), 300);
+    assert!(!exported.iter().any(|l| l.contains(gone.id_hex())));
+    let (trees, _) = fresh.ok(&["negentropy", "list"], b"");
+    assert!(trees.contains("size: 300"), "{trees}");
+
+    let kept = Db::new();
+    kept.import(&[], &jsonl(&evs[..1]));
+    let err = kept.import(&["--write-batch", "50"], &jsonl(&evs[1..]));
+    assert!(!err.contains("Built negentropy tree"), "{err}");
+    assert_eq!(kept.ok(&["negentropy", "list"], b"").0, trees);
+}
+
 #[test]
 fn import_reads_last_line_without_newline_and_skips_blank_lines() {
     let db = Db::new();

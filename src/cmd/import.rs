@@ -189,6 +189,13 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let store = Arc::new(store);
+    let deferred = match store.defer_trees_if_empty() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let limits = cfg.event_limits();
     let opts = WorkerOpts {
         limits,
@@ -279,6 +286,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             progress.clear();
             // The reader may be blocked on stdin; exiting the process ends it.
             log::error!("import: {e}. {}", w.stats.summary());
+            finish(&store, &deferred, &progress);
             return ExitCode::FAILURE;
         }
     };
@@ -294,19 +302,67 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
     log::info!("Done. {}", w.stats.summary());
+    let finished = finish(&store, &deferred, &progress);
     match read
         .map_err(|e| format!("reading the input: {e}"))
         .and_then(|sent| complete(sent, written, panicked))
     {
-        Ok(()) => {
+        Ok(()) if finished => {
             progress.finish();
             ExitCode::SUCCESS
         }
+        Ok(()) => ExitCode::FAILURE,
         Err(e) => {
             log::error!("import: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The import's last steps; false, with the command that finishes the job, if one failed.
+/// Events that have expired are purged (NIP-40), as the relay would at its next start, so
+/// it does not rewrite the trees just built and scatter their pages (strfry imports them and
+/// its cron deletes them within 9 s); then the trees the import left to its end
+/// (`Store::defer_trees_if_empty`) are built.
+fn finish(store: &Store, trees: &[u64], progress: &Progress) -> bool {
+    const PURGE: usize = 10_000;
+    let mut purged = 0;
+    loop {
+        match store.purge_expired(wok::policy::now(), PURGE) {
+            Ok(n) => {
+                purged += n;
+                if n < PURGE {
+                    break;
+                }
+            }
+            // Not fatal: the relay purges them when it starts.
+            Err(e) => {
+                log::warn!("import: purging expired events failed: {e}");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        log::info!("Purged {purged} expired events");
+    }
+    for &tree in trees {
+        progress.message(format!("building negentropy tree {tree}"));
+        let started = Instant::now();
+        match store.build_tree(tree) {
+            Ok(n) => log::info!(
+                "Built negentropy tree {tree} ({n} events) in {} ms",
+                started.elapsed().as_millis()
+            ),
+            Err(e) => {
+                log::error!(
+                    "import: building negentropy tree {tree} failed: {e}; until \
+                     `wok negentropy build` succeeds, NEG-OPENs are answered without it"
+                );
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Whether every chunk the reader sent was written: an import that lost lines must not

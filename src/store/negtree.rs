@@ -176,6 +176,17 @@ fn put_chunk(
     tree: TreeId,
     items: &[u8],
 ) -> Result<()> {
+    put_chunk_with(db, txn, tree, items, heed::PutFlags::empty())
+}
+
+/// `put_chunk` with LMDB put flags (`APPEND` when building).
+fn put_chunk_with(
+    db: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+    txn: &mut heed::RwTxn,
+    tree: TreeId,
+    items: &[u8],
+    flags: heed::PutFlags,
+) -> Result<()> {
     let mut k = [0u8; 49];
     k[..8].copy_from_slice(&tree.to_be_bytes());
     k[8] = ITEM;
@@ -186,7 +197,7 @@ fn put_chunk(
     } else {
         items
     };
-    db.put(txn, &k, v)?;
+    db.put_with_flags(txn, flags, &k, v)?;
     Ok(())
 }
 
@@ -311,9 +322,10 @@ impl Store {
         Ok(out)
     }
 
-    /// The trees and parsed filters the write path keeps exact, parsed once per change of
+    /// The trees and parsed filters the write path keeps exact: the built ones (an unbuilt
+    /// tree answers nothing, and building fills it from scratch). Parsed once per change of
     /// the tree set (Meta's modification counter, read in `txn`, so another process adding
-    /// a tree is seen by the next batch) instead of once per batch.
+    /// or building a tree is seen by the next batch) instead of once per batch.
     pub(crate) fn tree_filters(&self, txn: &RoTxn) -> Result<TreeFilters> {
         let counter = self.meta(txn)?.negentropy_modification_counter;
         if let Ok(cache) = self.tree_cache.lock() {
@@ -323,12 +335,13 @@ impl Store {
                 }
             }
         }
-        let trees: TreeFilters = Arc::new(
-            self.trees(txn)?
-                .into_iter()
-                .map(|(id, _, f, except)| (id, f, except))
-                .collect(),
-        );
+        let mut built = Vec::new();
+        for (id, _, f, except) in self.trees(txn)? {
+            if self.tree_built(txn, id)? {
+                built.push((id, f, except));
+            }
+        }
+        let trees: TreeFilters = Arc::new(built);
         if let Ok(mut cache) = self.tree_cache.lock() {
             *cache = Some((counter, trees.clone()));
         }
@@ -649,8 +662,10 @@ impl Store {
         tree: TreeId,
         progress: &mut dyn FnMut(BuildStep),
     ) -> Result<u64> {
-        /// Events read, or item rows written, between two `progress` calls.
-        const STEP: usize = 4096;
+        /// Events read between two `progress` calls (a few under test, so pieces and the
+        /// items carried between them are exercised).
+        const STEP: usize = if cfg!(test) { 40 } else { 4096 };
+        let db = self.t.negentropy_tree;
         let mut txn = self.write_txn()?;
         let Some((_, _, filter, except)) =
             self.trees(&txn)?.into_iter().find(|(id, ..)| *id == tree)
@@ -658,64 +673,198 @@ impl Store {
             return Err(super::StoreError::Corrupt(format!("no tree {tree}")));
         };
         self.clear_tree(&mut txn, tree)?;
+        // Every row is written in key order. If no later tree has rows, that is at the end
+        // of the table, where MDB_APPEND leaves each page it fills full (a plain put moves
+        // the page's last row to the new page with the new one: pages two thirds full).
+        let flags = match db.last(&txn)? {
+            Some((k, _)) if k > &tree.to_be_bytes()[..] => heed::PutFlags::empty(),
+            _ => heed::PutFlags::APPEND,
+        };
         let total = self.t.event.len(&txn)?;
-        // Read and written a piece at a time, so memory stays at one piece whatever the
-        // DB's size (all items were collected first: ~56 bytes per event, 560 MB for 10M).
-        // Each piece adds its items and aggregate deltas to what the earlier ones wrote,
-        // so the result is the same as one call with every item.
-        let mut ops = Vec::with_capacity(STEP);
+        // Items, read a piece at a time from the created_at index, so memory stays at one
+        // piece whatever the DB's size. A piece ends between two seconds, so sorted it
+        // follows the one before: chunks are written full, each once, in order (inserted
+        // one by one in levId order they were about half full, and so were their pages).
+        let mut items: Vec<[u8; ITEM_LEN]> = Vec::with_capacity(STEP + CHUNK);
         let (mut scanned, mut n) = (0u64, 0u64);
         let mut after: Option<Vec<u8>> = None;
         loop {
-            ops.clear();
             let mut read = 0;
+            let mut done = true;
             {
                 let rows = match &after {
                     None => self
                         .t
-                        .event
+                        .created_at
                         .range(&txn, &(KeyBound::Unbounded, KeyBound::Unbounded))?,
-                    Some(k) => self.t.event.range(
+                    Some(k) => self.t.created_at.range(
                         &txn,
                         &(KeyBound::Excluded(k.as_slice()), KeyBound::Unbounded),
                     )?,
                 };
-                for row in rows.take(STEP) {
-                    let (k, v) = row?;
+                let mut last_ts = None;
+                for row in rows {
+                    let (k, _) = row?;
+                    let (ts, lev) = super::keys::parse_suffix(k).ok_or_else(|| corrupt(tree))?;
+                    if read >= STEP && last_ts != Some(ts) {
+                        done = false;
+                        break;
+                    }
+                    last_ts = Some(ts);
                     read += 1;
-                    let rec = super::Record::read(v)?;
+                    after = Some(k.to_vec());
+                    let Some(rec) = self.record(&txn, lev)? else {
+                        return Err(super::StoreError::Corrupt(format!(
+                            "the created_at index names event {lev}, which is not stored"
+                        )));
+                    };
                     if tree_holds(&filter, &except, &rec) {
                         use crate::nostr::filter::EventView;
-                        ops.push(TreeOp {
-                            tree,
-                            created_at: rec.created_at(),
-                            id: *rec.id(),
-                            add: true,
-                        });
-                    }
-                    if read == STEP {
-                        after = Some(k.to_vec());
+                        let mut it = [0u8; ITEM_LEN];
+                        it[..8].copy_from_slice(&rec.created_at().to_be_bytes());
+                        it[8..].copy_from_slice(rec.id());
+                        items.push(it);
                     }
                 }
             }
-            // The cursor is closed: the tree's tables can be written.
-            self.apply_tree_ops(&mut txn, &ops)?;
-            n += ops.len() as u64;
+            // The cursor is closed: the tree's rows can be written. Items short of a full
+            // chunk wait for the next piece's, all later.
+            items.sort_unstable();
+            let upto = if done {
+                items.len()
+            } else {
+                items.len() / CHUNK * CHUNK
+            };
+            for chunk in items[..upto].chunks(CHUNK) {
+                put_chunk_with(db, &mut txn, tree, &chunk.concat(), flags)?;
+            }
+            items.drain(..upto);
+            n += upto as u64;
             scanned += read as u64;
             progress(BuildStep::Scanned {
                 done: scanned,
                 total,
             });
-            if read < STEP {
+            if done {
                 break;
             }
         }
-        self.t
-            .negentropy_tree
-            .put(&mut txn, &built_key(tree), &[])?;
+        self.fill_aggregates(&mut txn, tree, flags)?;
+        db.put_with_flags(&mut txn, flags, &built_key(tree), &[])?;
+        // Writes keep it from now on (`tree_filters`).
+        self.bump_tree_counter(&mut txn)?;
         progress(BuildStep::Committing);
         txn.commit()?;
         Ok(n)
+    }
+
+    /// Writes the aggregate rows of `tree`, which has its items and no aggregate rows yet (a
+    /// build), level by level in key order: each level reads the items once, a piece at a
+    /// time, and writes a row only under a parent bucket holding more than `SPARSE` items
+    /// (every top-level row), as `apply_tree_ops` keeps them.
+    fn fill_aggregates(
+        &self,
+        txn: &mut heed::RwTxn,
+        tree: TreeId,
+        flags: heed::PutFlags,
+    ) -> Result<()> {
+        /// Rows held between two writes (a few under test, so pieces are exercised).
+        const PIECE: usize = if cfg!(test) { 8 } else { 4096 };
+        let db = self.t.negentropy_tree;
+        let top = SHIFT.len() as u8;
+        for level in 1..=top {
+            let shift = SHIFT[usize::from(level) - 1];
+            // The bucket a row's parent is: the next level's, or at the top the row's own.
+            let pshift = SHIFT.get(usize::from(level)).copied().unwrap_or(shift);
+            let mut from = 0u64;
+            loop {
+                let mut rows: Vec<([u8; 17], [u8; 40])> = Vec::new();
+                let mut next = None;
+                {
+                    // The current parent bucket: its item count and its children's rows.
+                    let mut parent = None;
+                    let mut count = 0u64;
+                    let mut kids: Vec<(u64, Agg)> = Vec::new();
+                    let flush = |rows: &mut Vec<_>, kids: &mut Vec<(u64, Agg)>, count: u64| {
+                        if level == top || count > SPARSE {
+                            rows.extend(
+                                kids.iter()
+                                    .map(|(b, a)| (agg_key(tree, level, *b), write_agg(a))),
+                            );
+                        }
+                        kids.clear();
+                    };
+                    for it in Items::from(db, txn, tree, from, &[0; 32])? {
+                        let (ts, id) = read_item(it?).ok_or_else(|| corrupt(tree))?;
+                        let p = ts >> pshift;
+                        if parent != Some(p) {
+                            flush(&mut rows, &mut kids, count);
+                            // A piece ends before a new parent: it starts at or after
+                            // `p << pshift`, every earlier item's parent before it.
+                            if rows.len() >= PIECE {
+                                next = Some(p << pshift);
+                                break;
+                            }
+                            count = 0;
+                            parent = Some(p);
+                        }
+                        count += 1;
+                        let b = ts >> shift;
+                        match kids.last_mut() {
+                            Some((kb, a)) if *kb == b => {
+                                a.count += 1;
+                                a.sum.add(&id);
+                            }
+                            _ => {
+                                let mut a = Agg {
+                                    count: 1,
+                                    ..Agg::default()
+                                };
+                                a.sum.add(&id);
+                                kids.push((b, a));
+                            }
+                        }
+                    }
+                    if next.is_none() {
+                        flush(&mut rows, &mut kids, count);
+                    }
+                }
+                for (k, v) in &rows {
+                    db.put_with_flags(txn, flags, k, v)?;
+                }
+                match next {
+                    Some(f) => from = f,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks every built tree unbuilt if the DB holds no event, and returns them: an import
+    /// into an empty DB then fills each once, at its end, with `build_tree`, in key order
+    /// and in one transaction, so a tree's pages are packed and together in the file (kept
+    /// event by event, its rows were split all over and its pages shared with events': a
+    /// `{}` sync mapped 37 MB of pages for 4 MB of items). Meanwhile writes skip them and
+    /// NEG-OPENs answer from collected sets, exactly, as for any unbuilt tree. Nothing is
+    /// marked if the DB holds events: building would re-read all of them.
+    pub fn defer_trees_if_empty(&self) -> Result<Vec<TreeId>> {
+        let mut txn = self.write_txn()?;
+        if self.t.event.len(&txn)? > 0 {
+            return Ok(Vec::new());
+        }
+        let mut deferred = Vec::new();
+        for (id, ..) in self.trees(&txn)? {
+            if self.tree_built(&txn, id)? {
+                self.clear_tree(&mut txn, id)?;
+                deferred.push(id);
+            }
+        }
+        if !deferred.is_empty() {
+            self.bump_tree_counter(&mut txn)?;
+            txn.commit()?;
+        }
+        Ok(deferred)
     }
 
     /// Forgets `tree` and its rows; false if there was no such tree.
@@ -1285,6 +1434,120 @@ mod tests {
         let mut all = sparse.clone();
         all.extend_from_slice(&dense[30..]);
         check(&store, 4, &all);
+    }
+
+    /// A tree's items, and its aggregate rows as (level ‖ bucket, value), without its id.
+    type Rows = (Vec<(u64, [u8; 32])>, Vec<(Vec<u8>, Vec<u8>)>);
+    fn tree_rows(store: &Store, tree: TreeId) -> Rows {
+        let txn = store.read_txn().expect("txn");
+        let db = store.t.negentropy_tree;
+        let items = Items::from(db, &txn, tree, 0, &[0; 32])
+            .expect("items")
+            .map(|it| read_item(it.expect("item")).expect("shape"))
+            .collect();
+        let (lo, hi) = (agg_key(tree, 1, 0), agg_key(tree, u8::MAX, u64::MAX));
+        let range = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        let aggs = db
+            .range(&txn, &range)
+            .expect("range")
+            .map(|r| r.expect("row"))
+            .filter(|(k, _)| k.len() == 17)
+            .map(|(k, v)| (k[8..].to_vec(), v.to_vec()))
+            .collect();
+        (items, aggs)
+    }
+
+    /// A build writes its tree in key order: every chunk full but the last, and exactly the
+    /// aggregate rows the write path keeps (those under buckets dense enough to be read),
+    /// whether it puts at the table's end (MDB_APPEND) or before a later tree's rows; and
+    /// writes keep a built tree from then on.
+    #[test]
+    fn a_build_packs_its_chunks_and_writes_the_rows_writes_keep() {
+        use super::super::tests::{ev, key};
+        let (_dir, store) = super::super::tests::temp_store();
+        let k = key(1);
+        // Sparse (minutes apart) and dense (several a second) stretches, in no time order.
+        let mut evs: Vec<crate::nostr::Event> = (0..700u64)
+            .map(|i| {
+                let ts = if i % 2 == 0 {
+                    1_700_000_000 + i * 997
+                } else {
+                    1_710_000_000 + i / 7
+                };
+                ev(&k, ts, 1, &[], &format!("{i}"))
+            })
+            .collect();
+        evs.sort_by_key(|e| e.id);
+        for batch in evs.chunks(50) {
+            store.write_batch(batch).expect("write");
+        }
+        // The same events (none of kind 999), built after them: the last tree in the table.
+        // A write between registering and building it sees it unbuilt (and skips it).
+        let t = store.add_tree_except(&Filter::all(), &[999]).expect("add");
+        evs.push(ev(&k, 1_710_000_001, 1, &[], "between"));
+        store.write_batch(&evs[700..]).expect("write");
+        // Tree 1 (`{}`, built on the new DB) was kept event by event.
+        let kept = tree_rows(&store, 1);
+        assert_eq!(kept.0.len(), 701);
+        assert!(
+            kept.1.iter().any(|(k, _)| k[0] == 1),
+            "no finest-level rows"
+        );
+        store.build_tree(t).expect("build");
+        assert_eq!(tree_rows(&store, t), kept);
+        assert_eq!(chunk_rows(&store, t), 701usize.div_ceil(CHUNK));
+        // Tree 1 rebuilt, before tree t's rows.
+        store.build_tree(1).expect("build");
+        assert_eq!(tree_rows(&store, 1), kept);
+        assert_eq!(chunk_rows(&store, 1), 701usize.div_ceil(CHUNK));
+        let more: Vec<_> = (0..40u64)
+            .map(|i| ev(&k, 1_710_000_050 + i % 9, 1, &[], &format!("more {i}")))
+            .collect();
+        store.write_batch(&more).expect("write");
+        let rows = tree_rows(&store, t);
+        assert_eq!(rows.0.len(), 741);
+        assert_eq!(tree_rows(&store, 1), rows);
+        check(&store, t, &rows.0);
+    }
+
+    /// An empty DB's trees are left to the end of an import: unbuilt (not served), skipped
+    /// by writes, then built. A DB holding events keeps its trees as they are.
+    #[test]
+    fn an_empty_dbs_trees_wait_for_their_build() {
+        use super::super::tests::{ev, key};
+        let (_dir, store) = super::super::tests::temp_store();
+        let trees = store.defer_trees_if_empty().expect("defer");
+        assert!(trees.contains(&1), "{trees:?}");
+        let k = key(2);
+        let evs: Vec<_> = (0..100u64)
+            .map(|i| ev(&k, 1_700_000_000 + i * 13, 1, &[], &format!("{i}")))
+            .collect();
+        store.write_batch(&evs).expect("write");
+        let txn = store.read_txn().expect("txn");
+        assert_eq!(store.tree_for(&txn, &Filter::all()).expect("tree"), None);
+        drop(txn);
+        for &t in &trees {
+            assert_eq!(
+                chunk_rows(&store, t),
+                0,
+                "tree {t} was written before its build"
+            );
+            store.build_tree(t).expect("build");
+        }
+        let txn = store.read_txn().expect("txn");
+        assert_eq!(store.tree_for(&txn, &Filter::all()).expect("tree"), Some(1));
+        drop(txn);
+        let want: Vec<_> = evs.iter().map(|e| (e.created_at, e.id)).collect();
+        check(&store, 1, &want);
+        assert_eq!(
+            store.defer_trees_if_empty().expect("defer"),
+            Vec::<TreeId>::new()
+        );
+        let txn = store.read_txn().expect("txn");
+        assert_eq!(store.tree_for(&txn, &Filter::all()).expect("tree"), Some(1));
     }
 
     /// An item added and removed in one batch (a replaceable event and its successor, an

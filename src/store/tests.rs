@@ -22,11 +22,11 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn key(n: u8) -> Keys {
+pub(crate) fn key(n: u8) -> Keys {
     Keys::from_secret([n; 32]).expect("key")
 }
 
-fn ev(k: &Keys, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &str) -> Event {
+pub(crate) fn ev(k: &Keys, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &str) -> Event {
     k.sign(
         created_at,
         kind,
