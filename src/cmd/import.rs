@@ -326,6 +326,13 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
 /// (`Store::defer_trees_if_empty`) are built.
 fn finish(store: &Store, trees: &[u64], progress: &Progress) -> bool {
     const PURGE: usize = 10_000;
+    // A reader held from here on keeps the pages the import's last batch freed (most of the
+    // index pages: 85 MB on 100k events, all over the file) out of reach until the trees
+    // are built: LMDB reuses a page only when no reader can still see it, so the trees'
+    // pages go together at the end of the file instead of into those holes, between event
+    // pages a sync would then map by fault-around (a `{}` sync's RSS growth 45–48 → 8–10
+    // MB). The file grows by the trees; the held pages serve the next writes.
+    let pin = (!trees.is_empty()).then(|| store.read_txn().ok());
     let mut purged = 0;
     loop {
         match store.purge_expired(wok::policy::now(), PURGE) {
@@ -362,6 +369,7 @@ fn finish(store: &Store, trees: &[u64], progress: &Progress) -> bool {
             }
         }
     }
+    drop(pin);
     true
 }
 
