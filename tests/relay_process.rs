@@ -99,3 +99,45 @@ fn sigusr1_drains_until_the_last_client_leaves() {
     let status = p.relay.wait_within(STEP);
     assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
 }
+
+/// A tree that is registered but not built (as an interrupted import leaves them) is named
+/// at start, with the command that builds it.
+#[test]
+fn an_unbuilt_tree_is_named_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("strfry.conf");
+    let db = dir.path().join("db");
+    std::fs::write(
+        &conf,
+        format!("db = \"{}\"\nrelay {{ port = 0 }}\n", db.display()),
+    )
+    .expect("write conf");
+    let wok = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wok"));
+        c.args(["--config", conf.to_str().expect("utf8")])
+            .args(args)
+            .env_remove("STRFRY_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let out = common::run_within(
+        &mut wok(&["negentropy", "add", r#"{"kinds":[1]}"#]),
+        b"",
+        STEP,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let relay = Running::spawn(wok(&["relay"]).stdout(Stdio::null()));
+    relay.await_port(STEP);
+    let log = relay.stderr_text();
+    assert!(
+        log.contains("negentropy tree 3 ({\"kinds\":[1]}) is not built")
+            && log.contains("`wok negentropy build 3`"),
+        "{log}"
+    );
+    assert!(!log.contains("tree 1 ({}) is not built"), "{log}");
+}

@@ -24,6 +24,7 @@ pub fn run(g: &Globals) -> ExitCode {
     let Some(store) = super::open_store_for(&loaded.config) else {
         return ExitCode::FAILURE;
     };
+    warn_unbuilt_trees(&store);
     let cfg = loaded.config.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let drain = Arc::new(AtomicBool::new(false));
@@ -112,3 +113,18 @@ fn trim_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_heap() {}
+
+/// An unbuilt tree answers nothing, and an interrupted import leaves its trees so: said once
+/// at start, with the command that builds them.
+fn warn_unbuilt_trees(store: &wok::store::Store) {
+    let Ok(txn) = store.read_txn() else { return };
+    let Ok(trees) = store.trees(&txn) else { return };
+    for (id, text, ..) in trees {
+        if let Ok(false) = store.tree_built(&txn, id) {
+            log::warn!(
+                "negentropy tree {id} ({text}) is not built: NEG-OPENs for its filter collect \
+                 their sets until `wok negentropy build {id}`"
+            );
+        }
+    }
+}
