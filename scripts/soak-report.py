@@ -12,8 +12,14 @@ Warm-up: the first ceil(20%) of the rounds (at least one). Each round's /proc sa
 its end, after a quiet part with no load, so every client is gone and fds are exact. Checks:
 
   rss      the live heap (`wok_heap_in_use_bytes`, the allocator's bytes in use: what a leak
-           grows) at the end (median of the last two samples) at most 5% above the first
-           post-warm-up sample. RssAnon is reported beside it but judged only when the relay has
+           grows) at the end (median of the last two samples) at most 5% or 2 MiB above the
+           first post-warm-up sample, whichever is more. The heap holds high-water marks that
+           fill over the first minutes and then stop (LMDB keeps the page buffers of its
+           largest write transaction for reuse; connection maps, per-thread buffers, bounded
+           caches): +1.3 MiB over a 5-minute run, +0.06 MiB in its last minute. A relay whose
+           DB it had to purge at start began the soak with those buffers already grown (heap
+           ~24 MiB); after an import, which purges, it starts at ~11 MiB, where 5% alone is
+           less than that fill. RssAnon is reported beside it but judged only when the relay has
            no heap metric: glibc keeps freed memory after a peak, so RssAnon creeps up as rarer,
            higher peaks come and levels off (a 10-minute run: +7, +4, +2, then ~1 MiB a minute),
            which is not a leak; VmRSS also counts the LMDB pages mapped as the DB grows.
@@ -278,11 +284,13 @@ def main():
     if b and last and len(rounds) > warm:
         end = statistics.median(last)
         drift = (end / b - 1) * 100
+        # 5% or 2 MiB, whichever is more (see the module doc: high-water marks, not leaks).
+        limit = max(5.0, 2048 / b * 100)
         vm_b, vm_e = base.get("rss_kb"), med([f[r]["rss_kb"] for r in rounds[-2:]])
         an_b, an_e = base.get("rss_anon_kb"), med([f[r]["rss_anon_kb"] for r in rounds[-2:]])
-        checks.append(("rss", drift <= 5.0,
+        checks.append(("rss", drift <= limit,
                        f"{label} {b / 1024:.1f} MiB after warm-up (round {warm}) → {end / 1024:.1f} MiB at the end "
-                       f"({drift:+.1f}%, limit +5%); RssAnon {an_b / 1024:.1f} → {an_e / 1024:.1f} MiB; "
+                       f"({drift:+.1f}%, limit +{limit:.1f}%: 5% or 2 MiB); RssAnon {an_b / 1024:.1f} → {an_e / 1024:.1f} MiB; "
                        f"VmRSS {vm_b / 1024:.1f} → {vm_e / 1024:.1f} MiB (with the LMDB pages, "
                        f"DB {base.get('db_kb', 0) / 1024:.0f} → {f[rounds[-1]].get('db_kb', 0) / 1024:.0f} MiB)"))
     else:
