@@ -325,7 +325,6 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
 /// its cron deletes them within 9 s); then the trees the import left to its end
 /// (`Store::defer_trees_if_empty`) are built.
 fn finish(store: &Store, trees: &[u64], progress: &Progress) -> bool {
-    const PURGE: usize = 10_000;
     // A reader held from here on keeps the pages the import's last batch freed (most of the
     // index pages: 85 MB on 100k events, all over the file) out of reach until the trees
     // are built: LMDB reuses a page only when no reader can still see it, so the trees'
@@ -333,24 +332,11 @@ fn finish(store: &Store, trees: &[u64], progress: &Progress) -> bool {
     // pages a sync would then map by fault-around (a `{}` sync's RSS growth 45–48 → 8–10
     // MB). The file grows by the trees; the held pages serve the next writes.
     let pin = (!trees.is_empty()).then(|| store.read_txn().ok());
-    let mut purged = 0;
-    loop {
-        match store.purge_expired(wok::policy::now(), PURGE) {
-            Ok(n) => {
-                purged += n;
-                if n < PURGE {
-                    break;
-                }
-            }
-            // Not fatal: the relay purges them when it starts.
-            Err(e) => {
-                log::warn!("import: purging expired events failed: {e}");
-                break;
-            }
-        }
-    }
-    if purged > 0 {
-        log::info!("Purged {purged} expired events");
+    match store.purge_all_expired(wok::policy::now(), 10_000) {
+        Ok(0) => {}
+        Ok(n) => log::info!("Purged {n} expired events"),
+        // Not fatal: the relay purges them when it starts.
+        Err(e) => log::warn!("import: purging expired events failed: {e}"),
     }
     for &tree in trees {
         progress.message(format!("building negentropy tree {tree}"));

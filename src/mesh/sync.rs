@@ -136,17 +136,10 @@ pub fn run(
     let err = |e: crate::store::StoreError| format!("local read failed: {e}");
     // Expired events are not part of anyone's set (queries never return them); purging them
     // first keeps a local tree equal to what the query engine would collect.
-    loop {
-        match store.purge_expired(now(), 10_000) {
-            Ok(10_000) => continue,
-            Ok(n) => {
-                if n > 0 {
-                    log::info!("purged {n} expired events before syncing");
-                }
-                break;
-            }
-            Err(e) => return Err(format!("purging expired events failed: {e}")),
-        }
+    match store.purge_all_expired(now(), 10_000) {
+        Ok(0) => {}
+        Ok(n) => log::info!("purged {n} expired events before syncing"),
+        Err(e) => return Err(format!("purging expired events failed: {e}")),
     }
     let txn = store.read_txn().map_err(err)?;
     if let Some(tree) = store.tree_for(&txn, &opts.filter).map_err(err)? {

@@ -220,24 +220,14 @@ impl Writer {
     }
 
     fn purge(&self) {
-        let now = super::now();
-        let mut total = 0;
-        loop {
-            match self.shared.store.purge_expired(now, PURGE_BATCH) {
-                Ok(n) => {
-                    total += n;
-                    if n < PURGE_BATCH {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    log::error!("purging expired events failed: {e}");
-                    break;
-                }
-            }
-        }
-        if total > 0 {
-            log::info!("purged {total} expired events");
+        match self
+            .shared
+            .store
+            .purge_all_expired(super::now(), PURGE_BATCH)
+        {
+            Ok(0) => {}
+            Ok(total) => log::info!("purged {total} expired events"),
+            Err(e) => log::error!("purging expired events failed: {e}"),
         }
     }
 }

@@ -248,6 +248,16 @@ fn expiration_hides_then_purges() {
     assert_eq!(s.purge_expired(2000, 2).expect("purge"), 2);
     assert_eq!(s.purge_expired(2000, 2).expect("purge"), 1);
     assert_eq!(s.purge_expired(2000, 2).expect("purge"), 0);
+    // The loop callers use: batch by batch to the end (5 = 2 + 2 + 1), and a batch of 0
+    // still ends.
+    let due: Vec<Event> = (0..5)
+        .map(|i| ev(&k, 30 + i, 1, &[vec!["expiration", "3000"]], ""))
+        .collect();
+    s.write_batch(&due).expect("w");
+    assert_eq!(s.purge_all_expired(3000, 2).expect("purge"), 5);
+    s.write_batch(&due[..1]).expect("w");
+    assert_eq!(s.purge_all_expired(3000, 0).expect("purge"), 1);
+    assert_eq!(s.purge_all_expired(3000, 2).expect("purge"), 0);
 }
 
 #[test]

@@ -365,6 +365,21 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every event whose NIP-40 expiration is ≤ `now`, `batch` to a transaction (so
+    /// other writers get turns between them); returns how many.
+    pub fn purge_all_expired(&self, now: u64, batch: usize) -> Result<usize> {
+        // A batch of 0 would purge nothing and never end.
+        let batch = batch.max(1);
+        let mut total = 0;
+        loop {
+            let n = self.purge_expired(now, batch)?;
+            total += n;
+            if n < batch {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Deletes up to `max` events whose NIP-40 expiration is ≤ `now`, in one transaction;
     /// returns how many. Call repeatedly until it returns less than `max`.
     pub fn purge_expired(&self, now: u64, max: usize) -> Result<usize> {
