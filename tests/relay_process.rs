@@ -29,11 +29,11 @@ struct Proc {
     port: u16,
 }
 
-/// A relay on port 0 (no race for a free port): the port comes from its start-up line.
-fn spawn() -> Proc {
-    let dir = tempfile::tempdir().expect("tmp");
-    let conf = dir.path().join("strfry.conf");
-    let db = dir.path().join("db");
+/// A config in `dir` for a relay on port 0 (no race for a free port: the port comes from its
+/// start-up line) and a DB in `dir/db`.
+fn config_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let conf = dir.join("strfry.conf");
+    let db = dir.join("db");
     std::fs::write(
         &conf,
         format!(
@@ -42,13 +42,24 @@ fn spawn() -> Proc {
         ),
     )
     .expect("write conf");
-    let relay = Running::spawn(
-        Command::new(env!("CARGO_BIN_EXE_wok"))
-            .args(["--config", conf.to_str().expect("utf8"), "relay"])
-            .env_remove("STRFRY_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    conf
+}
+
+/// `wok --config CONF ARGS…`, stderr piped (relays are awaited through their log).
+fn wok(conf: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wok"));
+    c.args(["--config", conf.to_str().expect("utf8")])
+        .args(args)
+        .env_remove("STRFRY_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn spawn() -> Proc {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = config_in(dir.path());
+    let relay = Running::spawn(&mut wok(&conf, &["relay"]));
     let port = relay.await_port(STEP);
     Proc {
         relay,
@@ -105,24 +116,9 @@ fn sigusr1_drains_until_the_last_client_leaves() {
 #[test]
 fn an_unbuilt_tree_is_named_at_start() {
     let dir = tempfile::tempdir().expect("tmp");
-    let conf = dir.path().join("strfry.conf");
-    let db = dir.path().join("db");
-    std::fs::write(
-        &conf,
-        format!("db = \"{}\"\nrelay {{ port = 0 }}\n", db.display()),
-    )
-    .expect("write conf");
-    let wok = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_wok"));
-        c.args(["--config", conf.to_str().expect("utf8")])
-            .args(args)
-            .env_remove("STRFRY_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    };
+    let conf = config_in(dir.path());
     let out = common::run_within(
-        &mut wok(&["negentropy", "add", r#"{"kinds":[1]}"#]),
+        &mut wok(&conf, &["negentropy", "add", r#"{"kinds":[1]}"#]),
         b"",
         STEP,
     );
@@ -131,7 +127,7 @@ fn an_unbuilt_tree_is_named_at_start() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let relay = Running::spawn(wok(&["relay"]).stdout(Stdio::null()));
+    let relay = Running::spawn(&mut wok(&conf, &["relay"]));
     relay.await_port(STEP);
     let log = relay.stderr_text();
     assert!(
