@@ -189,9 +189,10 @@ fn import_export_round_trip_and_reimport_duplicates() {
     assert_eq!(db.export(&[]), export_order(&evs));
 }
 
-/// An import into an empty DB purges what has expired and builds the negentropy trees once,
-/// at its end; they come out equal, size and fingerprint, to trees kept event by event (an
-/// import into a DB that already held an event).
+/// An import stores no event that has already expired (NIP-40), as the relay refuses one, and
+/// into an empty DB builds the negentropy trees once, at its end; they come out equal, size
+/// and fingerprint, to trees kept event by event (an import into a DB that already held an
+/// event).
 #[test]
 fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     let mut evs: Vec<Event> = (0..300u64)
@@ -209,7 +210,10 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     evs.insert(150, gone.clone());
     let fresh = Db::new();
     let err = fresh.import(&[], &jsonl(&evs));
-    assert!(err.contains("Purged 1 expired events"), "{err}");
+    assert!(
+        err.contains("300 added, 0 rejected, 0 duplicates, 1 expired (not stored)"),
+        "{err}"
+    );
     assert!(
         err.contains("Built negentropy tree 1 (300 events)"),
         "{err}"
@@ -225,6 +229,14 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     let err = kept.import(&["--write-batch", "50"], &jsonl(&evs[1..]));
     assert!(!err.contains("Built negentropy tree"), "{err}");
     assert_eq!(kept.ok(&["negentropy", "list"], b"").0, trees);
+
+    // An expired newer version replaces nothing, as it would not on the relay.
+    let old = sign(2, 1_700_000_000, 0, &[], "old profile");
+    let newer = sign(2, 1_700_000_100, 0, &[vec!["expiration", "1000"]], "newer");
+    let db = Db::new();
+    let err = db.import(&[], &jsonl(&[old.clone(), newer]));
+    assert!(summary_has(&err, 1, 0, 0), "{err}");
+    assert_eq!(db.export(&[]), vec![json(&old)]);
 }
 
 #[test]

@@ -119,6 +119,9 @@ enum Item {
     Event(Event, Option<Terms>),
     /// Already stored (found by a worker, which then skips the signature check).
     Duplicate,
+    /// Expired (NIP-40) when read: not stored, as the relay refuses it (`event expired`);
+    /// stored, it would be purged at the end and its writes undone, page by page.
+    Expired,
     Reject(Rejection),
 }
 
@@ -155,6 +158,7 @@ struct Stats {
     /// Refused by the DB's bans or kind lists (`wok admin banpubkey`, …): policy, so the
     /// import still exits 0.
     blocked: u64,
+    expired: u64,
 }
 
 impl Stats {
@@ -174,13 +178,17 @@ impl Stats {
         )
     }
 
-    /// Said only when something was blocked, so an unbanned DB's summary is as before.
+    /// Said only when something was blocked or expired, so a plain import's summary is
+    /// as before.
     fn blocked_part(&self) -> String {
-        if self.blocked == 0 {
-            String::new()
-        } else {
-            format!(", {} blocked", self.blocked)
+        let mut s = String::new();
+        if self.blocked > 0 {
+            s.push_str(&format!(", {} blocked", self.blocked));
         }
+        if self.expired > 0 {
+            s.push_str(&format!(", {} expired (not stored)", self.expired));
+        }
+        s
     }
 }
 
@@ -196,6 +204,10 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The batches' commits wait for one sync each, not two; `finish` syncs once at the end.
+    if let Err(e) = store.defer_meta_sync() {
+        log::warn!("import: every commit will sync twice: {e}");
+    }
     let limits = cfg.event_limits();
     let opts = WorkerOpts {
         limits,
@@ -338,25 +350,38 @@ fn finish(store: &Store, trees: &[u64], progress: &Progress) -> bool {
         // Not fatal: the relay purges them when it starts.
         Err(e) => log::warn!("import: purging expired events failed: {e}"),
     }
-    for &tree in trees {
-        progress.message(format!("building negentropy tree {tree}"));
+    let built = if trees.is_empty() {
+        true
+    } else {
+        progress.message("building negentropy trees".to_string());
         let started = Instant::now();
-        match store.build_tree(tree) {
-            Ok(n) => log::info!(
-                "Built negentropy tree {tree} ({n} events) in {} ms",
-                started.elapsed().as_millis()
-            ),
+        // One transaction for all: one commit and sync.
+        match store.build_trees(trees) {
+            Ok(sizes) => {
+                let ms = started.elapsed().as_millis();
+                for (tree, n) in trees.iter().zip(sizes) {
+                    log::info!("Built negentropy tree {tree} ({n} events)");
+                }
+                log::info!("Built {} negentropy trees in {ms} ms", trees.len());
+                true
+            }
             Err(e) => {
                 log::error!(
-                    "import: building negentropy tree {tree} failed: {e}; until \
-                     `wok negentropy build` succeeds, NEG-OPENs are answered without it"
+                    "import: building negentropy trees {trees:?} failed: {e}; until \
+                     `wok negentropy build` succeeds for each, NEG-OPENs are answered \
+                     without it"
                 );
-                return false;
+                false
             }
         }
-    }
+    };
     drop(pin);
-    true
+    // The batches' commits left their meta page unsynced (`defer_meta_sync`).
+    if let Err(e) = store.sync() {
+        log::error!("import: syncing the database to disk failed: {e}");
+        return false;
+    }
+    built
 }
 
 /// Whether every chunk the reader sent was written: an import that lost lines must not
@@ -473,6 +498,7 @@ fn work(rx: &Receiver<Chunk>, tx: &Sender<Done>, o: WorkerOpts, store: &Store) {
                 .is_some_and(|t| matches!(store.lookup_id(t, id), Ok(Some(_))))
         };
         let kinds = store.search_kinds();
+        let now = wok::policy::now();
         let mut items = Vec::new();
         let mut lines = 0u64;
         if let Some(len) = chunk.oversize {
@@ -486,7 +512,7 @@ fn work(rx: &Receiver<Chunk>, tx: &Sender<Done>, o: WorkerOpts, store: &Store) {
             for (i, raw) in data.split_mut(|&b| b == b'\n').enumerate() {
                 lines += 1;
                 let line_no = chunk.first_line + i as u64;
-                match check_line(raw, line_no, &mut parser, &o, &known) {
+                match check_line(raw, line_no, &mut parser, &o, now, &known) {
                     Some(Item::Event(ev, _)) => {
                         let terms = kinds
                             .as_ref()
@@ -527,6 +553,7 @@ fn check_line(
     line_no: u64,
     parser: &mut JsonParser,
     o: &WorkerOpts,
+    now: u64,
     known: &dyn Fn(&[u8; 32]) -> bool,
 ) -> Option<Item> {
     let reject = |id: Option<String>, reason: String, always: bool| {
@@ -543,6 +570,10 @@ fn check_line(
         Line::Malformed(reason) => reject(None, reason, true),
         Line::Invalid { id, reason } => reject(id, reason, false),
         Line::Event(ev) => {
+            // Before the signature check: an expired event costs no verify either.
+            if ev.expiration.is_some_and(|e| e <= now) {
+                return Some(Item::Expired);
+            }
             if o.verify {
                 // verify::check_event's checks, with the duplicate test between them.
                 if let Err(invalid) = ev.check_id() {
@@ -588,6 +619,7 @@ impl Writer<'_> {
                             terms.push(t);
                         }
                         Item::Duplicate => self.stats.dups += 1,
+                        Item::Expired => self.stats.expired += 1,
                         Item::Reject(r) => self.rejected(&r),
                     }
                     continue;

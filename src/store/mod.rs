@@ -372,6 +372,26 @@ impl Store {
         Ok(self.env.write_txn()?)
     }
 
+    /// From here on this process's commits sync their data pages but not the meta page
+    /// that points at them (LMDB's `MDB_NOMETASYNC`): a crash may undo the last commits,
+    /// never leave a torn one, and each commit waits for one sync instead of two. For a
+    /// bulk load that calls [`Store::sync`] before it reports success (`wok import`).
+    /// Call it before other threads use the store (LMDB's rule for changing flags).
+    pub fn defer_meta_sync(&self) -> Result<()> {
+        // SAFETY: NOMETASYNC keeps every commit atomic and consistent (it only delays
+        // durability); the caller sets it before any other thread uses the environment.
+        unsafe {
+            self.env
+                .set_flags(heed::EnvFlags::NO_META_SYNC, heed::FlagSetMode::Enable)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable (`mdb_env_sync`, forced).
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.env.force_sync()?)
+    }
+
     pub fn read_meta(&self, txn: &RoTxn) -> Result<Option<Meta>> {
         let Some(buf) = self.t.meta.get(txn, META_KEY)? else {
             return Ok(None);

@@ -662,25 +662,51 @@ impl Store {
         tree: TreeId,
         progress: &mut dyn FnMut(BuildStep),
     ) -> Result<u64> {
+        let mut txn = self.write_txn()?;
+        let n = self.build_tree_in(&mut txn, tree, progress)?;
+        progress(BuildStep::Committing);
+        txn.commit()?;
+        Ok(n)
+    }
+
+    /// Builds each of `trees` (`build_tree`) in one write transaction, one commit and
+    /// sync for all (an import's last step); returns their sizes, in order.
+    pub fn build_trees(&self, trees: &[TreeId]) -> Result<Vec<u64>> {
+        let mut txn = self.write_txn()?;
+        let mut sizes = Vec::with_capacity(trees.len());
+        for &tree in trees {
+            sizes.push(self.build_tree_in(&mut txn, tree, &mut |_| {})?);
+        }
+        txn.commit()?;
+        Ok(sizes)
+    }
+
+    /// `build_tree` in the caller's transaction (a later tree of the same transaction is
+    /// written at the table's end only if no later tree has rows: see the flags below).
+    fn build_tree_in(
+        &self,
+        txn: &mut heed::RwTxn,
+        tree: TreeId,
+        progress: &mut dyn FnMut(BuildStep),
+    ) -> Result<u64> {
         /// Events read between two `progress` calls (a few under test, so pieces and the
         /// items carried between them are exercised).
         const STEP: usize = if cfg!(test) { 40 } else { 4096 };
         let db = self.t.negentropy_tree;
-        let mut txn = self.write_txn()?;
         let Some((_, _, filter, except)) =
-            self.trees(&txn)?.into_iter().find(|(id, ..)| *id == tree)
+            self.trees(txn)?.into_iter().find(|(id, ..)| *id == tree)
         else {
             return Err(super::StoreError::Corrupt(format!("no tree {tree}")));
         };
-        self.clear_tree(&mut txn, tree)?;
+        self.clear_tree(txn, tree)?;
         // Every row is written in key order. If no later tree has rows, that is at the end
         // of the table, where MDB_APPEND leaves each page it fills full (a plain put moves
         // the page's last row to the new page with the new one: pages two thirds full).
-        let flags = match db.last(&txn)? {
+        let flags = match db.last(txn)? {
             Some((k, _)) if k > &tree.to_be_bytes()[..] => heed::PutFlags::empty(),
             _ => heed::PutFlags::APPEND,
         };
-        let total = self.t.event.len(&txn)?;
+        let total = self.t.event.len(txn)?;
         // Items, read a piece at a time from the created_at index, so memory stays at one
         // piece whatever the DB's size. A piece ends between two seconds, so sorted it
         // follows the one before: chunks are written full, each once, in order (inserted
@@ -696,9 +722,9 @@ impl Store {
                     None => self
                         .t
                         .created_at
-                        .range(&txn, &(KeyBound::Unbounded, KeyBound::Unbounded))?,
+                        .range(txn, &(KeyBound::Unbounded, KeyBound::Unbounded))?,
                     Some(k) => self.t.created_at.range(
-                        &txn,
+                        txn,
                         &(KeyBound::Excluded(k.as_slice()), KeyBound::Unbounded),
                     )?,
                 };
@@ -713,7 +739,7 @@ impl Store {
                     last_ts = Some(ts);
                     read += 1;
                     after = Some(k.to_vec());
-                    let Some(rec) = self.record(&txn, lev)? else {
+                    let Some(rec) = self.record(txn, lev)? else {
                         return Err(super::StoreError::Corrupt(format!(
                             "the created_at index names event {lev}, which is not stored"
                         )));
@@ -736,7 +762,7 @@ impl Store {
                 items.len() / CHUNK * CHUNK
             };
             for chunk in items[..upto].chunks(CHUNK) {
-                put_chunk_with(db, &mut txn, tree, &chunk.concat(), flags)?;
+                put_chunk_with(db, txn, tree, &chunk.concat(), flags)?;
             }
             items.drain(..upto);
             n += upto as u64;
@@ -749,12 +775,10 @@ impl Store {
                 break;
             }
         }
-        self.fill_aggregates(&mut txn, tree, flags)?;
-        db.put_with_flags(&mut txn, flags, &built_key(tree), &[])?;
+        self.fill_aggregates(txn, tree, flags)?;
+        db.put_with_flags(txn, flags, &built_key(tree), &[])?;
         // Writes keep it from now on (`tree_filters`).
-        self.bump_tree_counter(&mut txn)?;
-        progress(BuildStep::Committing);
-        txn.commit()?;
+        self.bump_tree_counter(txn)?;
         Ok(n)
     }
 
