@@ -432,7 +432,14 @@ impl Io {
             Outbound::SendPaced { conn, batch } => {
                 self.enqueue_batch(conns, touched, conn, batch);
             }
-            Outbound::SendAll { conn, texts } => {
+            Outbound::SendAll {
+                conn,
+                scanned,
+                texts,
+            } => {
+                if let Some(batch) = scanned {
+                    self.enqueue_batch(conns, touched, conn, batch);
+                }
                 self.enqueue_all(conns, touched, conn, texts, false);
             }
             Outbound::RateLimited { conn } => {
