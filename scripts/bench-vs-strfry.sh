@@ -131,9 +131,21 @@ for round in $(seq "$ROUNDS"); do
     start_relay "$r" "$T/empty"
     "$WOK" bench --json --pid "$relay_pid" conns "$url" --conns 2000 | record "$r" "$round"
     stop_relay
-    rm -rf "$T/db"; cp -r "$T/pre-$r" "$T/db"
-    start_relay "$r" "$T/db"
-    "$WOK" bench --json --pid "$relay_pid" query "$url" --count "$COUNT" --seed 1 | record "$r" "$round"
+    # A relay that dies under the query load (strfry aborted once in 10 rounds here) is
+    # reported, counted and given one more try on a fresh copy; a second death ends the run.
+    for try in 1 2; do
+      rm -rf "$T/db"; cp -r "$T/pre-$r" "$T/db"
+      start_relay "$r" "$T/db"
+      if "$WOK" bench --json --pid "$relay_pid" query "$url" --count "$COUNT" --seed 1 >"$T/query.jsonl"; then
+        record "$r" "$round" <"$T/query.jsonl"
+        break
+      fi
+      kill "$relay_pid" 2>/dev/null || true
+      code=0; wait "$relay_pid" 2>/dev/null || code=$?; relay_pid=""
+      echo "query against $r failed (relay exit status $code): $(tail -2 "$T/relay.log" | tr '\n' ' ')" >&2
+      one "$r" "$round" query relay_deaths 1 deaths
+      [ "$try" = 2 ] && exit 1
+    done
     # NIP-77 on a relay fresh from start, so its peak RSS is what the sync made it hold.
     # Before fanout and ingest add events: the sets differ by 1% each way.
     stop_relay
