@@ -432,14 +432,7 @@ impl Io {
             Outbound::SendPaced { conn, batch } => {
                 self.enqueue_batch(conns, touched, conn, batch);
             }
-            Outbound::SendAll {
-                conn,
-                scanned,
-                texts,
-            } => {
-                if let Some(batch) = scanned {
-                    self.enqueue_batch(conns, touched, conn, batch);
-                }
+            Outbound::SendAll { conn, texts } => {
                 self.enqueue_all(conns, touched, conn, texts, false);
             }
             Outbound::RateLimited { conn } => {

@@ -265,9 +265,6 @@ pub enum MonitorMsg {
         auth: ReadAuth,
         /// The REQ's place in flight: given back once EOSE is queued.
         ticket: Ticket,
-        /// The scan's last slice of stored events (already counted in the connection's
-        /// backlog), queued with EOSE in one io message.
-        scanned: Option<TextBatch>,
     },
     Unsubscribe {
         conn: ConnId,
@@ -290,11 +287,9 @@ pub enum Outbound {
         text: Vec<u8>,
     },
     /// Several, in order, for one connection (one channel message and wake-up): a new
-    /// subscription's last slice of stored events (paced, as `SendPaced`), its EOSE and
-    /// its replay.
+    /// subscription's EOSE and its replay.
     SendAll {
         conn: ConnId,
-        scanned: Option<TextBatch>,
         texts: Vec<Vec<u8>>,
     },
     /// Stored-scan output, a slice's messages at once (one channel message and wake-up

@@ -139,7 +139,6 @@ impl ReqMonitor {
                 snapshot,
                 auth,
                 mut ticket,
-                scanned,
             } => {
                 ticket.waited(Stage::ReqMonitor);
                 let mut eose = Vec::with_capacity(32 + sub_id.as_str().len());
@@ -152,13 +151,8 @@ impl ReqMonitor {
                         log::error!("[{conn}] replay failed: {e}");
                     }
                 }
-                // The scan's last events, EOSE and the replay in one message: one wake-up of
-                // io and one write, not one per event or part.
-                self.io.send(Outbound::SendAll {
-                    conn,
-                    scanned,
-                    texts,
-                });
+                // EOSE and the replay in one message: one wake-up of io, not one per event.
+                self.io.send(Outbound::SendAll { conn, texts });
                 floors.insert((conn, sub_id.clone()), (snapshot, auth));
                 mon.set_clock(now());
                 mon.subscribe(conn, sub_id, filters);
@@ -292,7 +286,6 @@ mod tests {
             snapshot: 0,
             auth: ReadAuth::open(),
             ticket: inflight.ticket(1, crate::relay::msg::Lane::Light),
-            scanned: None,
         }
     }
 

@@ -64,9 +64,6 @@ struct Running {
     /// Such a COUNT whose answer is the same for every reader: extends a cached answer (or
     /// starts one) and keeps the result (`hll_cache`).
     cached: Option<Cached>,
-    /// The scan's last slice of events, held back to go with the subscription: the
-    /// monitor queues it with EOSE, one io wake-up and write for both.
-    scanned: Option<TextBatch>,
 }
 
 struct Cached {
@@ -437,7 +434,6 @@ impl ReqWorker {
             started: false,
             hll,
             cached,
-            scanned: None,
         })
     }
 
@@ -502,14 +498,10 @@ impl ReqWorker {
                         if let Some(p) = &r.outbound {
                             p.fetch_add(batch.bytes(), Ordering::Relaxed);
                         }
-                        if p == Progress::Done {
-                            r.scanned = Some(batch);
-                        } else {
-                            self.io.send(Outbound::SendPaced {
-                                conn: r.conn,
-                                batch,
-                            });
-                        }
+                        self.io.send(Outbound::SendPaced {
+                            conn: r.conn,
+                            batch,
+                        });
                     }
                 }
             }
@@ -586,7 +578,6 @@ impl ReqWorker {
                         snapshot: r.snapshot,
                         auth: r.auth,
                         ticket: r.ticket,
-                        scanned: r.scanned,
                     },
                 );
             }
