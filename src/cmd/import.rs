@@ -589,7 +589,7 @@ fn check_line(
         Line::Invalid { id, reason } => reject(id, reason, false),
         Line::Event(ev) => {
             // Before the signature check: an expired event costs no verify either.
-            if ev.expiration.is_some_and(|e| e <= now) {
+            if ev.is_expired(now) {
                 return Some(Item::Expired);
             }
             if o.verify {

@@ -330,10 +330,15 @@ impl Event {
         {
             return Err(Invalid::new("ephemeral event expired"));
         }
-        if self.expiration.is_some_and(|e| e <= now) {
+        if self.is_expired(now) {
             return Err(Invalid::new("event expired"));
         }
         Ok(())
+    }
+
+    /// Expired (NIP-40) at `now`, as `Record::is_expired` says of a stored one.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expiration.is_some_and(|e| e <= now)
     }
 
     pub fn class(&self) -> KindClass {
