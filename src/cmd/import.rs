@@ -298,12 +298,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         progress: &progress,
         stats: Stats::default(),
         last_log: Instant::now(),
-        pin: Pin {
-            wanted: !deferred.is_empty(),
-            finished_workers: &finished_workers,
-            workers,
-            txn: None,
-        },
+        pin: Pin::new(!deferred.is_empty(), &finished_workers, workers),
     };
     let batch = usize::try_from(args.write_batch).unwrap_or(usize::MAX);
     let written = match w.run(&done_rx, batch) {
@@ -637,6 +632,17 @@ struct Pin<'s> {
 }
 
 impl<'s> Pin<'s> {
+    /// Wanted only when trees wait for the end of the import; due once `finished`
+    /// reaches `workers`.
+    fn new(wanted: bool, finished: &'s AtomicUsize, workers: usize) -> Pin<'s> {
+        Pin {
+            wanted,
+            finished_workers: finished,
+            workers,
+            txn: None,
+        }
+    }
+
     fn take_if_due(&mut self, store: &'s Store) {
         if self.wanted
             && self.txn.is_none()
@@ -790,23 +796,13 @@ mod tests {
         };
         let store = Store::open(dir.path(), &opts).expect("open");
         let finished = AtomicUsize::new(1);
-        let mut pin = Pin {
-            wanted: true,
-            finished_workers: &finished,
-            workers: 2,
-            txn: None,
-        };
+        let mut pin = Pin::new(true, &finished, 2);
         pin.take_if_due(&store);
         assert!(pin.txn.is_none(), "one verifier still runs");
         finished.store(2, Ordering::Release);
         pin.take_if_due(&store);
         assert!(pin.txn.is_some());
-        let mut unwanted = Pin {
-            wanted: false,
-            finished_workers: &finished,
-            workers: 2,
-            txn: None,
-        };
+        let mut unwanted = Pin::new(false, &finished, 2);
         unwanted.take_if_due(&store);
         assert!(unwanted.txn.is_none(), "no tree to build");
     }
