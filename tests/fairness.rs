@@ -438,8 +438,11 @@ fn a_connection_moves_between_io_threads_and_loses_nothing() {
     }
 }
 
-/// The busy lane's threads run at `relay.busyLaneNice` (20, the default, is SCHED_IDLE), the
-/// light ones as the process does.
+/// The busy lane's threads run at `relay.busyLaneNice` (20, the default, is SCHED_IDLE); the
+/// pipeline's other threads keep the process's nice value as SCHED_BATCH
+/// (`relay.batchScheduling`, on by default; no relay in this test binary turns it off, as the
+/// thread names of every relay in the process are the same); the io threads never take
+/// SCHED_BATCH.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_busy_lane_runs_at_its_nice_value() {
@@ -448,6 +451,7 @@ fn the_busy_lane_runs_at_its_nice_value() {
     let _r = TestRelay::with(|c| c.relay.busy_lane_nice = 19);
     let _d = TestRelay::start();
     const SCHED_IDLE: i64 = 5;
+    const SCHED_BATCH: i64 = 3;
     // (nice, scheduling policy): after the parenthesised name, state is field 3, nice
     // field 19, policy field 41.
     let prio = |stat: &str| -> (i64, i64) {
@@ -478,35 +482,47 @@ fn the_busy_lane_runs_at_its_nice_value() {
         }
         v
     };
-    let busy = || -> Vec<(i64, i64)> {
-        [
-            "IngesterBusy 0",
-            "IngesterBusy 1",
-            "ReqWorkerBusy 1",
-            "WebsocketBusy",
-        ]
-        .iter()
-        .flat_map(|n| of(n))
-        .collect()
-    };
-    // Each of the four (test relays run two threads per pool) at nice 19 (relay `_r`) and
-    // at SCHED_IDLE (relay `_d`), nothing else.
-    let settled = |v: &[(i64, i64)]| {
-        v.iter().filter(|p| **p == (19, 0)).count() >= 4
-            && v.iter().filter(|p| p.1 == SCHED_IDLE).count() >= 4
-            && v.iter().all(|p| *p == (19, 0) || p.1 == SCHED_IDLE)
+    let named = |names: &[&str]| -> Vec<(i64, i64)> { names.iter().flat_map(|n| of(n)).collect() };
+    let busy_stages = || named(&["IngesterBusy 0", "IngesterBusy 1", "ReqWorkerBusy 1"]);
+    let busy_io = || named(&["WebsocketBusy"]);
+    // Relay `_r`'s at nice 19 (its stage threads SCHED_BATCH, its io thread not), relay
+    // `_d`'s at SCHED_IDLE, nothing else (test relays run two threads per pool).
+    let settled = |v: &[(i64, i64)], at_19: (i64, i64), n: usize| {
+        v.iter().filter(|p| **p == at_19).count() >= n
+            && v.iter().filter(|p| p.1 == SCHED_IDLE).count() >= n
+            && v.iter().all(|p| *p == at_19 || p.1 == SCHED_IDLE)
     };
     // A thread sets its priority as it starts; give them a moment to start.
-    common::eventually(Duration::from_secs(10), || settled(&busy()));
-    let busy = busy();
-    assert!(settled(&busy), "busy threads' (nice, policy): {busy:?}");
-    let mine = prio(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"));
-    let light: Vec<(i64, i64)> = ["Ingester 0", "ReqWorker 2", "Websocket"]
-        .iter()
-        .flat_map(|n| of(n))
-        .collect();
+    common::eventually(Duration::from_secs(10), || {
+        settled(&busy_stages(), (19, SCHED_BATCH), 3) && settled(&busy_io(), (19, 0), 1)
+    });
+    let (stages, io) = (busy_stages(), busy_io());
     assert!(
-        !light.is_empty() && light.iter().all(|p| *p == mine),
-        "light threads' (nice, policy): {light:?}, the test thread's {mine:?}"
+        settled(&stages, (19, SCHED_BATCH), 3) && settled(&io, (19, 0), 1),
+        "busy threads' (nice, policy): stages {stages:?}, io {io:?}"
+    );
+    let mine = prio(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"));
+    let light = || {
+        named(&[
+            "Ingester 0",
+            "ReqWorker 0",
+            "ReqMonitor 1",
+            "Writer",
+            "Negentropy 0",
+        ])
+    };
+    let batch = (mine.0, SCHED_BATCH);
+    common::eventually(Duration::from_secs(10), || {
+        light().iter().all(|p| *p == batch)
+    });
+    let light = light();
+    assert!(
+        light.len() >= 10 && light.iter().all(|p| *p == batch),
+        "light stage threads' (nice, policy): {light:?}, the test thread's {mine:?}"
+    );
+    let io = named(&["Websocket"]);
+    assert!(
+        !io.is_empty() && io.iter().all(|p| *p == mine),
+        "io threads' (nice, policy): {io:?}, the test thread's {mine:?}"
     );
 }

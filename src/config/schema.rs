@@ -492,6 +492,7 @@ mod tests {
                 "relay.maxBytesInFlightPerConnection",
                 "relay.busyAtMessagesInFlight",
                 "relay.busyLaneNice",
+                "relay.batchScheduling",
                 "relay.negentropy.idleTimeoutSeconds",
                 "relay.metrics.enabled",
                 "relay.metrics.bearerToken",

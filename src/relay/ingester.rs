@@ -14,7 +14,7 @@ use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IngesterMsg, IoSender, Lane, NegMsg, Outbound, Pool, ReqMsg, Ticket};
 use super::write_policy::PolicyMsg;
-use super::{now, BusyNice, Shared};
+use super::{now, Shared, ThreadPriority};
 use crate::config::Config;
 use crate::nostr::kinds;
 use crate::nostr::message::{self, ClientMsg, MsgError};
@@ -67,10 +67,10 @@ impl Ingester {
         // The inbox sorted by connection, served in turns (fair share): a connection's one
         // message waits for one message of each busy connection, not for their backlogs.
         let mut turns: Turns<IngesterMsg> = Turns::default();
-        let mut nice = BusyNice::default();
-        nice.follow(self.lane, self.shared.config().relay.busy_lane_nice);
+        let mut prio = ThreadPriority::default();
+        prio.follow_config(self.lane, &self.shared.config());
         while let Ok(first) = self.rx.recv() {
-            nice.follow(self.lane, self.shared.config().relay.busy_lane_nice);
+            prio.follow_config(self.lane, &self.shared.config());
             turns.push(conn_of(&first), first);
             // One read transaction for the duplicate checks of many messages (DESIGN §1):
             // beginning one per event takes LMDB's reader-table lock every time.

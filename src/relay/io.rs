@@ -409,7 +409,8 @@ impl Io {
     fn follow_nice(&self) {
         if let Link::Busy(b) = &self.link {
             let nice = self.shared.config().relay.busy_lane_nice;
-            b.nice.borrow_mut().follow(Lane::Busy, nice);
+            // The io threads stay out of SCHED_BATCH: their wake-ups are the network's.
+            b.nice.borrow_mut().follow(Lane::Busy, nice, false);
         }
     }
 

@@ -171,7 +171,9 @@ impl NegWorker {
         // The inbox by connection, served in turns (fair share): a connection with a
         // burst of NEG-MSGs delays another's by at most one of them.
         let mut inbox: Turns<NegMsg> = Turns::default();
+        let mut prio = super::ThreadPriority::default();
         loop {
+            prio.follow_config(super::msg::Lane::Light, &self.shared.config());
             // With work under way, only look at the inbox between turns.
             let wait = if sessions.collecting.is_empty() && inbox.is_empty() {
                 next_sweep.saturating_duration_since(Instant::now())

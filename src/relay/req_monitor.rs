@@ -64,7 +64,13 @@ impl ReqMonitor {
             turns: Turns::default(),
             behind: false,
         };
-        while self.step(&mut st) {}
+        let mut prio = super::ThreadPriority::default();
+        loop {
+            prio.follow_config(super::msg::Lane::Light, &self.shared.config());
+            if !self.step(&mut st) {
+                break;
+            }
+        }
     }
 
     /// Takes what the inbox holds, serves one round of turns (one message of each

@@ -18,7 +18,7 @@ use super::conn_map::{locked, ConnMap, Entry};
 use super::fair::Turns;
 use super::metrics::Stage;
 use super::msg::{ConnId, IoSender, Lane, MonitorMsg, Outbound, Pool, ReqMsg, TextBatch, Ticket};
-use super::{now, BusyNice, Shared};
+use super::{now, Shared, ThreadPriority};
 use crate::nostr::filter::EventView;
 use crate::nostr::message;
 use crate::nostr::{Filter, SubId};
@@ -100,9 +100,9 @@ pub struct ReqWorker {
 impl ReqWorker {
     pub fn run(self) {
         let mut running: Turns<Running> = Turns::default();
-        let mut nice = BusyNice::default();
+        let mut prio = ThreadPriority::default();
         loop {
-            nice.follow(self.lane, self.shared.config().relay.busy_lane_nice);
+            prio.follow_config(self.lane, &self.shared.config());
             if running.is_empty() {
                 match self.rx.recv() {
                     Ok(m) => self.handle(m, &mut running),

@@ -52,7 +52,9 @@ impl Writer {
         // The last batch was not one lone event: it carried several, or more came meanwhile.
         // A client that publishes one event at a time, waiting for each OK, never waits.
         let mut contended = false;
+        let mut prio = super::ThreadPriority::default();
         loop {
+            prio.follow_config(super::msg::Lane::Light, &self.shared.config());
             // Expired events are purged here, the one place that writes (strfry's cron
             // thread does it every 9 s).
             if last_purge.elapsed() >= PURGE_EVERY {

@@ -28,7 +28,7 @@ use mio::{Interest, Token};
 
 use super::{Conn, Io, Phase};
 use crate::relay::msg::{ConnId, Framed, IoSender, Lane, Outbound};
-use crate::relay::BusyNice;
+use crate::relay::ThreadPriority;
 
 /// A connection on its way from one io thread to the other.
 pub struct Moved {
@@ -55,7 +55,7 @@ pub struct BusyLink {
     /// The main io thread's inbox (the one the stages use).
     pub main: IoSender,
     pub routes: RefCell<BusyRoutes>,
-    pub(crate) nice: RefCell<BusyNice>,
+    pub(crate) nice: RefCell<ThreadPriority>,
 }
 
 impl MainLink {
