@@ -560,9 +560,9 @@ fn lane_of(i: usize, n: usize, stage: &str) -> (Lane, String) {
 /// SCHED_BATCH: a thread woken with work no longer preempts the running one, which goes on
 /// until it blocks or its slice ends. Each hop of a request wakes the next stage; with more
 /// stage threads than cores, preempting the sender mid-batch meant switching back to it
-/// soon after. On 2 cores: CPU per REQ −12%, fanout's relay CPU −8%, ingest +5%, latencies
-/// unchanged or lower (README, "Configuration"). A SCHED_IDLE thread is still preempted at
-/// once by a SCHED_BATCH one.
+/// soon after. On 2 cores: CPU per REQ −12%, fanout's relay CPU −9%; a polite client's p99
+/// under a saturating flood +0.4–0.9 ms (README, "Configuration"). A SCHED_IDLE thread is
+/// still preempted at once by a SCHED_BATCH one.
 #[derive(Default)]
 pub(crate) struct ThreadPriority {
     /// The (nice, batch) last applied.
