@@ -137,3 +137,89 @@ fn an_unbuilt_tree_is_named_at_start() {
     );
     assert!(!log.contains("tree 1 ({}) is not built"), "{log}");
 }
+
+/// (comm, scheduling policy) of each of a process's threads, from /proc (policy: field 41).
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32) -> Vec<(String, i64)> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // After the parenthesised name, state is field 3.
+        let policy = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(38))
+            .and_then(|p| p.parse().ok());
+        if let Some(p) = policy {
+            v.push((comm.trim().to_string(), p));
+        }
+    }
+    v
+}
+
+/// `relay.batchScheduling` (default on): the pipeline's threads run as SCHED_BATCH, the io
+/// thread as the process does; turned off by a reload, the threads go back as they wake.
+#[cfg(target_os = "linux")]
+#[test]
+fn batch_scheduling_follows_a_reload() {
+    const BATCH: i64 = 3;
+    let mut p = spawn();
+    let pid = p.relay.id();
+    let policy_of = |name: &str| -> Vec<i64> {
+        thread_policies(pid)
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, p)| p)
+            .collect()
+    };
+    // The monitors wake every 100 ms on their own; the writer and ingesters as they start.
+    let stages = [
+        "ReqMonitor 0",
+        "ReqMonitor 1",
+        "ReqMonitor 2",
+        "Writer",
+        "Ingester 0",
+    ];
+    let all = |names: &[&str], want: &dyn Fn(i64) -> bool| {
+        names.iter().all(|n| {
+            let v = policy_of(n);
+            !v.is_empty() && v.iter().all(|p| want(*p))
+        })
+    };
+    assert!(
+        common::eventually(STEP, || all(&stages, &|p| p == BATCH)),
+        "not SCHED_BATCH: {:?}",
+        thread_policies(pid)
+    );
+    assert!(
+        all(&["Websocket"], &|p| p != BATCH),
+        "the io thread: {:?}",
+        policy_of("Websocket")
+    );
+    let text = std::fs::read_to_string(&p.conf).expect("read");
+    common::rewrite(
+        &p.conf,
+        &text.replace(
+            "relay { port = 0",
+            "relay { port = 0\n batchScheduling = false",
+        ),
+    );
+    p.relay.await_stderr(
+        "'relay.batchScheduling' changed from 'true' to 'false'",
+        STEP,
+    );
+    let monitors = ["ReqMonitor 0", "ReqMonitor 1", "ReqMonitor 2"];
+    assert!(
+        common::eventually(STEP, || all(&monitors, &|p| p != BATCH)),
+        "still SCHED_BATCH after the reload: {:?}",
+        thread_policies(pid)
+    );
+    p.relay.signal("-TERM");
+    let status = p.relay.wait_within(STEP);
+    assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
+}
