@@ -3,7 +3,8 @@
 //! loop is bounded in count and time. Each scenario returns named figures; `wok bench`
 //! prints them as text or JSON lines, and `scripts/bench-vs-strfry.sh` takes medians.
 //!
-//! Relay-side cost is sampled from /proc for a given pid (CPU seconds, RSS).
+//! Relay-side cost is sampled for a given pid: CPU seconds from the kernel's per-process CPU
+//! clock, RSS from /proc.
 
 pub mod conns;
 pub mod fairness;
