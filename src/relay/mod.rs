@@ -605,8 +605,14 @@ impl ThreadPriority {
                 let p = libc::sched_param { sched_priority: 0 };
                 // SAFETY: `p` outlives the call; pid 0 is the calling thread.
                 if unsafe { libc::sched_setscheduler(0, to, &p) } != 0 {
+                    let name = match to {
+                        libc::SCHED_IDLE => "SCHED_IDLE (relay.busyLaneNice = 20)",
+                        libc::SCHED_BATCH => "SCHED_BATCH (relay.batchScheduling)",
+                        _ => "SCHED_OTHER",
+                    };
                     log::warn!(
-                        "cannot switch a {lane:?} thread to scheduling policy {to}: {}",
+                        "a {} stage thread cannot switch to {name}: {}",
+                        if lane == Lane::Busy { "busy" } else { "light" },
                         std::io::Error::last_os_error()
                     );
                     return;
