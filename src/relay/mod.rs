@@ -592,6 +592,7 @@ impl ThreadPriority {
         // Tried once per value: raising the priority again (a reload from 19 to 10, or from
         // 20 to any nice value) needs CAP_SYS_NICE or RLIMIT_NICE; without them the thread
         // keeps its priority.
+        let first = self.set.is_none();
         let was = self.set.replace(want).unwrap_or((0, false));
         #[cfg(target_os = "linux")]
         {
@@ -618,7 +619,7 @@ impl ThreadPriority {
                     return;
                 }
             }
-            if lane == Lane::Busy && to != libc::SCHED_IDLE && nice != was.0 {
+            if lane == Lane::Busy && to != libc::SCHED_IDLE && (first || nice != was.0) {
                 let v = i32::try_from(nice).unwrap_or(19);
                 // SAFETY: setpriority touches no memory; `who` 0 is the calling thread on Linux.
                 if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, v) } != 0 {
