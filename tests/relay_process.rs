@@ -163,7 +163,8 @@ fn thread_policies(pid: u32) -> Vec<(String, i64)> {
 }
 
 /// `relay.batchScheduling` (default on): the pipeline's threads run as SCHED_BATCH, the io
-/// thread as the process does; turned off by a reload, the threads go back as they wake.
+/// thread and the writer as the process does; turned off by a reload, the threads go back as
+/// they wake.
 #[cfg(target_os = "linux")]
 #[test]
 fn batch_scheduling_follows_a_reload() {
@@ -177,12 +178,12 @@ fn batch_scheduling_follows_a_reload() {
             .map(|(_, p)| p)
             .collect()
     };
-    // The monitors wake every 100 ms on their own; the writer and ingesters as they start.
+    // The monitors wake every 100 ms on their own; ingesters and req-workers as they start.
     let stages = [
         "ReqMonitor 0",
         "ReqMonitor 1",
         "ReqMonitor 2",
-        "Writer",
+        "ReqWorker 0",
         "Ingester 0",
     ];
     let all = |names: &[&str], want: &dyn Fn(i64) -> bool| {
@@ -197,9 +198,9 @@ fn batch_scheduling_follows_a_reload() {
         thread_policies(pid)
     );
     assert!(
-        all(&["Websocket"], &|p| p != BATCH),
-        "the io thread: {:?}",
-        policy_of("Websocket")
+        all(&["Websocket", "Writer"], &|p| p != BATCH),
+        "the io thread and the writer: {:?}",
+        thread_policies(pid)
     );
     let text = std::fs::read_to_string(&p.conf).expect("read");
     common::rewrite(

@@ -103,7 +103,7 @@ config_section! {
             busy_lane_nice: u64 = 20 => "busyLaneNice", wok, live,
                 "wok only: CPU priority of the busy lane's threads (one per ingester and per reqWorker, and the io thread that owns busy connections' sockets): 20 is SCHED_IDLE, which any other thread preempts at once, or a nice value 0-19, with which a running busy thread keeps its core to the end of its time slice (at 19 polite clients' REQ p99 under a flood about twice 20's, the flood served about 6% faster); leaving 20 or lowering the value needs CAP_SYS_NICE, else a restart";
             batch_scheduling: bool = true => "batchScheduling", wok, live,
-                "wok only: the pipeline's threads (ingesters, writer, reqWorkers, reqMonitors, negentropy; not the io threads) run as SCHED_BATCH, so a thread handed work waits for the running one to block instead of preempting it mid-batch: on 2 cores 12% less CPU per REQ and 9% less for fanout, but under a flood that keeps every core busy a polite client's p99 is ~0.5 ms higher; false = the process's own policy";
+                "wok only: the pipeline's threads (ingesters, reqWorkers, reqMonitors, negentropy; not the io threads or the writer) run as SCHED_BATCH, so a thread handed work waits for the running one to block instead of preempting it mid-batch: on 2 cores about 10% less CPU per REQ; false = the process's own policy";
 
             [auth: AuthConfig => "auth", "NIP-42 client authentication"] {
                 enabled: bool = true => "enabled", strfry, live,

@@ -556,12 +556,12 @@ fn lane_of(i: usize, n: usize, stage: &str) -> (Lane, String) {
 /// of any nice value preempts it at once, where a nice-19 one may run on to the end of its
 /// time slice (about 1.4 ms with EEVDF on two cores).
 ///
-/// With `relay.batchScheduling` the pipeline's threads (not the io threads) run as
-/// SCHED_BATCH: a thread woken with work no longer preempts the running one, which goes on
-/// until it blocks or its slice ends. Each hop of a request wakes the next stage; with more
-/// stage threads than cores, preempting the sender mid-batch meant switching back to it
-/// soon after. On 2 cores: CPU per REQ −12%, fanout's relay CPU −9%; a polite client's p99
-/// under a saturating flood +0.4–0.9 ms (README, "Configuration"). A SCHED_IDLE thread is
+/// With `relay.batchScheduling` the pipeline's threads (not the io threads, not the writer)
+/// run as SCHED_BATCH: a thread woken with work no longer preempts the running one, which
+/// goes on until it blocks or its slice ends. Each hop of a request wakes the next stage;
+/// with more stage threads than cores, preempting the sender mid-batch meant switching back
+/// to it soon after. On 2 cores about 10% less CPU per REQ (README, "Configuration"). The
+/// writer stays out: its wake-ups carry every OK and live delivery. A SCHED_IDLE thread is
 /// still preempted at once by a SCHED_BATCH one.
 #[derive(Default)]
 pub(crate) struct ThreadPriority {
