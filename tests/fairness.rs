@@ -452,37 +452,12 @@ fn the_busy_lane_runs_at_its_nice_value() {
     let _d = TestRelay::start();
     const SCHED_IDLE: i64 = 5;
     const SCHED_BATCH: i64 = 3;
-    // (nice, scheduling policy): after the parenthesised name, state is field 3, nice
-    // field 19, policy field 41.
-    let prio = |stat: &str| -> (i64, i64) {
-        let rest: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        let field = |i: usize| {
-            rest.get(i)
-                .and_then(|n| n.parse().ok())
-                .expect("stat field")
-        };
-        (field(16), field(38))
+    let named = |names: &[&str]| -> Vec<(i64, i64)> {
+        names
+            .iter()
+            .flat_map(|n| common::thread_priorities(None, n))
+            .collect()
     };
-    let of = |name: &str| -> Vec<(i64, i64)> {
-        let mut v = Vec::new();
-        for t in std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .flatten()
-        {
-            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            if comm.trim() == name {
-                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-                v.push(prio(&stat));
-            }
-        }
-        v
-    };
-    let named = |names: &[&str]| -> Vec<(i64, i64)> { names.iter().flat_map(|n| of(n)).collect() };
     let busy_stages = || named(&["IngesterBusy 0", "IngesterBusy 1", "ReqWorkerBusy 1"]);
     let busy_io = || named(&["WebsocketBusy"]);
     // Relay `_r`'s at nice 19 (its stage threads SCHED_BATCH, its io thread not), relay
@@ -501,7 +476,9 @@ fn the_busy_lane_runs_at_its_nice_value() {
         settled(&stages, (19, SCHED_BATCH), 3) && settled(&io, (19, 0), 1),
         "busy threads' (nice, policy): stages {stages:?}, io {io:?}"
     );
-    let mine = prio(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"));
+    let mine =
+        common::nice_and_policy(&std::fs::read_to_string("/proc/thread-self/stat").expect("stat"))
+            .expect("stat fields");
     let light = || named(&["Ingester 0", "ReqWorker 0", "ReqMonitor 1", "Negentropy 0"]);
     let batch = (mine.0, SCHED_BATCH);
     common::eventually(Duration::from_secs(10), || {

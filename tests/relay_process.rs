@@ -138,30 +138,6 @@ fn an_unbuilt_tree_is_named_at_start() {
     assert!(!log.contains("tree 1 ({}) is not built"), "{log}");
 }
 
-/// (comm, scheduling policy) of each of a process's threads, from /proc (policy: field 41).
-#[cfg(target_os = "linux")]
-fn thread_policies(pid: u32) -> Vec<(String, i64)> {
-    let mut v = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        // After the parenthesised name, state is field 3.
-        let policy = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(38))
-            .and_then(|p| p.parse().ok());
-        if let Some(p) = policy {
-            v.push((comm.trim().to_string(), p));
-        }
-    }
-    v
-}
-
 /// `relay.batchScheduling` (default on): the pipeline's threads run as SCHED_BATCH, the io
 /// thread and the writer as the process does; turned off by a reload, the threads go back as
 /// they wake.
@@ -172,9 +148,8 @@ fn batch_scheduling_follows_a_reload() {
     let mut p = spawn();
     let pid = p.relay.id();
     let policy_of = |name: &str| -> Vec<i64> {
-        thread_policies(pid)
+        common::thread_priorities(Some(pid), name)
             .into_iter()
-            .filter(|(n, _)| n == name)
             .map(|(_, p)| p)
             .collect()
     };
@@ -195,12 +170,13 @@ fn batch_scheduling_follows_a_reload() {
     assert!(
         common::eventually(STEP, || all(&stages, &|p| p == BATCH)),
         "not SCHED_BATCH: {:?}",
-        thread_policies(pid)
+        stages.map(policy_of)
     );
     assert!(
         all(&["Websocket", "Writer"], &|p| p != BATCH),
-        "the io thread and the writer: {:?}",
-        thread_policies(pid)
+        "the io thread and the writer: {:?} {:?}",
+        policy_of("Websocket"),
+        policy_of("Writer")
     );
     let text = std::fs::read_to_string(&p.conf).expect("read");
     common::rewrite(
@@ -218,7 +194,7 @@ fn batch_scheduling_follows_a_reload() {
     assert!(
         common::eventually(STEP, || all(&monitors, &|p| p != BATCH)),
         "still SCHED_BATCH after the reload: {:?}",
-        thread_policies(pid)
+        monitors.map(policy_of)
     );
     p.relay.signal("-TERM");
     let status = p.relay.wait_within(STEP);

@@ -642,3 +642,31 @@ pub fn authenticate(c: &mut Client, k: &Keys, url: &str) {
     let ok = c.until(|m| m[0] == "OK").1;
     assert_eq!(ok[2], true, "{ok}");
 }
+
+/// (nice, scheduling policy) from a `/proc/…/stat` line: after the parenthesised name,
+/// state is field 3, nice field 19, policy field 41.
+#[cfg(target_os = "linux")]
+pub fn nice_and_policy(stat: &str) -> Option<(i64, i64)> {
+    let rest: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let field = |i: usize| rest.get(i).and_then(|n| n.parse().ok());
+    Some((field(16)?, field(38)?))
+}
+
+/// The (nice, scheduling policy) of each thread named `name` in process `pid` (this
+/// process when `None`), read from /proc.
+#[cfg(target_os = "linux")]
+pub fn thread_priorities(pid: Option<u32>, name: &str) -> Vec<(i64, i64)> {
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}/task"),
+        None => "/proc/self/task".to_string(),
+    };
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            v.extend(nice_and_policy(&stat));
+        }
+    }
+    v
+}
