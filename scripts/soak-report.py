@@ -12,7 +12,8 @@ Warm-up: the first ceil(20%) of the rounds (at least one). Each round's /proc sa
 its end, after a quiet part with no load, so every client is gone and fds are exact. Checks:
 
   rss      the live heap (`wok_heap_in_use_bytes`, the allocator's bytes in use: what a leak
-           grows) at the end (median of the last two samples) at most 5% or 2 MiB above the
+           grows; soak.sh runs the relay with glibc's per-thread caches off, whose parked
+           chunks would count as in use and fill as rarer sizes come) at the end (median of the last two samples) at most 5% or 2 MiB above the
            first post-warm-up sample, whichever is more. The heap holds high-water marks that
            fill over the first minutes and then stop (LMDB keeps the page buffers of its
            largest write transaction for reuse; connection maps, per-thread buffers, bounded

@@ -200,3 +200,33 @@ fn batch_scheduling_follows_a_reload() {
     let status = p.relay.wait_within(STEP);
     assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
 }
+
+/// An ingester that idles a second gives back the parser buffers a long message grew (a
+/// follow list of thousands of tags grows them by ~1 MB, per ingester thread), so a relay's
+/// heap falls back after a burst instead of keeping each thread's largest message.
+#[test]
+fn an_idle_ingester_gives_back_what_a_long_message_grew() {
+    let p = spawn();
+    let url = format!("ws://127.0.0.1:{}", p.port);
+    let heap = || common::metric(&url, "wok_heap_in_use_bytes");
+    let mut c = common::Client::connect(&url);
+    let notice = |c: &mut common::Client| {
+        let m = c.recv_within(STEP).expect("an answer");
+        assert_eq!(m[0], "NOTICE", "{m}");
+    };
+    // A short message first: this connection's state and its ingester are in the baseline.
+    c.send(r#"["HELLO"]"#);
+    notice(&mut c);
+    let before = heap();
+    // ~100 KB of JSON with 50,000 values (under maxWebsocketPayloadSize): parsed in full,
+    // then refused as an unknown command.
+    c.send(&format!(r#"["HELLO",{}1]"#, "1,".repeat(50_000)));
+    notice(&mut c);
+    let grown = heap();
+    let back = || heap() < before + 300_000;
+    assert!(
+        common::eventually(STEP, back),
+        "heap {before} before the long message, {grown} after it, {} now",
+        heap()
+    );
+}

@@ -190,7 +190,13 @@ pub struct JsonParser {
     /// A copy of the message being parsed (simd-json parses in place; the caller's bytes
     /// stay as sent, for error messages).
     pub(crate) scratch: Vec<u8>,
+    /// The longest input parsed since the buffers were last new: they grow with it (a
+    /// follow list of thousands of tags takes ~1.5 MB of tape and buffers) and stay grown.
+    largest: usize,
 }
+
+/// Inputs up to this long leave buffers small enough to keep however long a thread idles.
+pub const KEEP_INPUT: usize = 16 * 1024;
 
 impl Default for JsonParser {
     fn default() -> Self {
@@ -204,7 +210,29 @@ impl JsonParser {
             buffers: Buffers::with_max_depth(4096, MAX_DEPTH),
             tape: Some(Tape::null().reset()),
             scratch: Vec::new(),
+            largest: 0,
         }
+    }
+
+    /// Whether the buffers were grown by an input longer than [`KEEP_INPUT`].
+    pub fn holds_large(&self) -> bool {
+        self.largest > KEEP_INPUT
+    }
+
+    /// Gives back buffers grown by a long input (an idle stage thread calls this: what a
+    /// burst of big messages grew is not held until the next one, per thread).
+    pub fn trim(&mut self) {
+        if self.holds_large() {
+            *self = JsonParser::new();
+        }
+    }
+
+    /// Bytes the tape holds (tests).
+    #[cfg(test)]
+    fn tape_bytes(&self) -> usize {
+        self.tape
+            .as_ref()
+            .map_or(0, |t| t.0.capacity() * std::mem::size_of::<Node>())
     }
 
     /// Parses `input` in place (simd-json unescapes strings into it) and hands the root
@@ -214,6 +242,7 @@ impl JsonParser {
         input: &'a mut [u8],
         f: impl FnOnce(Json<'_, 'a>) -> R,
     ) -> Result<R, JsonError> {
+        self.largest = self.largest.max(input.len());
         let mut tape: Tape<'a> = self.tape.take().unwrap_or_else(Tape::null).reset();
         let res = simd_json::fill_tape(input, &mut self.buffers, &mut tape);
         let out = match res {
@@ -242,6 +271,33 @@ fn describe(e: &simd_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_trim_gives_back_what_a_long_input_grew() {
+        let mut p = JsonParser::new();
+        let mut small = br#"["EVENT",{"kind":1}]"#.to_vec();
+        p.parse(&mut small, |_| ()).expect("small");
+        let kept = p.tape_bytes();
+        p.trim();
+        assert!(!p.holds_large());
+        assert_eq!(p.tape_bytes(), kept, "a short input's buffers are kept");
+
+        let mut long = format!("[{}1]", "1,".repeat(40_000)).into_bytes();
+        p.parse(&mut long, |root| root.array().map(|a| a.len()))
+            .expect("long");
+        assert!(p.holds_large());
+        assert!(p.tape_bytes() > 40_000 * std::mem::size_of::<Node>());
+        p.trim();
+        assert!(!p.holds_large());
+        assert!(
+            p.tape_bytes() <= kept.max(4096),
+            "tape {} after the trim",
+            p.tape_bytes()
+        );
+        // Still a parser.
+        let got = p.parse(&mut small, |root| root.array().map(|a| a.len()));
+        assert_eq!(got.expect("parses"), Some(2));
+    }
 
     #[test]
     fn walks_nested_values() {

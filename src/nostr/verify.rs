@@ -41,6 +41,12 @@ thread_local! {
     static CACHE: RefCell<PubkeyCache> = RefCell::new(PubkeyCache::new());
 }
 
+/// Allocates this thread's key cache (~100 KB) now: a stage thread calls it when it starts,
+/// so the relay's heap does not step up later, once per thread, at each one's first verify.
+pub fn warm_cache() {
+    CACHE.with(|_| ());
+}
+
 /// Verifies `sig` over the 32-byte `id` by `pubkey`, using the thread's key cache.
 pub fn verify_schnorr(id: &[u8; 32], pubkey: &[u8; 32], sig: &[u8; 64]) -> bool {
     let pk = CACHE.with(|c| c.borrow_mut().get(pubkey));

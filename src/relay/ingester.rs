@@ -24,6 +24,8 @@ use crate::policy::limits::{self, Peer};
 
 /// Messages checked for duplicates under one read transaction before a fresh one is begun.
 const TXN_MESSAGES: usize = 1024;
+/// How long an ingester idles before it gives back parser buffers a long message grew.
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn conn_of(m: &IngesterMsg) -> ConnId {
     match m {
@@ -69,7 +71,25 @@ impl Ingester {
         let mut turns: Turns<IngesterMsg> = Turns::default();
         let mut prio = ThreadPriority::default();
         prio.follow_config(self.lane, &self.shared.config());
-        while let Ok(first) = self.rx.recv() {
+        verify::warm_cache();
+        loop {
+            // Idle for IDLE_TRIM after a long message: give back the parser buffers it grew
+            // (up to ~1.5 MB per thread for a max-size message), not keep them until the next.
+            let first = if parser.holds_large() {
+                match self.rx.recv_timeout(IDLE_TRIM) {
+                    Ok(m) => m,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        parser.trim();
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            };
             prio.follow_config(self.lane, &self.shared.config());
             turns.push(conn_of(&first), first);
             // One read transaction for the duplicate checks of many messages (DESIGN §1):

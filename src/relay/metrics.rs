@@ -376,8 +376,9 @@ impl Metrics {
 
 /// Bytes the allocator has handed out and not had back, all arenas together: what a leak
 /// grows. RSS cannot tell a leak from the allocator keeping freed memory (glibc rarely
-/// returns it), so a soak watches this. Walks the arenas under their locks: for a scrape,
-/// not a hot path.
+/// returns it), so a soak watches this. Chunks parked in glibc's per-thread caches
+/// (tcache) count as in use: a soak runs the relay with them off. Walks the arenas under
+/// their locks: for a scrape, not a hot path.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn heap_in_use() -> Option<u64> {
     // SAFETY: mallinfo2 only reads the allocator's own counters (glibc >= 2.33).
