@@ -298,7 +298,10 @@ fn bad_rules_are_refused_with_their_name() {
 }
 
 /// Every line of every `.jsonl.zst` file in `dir` (frames concatenated, files in name order).
+/// A file may end inside a frame when its writer was killed mid-append (`wok import` reads
+/// such a file up to the cut): the whole lines before the cut count, the cut one does not.
 fn archived_lines(dir: &std::path::Path) -> Vec<String> {
+    use std::io::Read;
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -306,7 +309,15 @@ fn archived_lines(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for f in files {
         assert!(f.to_string_lossy().ends_with(".jsonl.zst"), "{f:?}");
-        let bytes = zstd::stream::decode_all(std::fs::File::open(&f).expect("open")).expect("zstd");
+        let mut bytes = Vec::new();
+        let mut dec =
+            zstd::stream::read::Decoder::new(std::fs::File::open(&f).expect("open")).expect("zstd");
+        if let Err(e) = dec.read_to_end(&mut bytes) {
+            // Only a cut end is allowed; what was decoded before it stays in `bytes`.
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{f:?}: {e}");
+            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            bytes.truncate(whole);
+        }
         out.extend(
             String::from_utf8(bytes)
                 .expect("utf8")
@@ -582,5 +593,55 @@ fn wok_info_shows_live_data_free_pages_and_what_retention_would_prune() {
     assert!(
         field(&after, "Free pages: ") > field(&before, "Free pages: "),
         "{after}"
+    );
+}
+
+/// An archive cut inside a frame (its writer killed mid-append) imports up to the cut: the
+/// whole frames' events are stored, and the import fails saying where its input ended.
+#[test]
+fn an_archive_cut_inside_a_frame_imports_its_whole_frames_and_fails_saying_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = keys(11);
+    let t = now();
+    let frame = |from: u64| -> (Vec<Event>, Vec<u8>) {
+        let evs: Vec<Event> = (from..from + 50)
+            .map(|i| sign(&k, t - 1000 + i, 1, &[], &format!("archived {i}")))
+            .collect();
+        let mut jsonl = Vec::new();
+        for e in &evs {
+            jsonl.extend_from_slice(e.json());
+            jsonl.push(b'\n');
+        }
+        (evs, zstd::bulk::compress(&jsonl, 3).expect("zstd"))
+    };
+    let (whole, a) = frame(0);
+    let (cut, b) = frame(50);
+    let file = dir.path().join("old-2026-12-06-0001.jsonl.zst");
+    let mut bytes = a.clone();
+    bytes.extend_from_slice(&b[..b.len() / 2]);
+    std::fs::write(&file, &bytes).expect("write");
+    let conf = offline_setup(dir.path(), "", &[]);
+    let out = common::run(wok(&conf).arg("import").arg(&file));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("ends inside a zstd frame"), "{err}");
+    let store = Store::open(&dir.path().join("db"), &StoreOptions::default()).expect("open");
+    let stored = stored_ids(&store);
+    for e in &whole {
+        assert!(
+            stored.contains(e.id_hex()),
+            "a whole frame's event is missing: {err}"
+        );
+    }
+    let known: BTreeSet<&str> = whole.iter().chain(&cut).map(|e| e.id_hex()).collect();
+    assert!(stored.iter().all(|id| known.contains(id.as_str())));
+
+    // The same two frames whole import cleanly.
+    std::fs::write(&file, [a, b].concat()).expect("write");
+    let out = common::run(wok(&conf).arg("import").arg(&file));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

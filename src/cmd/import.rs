@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -90,17 +90,49 @@ impl Read for Counted {
 }
 
 /// The input as lines: decompressed when it starts with the zstd magic (every frame of a
-/// file of concatenated frames, as the archives are), else as it is.
-fn open_input(mut raw: Counted) -> io::Result<Box<dyn Read + Send>> {
+/// file of concatenated frames, as the archives are), else as it is. The flag is set when
+/// a zstd input ends inside a frame (see [`TornEnd`]).
+fn open_input(mut raw: Counted) -> io::Result<(Box<dyn Read + Send>, Arc<AtomicBool>)> {
     let mut head = Vec::with_capacity(4);
     (&mut raw).take(4).read_to_end(&mut head)?;
     let zst = head == ZSTD_MAGIC;
     let whole = io::Cursor::new(head).chain(raw);
-    Ok(if zst {
-        Box::new(zstd::stream::read::Decoder::new(whole)?)
+    let torn = Arc::new(AtomicBool::new(false));
+    let input: Box<dyn Read + Send> = if zst {
+        Box::new(TornEnd {
+            inner: zstd::stream::read::Decoder::new(whole)?,
+            torn: Arc::clone(&torn),
+        })
     } else {
         Box::new(whole)
-    })
+    };
+    Ok((input, torn))
+}
+
+/// A zstd stream that ends inside a frame reads as ending there, with `torn` set. A
+/// retention archive ends so when its writer was killed mid-append (that frame's events
+/// were never pruned: the delete commits only after the frame is synced); a truncated copy
+/// too. Every complete line before the tear is imported, and the import then fails saying
+/// so; before, the decoder's error lost the whole chunk it was in.
+struct TornEnd<R> {
+    inner: R,
+    torn: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for TornEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.torn.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        match self.inner.read(buf) {
+            // zstd's decoder says `UnexpectedEof` only when its input ends mid-frame.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.torn.store(true, Ordering::Relaxed);
+                Ok(0)
+            }
+            r => r,
+        }
+    }
 }
 
 /// Whole lines of input, or one line too long to keep.
@@ -245,7 +277,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         .filter(|m| m.is_file())
         .map_or(Total::Unknown, |m| Total::Bytes(m.len()));
     let progress = Progress::start(g, "import", "lines", true, total);
-    let input = match open_input(Counted {
+    let (input, torn) = match open_input(Counted {
         inner: input,
         progress: progress.clone(),
     }) {
@@ -260,9 +292,10 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
 
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(workers * 2);
     let (done_tx, done_rx) = bounded::<Done>(DONE_QUEUE);
-    let reader = thread::Builder::new()
-        .name("Reader".into())
-        .spawn(move || read_chunks(input, &chunk_tx, opts.max_line));
+    let reader = thread::Builder::new().name("Reader".into()).spawn({
+        let torn = Arc::clone(&torn);
+        move || read_chunks(input, &chunk_tx, opts.max_line, &torn)
+    });
     let reader = match reader {
         Ok(h) => h,
         Err(e) => {
@@ -327,7 +360,13 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
     match read
         .map_err(|e| format!("reading the input: {e}"))
         .and_then(|sent| complete(sent, written, panicked))
-    {
+        .and_then(|()| {
+            if torn.load(Ordering::Relaxed) {
+                Err(TORN.to_string())
+            } else {
+                Ok(())
+            }
+        }) {
         Ok(()) if finished => {
             progress.finish();
             ExitCode::SUCCESS
@@ -414,6 +453,12 @@ fn complete(sent: u64, written: u64, panicked: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Why an import whose zstd input ended inside a frame fails, after importing what was whole.
+const TORN: &str = "the input ends inside a zstd frame, cut short (a retention archive \
+    whose writer was killed while appending, or a truncated copy); every whole line before \
+    that point was imported. An archive's cut frame holds events whose deletion never \
+    committed, so they are still in the database it came from";
+
 /// Reader thread: cuts the input into chunks of whole lines. A line longer than
 /// `max_line` is not kept: its bytes are counted and dropped, and it goes on as an
 /// `oversize` chunk of its own.
@@ -422,6 +467,7 @@ fn read_chunks(
     mut input: Box<dyn Read + Send>,
     tx: &Sender<Chunk>,
     max_line: usize,
+    torn: &AtomicBool,
 ) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
     let seq = std::cell::Cell::new(0u64);
@@ -470,8 +516,9 @@ fn read_chunks(
         }
 
         if eof {
-            // The last line counts even without a trailing newline.
-            if !buf.is_empty() {
+            // The last line counts even without a trailing newline, unless the input was
+            // cut: then it is the cut line's first part.
+            if !buf.is_empty() && !torn.load(Ordering::Relaxed) {
                 send(next_line, buf, None);
             }
             return Ok(seq.get());
@@ -819,7 +866,7 @@ mod tests {
     fn the_reader_counts_the_chunks_it_sent() {
         let (tx, rx) = bounded::<Chunk>(64);
         let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(b"a\nb\nc".to_vec()));
-        let sent = read_chunks(input, &tx, 16).expect("read");
+        let sent = read_chunks(input, &tx, 16, &AtomicBool::new(false)).expect("read");
         drop(tx);
         assert_eq!(sent, rx.iter().count() as u64);
         assert!(sent > 0);

@@ -3,8 +3,9 @@
 //! Each slice is one complete zstd frame (concatenated frames are one valid zstd stream), so
 //! a file is readable after every slice; the file is fsynced before the slice's delete
 //! commits. A new file starts with each day, past [`MAX_FILE_BYTES`], and with each process
-//! (the number after the date is the first unused one), so a tail torn by a power cut only
-//! ever ends a file no one appends to again. `wok import FILE.jsonl.zst` reads them back.
+//! (the number after the date is the first unused one), so a tail torn by a power cut or a
+//! kill mid-append only ever ends a file no one appends to again. `wok import
+//! FILE.jsonl.zst` reads them back (a torn file up to the tear, then it fails saying so).
 
 use std::collections::HashMap;
 use std::io::Write;
