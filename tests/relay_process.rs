@@ -87,7 +87,11 @@ fn hot_reload_then_sigterm() {
     );
     p.relay.signal("-TERM");
     let status = p.relay.wait_within(STEP);
-    assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        p.relay.stderr_after_exit(STEP)
+    );
 }
 
 #[test]
@@ -108,7 +112,11 @@ fn sigusr1_drains_until_the_last_client_leaves() {
     );
     drop(c);
     let status = p.relay.wait_within(STEP);
-    assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        p.relay.stderr_after_exit(STEP)
+    );
 }
 
 /// A tree that is registered but not built (as an interrupted import leaves them) is named
@@ -198,7 +206,11 @@ fn batch_scheduling_follows_a_reload() {
     );
     p.relay.signal("-TERM");
     let status = p.relay.wait_within(STEP);
-    assert!(status.success(), "{status:?}: {}", p.relay.stderr_text());
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        p.relay.stderr_after_exit(STEP)
+    );
 }
 
 /// An ingester that idles a second gives back the parser buffers a long message grew (a

@@ -259,8 +259,8 @@ fn the_relay_on_a_full_disk_says_storage_full_and_logs_once() {
     // Reads go on.
     let stored = c.req("r", r#"{"limit":5}"#);
     assert_eq!(stored.len(), 5);
-    // One log line for twenty refusals.
-    let log = relay.stderr_text();
+    // One log line for twenty refusals (awaited: the thread reading the pipe may lag).
+    let log = relay.await_stderr("storage full: refusing writes", WAIT);
     assert_eq!(
         log.matches("storage full: refusing writes").count(),
         1,
@@ -362,7 +362,7 @@ fn sync_stream_and_router_on_a_full_disk_exit_non_zero() {
             publisher.publish(&live[next]);
             next += 1;
         };
-        let err = p.stderr_text();
+        let err = p.stderr_after_exit(WAIT);
         assert!(!status.success(), "{what}: {err}");
         assert!(err.contains("disk full"), "{what}: {err}");
         assert!(usable(&db, &StoreOptions::default()) > 0);

@@ -382,6 +382,15 @@ impl Running {
         self.stderr.as_ref().expect("stderr is not piped").text()
     }
 
+    /// All of stderr, for a process that has ended: waits (bounded) for EOF on the pipe,
+    /// since the thread reading it may not yet have the last lines the process wrote.
+    pub fn stderr_after_exit(&self, within: Duration) -> String {
+        let c = self.stderr.as_ref().expect("stderr is not piped");
+        // A grandchild holding the pipe open keeps it from EOF: what came is still returned.
+        c.wait_eof(within);
+        c.text()
+    }
+
     /// Waits (bounded) until stderr contains `needle`; all of stderr so far.
     pub fn await_stderr(&self, needle: &str, within: Duration) -> String {
         self.stderr
