@@ -313,8 +313,12 @@ fn a_relay_killed_and_restarted_gets_what_it_missed() {
     if std::env::var_os("WOK_TEST_LOG").is_some() {
         eprintln!("{}", router.log());
     }
+    // Awaited, not read once: the thread reading the router's stderr may lag its writes.
     assert!(
-        router.log().contains("reconnecting") || router.log().contains("retrying"),
+        common::eventually(STEP, || {
+            let log = router.log();
+            log.contains("reconnecting") || log.contains("retrying")
+        }),
         "{}",
         router.log()
     );
@@ -360,7 +364,7 @@ fn a_restarted_router_carries_what_was_written_while_it_was_down() {
     router = Router::start(&a, &conf);
     a.await_holds(&[&on_b], Duration::from_secs(15));
     b.await_holds(&[&on_a], Duration::from_secs(15));
-    assert!(router.log().contains("resuming"), "{}", router.log());
+    router.await_log("resuming");
 }
 
 #[test]
