@@ -17,6 +17,40 @@ use crate::store::write::Outcome;
 
 /// Most events in one transaction; the rest wait for the next one.
 const MAX_BATCH: usize = 10_000;
+/// Most index rows in one transaction (estimated by [`rows_of`]). LMDB keeps every page a
+/// write transaction dirtied on a free list for the next one and never gives it back, so
+/// the relay's heap keeps its largest batch's pages for good, ~4-5 KB per row when the
+/// rows land on distinct pages, as on a large DB they do. Without a bound, the batch after
+/// a long fsync stall (a queue of 10,000 events, follow lists among them) could pin up to
+/// LMDB's 512 MB limit of dirty pages; with it, ~70-80 MB at most. 2,000-event batches
+/// ingest as fast as 10,000-event ones here (the batch after a stall is the rare one).
+const MAX_BATCH_ROWS: usize = 16_384;
+
+/// The next batch from `waiting`, taken in turns: at most `max` items, and none more once
+/// their `rows` reach `max_rows` (so a batch always has at least one).
+fn take_batch<T>(
+    waiting: &mut Turns<T>,
+    max: usize,
+    max_rows: usize,
+    rows: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut batch = Vec::with_capacity(waiting.len().min(max));
+    let mut n = 0;
+    while batch.len() < max && n < max_rows {
+        let Some((_, m)) = waiting.pop() else {
+            break;
+        };
+        n += rows(&m);
+        batch.push(m);
+    }
+    batch
+}
+
+/// The index rows an event's write adds, about: created_at, id, pubkey, kind,
+/// pubkey+kind, its record and payload, and one per indexed (single-letter) tag.
+fn rows_of(ev: &Event) -> usize {
+    7 + ev.packed_tags().count()
+}
 /// How often expired events are purged, and how many per transaction.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(9);
 const PURGE_BATCH: usize = 1_000;
@@ -90,13 +124,9 @@ impl Writer {
                     }
                 }
             }
-            let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
-            while batch.len() < MAX_BATCH {
-                let Some((_, m)) = waiting.pop() else {
-                    break;
-                };
-                batch.push(m);
-            }
+            let batch = take_batch(&mut waiting, MAX_BATCH, MAX_BATCH_ROWS, |m| {
+                rows_of(&m.event)
+            });
             let mut tickets = Vec::with_capacity(batch.len());
             let mut terms = Vec::with_capacity(batch.len());
             let batch_len = batch.len();
@@ -232,5 +262,42 @@ impl Writer {
             Ok(total) => log::info!("purged {total} expired events"),
             Err(e) => log::error!("purging expired events failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_stops_at_the_event_or_the_row_budget() {
+        // Items are their own row counts, from two connections.
+        let mut w: Turns<usize> = Turns::default();
+        for r in [10, 10, 10, 10] {
+            w.push(1, r);
+            w.push(2, r);
+        }
+        assert_eq!(
+            take_batch(&mut w, 100, 25, |r| *r).len(),
+            3,
+            "30 rows >= 25"
+        );
+        assert_eq!(
+            take_batch(&mut w, 2, 1_000, |r| *r).len(),
+            2,
+            "the event budget"
+        );
+        // An event past the row budget on its own still goes (no batch is empty), and a
+        // batch stops at the first event that reaches the budget.
+        w.push(3, 5_000);
+        let mut left = 4;
+        while left > 0 {
+            let b = take_batch(&mut w, 100, 25, |r| *r);
+            assert!(!b.is_empty());
+            let before_last: usize = b[..b.len() - 1].iter().sum();
+            assert!(before_last < 25, "{b:?}");
+            left -= b.len();
+        }
+        assert!(take_batch(&mut w, 100, 25, |r| *r).is_empty());
     }
 }
