@@ -191,7 +191,7 @@ pub struct JsonParser {
     /// stay as sent, for error messages).
     pub(crate) scratch: Vec<u8>,
     /// The longest input parsed since the buffers were last new: they grow with it (a
-    /// follow list of thousands of tags takes ~1.5 MB of tape and buffers) and stay grown.
+    /// 100 KB message of 50,000 values takes 3.5 MB of tape and buffers) and stay grown.
     largest: usize,
 }
 

@@ -19,38 +19,13 @@ use crate::store::write::Outcome;
 const MAX_BATCH: usize = 10_000;
 /// Most index rows in one transaction (estimated by [`rows_of`]). LMDB keeps every page a
 /// write transaction dirtied on a free list for the next one and never gives it back, so
-/// the relay's heap keeps its largest batch's pages for good, ~4-5 KB per row when the
-/// rows land on distinct pages, as on a large DB they do. Without a bound, the batch after
-/// a long fsync stall (a queue of 10,000 events, follow lists among them) could pin up to
-/// LMDB's 512 MB limit of dirty pages; with it, ~70-80 MB at most. 2,000-event batches
-/// ingest as fast as 10,000-event ones here (the batch after a stall is the rare one).
+/// the relay's heap keeps its largest batch's pages for good: a 4 KB page or more per row
+/// when the rows land on distinct pages, as on a large DB they do. Without a bound, the
+/// batch after a long fsync stall (a queue of 10,000 events, follow lists among them) could
+/// pin up to LMDB's 512 MB limit of dirty pages; with it, on the order of 100 MB at most.
+/// 2,000-event batches ingest as fast as 10,000-event ones here (the stall's is the rare one).
 const MAX_BATCH_ROWS: usize = 16_384;
 
-/// The next batch from `waiting`, taken in turns: at most `max` items, and none more once
-/// their `rows` reach `max_rows` (so a batch always has at least one).
-fn take_batch<T>(
-    waiting: &mut Turns<T>,
-    max: usize,
-    max_rows: usize,
-    rows: impl Fn(&T) -> usize,
-) -> Vec<T> {
-    let mut batch = Vec::with_capacity(waiting.len().min(max));
-    let mut n = 0;
-    while batch.len() < max && n < max_rows {
-        let Some((_, m)) = waiting.pop() else {
-            break;
-        };
-        n += rows(&m);
-        batch.push(m);
-    }
-    batch
-}
-
-/// The index rows an event's write adds, about: created_at, id, pubkey, kind,
-/// pubkey+kind, its record and payload, and one per indexed (single-letter) tag.
-fn rows_of(ev: &Event) -> usize {
-    7 + ev.packed_tags().count()
-}
 /// How often expired events are purged, and how many per transaction.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(9);
 const PURGE_BATCH: usize = 1_000;
@@ -263,6 +238,32 @@ impl Writer {
             Err(e) => log::error!("purging expired events failed: {e}"),
         }
     }
+}
+
+/// The next batch from `waiting`, taken in turns: at most `max` items, and none more once
+/// their `rows` reach `max_rows` (so a batch always has at least one).
+fn take_batch<T>(
+    waiting: &mut Turns<T>,
+    max: usize,
+    max_rows: usize,
+    rows: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut batch = Vec::with_capacity(waiting.len().min(max));
+    let mut n = 0;
+    while batch.len() < max && n < max_rows {
+        let Some((_, m)) = waiting.pop() else {
+            break;
+        };
+        n += rows(&m);
+        batch.push(m);
+    }
+    batch
+}
+
+/// The index rows an event's write adds, about: created_at, id, pubkey, kind,
+/// pubkey+kind, its record and payload, and one per indexed (single-letter) tag.
+fn rows_of(ev: &Event) -> usize {
+    7 + ev.packed_tags().count()
 }
 
 #[cfg(test)]
