@@ -114,15 +114,6 @@ fn json(ev: &Event) -> String {
     text(ev.json())
 }
 
-fn jsonl(evs: &[Event]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in evs {
-        out.extend_from_slice(e.json());
-        out.push(b'\n');
-    }
-    out
-}
-
 /// A varied set: several authors and kinds, created_at ties, tags.
 fn sample(n: usize) -> Vec<Event> {
     (0..n)
@@ -175,14 +166,14 @@ fn import_export_round_trip_and_reimport_duplicates() {
     let mut shuffled = evs.clone();
     shuffled.reverse();
     shuffled.swap(3, 40);
-    let err = db.import(&[], &jsonl(&shuffled));
+    let err = db.import(&[], &common::jsonl(&shuffled));
     assert!(summary_has(&err, 60, 0, 0), "{err}");
     assert!(err.contains("Processed 60 lines"), "{err}");
     assert_eq!(db.export(&[]), export_order(&evs));
 
     // A stored event is a duplicate even with another (here broken) signature: workers look
     // ids up before checking signatures.
-    let mut again = jsonl(&evs);
+    let mut again = common::jsonl(&evs);
     again.extend_from_slice(forge_sig(&evs[5]).as_bytes());
     let err = db.import(&["--write-batch", "7"], &again);
     assert!(summary_has(&err, 0, 0, 61), "{err}");
@@ -209,7 +200,7 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     let gone = sign(1, 1_700_000_500, 1, &[vec!["expiration", "1000"]], "gone");
     evs.insert(150, gone.clone());
     let fresh = Db::new();
-    let err = fresh.import(&[], &jsonl(&evs));
+    let err = fresh.import(&[], &common::jsonl(&evs));
     assert!(
         err.contains("300 added, 0 rejected, 0 duplicates, 1 expired (not stored)"),
         "{err}"
@@ -225,8 +216,8 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     assert!(trees.contains("size: 300"), "{trees}");
 
     let kept = Db::new();
-    kept.import(&[], &jsonl(&evs[..1]));
-    let err = kept.import(&["--write-batch", "50"], &jsonl(&evs[1..]));
+    kept.import(&[], &common::jsonl(&evs[..1]));
+    let err = kept.import(&["--write-batch", "50"], &common::jsonl(&evs[1..]));
     assert!(!err.contains("Built negentropy tree"), "{err}");
     assert_eq!(kept.ok(&["negentropy", "list"], b"").0, trees);
 
@@ -234,7 +225,7 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     let old = sign(2, 1_700_000_000, 0, &[], "old profile");
     let newer = sign(2, 1_700_000_100, 0, &[vec!["expiration", "1000"]], "newer");
     let db = Db::new();
-    let err = db.import(&[], &jsonl(&[old.clone(), newer]));
+    let err = db.import(&[], &common::jsonl(&[old.clone(), newer]));
     assert!(summary_has(&err, 1, 0, 0), "{err}");
     assert_eq!(db.export(&[]), vec![json(&old)]);
 }
@@ -399,7 +390,7 @@ fn export_since_until_reverse_and_fried_refused() {
     let evs: Vec<Event> = (0..12u8)
         .map(|i| sign(i % 3 + 1, 100 + u64::from(i / 2), 1, &[], &format!("e{i}")))
         .collect();
-    db.import(&[], &jsonl(&evs));
+    db.import(&[], &common::jsonl(&evs));
     let all = export_order(&evs);
     assert_eq!(db.export(&[]), all);
     let window: Vec<String> = export_order(
@@ -434,7 +425,7 @@ fn export_into_a_closed_pipe_exits_zero() {
     let evs: Vec<Event> = (0..250u64)
         .map(|i| sign(1, 1_000 + i, 1, &[], &content))
         .collect();
-    db.import(&[], &jsonl(&evs));
+    db.import(&[], &common::jsonl(&evs));
     let mut child = db
         .cmd(&["export"])
         .stdout(Stdio::piped())
@@ -455,7 +446,7 @@ fn export_into_a_closed_pipe_exits_zero() {
 fn scan_filters_count_and_pause() {
     let db = Db::new();
     let evs = sample(40);
-    db.import(&[], &jsonl(&evs));
+    db.import(&[], &common::jsonl(&evs));
 
     let kind1 = engine_order(evs.iter().filter(|e| e.kind == 1));
     assert!(kind1.len() > 10);
@@ -524,8 +515,8 @@ fn delete_dry_run_real_and_errors() {
     let old: Vec<Event> = (0..4u64)
         .map(|i| sign(6, 1_000 + i, 1, &[], "ancient"))
         .collect();
-    db.import(&[], &jsonl(&evs));
-    db.import(&[], &jsonl(&old));
+    db.import(&[], &common::jsonl(&evs));
+    db.import(&[], &common::jsonl(&old));
     let kind1 = evs.iter().chain(&old).filter(|e| e.kind == 1).count();
 
     let (_, err) = db.ok(
@@ -562,7 +553,7 @@ fn delete_dry_run_real_and_errors() {
     assert_eq!(db.export(&[]), export_order(&rest));
 
     // No tombstones: deleted events import again.
-    let err = db.import(&[], &jsonl(&evs));
+    let err = db.import(&[], &common::jsonl(&evs));
     assert!(
         summary_has(&err, gone as u64, 0, (30 - gone) as u64),
         "{err}"
@@ -599,7 +590,7 @@ fn delete_dry_run_real_and_errors() {
 fn compact_to_file_and_stdout_then_info() {
     let db = Db::new();
     let evs = sample(25);
-    db.import(&[], &jsonl(&evs));
+    db.import(&[], &common::jsonl(&evs));
     db.ok(&["delete", "--filter", r#"{"kinds":[7]}"#], b"");
     let left = evs.iter().filter(|e| e.kind != 7).count();
 
@@ -635,7 +626,7 @@ fn info_lists_version_count_and_tables() {
     let l = lines(&out);
     assert_eq!(l[0], "DB version: 1");
     assert!(l.contains(&"Events: 0".to_string()), "{out}");
-    db.import(&[], &jsonl(&sample(8)));
+    db.import(&[], &common::jsonl(&sample(8)));
     let (out, _) = db.ok(&["info"], b"");
     assert!(out.contains("\nEvents: 8\n"), "{out}");
     assert!(out.contains("Map size: "), "{out}");

@@ -607,12 +607,8 @@ fn an_archive_cut_inside_a_frame_imports_its_whole_frames_and_fails_saying_so() 
         let evs: Vec<Event> = (from..from + 50)
             .map(|i| sign(&k, t - 1000 + i, 1, &[], &format!("archived {i}")))
             .collect();
-        let mut jsonl = Vec::new();
-        for e in &evs {
-            jsonl.extend_from_slice(e.json());
-            jsonl.push(b'\n');
-        }
-        (evs, zstd::bulk::compress(&jsonl, 3).expect("zstd"))
+        let frame = zstd::bulk::compress(&common::jsonl(&evs), 3).expect("zstd");
+        (evs, frame)
     };
     let (whole, a) = frame(0);
     let (cut, b) = frame(50);

@@ -73,11 +73,7 @@ fn events(n: u64, seed: u8) -> (Vec<Event>, Vec<u8>) {
     let evs: Vec<Event> = (0..n)
         .map(|i| sign(&k, t - 10_000 + i, 1, &[], &format!("{i} {pad}")))
         .collect();
-    let mut jsonl = Vec::new();
-    for e in &evs {
-        jsonl.extend_from_slice(e.json());
-        jsonl.push(b'\n');
-    }
+    let jsonl = common::jsonl(&evs);
     (evs, jsonl)
 }
 

@@ -195,6 +195,16 @@ pub fn note(k: &Keys, content: &str) -> Event {
     sign(k, now(), 1, &[], content)
 }
 
+/// `evs` as JSON lines (what `wok import` reads and `wok export` writes).
+pub fn jsonl(evs: &[Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in evs {
+        out.extend_from_slice(e.json());
+        out.push(b'\n');
+    }
+    out
+}
+
 pub fn sign(k: &Keys, created_at: u64, kind: u64, tags: &[Vec<&str>], content: &str) -> Event {
     k.sign(
         created_at,
