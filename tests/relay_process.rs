@@ -56,6 +56,18 @@ fn wok(conf: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+impl Proc {
+    /// Waits (bounded) for the relay to exit and asserts it exited 0, showing its log if not.
+    fn exits_cleanly(&mut self) {
+        let status = self.relay.wait_within(STEP);
+        assert!(
+            status.success(),
+            "{status:?}: {}",
+            self.relay.stderr_after_exit(STEP)
+        );
+    }
+}
+
 fn spawn() -> Proc {
     let dir = tempfile::tempdir().expect("tmp");
     let conf = config_in(dir.path());
@@ -86,12 +98,7 @@ fn hot_reload_then_sigterm() {
         Some("after".into())
     );
     p.relay.signal("-TERM");
-    let status = p.relay.wait_within(STEP);
-    assert!(
-        status.success(),
-        "{status:?}: {}",
-        p.relay.stderr_after_exit(STEP)
-    );
+    p.exits_cleanly();
 }
 
 #[test]
@@ -111,12 +118,7 @@ fn sigusr1_drains_until_the_last_client_leaves() {
         "still accepting while draining"
     );
     drop(c);
-    let status = p.relay.wait_within(STEP);
-    assert!(
-        status.success(),
-        "{status:?}: {}",
-        p.relay.stderr_after_exit(STEP)
-    );
+    p.exits_cleanly();
 }
 
 /// A tree that is registered but not built (as an interrupted import leaves them) is named
@@ -205,12 +207,7 @@ fn batch_scheduling_follows_a_reload() {
         monitors.map(policy_of)
     );
     p.relay.signal("-TERM");
-    let status = p.relay.wait_within(STEP);
-    assert!(
-        status.success(),
-        "{status:?}: {}",
-        p.relay.stderr_after_exit(STEP)
-    );
+    p.exits_cleanly();
 }
 
 /// An ingester that idles a second gives back the parser buffers a long message grew (the
