@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use wok::nostr::sign::Keys;
 use wok::nostr::tags::Tags;
@@ -228,6 +229,44 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     let err = db.import(&[], &common::jsonl(&[old.clone(), newer]));
     assert!(summary_has(&err, 1, 0, 0), "{err}");
     assert_eq!(db.export(&[]), vec![json(&old)]);
+}
+
+/// `kill -9` while importing into an empty DB, whose index rows are written only at the
+/// import's end: the next command to open the DB finds its lock gone and indexes what was
+/// stored, so a scan (which reads the indexes) finds every event; the trees too.
+#[test]
+fn a_killed_bulk_import_is_indexed_by_the_next_command() {
+    let db = Db::new();
+    let evs = sample(120);
+    let mut cmd = db.cmd(&["--verbosity", "DEBUG", "import", "--write-batch", "25"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn import");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let import = common::Running::new(child);
+    // Blank lines (skipped) past the reader's first 256 KB read, so the events are handed
+    // on while the input stays open.
+    let mut input = common::jsonl(&evs);
+    input.resize(input.len() + (300 << 10), b'\n');
+    stdin.write_all(&input).expect("feed");
+    stdin.flush().expect("flush");
+    // Every event committed, the input still open: the import waits for more.
+    import.await_stderr(". 120 added,", Duration::from_secs(30));
+    import.signal("-KILL");
+    let mut import = import;
+    assert!(!import.wait_within(Duration::from_secs(10)).success());
+    drop(stdin);
+
+    let (out, err) = db.ok(&["scan", "{}"], b"");
+    assert!(err.contains("indexing them now"), "{err}");
+    assert_eq!(lines(&out).len(), 120, "{err}");
+    let (_, err) = db.ok(&["scan", "{}"], b"");
+    assert!(!err.contains("indexing"), "indexed once: {err}");
+    assert_eq!(
+        db.scan(&[r#"{"kinds":[30023]}"#]),
+        engine_order(evs.iter().filter(|e| e.kind == 30023))
+    );
 }
 
 #[test]

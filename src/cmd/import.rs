@@ -30,6 +30,7 @@ use wok::nostr::jsonl::{self, Line};
 use wok::nostr::kinds::KindClass;
 use wok::nostr::{verify, Event, Invalid, JsonParser, Limits};
 use wok::search::doc::Terms;
+use wok::store::bulk::BulkLoad;
 use wok::store::write::Outcome;
 use wok::store::Store;
 
@@ -238,6 +239,15 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Into an empty DB the index rows are written once, sorted, at the end (`store::bulk`);
+    // the lock it holds tells other processes this import is alive until `finish`.
+    let bulk = match store.defer_indexes_if_empty() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The batches' commits wait for one sync each, not two; `finish` syncs once at the end.
     if let Err(e) = store.defer_meta_sync() {
         log::warn!("import: every commit will sync twice: {e}");
@@ -340,7 +350,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             progress.clear();
             // The reader may be blocked on stdin; exiting the process ends it.
             log::error!("import: {e}. {}", w.stats.summary());
-            finish(&store, &deferred, &progress, w.pin.txn.take());
+            finish(&store, bulk, &deferred, &progress, w.pin.txn.take());
             return ExitCode::FAILURE;
         }
     };
@@ -356,7 +366,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
     log::info!("Done. {}", w.stats.summary());
-    let finished = finish(&store, &deferred, &progress, w.pin.txn.take());
+    let finished = finish(&store, bulk, &deferred, &progress, w.pin.txn.take());
     match read
         .map_err(|e| format!("reading the input: {e}"))
         .and_then(|sent| complete(sent, written, panicked))
@@ -380,12 +390,13 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
 }
 
 /// The import's last steps; false, with the command that finishes the job, if one failed.
-/// Events that expired while the import ran are purged (NIP-40), as the relay would at its
-/// next start, so it does not rewrite the trees just built and scatter their pages; then
-/// the trees the import left to its end (`Store::defer_trees_if_empty`) are built, and
-/// everything is synced.
+/// A bulk load's index rows are written (`store::bulk`); events that expired while the
+/// import ran are purged (NIP-40), as the relay would at its next start, so it does not
+/// rewrite the trees just built and scatter their pages; then the trees the import left to
+/// its end (`Store::defer_trees_if_empty`) are built, and everything is synced.
 fn finish<'s>(
     store: &'s Store,
+    bulk: Option<BulkLoad>,
     trees: &[u64],
     progress: &Progress,
     pinned: Option<RoTxn<'s, WithoutTls>>,
@@ -396,6 +407,30 @@ fn finish<'s>(
     // (`Pin`), instead of into those holes, between event pages a sync would then map by
     // fault-around. The writer took it when the input ended; else (a failed import) now.
     let pin = pinned.or_else(|| (!trees.is_empty()).then(|| store.read_txn().ok()).flatten());
+    if let Some(bulk) = bulk {
+        progress.message("indexing".to_string());
+        let started = Instant::now();
+        match store.build_deferred_indexes(&mut |_| {}) {
+            Ok(n) => log::info!(
+                "Indexed {n} events (from levId {}) in {} ms",
+                bulk.from,
+                started.elapsed().as_millis()
+            ),
+            Err(e) => {
+                // The lock goes with this process: the next to open the DB builds them.
+                // Neither the purge nor the trees can be right without the rows; what the
+                // batches committed is still made durable.
+                log::error!(
+                    "import: writing the index rows failed: {e}; the events are stored, and \
+                     the next wok command to open the DB indexes them"
+                );
+                if let Err(e) = store.sync() {
+                    log::error!("import: syncing the database to disk failed: {e}");
+                }
+                return false;
+            }
+        }
+    }
     match store.purge_all_expired(wok::policy::now(), 10_000) {
         Ok(0) => {}
         Ok(n) => log::info!("Purged {n} expired events"),

@@ -10,6 +10,7 @@
 //! (access control and NIP-86 state, `manage.rs`).
 
 pub mod archive;
+pub mod bulk;
 pub mod check;
 pub mod dict;
 pub mod keys;
@@ -346,6 +347,7 @@ impl Store {
             Some(_) => {}
         }
         wtxn.commit()?;
+        store.finish_interrupted_bulk_load()?;
         Ok(store)
     }
 
