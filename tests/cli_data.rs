@@ -232,8 +232,9 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
 }
 
 /// `kill -9` while importing into an empty DB, whose index rows are written only at the
-/// import's end: the next command to open the DB finds its lock gone and indexes what was
-/// stored, so a scan (which reads the indexes) finds every event; the trees too.
+/// import's end: while it lives, other commands leave them to it; after, the next command
+/// to open the DB finds its lock gone and indexes what was stored, so a scan (which reads
+/// the indexes) finds every event.
 #[test]
 fn a_killed_bulk_import_is_indexed_by_the_next_command() {
     let db = Db::new();
@@ -253,6 +254,14 @@ fn a_killed_bulk_import_is_indexed_by_the_next_command() {
     stdin.flush().expect("flush");
     // Every event committed, the input still open: the import waits for more.
     import.await_stderr(". 120 added,", Duration::from_secs(30));
+    // The import is alive: another command leaves the rows to it, and says so.
+    let (out, err) = db.ok(&["info"], b"");
+    assert!(
+        out.contains("Not yet indexed: events from levId 1 "),
+        "{out}"
+    );
+    assert!(err.contains("an import is loading this DB"), "{err}");
+    assert!(db.scan(&["{}"]).is_empty());
     import.signal("-KILL");
     let mut import = import;
     assert!(!import.wait_within(Duration::from_secs(10)).success());

@@ -50,6 +50,14 @@ fn info(
     let _ = writeln!(s, "DB version: {}", meta.db_version);
     let _ = writeln!(s, "Events: {events}");
     let _ = writeln!(s, "Next levId: {}", meta.next_lev_id);
+    if let Some(from) = store.unindexed_from(&txn)? {
+        // Only while an import into an empty DB runs (or after one died, until the next
+        // open that can take its lock builds them).
+        let _ = writeln!(
+            s,
+            "Not yet indexed: events from levId {from} (an import into an empty DB writes their index rows at its end)"
+        );
+    }
     let _ = writeln!(s, "Map size: {} bytes", env.map_size);
     let _ = writeln!(s, "File size: {file_bytes} bytes");
     let tables = store.table_stats(&txn)?;
