@@ -410,7 +410,9 @@ fn finish<'s>(
     if let Some(bulk) = bulk {
         progress.message("indexing".to_string());
         let started = Instant::now();
-        match store.build_deferred_indexes(&mut |_| {}) {
+        match store
+            .build_deferred_indexes(&mut |n| progress.message(format!("indexing: {n} events")))
+        {
             Ok(n) => log::info!(
                 "Indexed {n} events (from levId {}) in {} ms",
                 bulk.from,

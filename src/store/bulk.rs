@@ -32,9 +32,11 @@ use super::{Record, Result, Store, StoreError};
 const UNINDEXED_KEY: &[u8] = b"unindexed-from";
 /// Held by the loading process (`flock`), next to `data.mdb`.
 pub const LOCK_FILE: &str = "wok-bulk.lock";
-/// Bytes of keys per build transaction: bounds the build's memory and LMDB's dirty pages,
-/// whatever the DB's size (~3M rows of a typical mix).
-const BUILD_BYTES: usize = if cfg!(test) { 4 << 10 } else { 256 << 20 };
+/// Bytes of keys per build transaction: bounds the build's memory (these keys, and about as
+/// much again in LMDB's dirty pages until the commit) whatever the DB's size: ~2M rows of
+/// a typical mix, ~250k events. Later pieces put keys among earlier ones (no APPEND), each
+/// page still written once a piece.
+const BUILD_BYTES: usize = if cfg!(test) { 4 << 10 } else { 128 << 20 };
 
 /// A running bulk load: the lock that tells other processes it is alive.
 pub struct BulkLoad {
@@ -111,7 +113,8 @@ impl Store {
             let Some(from) = self.unindexed_from(&txn)? else {
                 return Ok(indexed);
             };
-            let mut keys = Keys::default();
+            let started = std::time::Instant::now();
+            let mut piece = Keys::default();
             let mut next = None;
             let start = keys::lev_key(from);
             for row in self.t.event.range(
@@ -124,15 +127,17 @@ impl Store {
                 let (k, v) = row?;
                 let lev = keys::read_u64(k)
                     .ok_or_else(|| StoreError::Corrupt("Event key of the wrong size".into()))?;
-                if keys.bytes >= BUILD_BYTES {
+                if piece.bytes >= BUILD_BYTES {
                     next = Some(lev);
                     break;
                 }
                 IndexedFields::of_stored(&Record::read(v)?)
-                    .rows(lev, |table, parts| keys.push(table, parts));
+                    .rows(lev, |table, parts| piece.push(table, parts));
                 indexed += 1;
             }
-            keys.write(self, &mut txn)?;
+            let generated = started.elapsed();
+            piece.write(self, &mut txn)?;
+            let written = started.elapsed();
             match next {
                 Some(lev) => self
                     .t
@@ -143,6 +148,12 @@ impl Store {
                 }
             }
             txn.commit()?;
+            log::debug!(
+                "index piece up to {indexed} events: keys {} ms, sorted and put {} ms, commit {} ms",
+                generated.as_millis(),
+                (written - generated).as_millis(),
+                (started.elapsed() - written).as_millis()
+            );
             progress(indexed);
             if next.is_none() {
                 return Ok(indexed);
