@@ -541,6 +541,21 @@ mod tests {
     }
 
     #[test]
+    fn no_tree_is_built_from_an_unfinished_load() {
+        let (_d, s) = temp_store();
+        let load = s.defer_indexes_if_empty().expect("defer").expect("empty");
+        write_all(&s, &mix(30));
+        let err = s.build_tree(1).expect_err("refused");
+        assert!(
+            matches!(err, StoreError::Unindexed(f) if f == load.from),
+            "{err}"
+        );
+        s.build_deferred_indexes(&mut |_| {}).expect("build");
+        let n = s.build_tree(1).expect("built");
+        assert_eq!(n, s.count(&s.read_txn().expect("txn")).expect("count"));
+    }
+
+    #[test]
     fn only_an_empty_db_and_one_process_at_a_time_defer() {
         let (_d, s) = temp_store();
         let load = s.defer_indexes_if_empty().expect("defer").expect("empty");

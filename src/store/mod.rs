@@ -53,6 +53,9 @@ pub enum StoreError {
     Version(String),
     /// A payload is compressed with a zstd dictionary that is not in the DB.
     MissingDictionary(u32),
+    /// Events from this levId have no index rows yet (`bulk.rs`): what is derived from the
+    /// indexes (a negentropy tree build) must wait.
+    Unindexed(LevId),
     Lmdb(heed::Error),
 }
 
@@ -66,6 +69,10 @@ impl fmt::Display for StoreError {
             StoreError::Io(e) => write!(f, "database I/O error (disk full?): {e}"),
             StoreError::Corrupt(e) => write!(f, "corrupt database value: {e}"),
             StoreError::Version(e) => write!(f, "{e}"),
+            StoreError::Unindexed(from) => write!(
+                f,
+                "events from levId {from} are not indexed yet (an import into an empty DB writes their index rows at its end); try again once it has ended"
+            ),
             StoreError::MissingDictionary(id) => write!(
                 f,
                 "an event is compressed with zstd dictionary {id}, which is not in the database (was the CompressionDictionary table lost?)"

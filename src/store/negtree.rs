@@ -692,6 +692,11 @@ impl Store {
         /// Events read between two `progress` calls (a few under test, so pieces and the
         /// items carried between them are exercised).
         const STEP: usize = if cfg!(test) { 40 } else { 4096 };
+        // Built from the created_at index, a tree would leave a bulk load's events out for
+        // good (the load's build writes index rows, not tree items).
+        if let Some(from) = self.unindexed_from(txn)? {
+            return Err(super::StoreError::Unindexed(from));
+        }
         let db = self.t.negentropy_tree;
         let Some((_, _, filter, except)) =
             self.trees(txn)?.into_iter().find(|(id, ..)| *id == tree)
