@@ -525,10 +525,6 @@ struct Row {
     add: bool,
     start: usize,
     len: u16,
-    /// The key's first 8 bytes as a big-endian number (zero-padded): most comparisons of
-    /// the sort end here, without a `memcmp` through the arena (a bulk load's build sorts
-    /// millions of rows, and spent half its time in those calls).
-    head: u64,
 }
 
 impl Pending {
@@ -562,17 +558,12 @@ impl Pending {
         for part in parts {
             self.arena.extend_from_slice(part);
         }
-        let key = &self.arena[start..];
-        let mut head = [0u8; 8];
-        let n = key.len().min(8);
-        head[..n].copy_from_slice(&key[..n]);
         self.rows.push(Row {
             table,
             add,
             start,
             // Keys are at most 2 + 255 + SUFFIX_LEN bytes.
-            len: key.len() as u16,
-            head: u64::from_be_bytes(head),
+            len: (self.arena.len() - start) as u16,
         });
     }
 
@@ -586,7 +577,6 @@ impl Pending {
         rows.sort_unstable_by(|a, b| {
             a.table
                 .cmp(&b.table)
-                .then_with(|| a.head.cmp(&b.head))
                 .then_with(|| self.key(a).cmp(self.key(b)))
                 .then_with(|| b.add.cmp(&a.add))
         });
