@@ -59,8 +59,8 @@ pub(super) struct IndexedFields<'a> {
     created_at: u64,
     kind: u64,
     expiration: Option<u64>,
-    /// Borrowed from a new event; owned when read from a record the txn will change.
-    tags: std::borrow::Cow<'a, [u8]>,
+    /// Packed (`PackedTags`), from the new event or the stored record.
+    tags: &'a [u8],
 }
 
 impl Store {
@@ -250,14 +250,13 @@ impl Store {
     /// Removes one stored event and all its index rows; false if it was not there.
     pub(crate) fn delete_lev(&self, txn: &mut RwTxn, lev: LevId, p: &mut Pending) -> Result<bool> {
         let lk = keys::lev_key(lev);
-        let e = match self.t.event.get(txn, &lk)? {
-            Some(buf) => {
-                let rec = Record::read(buf)?;
-                p.tree_change(&rec, false);
-                IndexedFields::of_record(&rec)
-            }
-            None => return Ok(false),
+        // A copy: the rows below are deleted while its fields are still in use.
+        let Some(stored) = self.t.event.get(txn, &lk)?.map(<[u8]>::to_vec) else {
+            return Ok(false);
         };
+        let rec = Record::read(&stored)?;
+        p.tree_change(&rec, false);
+        let e = IndexedFields::of_stored(&rec);
         self.index(p, &e, lev, false);
         if self.t.id.get(txn, &e.id)?.and_then(keys::read_u64) == Some(lev) {
             self.t.id.delete(txn, &e.id)?;
@@ -267,7 +266,7 @@ impl Store {
             KindClass::Replaceable | KindClass::Addressable
         ) {
             let d = match kinds::classify(e.kind) {
-                KindClass::Addressable => crate::nostr::tags::PackedTags(&e.tags)
+                KindClass::Addressable => crate::nostr::tags::PackedTags(e.tags)
                     .find(|(n, _)| *n == b'd')
                     .and_then(|(_, v)| std::str::from_utf8(v).ok())
                     .unwrap_or(""),
@@ -411,7 +410,7 @@ impl<'a> IndexedFields<'a> {
             created_at: ev.created_at,
             kind: ev.kind,
             expiration: ev.expiration,
-            tags: std::borrow::Cow::Borrowed(ev.packed_tags().0),
+            tags: ev.packed_tags().0,
         }
     }
 
@@ -424,7 +423,7 @@ impl<'a> IndexedFields<'a> {
         row(IndexTable::Pubkey, &[&self.pubkey, &s]);
         row(IndexTable::Kind, &[&kind, &s]);
         row(IndexTable::PubkeyKind, &[&self.pubkey, &kind, &s]);
-        for (name, value) in crate::nostr::tags::PackedTags(&self.tags) {
+        for (name, value) in crate::nostr::tags::PackedTags(self.tags) {
             // The layout of `keys::tag_prefix`; longer values are never indexed.
             if let Ok(len) = u8::try_from(value.len()) {
                 row(IndexTable::Tag, &[&[name, len], value, &s]);
@@ -443,18 +442,7 @@ impl<'a> IndexedFields<'a> {
             created_at: r.created_at(),
             kind: r.kind(),
             expiration: r.expiration(),
-            tags: std::borrow::Cow::Borrowed(r.tags_bytes()),
-        }
-    }
-
-    pub(super) fn of_record(r: &Record<'_>) -> IndexedFields<'static> {
-        IndexedFields {
-            id: *r.id(),
-            pubkey: *r.pubkey(),
-            created_at: r.created_at(),
-            kind: r.kind(),
-            expiration: r.expiration(),
-            tags: std::borrow::Cow::Owned(r.tags_bytes().to_vec()),
+            tags: r.tags_bytes(),
         }
     }
 }
