@@ -134,11 +134,7 @@ fn a_running_relay_prunes_by_age_and_by_count_per_author() {
         relay.stop();
     }
     let store = Store::open(r.dir.path(), &StoreOptions::default()).expect("reopen");
-    let txn = store.read_txn().expect("txn");
-    assert_eq!(
-        store.check_consistency(&txn).expect("check"),
-        Vec::<String>::new()
-    );
+    common::assert_consistent(&store);
 }
 
 /// Slices run inside the write batches while clients publish: the batch's events and the
@@ -206,11 +202,7 @@ fn pruning_inside_busy_write_batches_keeps_every_published_event_and_the_indexes
     for id in reactions.iter().rev().take(50) {
         assert!(stored.contains(id), "a kept reaction was pruned");
     }
-    let txn = store.read_txn().expect("txn");
-    assert_eq!(
-        store.check_consistency(&txn).expect("check"),
-        Vec::<String>::new()
-    );
+    common::assert_consistent(&store);
 }
 
 fn wok(conf: &std::path::Path) -> Command {
@@ -280,11 +272,7 @@ fn wok_prune_counts_per_rule_and_prunes_the_same_events() {
     );
     let store = Store::open(&dir.path().join("db"), &StoreOptions::default()).expect("open");
     assert_eq!(stored_ids(&store), expected_left(&evs, t));
-    let txn = store.read_txn().expect("txn");
-    assert_eq!(
-        store.check_consistency(&txn).expect("check"),
-        Vec::<String>::new()
-    );
+    common::assert_consistent(&store);
 }
 
 #[test]
@@ -444,12 +432,7 @@ fn kill_9_while_the_relay_prunes_loses_nothing() {
 
     let store = Store::open(&db, &StoreOptions::default()).expect("reopen");
     let stored = stored_ids(&store);
-    let txn = store.read_txn().expect("txn");
-    assert_eq!(
-        store.check_consistency(&txn).expect("check"),
-        Vec::<String>::new()
-    );
-    drop(txn);
+    common::assert_consistent(&store);
     for e in &keep {
         assert!(stored.contains(e.id_hex()), "a kept event is gone");
     }

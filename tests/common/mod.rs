@@ -629,6 +629,16 @@ pub fn neg_first_message() -> String {
 }
 
 /// Opens a test DB (1 GiB map) at `dir`, e.g. one a child process wrote.
+/// Asserts `Store::check_consistency` finds nothing: every record has exactly its index
+/// rows and nothing points anywhere else.
+pub fn assert_consistent(store: &Store) {
+    let txn = store.read_txn().expect("txn");
+    assert_eq!(
+        store.check_consistency(&txn).expect("check"),
+        Vec::<String>::new()
+    );
+}
+
 pub fn open_store(dir: &Path) -> Store {
     Store::open(
         dir,
