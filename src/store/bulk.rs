@@ -80,6 +80,12 @@ impl Store {
     /// here on new events get no index rows until [`Store::build_deferred_indexes`]. None
     /// (a plain import, rows written with each batch) otherwise.
     pub fn defer_indexes_if_empty(&self) -> Result<Option<BulkLoad>> {
+        // A DB holding events needs no lock file (checked again under the write lock).
+        let txn = self.read_txn()?;
+        if self.count(&txn)? > 0 {
+            return Ok(None);
+        }
+        drop(txn);
         let lock = match try_lock(&self.path) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(None),
@@ -561,9 +567,11 @@ mod tests {
         let load = s.defer_indexes_if_empty().expect("defer").expect("empty");
         assert!(s.defer_indexes_if_empty().expect("defer").is_none());
         drop(load);
-        let (_e, full) = temp_store();
+        let (e, full) = temp_store();
         full.write_batch(&mix(1)).expect("write");
         assert!(full.defer_indexes_if_empty().expect("defer").is_none());
+        // A plain import leaves no lock file in the DB's directory.
+        assert!(!e.path().join(LOCK_FILE).exists());
     }
 
     #[test]
