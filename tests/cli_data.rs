@@ -231,12 +231,12 @@ fn import_into_an_empty_db_builds_its_trees_at_the_end() {
     assert_eq!(db.export(&[]), vec![json(&old)]);
 }
 
-/// `kill -9` while importing into an empty DB, whose index rows are written only at the
-/// import's end: while it lives, other commands leave them to it; after, the next command
-/// to open the DB finds its lock gone and indexes what was stored, so a scan (which reads
-/// the indexes) finds every event.
+/// `kill -9` while importing into an empty DB, whose index rows and negentropy trees are
+/// written only at the import's end: while it lives, other commands leave them to it;
+/// after, the next command to open the DB finds its lock gone and indexes what was stored,
+/// so a scan (which reads the indexes) finds every event, and builds the trees.
 #[test]
-fn a_killed_bulk_import_is_indexed_by_the_next_command() {
+fn a_killed_bulk_import_is_finished_by_the_next_command() {
     let db = Db::new();
     let evs = sample(120);
     let mut cmd = db.cmd(&["--verbosity", "DEBUG", "import", "--write-batch", "25"]);
@@ -260,6 +260,7 @@ fn a_killed_bulk_import_is_indexed_by_the_next_command() {
         out.contains("Not yet indexed: events from levId 1 "),
         "{out}"
     );
+    assert!(out.contains("Not yet built: negentropy trees [1"), "{out}");
     assert!(err.contains("an import is loading this DB"), "{err}");
     assert!(db.scan(&["{}"]).is_empty());
     import.signal("-KILL");
@@ -269,9 +270,14 @@ fn a_killed_bulk_import_is_indexed_by_the_next_command() {
 
     let (out, err) = db.ok(&["scan", "{}"], b"");
     assert!(err.contains("indexing them now"), "{err}");
+    assert!(err.contains("built the negentropy trees"), "{err}");
     assert_eq!(lines(&out).len(), 120, "{err}");
-    let (_, err) = db.ok(&["scan", "{}"], b"");
-    assert!(!err.contains("indexing"), "indexed once: {err}");
+    let (trees, err) = db.ok(&["negentropy", "list"], b"");
+    assert!(
+        !err.contains("indexing") && !err.contains("built"),
+        "once: {err}"
+    );
+    assert!(trees.contains("size: 120"), "{trees}");
     assert_eq!(
         db.scan(&[r#"{"kinds":[30023]}"#]),
         engine_order(evs.iter().filter(|e| e.kind == 30023))

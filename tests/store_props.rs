@@ -384,7 +384,7 @@ proptest! {
         let events = build(&specs, &ks);
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(dir.path(), &StoreOptions { map_size: 1 << 28, ..StoreOptions::default() }).expect("open");
-        let mut bulk = bulk_until.map(|_| store.defer_indexes_if_empty().expect("defer").expect("empty"));
+        let mut bulk = bulk_until.map(|_| store.begin_bulk_load().expect("defer").expect("empty"));
         let mut model = Model::default();
         let mut batch: Vec<Event> = Vec::new();
         for (i, (e, after)) in events.iter().enumerate() {

@@ -232,16 +232,10 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let store = Arc::new(store);
-    let deferred = match store.defer_trees_if_empty() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: import: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Into an empty DB the index rows are written once, sorted, at the end (`store::bulk`);
-    // the lock it holds tells other processes this import is alive until `finish`.
-    let bulk = match store.defer_indexes_if_empty() {
+    // Into an empty DB the index rows and the negentropy trees are written once, sorted,
+    // at the end (`store::bulk`); the lock it holds tells other processes this import is
+    // alive until `finish`.
+    let bulk = match store.begin_bulk_load() {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: import: {e}");
@@ -341,7 +335,11 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         progress: &progress,
         stats: Stats::default(),
         last_log: Instant::now(),
-        pin: Pin::new(!deferred.is_empty(), &finished_workers, workers),
+        pin: Pin::new(
+            bulk.as_ref().is_some_and(|b| !b.trees.is_empty()),
+            &finished_workers,
+            workers,
+        ),
     };
     let batch = usize::try_from(args.write_batch).unwrap_or(usize::MAX);
     let written = match w.run(&done_rx, batch) {
@@ -350,7 +348,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
             progress.clear();
             // The reader may be blocked on stdin; exiting the process ends it.
             log::error!("import: {e}. {}", w.stats.summary());
-            finish(&store, bulk, &deferred, &progress, w.pin.txn.take());
+            finish(&store, bulk, &progress, w.pin.txn.take());
             return ExitCode::FAILURE;
         }
     };
@@ -366,7 +364,7 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the reader thread panicked")));
     log::info!("Done. {}", w.stats.summary());
-    let finished = finish(&store, bulk, &deferred, &progress, w.pin.txn.take());
+    let finished = finish(&store, bulk, &progress, w.pin.txn.take());
     match read
         .map_err(|e| format!("reading the input: {e}"))
         .and_then(|sent| complete(sent, written, panicked))
@@ -393,11 +391,10 @@ pub fn run(args: &ImportArgs, g: &Globals) -> ExitCode {
 /// A bulk load's index rows are written (`store::bulk`); events that expired while the
 /// import ran are purged (NIP-40), as the relay would at its next start, so it does not
 /// rewrite the trees just built and scatter their pages; then the trees the import left to
-/// its end (`Store::defer_trees_if_empty`) are built, and everything is synced.
+/// its end are built (`Store::build_deferred_trees`), and everything is synced.
 fn finish<'s>(
     store: &'s Store,
     bulk: Option<BulkLoad>,
-    trees: &[u64],
     progress: &Progress,
     pinned: Option<RoTxn<'s, WithoutTls>>,
 ) -> bool {
@@ -406,8 +403,11 @@ fn finish<'s>(
     // reader can still see it, so the trees' pages go together, at the end of the file
     // (`Pin`), instead of into those holes, between event pages a sync would then map by
     // fault-around. The writer took it when the input ended; else (a failed import) now.
+    let trees = bulk.as_ref().map_or(&[][..], |b| &b.trees[..]);
     let pin = pinned.or_else(|| (!trees.is_empty()).then(|| store.read_txn().ok()).flatten());
-    if let Some(bulk) = bulk {
+    // `bulk` (its lock) lives to the end: until then another process leaves the rows and
+    // trees to this one.
+    if let Some(bulk) = &bulk {
         progress.message("indexing".to_string());
         let started = Instant::now();
         match store
@@ -445,26 +445,28 @@ fn finish<'s>(
         progress.message("building negentropy trees".to_string());
         let started = Instant::now();
         // One transaction for all: one commit and sync.
-        match store.build_trees(trees) {
-            Ok(sizes) => {
+        match store.build_deferred_trees() {
+            Ok(built) => {
                 let ms = started.elapsed().as_millis();
-                for (tree, n) in trees.iter().zip(sizes) {
+                for (tree, n) in &built {
                     log::info!("Built negentropy tree {tree} ({n} events)");
                 }
-                log::info!("Built {} negentropy trees in {ms} ms", trees.len());
+                log::info!("Built {} negentropy trees in {ms} ms", built.len());
                 true
             }
             Err(e) => {
+                // Their Meta row stays: the next wok command to open the DB builds them.
                 log::error!(
-                    "import: building negentropy trees {trees:?} failed: {e}; until \
-                     `wok negentropy build` succeeds for each, NEG-OPENs are answered \
-                     without it"
+                    "import: building negentropy trees {trees:?} failed: {e}; the next wok \
+                     command to open the DB builds them (until then NEG-OPENs are answered \
+                     without them)"
                 );
                 false
             }
         }
     };
     drop(pin);
+    drop(bulk);
     // The batches' commits left their meta page unsynced (`defer_meta_sync`).
     if let Err(e) = store.sync() {
         log::error!("import: syncing the database to disk failed: {e}");

@@ -58,6 +58,13 @@ fn info(
             "Not yet indexed: events from levId {from} (an import into an empty DB writes their index rows at its end)"
         );
     }
+    let trees = store.deferred_trees(&txn)?;
+    if !trees.is_empty() {
+        let _ = writeln!(
+            s,
+            "Not yet built: negentropy trees {trees:?} (an import into an empty DB builds them at its end)"
+        );
+    }
     let _ = writeln!(s, "Map size: {} bytes", env.map_size);
     let _ = writeln!(s, "File size: {file_bytes} bytes");
     let tables = store.table_stats(&txn)?;

@@ -14,9 +14,13 @@
 //! events are stored and duplicates detected all along (the id, replace and deletion tables
 //! stay live); REQs do not see them until the build.
 //!
+//! The negentropy trees are left to the end as well (`Store::unbuild_trees`), listed in the
+//! Meta row `trees-deferred` until they are built.
+//!
 //! The load holds an exclusive `flock` on `wok-bulk.lock` in the DB directory until its
-//! build ends. A process that opens the DB and finds the row with the lock free knows the
-//! load died (kill -9, a crash, power loss) and builds the rows itself (`Store::open`).
+//! build ends. A process that opens the DB and finds either row with the lock free knows
+//! the load died (kill -9, a crash, power loss) and builds the rows and trees itself
+//! (`Store::open`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -25,11 +29,14 @@ use std::path::Path;
 use heed::RoTxn;
 
 use super::keys::{self, LevId};
+use super::negtree::TreeId;
 use super::write::{IndexTable, IndexedFields};
 use super::{Record, Result, Store, StoreError};
 
 /// The Meta row: first levId whose events have no index rows, u64 BE.
-const UNINDEXED_KEY: &[u8] = b"unindexed-from";
+pub(super) const UNINDEXED_KEY: &[u8] = b"unindexed-from";
+/// The Meta row: the trees a bulk load left unbuilt for its end, u64 BE each.
+const TREES_KEY: &[u8] = b"trees-deferred";
 /// Held by the loading process (`flock`), next to `data.mdb`.
 pub const LOCK_FILE: &str = "wok-bulk.lock";
 /// Bytes of keys per build transaction: bounds the build's memory (these keys, and about as
@@ -37,12 +44,16 @@ pub const LOCK_FILE: &str = "wok-bulk.lock";
 /// a typical mix, ~250k events. Later pieces put keys among earlier ones (no APPEND), each
 /// page still written once a piece.
 const BUILD_BYTES: usize = if cfg!(test) { 4 << 10 } else { 128 << 20 };
+// Never an empty piece: each build transaction indexes an event and moves the marker on.
+const _: () = assert!(BUILD_BYTES > 0);
 
 /// A running bulk load: the lock that tells other processes it is alive.
 pub struct BulkLoad {
     _lock: File,
     /// The first levId the load did not index.
     pub from: LevId,
+    /// The trees left for its end (`Store::build_deferred_trees`).
+    pub trees: Vec<TreeId>,
 }
 
 /// Takes the directory's bulk-load lock without waiting; None if another process holds it.
@@ -76,10 +87,21 @@ impl Store {
             .and_then(keys::read_u64))
     }
 
+    /// The trees a bulk load left for its end and has not built yet.
+    pub fn deferred_trees(&self, txn: &RoTxn) -> Result<Vec<TreeId>> {
+        Ok(self
+            .t
+            .meta
+            .get(txn, TREES_KEY)?
+            .map(|v| v.chunks_exact(8).filter_map(keys::read_u64).collect())
+            .unwrap_or_default())
+    }
+
     /// Starts a bulk load if the DB holds no event and no other process loads it: from
-    /// here on new events get no index rows until [`Store::build_deferred_indexes`]. None
-    /// (a plain import, rows written with each batch) otherwise.
-    pub fn defer_indexes_if_empty(&self) -> Result<Option<BulkLoad>> {
+    /// here on new events get no index rows until [`Store::build_deferred_indexes`], and
+    /// the built trees are emptied until [`Store::build_deferred_trees`]. None (a plain
+    /// import, rows and trees written with each batch) otherwise.
+    pub fn begin_bulk_load(&self) -> Result<Option<BulkLoad>> {
         // A DB holding events needs no lock file (checked again under the write lock).
         let txn = self.read_txn()?;
         if self.count(&txn)? > 0 {
@@ -105,8 +127,17 @@ impl Store {
         self.t
             .meta
             .put(&mut txn, UNINDEXED_KEY, &keys::lev_key(from))?;
+        let trees = self.unbuild_trees(&mut txn)?;
+        if !trees.is_empty() {
+            let ids: Vec<u8> = trees.iter().flat_map(|t| t.to_be_bytes()).collect();
+            self.t.meta.put(&mut txn, TREES_KEY, &ids)?;
+        }
         txn.commit()?;
-        Ok(Some(BulkLoad { _lock: lock, from }))
+        Ok(Some(BulkLoad {
+            _lock: lock,
+            from,
+            trees,
+        }))
     }
 
     /// Writes the index rows of every event from `unindexed-from` on, a bounded piece per
@@ -167,47 +198,95 @@ impl Store {
         }
     }
 
-    /// At open: a bulk load that left events unindexed and no longer holds its lock died
-    /// before its build; build it now, so queries see every stored event. While the load
-    /// still runs, it builds them itself.
+    /// Builds the trees a bulk load left for its end (those still registered), all in one
+    /// transaction that also removes their Meta row; returns each with its size. Only once
+    /// the load's index rows are written: a tree is built from the created_at index.
+    pub fn build_deferred_trees(&self) -> Result<Vec<(TreeId, u64)>> {
+        let mut txn = self.write_txn()?;
+        let deferred = self.deferred_trees(&txn)?;
+        if deferred.is_empty() {
+            return Ok(Vec::new());
+        }
+        let registered: Vec<TreeId> = self.trees(&txn)?.iter().map(|t| t.0).collect();
+        let mut built = Vec::with_capacity(deferred.len());
+        for tree in deferred {
+            // Removed meanwhile, or built by hand (`wok negentropy build`) and kept exact
+            // by the writes since.
+            if registered.contains(&tree) && !self.tree_built(&txn, tree)? {
+                built.push((tree, self.build_tree_in(&mut txn, tree, &mut |_| {})?));
+            }
+        }
+        self.t.meta.delete(&mut txn, TREES_KEY)?;
+        txn.commit()?;
+        Ok(built)
+    }
+
+    /// At open: a bulk load that left events unindexed or trees unbuilt and no longer holds
+    /// its lock died before its end; finish it now, so queries see every stored event and
+    /// NEG-OPENs get the trees. While the load still runs, it does so itself.
     pub(super) fn finish_interrupted_bulk_load(&self) -> Result<()> {
-        let from = {
+        let (from, trees) = {
             let txn = self.read_txn()?;
-            self.unindexed_from(&txn)?
+            (self.unindexed_from(&txn)?, self.deferred_trees(&txn)?)
         };
-        let Some(from) = from else {
+        if from.is_none() && trees.is_empty() {
             return Ok(());
-        };
+        }
         let dir = self.path.display();
-        match try_lock(&self.path) {
-            Ok(Some(_lock)) => {
-                log::warn!(
-                    "{dir}: a bulk import stopped before indexing its events (from levId \
-                     {from}); indexing them now"
+        let _lock = match try_lock(&self.path) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                log::info!(
+                    "{dir}: an import is loading this DB; its events are answered once it \
+                     has indexed them"
                 );
-                let started = std::time::Instant::now();
-                match self.build_deferred_indexes(&mut |_| {}) {
-                    Ok(n) => log::warn!(
-                        "{dir}: indexed {n} events in {} ms",
-                        started.elapsed().as_millis()
-                    ),
-                    // Not fatal: the DB stays usable (a full map or disk is what fails here,
-                    // as it failed the import), and the next open tries again.
-                    Err(e) => log::error!(
-                        "{dir}: indexing the interrupted import's events failed: {e}; queries \
-                         miss them until a later open succeeds"
-                    ),
+                return Ok(());
+            }
+            Err(e) => {
+                log::error!(
+                    "{dir}: an import stopped early (events from levId {from:?} not indexed, \
+                     trees {trees:?} not built) and {LOCK_FILE} cannot be taken ({e}); \
+                     queries miss those events until a `wok` command that can write this \
+                     directory opens the DB"
+                );
+                return Ok(());
+            }
+        };
+        // Neither step is fatal: the DB stays usable (a full map or disk is what fails here,
+        // as it failed the import), and the next open tries again.
+        if let Some(from) = from {
+            log::warn!(
+                "{dir}: a bulk import stopped before indexing its events (from levId \
+                 {from}); indexing them now"
+            );
+            let started = std::time::Instant::now();
+            match self.build_deferred_indexes(&mut |_| {}) {
+                Ok(n) => log::warn!(
+                    "{dir}: indexed {n} events in {} ms",
+                    started.elapsed().as_millis()
+                ),
+                Err(e) => {
+                    log::error!(
+                        "{dir}: indexing the interrupted import's events failed: {e}; \
+                         queries miss them until a later open succeeds"
+                    );
+                    return Ok(());
                 }
             }
-            Ok(None) => log::info!(
-                "{dir}: an import is loading this DB; its events are answered once it has \
-                 indexed them"
-            ),
-            Err(e) => log::error!(
-                "{dir}: events from levId {from} are not indexed (an import stopped early) \
-                 and {LOCK_FILE} cannot be taken ({e}); queries miss them until a `wok` \
-                 command that can write this directory opens the DB"
-            ),
+        }
+        if !trees.is_empty() {
+            let started = std::time::Instant::now();
+            match self.build_deferred_trees() {
+                Ok(built) => log::warn!(
+                    "{dir}: built the negentropy trees an interrupted import left, {built:?} \
+                     (tree, events), in {} ms",
+                    started.elapsed().as_millis()
+                ),
+                Err(e) => log::error!(
+                    "{dir}: building the trees {trees:?} an interrupted import left failed: \
+                     {e}; NEG-OPENs are answered without them until a later open succeeds"
+                ),
+            }
         }
         Ok(())
     }
@@ -496,10 +575,7 @@ mod tests {
         let (_a, plain) = temp_store();
         write_all(&plain, &evs);
         let (_b, s) = temp_store();
-        let load = s
-            .defer_indexes_if_empty()
-            .expect("defer")
-            .expect("empty DB");
+        let load = s.begin_bulk_load().expect("defer").expect("empty DB");
         write_all(&s, &evs);
         // Stored (and deletions, replacements applied) but without a row yet.
         assert!(rows(&s).iter().all(Vec::is_empty));
@@ -549,7 +625,7 @@ mod tests {
     #[test]
     fn no_tree_is_built_from_an_unfinished_load() {
         let (_d, s) = temp_store();
-        let load = s.defer_indexes_if_empty().expect("defer").expect("empty");
+        let load = s.begin_bulk_load().expect("defer").expect("empty");
         write_all(&s, &mix(30));
         let err = s.build_tree(1).expect_err("refused");
         assert!(
@@ -564,12 +640,12 @@ mod tests {
     #[test]
     fn only_an_empty_db_and_one_process_at_a_time_defer() {
         let (_d, s) = temp_store();
-        let load = s.defer_indexes_if_empty().expect("defer").expect("empty");
-        assert!(s.defer_indexes_if_empty().expect("defer").is_none());
+        let load = s.begin_bulk_load().expect("defer").expect("empty");
+        assert!(s.begin_bulk_load().expect("defer").is_none());
         drop(load);
         let (e, full) = temp_store();
         full.write_batch(&mix(1)).expect("write");
-        assert!(full.defer_indexes_if_empty().expect("defer").is_none());
+        assert!(full.begin_bulk_load().expect("defer").is_none());
         // A plain import leaves no lock file in the DB's directory.
         assert!(!e.path().join(LOCK_FILE).exists());
     }
@@ -578,7 +654,7 @@ mod tests {
     fn the_next_open_indexes_what_a_dead_load_left() {
         let evs = mix(200);
         let (dir, s) = temp_store();
-        let load = s.defer_indexes_if_empty().expect("defer").expect("empty");
+        let load = s.begin_bulk_load().expect("defer").expect("empty");
         write_all(&s, &evs);
         // The load is alive (its lock is held): an open leaves the rows to it.
         s.finish_interrupted_bulk_load().expect("open check");
@@ -586,14 +662,11 @@ mod tests {
             s.unindexed_from(&s.read_txn().expect("txn")).expect("row"),
             Some(load.from)
         );
-        // The load dies without building; the next open builds.
+        assert!(load.trees.contains(&1), "{:?}", load.trees);
+        // The load dies without building; the next open builds the rows and the trees, as
+        // batches would have kept them.
         drop(load);
-        let opts = StoreOptions {
-            map_size: 1 << 30,
-            ..StoreOptions::from_config(&crate::config::Config::default())
-        };
-        s.close();
-        let s = Store::open(dir.path(), &opts).expect("reopen");
+        let s = reopen(s, &dir);
         let txn = s.read_txn().expect("txn");
         assert_eq!(s.unindexed_from(&txn).expect("row"), None);
         assert_eq!(
@@ -602,5 +675,54 @@ mod tests {
         );
         drop(txn);
         consistent(&s);
+        same_tree_as_batches(&s, &evs);
+    }
+
+    /// Killed after its rows but before its trees: the next open builds the trees.
+    #[test]
+    fn the_next_open_builds_the_trees_a_dead_load_left() {
+        let evs = mix(200);
+        let (dir, s) = temp_store();
+        let load = s.begin_bulk_load().expect("defer").expect("empty");
+        write_all(&s, &evs);
+        s.build_deferred_indexes(&mut |_| {}).expect("rows");
+        drop(load);
+        let txn = s.read_txn().expect("txn");
+        assert_eq!(
+            s.tree_for(&txn, &crate::nostr::Filter::all())
+                .expect("tree"),
+            None
+        );
+        drop(txn);
+        let s = reopen(s, &dir);
+        let txn = s.read_txn().expect("txn");
+        assert_eq!(s.deferred_trees(&txn).expect("row"), Vec::<TreeId>::new());
+        drop(txn);
+        same_tree_as_batches(&s, &evs);
+    }
+
+    fn reopen(s: Store, dir: &tempfile::TempDir) -> Store {
+        let opts = StoreOptions {
+            map_size: 1 << 30,
+            ..StoreOptions::from_config(&crate::config::Config::default())
+        };
+        s.close();
+        Store::open(dir.path(), &opts).expect("reopen")
+    }
+
+    /// Tree 1 (`{}`) is built, and holds what it would after writing `evs` batch by batch.
+    fn same_tree_as_batches(s: &Store, evs: &[Event]) {
+        let (_d, plain) = temp_store();
+        write_all(&plain, evs);
+        let summary = |s: &Store| {
+            let txn = s.read_txn().expect("txn");
+            assert_eq!(
+                s.tree_for(&txn, &crate::nostr::Filter::all())
+                    .expect("tree"),
+                Some(1)
+            );
+            crate::store::negtree::tree_summary(s, &txn, 1).expect("summary")
+        };
+        assert_eq!(summary(s), summary(&plain));
     }
 }

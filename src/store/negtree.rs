@@ -669,21 +669,9 @@ impl Store {
         Ok(n)
     }
 
-    /// Builds each of `trees` (`build_tree`) in one write transaction, one commit and
-    /// sync for all (an import's last step); returns their sizes, in order.
-    pub fn build_trees(&self, trees: &[TreeId]) -> Result<Vec<u64>> {
-        let mut txn = self.write_txn()?;
-        let mut sizes = Vec::with_capacity(trees.len());
-        for &tree in trees {
-            sizes.push(self.build_tree_in(&mut txn, tree, &mut |_| {})?);
-        }
-        txn.commit()?;
-        Ok(sizes)
-    }
-
     /// `build_tree` in the caller's transaction (a later tree of the same transaction is
     /// written at the table's end only if no later tree has rows: see the flags below).
-    fn build_tree_in(
+    pub(super) fn build_tree_in(
         &self,
         txn: &mut heed::RwTxn,
         tree: TreeId,
@@ -870,30 +858,24 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every built tree unbuilt if the DB holds no event, and returns them: an import
-    /// into an empty DB then fills each once, at its end, with `build_tree`, in key order
-    /// and in one transaction, so a tree's pages are packed and together in the file (kept
-    /// event by event, its rows were split all over and its pages shared with events': a
-    /// `{}` sync mapped 37 MB of pages for 4 MB of items). Meanwhile writes skip them and
-    /// NEG-OPENs answer from collected sets, exactly, as for any unbuilt tree. Nothing is
-    /// marked if the DB holds events: building would re-read all of them.
-    pub fn defer_trees_if_empty(&self) -> Result<Vec<TreeId>> {
-        let mut txn = self.write_txn()?;
-        if self.t.event.len(&txn)? > 0 {
-            return Ok(Vec::new());
-        }
-        let mut deferred = Vec::new();
-        for (id, ..) in self.trees(&txn)? {
-            if self.tree_built(&txn, id)? {
-                self.clear_tree(&mut txn, id)?;
-                deferred.push(id);
+    /// Marks every built tree unbuilt, in the caller's transaction, and returns them: a bulk
+    /// load into an empty DB (`Store::begin_bulk_load`) then fills each once, at its end, in
+    /// key order and in one transaction, so a tree's pages are packed and together in the
+    /// file (kept event by event, its rows were split all over and its pages shared with
+    /// events': a `{}` sync mapped 37 MB of pages for 4 MB of items). Meanwhile writes skip
+    /// them and NEG-OPENs answer from collected sets, exactly, as for any unbuilt tree.
+    pub(super) fn unbuild_trees(&self, txn: &mut heed::RwTxn) -> Result<Vec<TreeId>> {
+        let mut unbuilt = Vec::new();
+        for (id, ..) in self.trees(txn)? {
+            if self.tree_built(txn, id)? {
+                self.clear_tree(txn, id)?;
+                unbuilt.push(id);
             }
         }
-        if !deferred.is_empty() {
-            self.bump_tree_counter(&mut txn)?;
-            txn.commit()?;
+        if !unbuilt.is_empty() {
+            self.bump_tree_counter(txn)?;
         }
-        Ok(deferred)
+        Ok(unbuilt)
     }
 
     /// Forgets `tree` and its rows; false if there was no such tree.
@@ -1542,14 +1524,26 @@ mod tests {
         check(&store, t, &rows.0);
     }
 
-    /// An empty DB's trees are left to the end of an import: unbuilt (not served), skipped
-    /// by writes, then built. A DB holding events keeps its trees as they are.
+    /// An empty DB's trees are left to the end of a bulk load: unbuilt (not served),
+    /// skipped by writes, then built. A DB holding events keeps its trees as they are.
     #[test]
     fn an_empty_dbs_trees_wait_for_their_build() {
         use super::super::tests::{ev, key};
         let (_dir, store) = super::super::tests::temp_store();
-        let trees = store.defer_trees_if_empty().expect("defer");
-        assert!(trees.contains(&1), "{trees:?}");
+        let other = store.add_tree_except(&Filter::all(), &[999]).expect("add");
+        store.build_tree(other).expect("build");
+        let counter = |s: &Store| {
+            let txn = s.read_txn().expect("txn");
+            s.meta(&txn).expect("meta").negentropy_modification_counter
+        };
+        let before = counter(&store);
+        let load = store.begin_bulk_load().expect("begin").expect("empty");
+        assert!(load.trees.contains(&1), "{:?}", load.trees);
+        assert!(load.trees.contains(&other), "{:?}", load.trees);
+        // A relay holding the tree set sees it changed.
+        assert!(counter(&store) > before);
+        // One removed before the build is skipped.
+        assert!(store.remove_tree(other).expect("remove"));
         let k = key(2);
         let evs: Vec<_> = (0..100u64)
             .map(|i| ev(&k, 1_700_000_000 + i * 13, 1, &[], &format!("{i}")))
@@ -1557,24 +1551,31 @@ mod tests {
         store.write_batch(&evs).expect("write");
         let txn = store.read_txn().expect("txn");
         assert_eq!(store.tree_for(&txn, &Filter::all()).expect("tree"), None);
+        assert_eq!(store.deferred_trees(&txn).expect("row"), load.trees);
         drop(txn);
-        for &t in &trees {
+        let load_trees: Vec<TreeId> = load.trees.iter().copied().filter(|&t| t != other).collect();
+        for &t in &load_trees {
             assert_eq!(
                 chunk_rows(&store, t),
                 0,
                 "tree {t} was written before its build"
             );
-            store.build_tree(t).expect("build");
         }
+        store.build_deferred_indexes(&mut |_| {}).expect("rows");
+        let built = store.build_deferred_trees().expect("build");
+        assert_eq!(built.iter().map(|b| b.0).collect::<Vec<_>>(), load_trees);
+        assert!(built.contains(&(1, 100)), "{built:?}");
         let txn = store.read_txn().expect("txn");
         assert_eq!(store.tree_for(&txn, &Filter::all()).expect("tree"), Some(1));
+        assert_eq!(
+            store.deferred_trees(&txn).expect("row"),
+            Vec::<TreeId>::new()
+        );
         drop(txn);
         let want: Vec<_> = evs.iter().map(|e| (e.created_at, e.id)).collect();
         check(&store, 1, &want);
-        assert_eq!(
-            store.defer_trees_if_empty().expect("defer"),
-            Vec::<TreeId>::new()
-        );
+        drop(load);
+        assert!(store.begin_bulk_load().expect("begin").is_none());
         let txn = store.read_txn().expect("txn");
         assert_eq!(store.tree_for(&txn, &Filter::all()).expect("tree"), Some(1));
     }
