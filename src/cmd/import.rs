@@ -509,6 +509,7 @@ fn read_chunks(
     torn: &AtomicBool,
 ) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MIN_READ);
+    let mut scratch = vec![0u8; MIN_READ];
     let seq = std::cell::Cell::new(0u64);
     let mut next_line = 1u64;
     // Bytes so far of an oversize line being skipped.
@@ -529,7 +530,7 @@ fn read_chunks(
     };
     loop {
         let want = CHUNK_BYTES.saturating_sub(buf.len()).max(MIN_READ);
-        let n = (&mut input).take(want as u64).read_to_end(&mut buf)?;
+        let n = read_some(&mut input, &mut buf, &mut scratch, want)?;
         let eof = n == 0;
 
         if let Some(skipped) = skipping {
@@ -578,6 +579,33 @@ fn read_chunks(
             buf.clear();
         }
     }
+}
+
+/// Reads into `buf` until `want` more bytes are in, the input ends, or a read returns less
+/// than it asked for: a pipe whose writer paused (a live stream piped in) has its lines
+/// handed on now, not once a chunk's worth has come. Returns the bytes read, 0 at the end.
+/// Read through `scratch`: one copy of the input, and nothing zeroed per read.
+fn read_some(
+    input: &mut dyn Read,
+    buf: &mut Vec<u8>,
+    scratch: &mut [u8],
+    want: usize,
+) -> io::Result<usize> {
+    let mut got = 0;
+    while got < want {
+        let ask = (want - got).min(scratch.len());
+        let n = match input.read(&mut scratch[..ask]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&scratch[..n]);
+        got += n;
+        if n < ask {
+            break;
+        }
+    }
+    Ok(got)
 }
 
 /// Worker thread: parses and checks every line of each chunk it gets. When verifying, it
