@@ -209,6 +209,72 @@ fn deletion_by_a_tag_covers_replaceable_and_addressable() {
     assert_eq!(query(&s, &[r#"{"kinds":[30023]}"#], 0), vec![newer.id]);
 }
 
+/// A deletion's block on an address holds up to the newest deletion's created_at, in
+/// whichever order deletions of that address arrive.
+#[test]
+fn the_newest_deletion_of_an_address_bounds_it_in_any_order() {
+    let k = key(5);
+    let pk = crate::nostr::hex::encode(&k.pubkey);
+    let addr = format!("30023:{pk}:post");
+    let del = |at| ev(&k, at, 5, &[vec!["a", &addr]], "");
+    let version = |at| ev(&k, at, 30023, &[vec!["d", "post"]], "");
+    for order in [[100, 200], [200, 100]] {
+        let (_d, s) = temp_store();
+        for at in order {
+            s.write_batch(&[del(at)]).expect("w");
+        }
+        assert_eq!(
+            s.write_batch(&[version(150)]).expect("w"),
+            vec![Outcome::Deleted],
+            "deletions at {order:?}"
+        );
+        assert!(matches!(
+            s.write_batch(&[version(201)]).expect("w")[0],
+            Outcome::Written(_)
+        ));
+    }
+}
+
+/// Every removal counts in `Store::deletions` (in its own transaction): a cached COUNT is
+/// reused only while the count is unchanged (`relay::hll_cache`), so an uncounted removal
+/// would leave a stale answer served.
+#[test]
+fn every_removal_is_counted() {
+    let (_d, s) = temp_store();
+    let k = key(9);
+    let pk = crate::nostr::hex::encode(&k.pubkey);
+    let count = |s: &Store| s.deletions(&s.read_txn().expect("txn")).expect("deletions");
+    let note = ev(&k, 10, 1, &[], "note");
+    let gone = ev(&k, 11, 1, &[vec!["expiration", "1000"]], "soon");
+    let pruned = ev(&k, 12, 1, &[], "pruned");
+    s.write_batch(&[
+        ev(&k, 10, 0, &[], "{}"),
+        ev(&k, 10, 30023, &[vec!["d", "x"]], ""),
+        note.clone(),
+        gone,
+        pruned.clone(),
+    ])
+    .expect("w");
+    assert_eq!(count(&s), 0);
+    s.write_batch(&[ev(&k, 20, 0, &[], "{\"name\":\"new\"}")])
+        .expect("replace");
+    assert_eq!(count(&s), 1, "replaced");
+    s.write_batch(&[ev(&k, 21, 5, &[vec!["e", note.id_hex()]], "")])
+        .expect("delete");
+    assert_eq!(count(&s), 2, "deleted by id");
+    s.write_batch(&[ev(&k, 22, 5, &[vec!["a", &format!("30023:{pk}:x")]], "")])
+        .expect("delete");
+    assert_eq!(count(&s), 3, "deleted by address");
+    assert_eq!(s.purge_all_expired(1000, 10).expect("purge"), 1);
+    assert_eq!(count(&s), 4, "expired");
+    let lev = {
+        let txn = s.read_txn().expect("txn");
+        s.lookup_id(&txn, &pruned.id).expect("id").expect("stored")
+    };
+    assert_eq!(s.delete_batch(&[lev]).expect("prune"), 1);
+    assert_eq!(count(&s), 5, "pruned");
+}
+
 #[test]
 fn gift_wrap_deleted_by_recipient() {
     let (_d, s) = temp_store();
