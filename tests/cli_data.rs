@@ -260,6 +260,11 @@ fn a_killed_bulk_import_is_finished_by_the_next_command() {
     assert!(out.contains("Not yet built: negentropy trees [1"), "{out}");
     assert!(err.contains("an import is loading this DB"), "{err}");
     assert!(db.scan(&["{}"]).is_empty());
+    // An export would leave them out: it refuses, saying why.
+    let out = common::run(&mut db.cmd(&["export"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("are not indexed yet"), "{err}");
     import.signal("-KILL");
     let mut import = import;
     assert!(!import.wait_within(Duration::from_secs(10)).success());

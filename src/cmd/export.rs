@@ -35,6 +35,18 @@ pub fn run(args: &ExportArgs, g: &Globals) -> ExitCode {
     let Some((_cfg, store)) = g.open_store() else {
         return ExitCode::FAILURE;
     };
+    // Export walks the created_at index: events a bulk import stored but has not indexed
+    // (it runs, or it died and indexing them at open failed, e.g. on a full disk) would be
+    // left out without a word.
+    let unindexed = store.read_txn().and_then(|txn| store.unindexed_from(&txn));
+    if let Ok(Some(from)) = unindexed {
+        eprintln!(
+            "error: export: events from levId {from} are not indexed yet (an import into an \
+             empty DB is running, or stopped and indexing them failed: see above); once it \
+             ends, or there is room for their index rows, any wok command indexes them"
+        );
+        return ExitCode::FAILURE;
+    }
     match export(&store, args, g) {
         Ok(p) => {
             p.finish();
